@@ -1,0 +1,1 @@
+"""genre_jax: music genre classification in JAX."""
