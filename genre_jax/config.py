@@ -1,0 +1,195 @@
+"""Every setting as a frozen dataclass; the seed study's values are the defaults.
+
+Configs are data: each round-trips through JSON, hashes to a stable key, and generates its own
+command-line options, so a run can be repeated from its ``config.json`` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value, or two configs that must agree do not."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How audio becomes model input (the seed's recipe by default).
+
+    Attributes:
+        kind: ``"mfcc"`` (the seed's 13 MFCCs) or ``"logmel"`` (dB mel spectrogram).
+        sample_rate: target rate in Hz; every file is resampled to it.
+        segment_seconds: length of the non-overlapping segments cut from each track, in s.
+        n_mfcc: MFCC coefficients kept (``kind="mfcc"``).
+        n_fft: FFT size and Hann window length, in samples.
+        hop_length: frame step, in samples.
+        n_mels: Slaney mel bands.
+        fmin: lowest mel band edge, Hz.
+        fmax: highest mel band edge, Hz; ``None`` means ``sample_rate / 2``.
+        top_db: dB floor below each segment's own maximum; ``None`` disables it.
+        amin: power floor before the logarithm.
+    """
+
+    kind: str = "mfcc"
+    sample_rate: int = 22050
+    segment_seconds: float = 10.0
+    n_mfcc: int = 13
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    top_db: float | None = 80.0
+    amin: float = 1e-10
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mfcc", "logmel"):
+            raise ConfigError(f"feature setting kind={self.kind!r}: must be 'mfcc' or 'logmel'")
+        for name in ("sample_rate", "n_mfcc", "n_fft", "hop_length", "n_mels"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"feature setting {name}={getattr(self, name)}: must be > 0")
+        if self.segment_seconds <= 0:
+            raise ConfigError(
+                f"feature setting segment_seconds={self.segment_seconds}: must be > 0"
+            )
+        if self.segment_samples < self.n_fft // 2 + 1:
+            raise ConfigError(
+                f"feature setting segment_seconds={self.segment_seconds}: a segment of "
+                f"{self.segment_samples} samples is shorter than half the FFT (n_fft={self.n_fft})"
+            )
+        if self.n_mfcc > self.n_mels:
+            raise ConfigError(f"feature setting n_mfcc={self.n_mfcc}: exceeds n_mels={self.n_mels}")
+        if not 0 <= self.fmin < self.max_frequency <= self.sample_rate / 2:
+            raise ConfigError(
+                f"feature settings fmin={self.fmin}, fmax={self.fmax}: need "
+                f"0 <= fmin < fmax <= sample_rate/2 = {self.sample_rate / 2}"
+            )
+        if self.amin <= 0:
+            raise ConfigError(f"feature setting amin={self.amin}: must be > 0")
+        if self.top_db is not None and self.top_db < 0:
+            raise ConfigError(f"feature setting top_db={self.top_db}: must be >= 0 or None")
+
+    @property
+    def max_frequency(self) -> float:
+        """Upper mel edge in Hz (``fmax`` or the Nyquist frequency)."""
+        return float(self.sample_rate / 2 if self.fmax is None else self.fmax)
+
+    @property
+    def segment_samples(self) -> int:
+        """Samples per segment (220500 for the seed's 10 s at 22050 Hz)."""
+        return int(round(self.segment_seconds * self.sample_rate))
+
+    @property
+    def n_frames(self) -> int:
+        """Frames per segment with centred framing (431 for the seed's settings)."""
+        return 1 + self.segment_samples // self.hop_length
+
+    @property
+    def n_features(self) -> int:
+        """Coefficients per frame: ``n_mfcc`` for MFCC, ``n_mels`` for log-mel."""
+        return self.n_mfcc if self.kind == "mfcc" else self.n_mels
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureConfig:
+        return from_json(cls, data)
+
+    def hash(self) -> str:
+        """Stable 12-hex-digit key of the settings (identical configs, identical hash)."""
+        return config_hash(self)
+
+
+def config_hash(config: Any) -> str:
+    """SHA-256 of the canonical JSON of a dataclass config, first 12 hex digits."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def from_json(cls: type[T], data: dict[str, Any]) -> T:
+    """Build dataclass ``cls`` from a JSON dict; unknown fields are an error naming them."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}")
+    return cls(**data)
+
+
+def config_diff(expected: Any, actual: Any) -> list[tuple[str, Any, Any]]:
+    """Fields where two configs of the same dataclass differ: ``(name, expected, actual)``."""
+    a, b = dataclasses.asdict(expected), dataclasses.asdict(actual)
+    return [(k, a[k], b.get(k)) for k in a if a[k] != b.get(k)]
+
+
+def require_same(expected: Any, actual: Any, what: str) -> None:
+    """Raise :class:`ConfigError` naming every differing field of two configs."""
+    diff = config_diff(expected, actual)
+    if diff:
+        fields = "; ".join(f"{k}: expected {x!r}, found {y!r}" for k, x, y in diff)
+        raise ConfigError(f"{what} does not match: {fields}")
+
+
+# --- command-line options generated from the dataclasses ---------------------------------------
+
+_UNSET = object()  # option default: "not given", distinct from an explicit 'none'
+
+
+def _scalar_type(annotation: Any) -> tuple[type, bool]:
+    """(base type, optional?) of a field annotation such as ``float | None``."""
+    hint = annotation
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+    return hint, optional
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add ``--<prefix><field>`` options for every field of ``cls``; defaults stay unset."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(f"{cls.__name__} settings")
+    for f in dataclasses.fields(cls):
+        base, optional = _scalar_type(hints[f.name])
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        dest = prefix + f.name
+        help_text = f"default: {f.default!r}" + (" ('none' disables)" if optional else "")
+        if base is bool:
+            group.add_argument(
+                flag, dest=dest, default=_UNSET, action=argparse.BooleanOptionalAction
+            )
+            continue
+        convert = _optional(base) if optional else base
+        group.add_argument(flag, dest=dest, default=_UNSET, type=convert, help=help_text)
+
+
+def _optional(base: type) -> Any:
+    def convert(text: str) -> Any:
+        return None if text.lower() == "none" else base(text)
+
+    convert.__name__ = base.__name__
+    return convert
+
+
+def dataclass_from_options(
+    cls: type[T], args: argparse.Namespace, prefix: str = "", base: T | None = None
+) -> T:
+    """Apply the options given on the command line on top of ``base`` (or the defaults)."""
+    changes = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = getattr(args, prefix + f.name, _UNSET)
+        if value is not _UNSET:
+            changes[f.name] = value
+    start = base if base is not None else cls()
+    return dataclasses.replace(start, **changes)  # type: ignore[type-var]
