@@ -37,7 +37,7 @@ def is_audio_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in AUDIO_EXTENSIONS
 
 
-# --- header checks that libsndfile does not make ---------------------------------------------------
+# --- header checks that libsndfile does not make ---------------------------------------------
 
 
 def _wav_shortfall(head: bytes, size: int) -> int | None:
@@ -73,7 +73,7 @@ def _check_declared_length(path: Path, size: int) -> None:
         raise AudioError(path, f"truncated: the header declares {missing} more bytes of audio data")
 
 
-# --- decoding ---------------------------------------------------------------------------------------
+# --- decoding ---------------------------------------------------------------------------------
 
 
 def _decode(path: Path) -> tuple[np.ndarray, int]:
@@ -141,4 +141,4 @@ def load_segments(
     path: str | os.PathLike, segment_seconds: float = 10.0, sample_rate: int = 22050
 ) -> np.ndarray:
     """Decode ``path`` and cut it into full segments of ``segment_seconds`` seconds."""
-    return segment(load_audio(path, sample_rate), int(round(segment_seconds * sample_rate)))
+    return segment(load_audio(path, sample_rate), round(segment_seconds * sample_rate))

@@ -87,7 +87,7 @@ class FeatureConfig:
     @property
     def segment_samples(self) -> int:
         """Samples per segment (220500 for the seed's 10 s at 22050 Hz)."""
-        return int(round(self.segment_seconds * self.sample_rate))
+        return round(self.segment_seconds * self.sample_rate)
 
     @property
     def n_frames(self) -> int:

@@ -94,7 +94,7 @@ def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def hann_window(n_fft: int) -> np.ndarray:
-    """Periodic Hann window of length ``n_fft`` (scipy's ``get_window('hann', n, fftbins=True)``)."""
+    """Periodic Hann window, as scipy's ``get_window('hann', n_fft, fftbins=True)``."""
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
     window = window.astype(np.float32)
     window.setflags(write=False)
