@@ -1,0 +1,71 @@
+"""Dataset discovery in the GTZAN layouts and any folder-per-genre tree; the manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genre_jax.datasets import DatasetError, Manifest, discover, find_genre_root
+
+
+def touch_audio(path: Path, seconds: float = 0.5, rate: int = 22050, fmt: str = "WAV") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.zeros(int(seconds * rate), np.float32), rate, format=fmt)
+
+
+def test_real_kaggle_layout(gtzan_mini: Path) -> None:
+    manifest = discover(gtzan_mini)
+    assert Path(manifest.root).name == "genres_original"
+    assert manifest.genres == sorted(manifest.genres) and len(manifest.genres) == 10
+    assert manifest.track_ids[0] == "blues.00000" and len(manifest.tracks) == 10
+    assert list(manifest.labels) == list(range(10))
+
+
+@pytest.mark.parametrize(
+    ("layout", "ext", "fmt"),
+    [("Data/genres_original", "wav", "WAV"), ("genres", "au", "AU"), ("", "flac", "FLAC")],
+)
+def test_layouts(tmp_path: Path, layout: str, ext: str, fmt: str) -> None:
+    base = tmp_path / layout if layout else tmp_path
+    for genre in ("rock", "blues"):
+        for i in range(2):
+            touch_audio(base / genre / f"{genre}.{i:05d}.{ext}", fmt=fmt)
+    (base / "rock" / "README.txt").write_text("not audio")
+    manifest = discover(tmp_path)
+    assert manifest.genres == ["blues", "rock"]
+    assert manifest.track_ids == ["blues.00000", "blues.00001", "rock.00000", "rock.00001"]
+    assert [t.status for t in manifest.tracks] == ["pending"] * 4
+    assert find_genre_root(tmp_path) == base
+
+
+def test_nested_folders_odd_names_and_duplicate_stems(tmp_path: Path) -> None:
+    touch_audio(tmp_path / "música latina" / "album 1" / "song.wav")
+    touch_audio(tmp_path / "música latina" / "album 2" / "song.wav")
+    touch_audio(tmp_path / "hip hop" / "track.mp3.wav")
+    (tmp_path / "hip hop" / "looks_like.wav").mkdir()  # a directory named like audio
+    manifest = discover(tmp_path)
+    assert manifest.genres == ["hip hop", "música latina"]
+    assert manifest.track_ids == [
+        "track.mp3",
+        "música latina/album 1/song.wav",
+        "música latina/album 2/song.wav",
+    ]
+
+
+def test_folder_without_genre_subfolders_is_named(tmp_path: Path) -> None:
+    touch_audio(tmp_path / "loose.wav")
+    with pytest.raises(DatasetError, match=str(tmp_path)):
+        discover(tmp_path)
+    with pytest.raises(DatasetError, match="no such folder"):
+        discover(tmp_path / "absent")
+
+
+def test_manifest_json_round_trip(gtzan_mini: Path) -> None:
+    manifest = discover(gtzan_mini)
+    again = Manifest.from_json(json.loads(json.dumps(manifest.to_json())))
+    assert again == manifest
+    assert again.to_json()["genre_index"]["rock"] == 9
