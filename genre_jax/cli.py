@@ -1,0 +1,135 @@
+"""The ``genre-jax`` command. Each subcommand is a thin layer over an importable function.
+
+Feature settings are generated from :class:`genre_jax.config.FeatureConfig`, so every field is
+an option (``--n-mfcc``, ``--segment-seconds``, ``--hop-length`` ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from genre_jax.audio import AudioError
+from genre_jax.config import ConfigError, FeatureConfig, add_dataclass_options
+from genre_jax.config import dataclass_from_options as from_options
+from genre_jax.datasets import DatasetError
+from genre_jax.store import StoreError
+
+USER_ERRORS = (ConfigError, DatasetError, StoreError, AudioError, FileNotFoundError)
+
+
+def default_cache_dir() -> Path:
+    """``$GENRE_JAX_CACHE``, else ``$XDG_CACHE_HOME/genre_jax``, else ``~/.cache/genre_jax``."""
+    if os.environ.get("GENRE_JAX_CACHE"):
+        return Path(os.environ["GENRE_JAX_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "genre_jax"
+
+
+def synthetic_data_dir(tracks_per_genre: int, seed: int, cache: Path | None = None) -> Path:
+    """Where the built-in synthetic dataset of this size and seed is cached."""
+    return (cache or default_cache_dir()) / f"synthetic-{tracks_per_genre}x30s-seed{seed}"
+
+
+def _ensure_synthetic(args: argparse.Namespace) -> Path:
+    from genre_jax.datasets import generate_synthetic
+
+    out = synthetic_data_dir(args.tracks_per_genre, args.seed)
+    print(f"Built-in synthetic dataset: {out}")
+    generate_synthetic(out, tracks_per_genre=args.tracks_per_genre, seed=args.seed, progress=True)
+    return out
+
+
+# --- subcommands ---------------------------------------------------------------------------------
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from genre_jax.datasets import generate_synthetic
+
+    root = generate_synthetic(
+        args.out, tracks_per_genre=args.tracks_per_genre, seed=args.seed, progress=True
+    )
+    print(f"Synthetic dataset ready: {root}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from genre_jax.store import prepare
+
+    if args.synthetic == bool(args.data_dir):
+        raise ConfigError("prepare: give exactly one of --data-dir DIR or --synthetic")
+    data_dir = _ensure_synthetic(args) if args.synthetic else Path(args.data_dir)
+    config = from_options(FeatureConfig, args)
+    store = prepare(
+        data_dir,
+        args.out,
+        config,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(f"Store: {store.path}")
+    print(f"  features {tuple(store.features.shape)}  genres {', '.join(store.genres)}")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genre-jax",
+        description="Music genre classification in JAX (MFCC + CNN / GRU / SVM).",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = sub.add_parser("synth", help="write the built-in synthetic dataset (GTZAN layout)")
+    synth.add_argument("--out", required=True, help="folder to write the dataset into")
+    synth.add_argument("--tracks-per-genre", type=int, default=10)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=cmd_synth)
+
+    prep = sub.add_parser(
+        "prepare", help="decode, segment and extract features into a feature store"
+    )
+    prep.add_argument("--data-dir", help="GTZAN copy or any folder-per-genre tree")
+    prep.add_argument(
+        "--synthetic", action="store_true", help="use the built-in synthetic dataset (cached)"
+    )
+    prep.add_argument("--tracks-per-genre", type=int, default=10, help="with --synthetic")
+    prep.add_argument("--seed", type=int, default=0, help="with --synthetic")
+    prep.add_argument("--out", default="runs/features", help="folder of feature stores")
+    prep.add_argument("--batch-size", type=int, default=16, help="segments per extraction call")
+    prep.add_argument("--workers", type=int, default=2, help="decoding threads")
+    prep.add_argument("--overwrite", action="store_true", help="rebuild an existing store")
+    prep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dataclass_options(prep, FeatureConfig)
+    prep.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"genre-jax {version('genre-jax')}"
+    except PackageNotFoundError:
+        return "genre-jax (not installed)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as error:
+        print(f"genre-jax {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
