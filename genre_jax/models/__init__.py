@@ -1,0 +1,37 @@
+"""Model registry: every command finds a model by its name.
+
+Networks (``cnn``, ``gru``) are Flax NNX modules called as
+``model(x, train=..., key=..., mask=...) -> logits`` on features ``(batch, frames, coefficients)``;
+``svm`` is a scikit-learn pipeline (:mod:`genre_jax.models.svm`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flax import nnx
+
+from genre_jax.config import ConfigError, TrainConfig
+from genre_jax.models.cnn import SeedCNN
+from genre_jax.models.gru import SeedGRU
+
+NETWORKS: dict[str, Callable[..., nnx.Module]] = {
+    "cnn": lambda n_features, n_classes, config, rngs: SeedCNN(n_classes, rngs=rngs),
+    "gru": lambda n_features, n_classes, config, rngs: SeedGRU(
+        n_features, n_classes, rngs=rngs, unroll=config.gru_unroll
+    ),
+}
+MODEL_NAMES = (*NETWORKS, "svm")
+
+
+def is_network(name: str) -> bool:
+    return name in NETWORKS
+
+
+def build_network(
+    name: str, n_features: int, n_classes: int, config: TrainConfig, seed: int = 0
+) -> nnx.Module:
+    """A freshly initialised network ``name`` for inputs with ``n_features`` per frame."""
+    if name not in NETWORKS:
+        raise ConfigError(f"model={name!r}: not a network; choose one of {', '.join(NETWORKS)}")
+    return NETWORKS[name](n_features, n_classes, config, nnx.Rngs(params=seed))

@@ -1,0 +1,68 @@
+"""The seed study's CNN, layer for layer, as a Flax NNX module.
+
+Input ``(batch, frames, coefficients)`` (431 x 13 for the seed), seen as a one-channel image:
+
+    3 x [Conv 3x3 same (32, 64, 64) + ReLU -> BatchNorm -> MaxPool 2x2 -> Dropout 0.3]
+    -> global average pool -> Dense 128 ReLU -> Dropout 0.4 -> Dense classes (logits)
+
+65,994 values for 10 classes counted as Keras counts them (BatchNorm's moving mean and variance
+included). BatchNorm uses Keras's momentum 0.99 and epsilon 1e-3; kernels start Glorot-uniform.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from genre_jax.models.layers import dropout, glorot_uniform, layer_key
+
+CHANNELS = (32, 64, 64)
+
+
+class SeedCNN(nnx.Module):
+    """Three conv blocks, global average pooling and a two-layer head (the seed's CNN)."""
+
+    def __init__(self, num_classes: int = 10, *, rngs: nnx.Rngs) -> None:
+        ins = (1, *CHANNELS[:-1])
+        self.convs = nnx.List(
+            [
+                nnx.Conv(i, o, (3, 3), padding="SAME", kernel_init=glorot_uniform, rngs=rngs)
+                for i, o in zip(ins, CHANNELS, strict=True)
+            ]
+        )
+        self.norms = nnx.List(
+            [nnx.BatchNorm(c, momentum=0.99, epsilon=1e-3, rngs=rngs) for c in CHANNELS]
+        )
+        self.hidden = nnx.Linear(CHANNELS[-1], 128, kernel_init=glorot_uniform, rngs=rngs)
+        self.out = nnx.Linear(128, num_classes, kernel_init=glorot_uniform, rngs=rngs)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        key: jax.Array | None = None,
+        mask: jax.Array | None = None,
+    ) -> jax.Array:
+        """Logits ``(batch, classes)``.
+
+        Args:
+            x: features ``(batch, frames, coefficients)``.
+            train: batch statistics (and their running averages updated) instead of the
+                running averages.
+            key: dropout key; None disables dropout.
+            mask: ``(batch,)`` bool, False for padding rows that must not enter the
+                BatchNorm statistics.
+        """
+        h = x[..., None]
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            h = jax.nn.relu(conv(h))
+            bn_mask = None if mask is None else mask[:, None, None, None]
+            h = norm(h, use_running_average=not train, mask=bn_mask)
+            h = nnx.max_pool(h, (2, 2), strides=(2, 2), padding="VALID")
+            h = dropout(h, 0.3, layer_key(key, i) if train else None)
+        h = jnp.mean(h, axis=(1, 2))
+        h = jax.nn.relu(self.hidden(h))
+        h = dropout(h, 0.4, layer_key(key, 3) if train else None)
+        return self.out(h)

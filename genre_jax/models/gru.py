@@ -1,0 +1,94 @@
+"""The seed study's GRU network, with Keras's GRU cell, as Flax NNX modules.
+
+    GRU 64 (all steps) -> Dropout 0.3 -> BatchNorm -> GRU 96 -> Dropout 0.3 -> BatchNorm
+    -> global average pool over time -> Dense 128 ReLU -> Dropout 0.4 -> Dense classes (logits)
+
+Per-layer values 15,168 / 256 / 46,656 / 384 / 12,416 / 1,290, as Keras counts them.
+
+The cell is Keras's ``GRU(reset_after=True)``: gates in the order update ``z``, reset ``r``,
+candidate ``h~``; separate input and recurrent biases; the reset gate multiplies the recurrent
+projection *after* its matmul::
+
+    z  = sigmoid(x W_z + b_z + h U_z + c_z)
+    r  = sigmoid(x W_r + b_r + h U_r + c_r)
+    h~ = tanh(x W_h + b_h + r * (h U_h + c_h))
+    h' = z * h + (1 - z) * h~
+
+The input projections of all time steps are one matmul outside the recurrence; ``lax.scan``
+carries only ``h U``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from genre_jax.models.layers import dropout, glorot_uniform, layer_key, orthogonal
+
+
+class KerasGRU(nnx.Module):
+    """One GRU layer returning the hidden state of every step, ``(batch, time, units)``."""
+
+    def __init__(self, in_features: int, units: int, *, rngs: nnx.Rngs, unroll: int = 1) -> None:
+        self.units = units
+        self.unroll = unroll
+        self.kernel = nnx.Param(glorot_uniform(rngs.params(), (in_features, 3 * units)))
+        self.recurrent_kernel = nnx.Param(orthogonal(rngs.params(), (units, 3 * units)))
+        self.bias = nnx.Param(jnp.zeros((2, 3 * units)))  # row 0: input bias, row 1: recurrent
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        projected = x @ self.kernel[...] + self.bias[0]  # (batch, time, 3 units), all steps at once
+        recurrent, recurrent_bias = self.recurrent_kernel[...], self.bias[1]
+        u = self.units
+
+        def step(h: jax.Array, xp: jax.Array) -> tuple[jax.Array, jax.Array]:
+            hp = h @ recurrent + recurrent_bias
+            z = jax.nn.sigmoid(xp[:, :u] + hp[:, :u])
+            r = jax.nn.sigmoid(xp[:, u : 2 * u] + hp[:, u : 2 * u])
+            candidate = jnp.tanh(xp[:, 2 * u :] + r * hp[:, 2 * u :])
+            h = z * h + (1.0 - z) * candidate
+            return h, h
+
+        h0 = jnp.zeros((x.shape[0], u), projected.dtype)
+        _, hs = jax.lax.scan(step, h0, jnp.swapaxes(projected, 0, 1), unroll=self.unroll)
+        return jnp.swapaxes(hs, 0, 1)
+
+
+class SeedGRU(nnx.Module):
+    """The seed's two-layer GRU classifier."""
+
+    def __init__(
+        self, in_features: int = 13, num_classes: int = 10, *, rngs: nnx.Rngs, unroll: int = 1
+    ) -> None:
+        self.gru1 = KerasGRU(in_features, 64, rngs=rngs, unroll=unroll)
+        self.norm1 = nnx.BatchNorm(64, momentum=0.99, epsilon=1e-3, rngs=rngs)
+        self.gru2 = KerasGRU(64, 96, rngs=rngs, unroll=unroll)
+        self.norm2 = nnx.BatchNorm(96, momentum=0.99, epsilon=1e-3, rngs=rngs)
+        self.hidden = nnx.Linear(96, 128, kernel_init=glorot_uniform, rngs=rngs)
+        self.out = nnx.Linear(128, num_classes, kernel_init=glorot_uniform, rngs=rngs)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        key: jax.Array | None = None,
+        mask: jax.Array | None = None,
+    ) -> jax.Array:
+        """Logits ``(batch, classes)`` from features ``(batch, frames, coefficients)``.
+
+        ``train``, ``key`` and ``mask`` as in :class:`genre_jax.models.cnn.SeedCNN`.
+        """
+        bn_mask = None if mask is None else mask[:, None, None]
+        use_average = not train
+        h = self.gru1(x)
+        h = dropout(h, 0.3, layer_key(key, 0) if train else None)
+        h = self.norm1(h, use_running_average=use_average, mask=bn_mask)
+        h = self.gru2(h)
+        h = dropout(h, 0.3, layer_key(key, 1) if train else None)
+        h = self.norm2(h, use_running_average=use_average, mask=bn_mask)
+        h = jnp.mean(h, axis=1)
+        h = jax.nn.relu(self.hidden(h))
+        h = dropout(h, 0.4, layer_key(key, 2) if train else None)
+        return self.out(h)

@@ -1,0 +1,89 @@
+"""The seed's networks: parameter counts as Keras counts them, the Keras GRU cell against a
+float64 numpy reference, and padded rows kept out of BatchNorm."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from genre_jax.models.cnn import SeedCNN
+from genre_jax.models.gru import KerasGRU, SeedGRU
+
+
+def count(module: nnx.Module) -> int:
+    return sum(int(np.size(x)) for x in jax.tree.leaves(nnx.state(module)))
+
+
+def test_cnn_has_the_keras_parameter_count() -> None:
+    # Keras: 320 + 128 + 18,496 + 256 + 36,928 + 256 + 8,320 + 1,290 (BatchNorm moving stats in)
+    assert count(SeedCNN(10, rngs=nnx.Rngs(0))) == 65_994
+
+
+def test_gru_parameter_count_per_layer() -> None:
+    model = SeedGRU(13, 10, rngs=nnx.Rngs(0))
+    layers = [model.gru1, model.norm1, model.gru2, model.norm2, model.hidden, model.out]
+    assert [count(m) for m in layers] == [15_168, 256, 46_656, 384, 12_416, 1_290]
+    assert count(model) == 76_170
+
+
+def numpy_keras_gru(x, kernel, recurrent, bias):
+    """Keras GRU(reset_after=True) in float64: gates z, r, h; reset after the recurrent matmul."""
+    units = recurrent.shape[0]
+    h = np.zeros((x.shape[0], units))
+    outputs = []
+    sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    for t in range(x.shape[1]):
+        xz, xr, xh = np.split(x[:, t] @ kernel + bias[0], 3, axis=-1)
+        hz, hr, hh = np.split(h @ recurrent + bias[1], 3, axis=-1)
+        z = sigmoid(xz + hz)
+        r = sigmoid(xr + hr)
+        candidate = np.tanh(xh + r * hh)
+        h = z * h + (1 - z) * candidate
+        outputs.append(h)
+    return np.stack(outputs, axis=1)
+
+
+@pytest.mark.parametrize("unroll", [1, 4])
+def test_gru_cell_matches_numpy_float64(unroll: int) -> None:
+    rng = np.random.default_rng(0)
+    layer = KerasGRU(13, 64, rngs=nnx.Rngs(0), unroll=unroll)
+    kernel = rng.normal(0, 0.3, (13, 192))
+    recurrent = rng.normal(0, 0.2, (64, 192))
+    bias = rng.normal(0, 0.5, (2, 192))  # non-zero, distinct input and recurrent biases
+    layer.kernel[...] = jnp.asarray(kernel, jnp.float32)
+    layer.recurrent_kernel[...] = jnp.asarray(recurrent, jnp.float32)
+    layer.bias[...] = jnp.asarray(bias, jnp.float32)
+    x = rng.normal(size=(3, 40, 13)).astype(np.float32)
+    reference = numpy_keras_gru(x.astype(np.float64), kernel, recurrent, bias)
+    ours = np.asarray(layer(jnp.asarray(x)), np.float64)
+    assert np.max(np.abs(ours - reference)) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "build", [lambda: SeedCNN(10, rngs=nnx.Rngs(1)), lambda: SeedGRU(13, 10, rngs=nnx.Rngs(1))]
+)
+def test_padded_rows_do_not_reach_batchnorm(build) -> None:
+    x = jax.random.normal(jax.random.key(0), (5, 64, 13))
+    padded = jnp.concatenate([x, 100.0 * jnp.ones((3, 64, 13))])
+    mask = jnp.arange(8) < 5
+    plain, masked = build(), build()
+    expected = plain(x, train=True)  # no key: dropout off, batch statistics on
+    got = masked(padded, train=True, mask=mask)[:5]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    stats = lambda m: jax.tree.leaves(nnx.state(m, nnx.BatchStat))  # noqa: E731
+    for a, b in zip(stats(plain), stats(masked), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_evaluation_reads_but_never_updates_batchnorm() -> None:
+    model = SeedCNN(10, rngs=nnx.Rngs(0))
+    before = [np.array(v) for v in jax.tree.leaves(nnx.state(model, nnx.BatchStat))]
+    model(jax.random.normal(jax.random.key(1), (4, 64, 13)), train=False)
+    after = jax.tree.leaves(nnx.state(model, nnx.BatchStat))
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    model(jax.random.normal(jax.random.key(1), (4, 64, 13)), train=True)
+    changed = jax.tree.leaves(nnx.state(model, nnx.BatchStat))
+    assert not all(np.array_equal(a, b) for a, b in zip(before, changed, strict=True))
