@@ -193,3 +193,82 @@ def dataclass_from_options(
             changes[f.name] = value
     start = base if base is not None else cls()
     return dataclasses.replace(start, **changes)  # type: ignore[type-var]
+
+
+SPLITS = ("song", "kfold", "fault-filtered", "seed-leaky")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained (the seed's recipe by default).
+
+    Attributes:
+        model: registered model name (``cnn``, ``gru``, ``svm``).
+        epochs: maximum epochs (the seed ran 100).
+        batch_size: examples per optimiser step.
+        learning_rate: Adam step size.
+        patience: early stopping on validation loss after this many epochs without a new best
+            (best weights restored); 0 disables it.
+        time_flip: add every training segment reversed in time (doubles the training set).
+        seed: initialisation, shuffling and dropout.
+        split: ``song`` (stratified 80/10/10 by song), ``kfold`` (song-level, fold ``fold`` of
+            ``folds`` as test), ``fault-filtered`` (published GTZAN split), ``seed-leaky`` (the
+            seed's segment-level split; leaks songs across parts, for reproduction only).
+        split_seed: seed of the split (independent of ``seed``).
+        folds: number of folds for ``split=kfold``.
+        fold: the test fold for ``split=kfold``.
+        val_per_genre: ``kfold`` only: songs per genre held out of training for validation.
+        svm_c: SVM regularisation ``C``.
+        svm_gamma: SVM RBF ``gamma``: ``scale``, ``auto`` or a number.
+        gru_unroll: time steps per loop iteration in the GRU's scan (speed only).
+        epoch_driver: ``scan`` (one jitted scan per epoch), ``steps`` (one jitted call per
+            step) or ``auto`` (the faster measured for the model and backend); speed only.
+    """
+
+    model: str = "cnn"
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    patience: int = 20
+    time_flip: bool = True
+    seed: int = 0
+    split: str = "song"
+    split_seed: int = 0
+    folds: int = 5
+    fold: int = 0
+    val_per_genre: int = 1
+    svm_c: float = 1.0
+    svm_gamma: str = "scale"
+    gru_unroll: int = 1
+    epoch_driver: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epoch_driver not in ("auto", "scan", "steps"):
+            raise ConfigError(
+                f"train setting epoch_driver={self.epoch_driver!r}: 'auto', 'scan' or 'steps'"
+            )
+        if self.split not in SPLITS:
+            raise ConfigError(f"train setting split={self.split!r}: one of {', '.join(SPLITS)}")
+        for name in ("epochs", "batch_size", "gru_unroll"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train setting {name}={getattr(self, name)}: must be >= 1")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"train setting learning_rate={self.learning_rate}: must be > 0")
+        if self.patience < 0 or self.val_per_genre < 0:
+            raise ConfigError("train settings patience and val_per_genre must be >= 0")
+        if self.split == "kfold" and not 0 <= self.fold < self.folds:
+            raise ConfigError(f"train setting fold={self.fold}: must be in [0, folds={self.folds})")
+        if self.svm_gamma not in ("scale", "auto"):
+            try:
+                float(self.svm_gamma)
+            except ValueError:
+                raise ConfigError(
+                    f"train setting svm_gamma={self.svm_gamma!r}: 'scale', 'auto' or a number"
+                ) from None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        return from_json(cls, data)
