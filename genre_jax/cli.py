@@ -13,12 +13,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from genre_jax.audio import AudioError
-from genre_jax.config import ConfigError, FeatureConfig, add_dataclass_options
+from genre_jax.config import ConfigError, FeatureConfig, TrainConfig, add_dataclass_options
 from genre_jax.config import dataclass_from_options as from_options
 from genre_jax.datasets import DatasetError
 from genre_jax.store import StoreError
 
-USER_ERRORS = (ConfigError, DatasetError, StoreError, AudioError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    DatasetError,
+    StoreError,
+    AudioError,
+    FileNotFoundError,
+)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors reported as one line (exit 2) rather than a traceback; imported lazily."""
+    from genre_jax.checkpoint import CheckpointError
+    from genre_jax.models.svm import UntrustedModelError
+    from genre_jax.runner import RunDirError
+    from genre_jax.train import TrainingError
+
+    return (*USER_ERRORS, CheckpointError, UntrustedModelError, RunDirError, TrainingError)
 
 
 def default_cache_dir() -> Path:
@@ -77,6 +93,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from genre_jax.runner import train_run
+
+    config = from_options(TrainConfig, args)
+    train_run(
+        args.features,
+        args.run_dir,
+        config,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(f"Run: {args.run_dir}")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -110,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_dataclass_options(prep, FeatureConfig)
     prep.set_defaults(func=cmd_prepare)
+
+    train = sub.add_parser("train", help="train cnn, gru or svm on a feature store")
+    train.add_argument("--features", required=True, help="feature store (or prepare's --out)")
+    train.add_argument("--run-dir", required=True, help="where the run is written")
+    train.add_argument("--resume", action="store_true", help="continue a killed run")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dataclass_options(train, TrainConfig)
+    train.set_defaults(func=cmd_train)
     return parser
 
 
@@ -126,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except USER_ERRORS as error:
+    except _user_errors() as error:
         print(f"genre-jax {args.command}: error: {error}", file=sys.stderr)
         return 2
 

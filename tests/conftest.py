@@ -34,3 +34,14 @@ def synthetic_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synthetic") / "data"
     generate_synthetic(out, tracks_per_genre=3, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_store(tmp_path_factory: pytest.TempPathFactory):
+    """Feature store (seed's MFCC settings, 10 s segments) of 10 synthetic tracks per genre."""
+    from genre_jax.datasets import generate_synthetic
+    from genre_jax.store import prepare
+
+    base = tmp_path_factory.mktemp("synthetic10")
+    generate_synthetic(base / "data", tracks_per_genre=10, seed=0)
+    return prepare(base / "data", base / "features", progress=False, log=lambda _: None)

@@ -1,0 +1,84 @@
+"""Load a finished run for inference, from its files alone (no optimiser, no training code).
+
+``Predictor.predict_proba(features)`` gives class probabilities for ``(segments, frames,
+coefficients)`` features, the same for every registered model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from genre_jax.config import FeatureConfig, TrainConfig
+from genre_jax.fileio import read_json
+
+
+@dataclass
+class Predictor:
+    """A trained model with the settings it was trained under."""
+
+    run_dir: Path
+    model_name: str
+    genres: list[str]
+    train_config: TrainConfig
+    feature_config: FeatureConfig
+    _predict: Any
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(segments, classes)`` of ``(segments, frames, coeffs)``."""
+        features = np.asarray(features, np.float32)
+        expected = (self.feature_config.n_frames, self.feature_config.n_features)
+        if features.ndim != 3 or features.shape[1:] != expected:
+            raise ValueError(
+                f"features of shape {features.shape}; this run needs (segments, {expected[0]}, "
+                f"{expected[1]})"
+            )
+        if features.shape[0] == 0:
+            return np.zeros((0, len(self.genres)))
+        return np.asarray(self._predict(features), np.float64)
+
+
+def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
+    """The model of ``run_dir`` (its best checkpoint, or its SVM file) ready to predict."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        from genre_jax.checkpoint import CheckpointError
+
+        raise CheckpointError(f"{run_dir}: not a run directory (no config.json)")
+    config = read_json(config_path)
+    train_config = TrainConfig.from_json(config["train"])
+    feature_config = FeatureConfig.from_json(config["features"])
+    if train_config.model == "svm":
+        from genre_jax.models.svm import flatten, load_svm
+
+        pipeline = load_svm(run_dir / "svm.skops")
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return pipeline.predict_proba(flatten(x))
+
+        genres = config["genres"]
+    else:
+        from flax import nnx
+
+        from genre_jax.checkpoint import load_model
+        from genre_jax.train import make_predict
+
+        model, meta = load_model(run_dir)
+        graphdef, state = nnx.split(model)
+        logits_fn = make_predict(graphdef, batch_size)
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            logits = np.asarray(logits_fn(state, jax.numpy.asarray(x)), np.float64)
+            logits -= logits.max(axis=1, keepdims=True)
+            probs = np.exp(logits)
+            return probs / probs.sum(axis=1, keepdims=True)
+
+        genres = meta["genres"]
+    return Predictor(
+        run_dir, train_config.model, list(genres), train_config, feature_config, predict
+    )

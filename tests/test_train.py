@@ -1,0 +1,209 @@
+"""Training: golden first-step loss, learning on held-out synthetic songs, resume after kill -9,
+checkpoints restored in a fresh process, the SVM on the very same arrays."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genre_jax.config import TrainConfig
+from genre_jax.inference import load_predictor
+from genre_jax.runner import RunDirError, make_split, train_run
+from genre_jax.train import init_state, make_train_step, split_arrays
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("model", "golden"), [("cnn", 2.649078), ("gru", 2.308188)])
+def test_golden_first_step_loss(model: str, golden: float) -> None:
+    """Seed 0, fixed batch: the first step's loss is pinned (and near ln 10 = 2.303 at init)."""
+    graphdef, state, tx = init_state(TrainConfig(model=model, seed=0), 13, 10)
+    x = jax.random.normal(jax.random.key(42), (32, 431, 13))
+    y = jnp.arange(32) % 10
+    step = jax.jit(make_train_step(graphdef, tx))
+    state, (loss_sum, _) = step(state, x, y, jnp.ones(32, bool), jax.random.key(7))
+    assert float(loss_sum) / 32 == pytest.approx(golden, rel=1e-5)
+    assert abs(golden - np.log(10)) < 0.5
+    _, (second, _) = step(state, x, y, jnp.ones(32, bool), jax.random.key(8))
+    assert float(second) / 32 != pytest.approx(golden, rel=1e-5)  # parameters did move
+
+
+def test_time_flip_doubles_training_with_reversed_segments(synthetic_store) -> None:
+    split = make_split(synthetic_store, TrainConfig())
+    data = split_arrays(synthetic_store, split, time_flip=True)
+    n = len(data.y_train) // 2
+    assert n == 240  # 80 songs x 3 segments
+    np.testing.assert_array_equal(data.x_train[n:], data.x_train[:n, ::-1, :])
+    np.testing.assert_array_equal(data.y_train[n:], data.y_train[:n])
+    assert len(data.y_val) == len(data.y_test) == 30
+
+
+def held_out_accuracy(run_dir: Path, store, split) -> float:
+    predictor = load_predictor(run_dir)
+    index = split.segment_indices("test", store.tracks)
+    probs = predictor.predict_proba(np.asarray(store.features[index]))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    return float(np.mean(probs.argmax(axis=1) == store.labels[index]))
+
+
+# Threshold: 10 held-out songs (one per genre), 30 segments; chance is 10 %. Getting >= 40 %
+# (12 of 30) by chance has probability ~1e-5, while these short runs reach 60-80 % on it.
+HELD_OUT_THRESHOLD = 0.4
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"model": "cnn", "epochs": 12, "learning_rate": 1e-3, "time_flip": False},
+        {"model": "gru", "epochs": 15, "learning_rate": 3e-3, "time_flip": False},
+        {"model": "svm"},
+    ],
+    ids=["cnn", "gru", "svm"],
+)
+def test_short_runs_learn_held_out_songs(synthetic_store, tmp_path: Path, overrides) -> None:
+    config = TrainConfig(patience=0, **overrides)
+    summary = train_run(synthetic_store.path, tmp_path / "run", config, progress=False)
+    split = make_split(synthetic_store, config)
+    accuracy = held_out_accuracy(tmp_path / "run", synthetic_store, split)
+    assert accuracy >= HELD_OUT_THRESHOLD, f"{config.model}: {accuracy:.2f} on held-out songs"
+    for name in ("config.json", "labels.json", "history.json", "summary.json"):
+        assert (tmp_path / "run" / name).is_file()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (
+        saved["train"] == config.to_json()
+        and saved["feature_hash"] == synthetic_store.config.hash()
+    )
+    assert "jax" in saved["versions"]
+    if config.model != "svm":
+        history = json.loads((tmp_path / "run" / "history.json").read_text())
+        assert len(history) == config.epochs and summary["best_epoch"] >= 1
+        png = (tmp_path / "run" / "plots" / "training_curves.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_svm_sees_exactly_the_network_arrays(synthetic_store, tmp_path: Path) -> None:
+    """The SVM's training matrix is the networks' training array, flattened (no re-extraction)."""
+    from genre_jax.models.svm import flatten, load_svm
+
+    config = TrainConfig(model="svm")
+    train_run(synthetic_store.path, tmp_path / "svm", config, progress=False)
+    data = split_arrays(synthetic_store, make_split(synthetic_store, config), time_flip=True)
+    assert flatten(data.x_train).shape == (480, 431 * 13)
+    scaler = load_svm(tmp_path / "svm" / "svm.skops").named_steps["scale"]
+    np.testing.assert_allclose(
+        scaler.mean_, flatten(data.x_train).astype(np.float64).mean(0), rtol=1e-5, atol=1e-4
+    )
+
+
+def test_existing_run_is_refused_without_resume_or_overwrite(synthetic_store, tmp_path):
+    config = TrainConfig(model="svm")
+    train_run(synthetic_store.path, tmp_path / "run", config, progress=False)
+    with pytest.raises(RunDirError, match="--resume"):
+        train_run(synthetic_store.path, tmp_path / "run", config, progress=False)
+    from genre_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match="svm_c"):
+        train_run(
+            synthetic_store.path,
+            tmp_path / "run",
+            TrainConfig(model="svm", svm_c=2.0),
+            resume=True,
+            progress=False,
+        )
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "genre_jax.cli", *args]
+
+
+def latest_step(run_dir: Path) -> int:
+    folder = run_dir / "checkpoints" / "latest"
+    steps = [int(p.name) for p in folder.glob("*") if p.name.isdigit()] if folder.exists() else []
+    return max(steps, default=0)
+
+
+def test_resume_after_kill_equals_uninterrupted_run(synthetic_store, tmp_path: Path) -> None:
+    options = [
+        "--model",
+        "gru",
+        "--epochs",
+        "8",
+        "--learning-rate",
+        "3e-3",
+        "--no-time-flip",
+        "--patience",
+        "0",
+    ]
+    config = TrainConfig(model="gru", epochs=8, learning_rate=3e-3, time_flip=False, patience=0)
+    reference = tmp_path / "reference"
+    train_run(synthetic_store.path, reference, config, progress=False)
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        cli(
+            "train",
+            "--features",
+            str(synthetic_store.path),
+            "--run-dir",
+            str(killed),
+            "--no-progress",
+            *options,
+        ),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while latest_step(killed) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    interrupted_at = latest_step(killed)
+    assert 2 <= interrupted_at < 8, f"kill landed at epoch {interrupted_at}"
+
+    train_run(synthetic_store.path, killed, config, resume=True, progress=False)
+    expected = json.loads((reference / "history.json").read_text())
+    assert json.loads((killed / "history.json").read_text()) == expected
+    x = np.asarray(synthetic_store.features[:16])
+    np.testing.assert_array_equal(
+        load_predictor(killed).predict_proba(x), load_predictor(reference).predict_proba(x)
+    )
+
+
+def test_checkpoint_restored_in_fresh_process_predicts_identically(
+    synthetic_store, tmp_path: Path
+) -> None:
+    config = TrainConfig(model="cnn", epochs=2, patience=0, time_flip=False)
+    train_run(synthetic_store.path, tmp_path / "run", config, progress=False)
+    x = np.asarray(synthetic_store.features[:20])
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import sys, numpy as np; from genre_jax.inference import load_predictor; "
+        "p = load_predictor(sys.argv[1]); "
+        "np.save(sys.argv[3], p.predict_proba(np.load(sys.argv[2])))"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(tmp_path / "run"),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "p.npy"),
+        ],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    here = load_predictor(tmp_path / "run").predict_proba(x)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), here)
