@@ -27,6 +27,7 @@ class Predictor:
     train_config: TrainConfig
     feature_config: FeatureConfig
     _predict: Any
+    _labels: Any = None
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities ``(segments, classes)`` of ``(segments, frames, coeffs)``."""
@@ -41,6 +42,14 @@ class Predictor:
             return np.zeros((0, len(self.genres)))
         return np.asarray(self._predict(features), np.float64)
 
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Segment labels: the argmax of the probabilities, or for the SVM the SVC's own vote
+        (as the seed's ``SVC(probability=True).predict``)."""
+        if self._labels is not None and len(features):
+            self.predict_proba(features[:1])  # the same shape check
+            return np.asarray(self._labels(np.asarray(features, np.float32)))
+        return self.predict_proba(features).argmax(axis=1)
+
 
 def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
     """The model of ``run_dir`` (its best checkpoint, or its SVM file) ready to predict."""
@@ -54,12 +63,15 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
     train_config = TrainConfig.from_json(config["train"])
     feature_config = FeatureConfig.from_json(config["features"])
     if train_config.model == "svm":
-        from genre_jax.models.svm import flatten, load_svm
+        from genre_jax.models.svm import flatten, load_svm, predict_labels
 
         pipeline = load_svm(run_dir / "svm.skops")
 
         def predict(x: np.ndarray) -> np.ndarray:
             return pipeline.predict_proba(flatten(x))
+
+        def labels(x: np.ndarray) -> np.ndarray:
+            return predict_labels(pipeline, x)
 
         genres = config["genres"]
     else:
@@ -79,6 +91,7 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
             return probs / probs.sum(axis=1, keepdims=True)
 
         genres = meta["genres"]
+        labels = None
     return Predictor(
-        run_dir, train_config.model, list(genres), train_config, feature_config, predict
+        run_dir, train_config.model, list(genres), train_config, feature_config, predict, labels
     )

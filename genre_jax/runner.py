@@ -222,15 +222,15 @@ def _train_network(
 def _train_svm(
     run_dir: Path, config: TrainConfig, data: Any, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    from genre_jax.models.svm import fit_svm, flatten, save_svm
+    from genre_jax.models.svm import fit_svm, predict_labels, save_svm
 
     started = time.perf_counter()
     model = fit_svm(data.x_train, data.y_train, config)
     seconds = time.perf_counter() - started
     save_svm(model, run_dir / "svm.skops")
-    train_acc = float(np.mean(model.predict(flatten(data.x_train)) == data.y_train))
+    train_acc = float(np.mean(predict_labels(model, data.x_train) == data.y_train))
     val_acc = (
-        float(np.mean(model.predict(flatten(data.x_val)) == data.y_val))
+        float(np.mean(predict_labels(model, data.x_val) == data.y_val))
         if len(data.y_val)
         else float("nan")
     )

@@ -207,3 +207,21 @@ def test_checkpoint_restored_in_fresh_process_predicts_identically(
     )
     here = load_predictor(tmp_path / "run").predict_proba(x)
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), here)
+
+
+def test_svm_labels_are_the_plain_svc_vote(synthetic_store, tmp_path: Path) -> None:
+    """Independent reference: scikit-learn's own scaler + RBF SVC on the same arrays."""
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    config = TrainConfig(model="svm", time_flip=False)
+    train_run(synthetic_store.path, tmp_path / "svm", config, progress=False)
+    data = split_arrays(synthetic_store, make_split(synthetic_store, config), time_flip=False)
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    scaler = StandardScaler().fit(flat(data.x_train))
+    reference = SVC(C=1.0, gamma="scale").fit(scaler.transform(flat(data.x_train)), data.y_train)
+    expected = reference.predict(scaler.transform(flat(data.x_test)))
+    predictor = load_predictor(tmp_path / "svm")
+    np.testing.assert_array_equal(predictor.predict(data.x_test), expected)
+    probabilities = predictor.predict_proba(data.x_test)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-9)

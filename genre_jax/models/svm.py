@@ -6,6 +6,10 @@ outputs come from ``CalibratedClassifierCV(SVC(...), ensemble=False)``: one SVC 
 training data, its decision values calibrated by sigmoids fitted on cross-validated decisions
 (scikit-learn >= 1.9 deprecates ``SVC(probability=True)``).
 
+Segment labels are the SVC's own vote (:func:`predict_labels`), as the seed's
+``SVC(probability=True).predict`` returned; the calibrated probabilities feed song-level
+aggregation.
+
 Persistence uses skops: loading checks every type the file names against a fixed list of
 scikit-learn and numpy types, so a tampered file can name no code to run.
 """
@@ -67,6 +71,19 @@ def build_svm(config: TrainConfig) -> Pipeline:
 def fit_svm(features: np.ndarray, labels: np.ndarray, config: TrainConfig) -> Pipeline:
     """Fit the pipeline on ``(segments, frames, coefficients)`` features and integer labels."""
     return build_svm(config).fit(flatten(features), np.asarray(labels))
+
+
+def predict_labels(model: Pipeline, features: np.ndarray) -> np.ndarray:
+    """Labels by the SVC's own one-vs-one vote, as the seed's ``SVC(probability=True).predict``.
+
+    The calibrated probabilities (``model.predict_proba``) come from sigmoids fitted on
+    cross-validated decisions; their argmax can differ from the vote, exactly as with
+    scikit-learn's ``probability=True``. Segment labels follow the seed (the vote); song-level
+    aggregation uses the probabilities.
+    """
+    scaled = model.named_steps["scale"].transform(flatten(features))
+    svc = model.named_steps["svm"].calibrated_classifiers_[0].estimator
+    return np.asarray(svc.predict(scaled))
 
 
 def save_svm(model: Pipeline, path: str | os.PathLike) -> None:
