@@ -6,15 +6,35 @@ coefficients)`` features, the same for every registered model.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from genre_jax.config import FeatureConfig, TrainConfig
 from genre_jax.fileio import read_json
+
+
+def make_predict(graphdef: nnx.GraphDef, batch_size: int) -> Callable:
+    """Jitted ``predict(model_state, x) -> logits`` in evaluation mode, in fixed-size batches."""
+
+    @jax.jit
+    def predict(model_state: Any, x: jax.Array) -> jax.Array:
+        model = nnx.merge(graphdef, model_state)
+        n = x.shape[0]
+        batches = math.ceil(n / batch_size)
+        padded = jnp.pad(x, [(0, batches * batch_size - n), (0, 0), (0, 0)])
+        chunks = padded.reshape(batches, batch_size, *x.shape[1:])
+        logits = jax.lax.map(lambda chunk: model(chunk, train=False), chunks)
+        return logits.reshape(batches * batch_size, -1)[:n]
+
+    return predict
 
 
 @dataclass
@@ -75,17 +95,14 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
 
         genres = config["genres"]
     else:
-        from flax import nnx
-
         from genre_jax.checkpoint import load_model
-        from genre_jax.train import make_predict
 
         model, meta = load_model(run_dir)
         graphdef, state = nnx.split(model)
         logits_fn = make_predict(graphdef, batch_size)
 
         def predict(x: np.ndarray) -> np.ndarray:
-            logits = np.asarray(logits_fn(state, jax.numpy.asarray(x)), np.float64)
+            logits = np.asarray(logits_fn(state, jnp.asarray(x)), np.float64)
             logits -= logits.max(axis=1, keepdims=True)
             probs = np.exp(logits)
             return probs / probs.sum(axis=1, keepdims=True)

@@ -28,6 +28,7 @@ import optax
 from flax import nnx
 
 from genre_jax.config import TrainConfig
+from genre_jax.inference import make_predict
 from genre_jax.models import build_network
 from genre_jax.store import FeatureStore
 
@@ -163,22 +164,6 @@ def make_train_epoch(
         return state, {"loss": totals[0] / n, "accuracy": totals[1] / n}
 
     return steps_epoch
-
-
-def make_predict(graphdef: nnx.GraphDef, batch_size: int) -> Callable:
-    """Jitted ``predict(model_state, x) -> logits`` in evaluation mode, in fixed-size batches."""
-
-    @jax.jit
-    def predict(model_state: Any, x: jax.Array) -> jax.Array:
-        model = nnx.merge(graphdef, model_state)
-        n = x.shape[0]
-        batches = math.ceil(n / batch_size)
-        padded = jnp.pad(x, [(0, batches * batch_size - n), (0, 0), (0, 0)])
-        chunks = padded.reshape(batches, batch_size, *x.shape[1:])
-        logits = jax.lax.map(lambda chunk: model(chunk, train=False), chunks)
-        return logits.reshape(batches * batch_size, -1)[:n]
-
-    return predict
 
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
