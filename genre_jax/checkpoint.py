@@ -25,8 +25,9 @@ class CheckpointError(ValueError):
     """A run has no usable checkpoint, or its checkpoint does not fit the model it names."""
 
 
-def _manager(directory: Path, read_only: bool = False) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=not read_only, read_only=read_only)
+def _manager(directory: Path, create: bool = True) -> ocp.CheckpointManager:
+    """A manager keeping one step; ``create=False`` for readers (nothing is made or saved)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=create)
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
@@ -113,7 +114,7 @@ def load_model(run_dir: str | Path) -> tuple[nnx.Module, dict[str, Any]]:
     directory = Path(run_dir) / "checkpoints" / "best"
     if not directory.is_dir():
         raise CheckpointError(f"{run_dir}: no checkpoints/best (was the run trained?)")
-    manager = _manager(directory, read_only=True)
+    manager = _manager(directory, create=False)
     try:
         meta_step = manager.latest_step()
         if meta_step is None:

@@ -124,6 +124,7 @@ def train_run(
         "features": store.config.to_json(),
         "feature_hash": store.config.hash(),
         "store": str(store.path.resolve()),
+        "data_fingerprint": store.info["data_fingerprint"],
         "split": split.to_json(),
         "genres": store.genres,
         "versions": library_versions(),
