@@ -220,6 +220,8 @@ class TrainConfig:
         val_per_genre: ``kfold`` only: songs per genre held out of training for validation.
         svm_c: SVM regularisation ``C``.
         svm_gamma: SVM RBF ``gamma``: ``scale``, ``auto`` or a number.
+        svm_backend: ``jax`` (the RBF kernel matrix computed by JAX, libsvm's solver on it) or
+            ``sklearn`` (libsvm computes the kernel); the same predictions, ``jax`` much faster.
         gru_unroll: time steps per loop iteration in the GRU's scan (speed only).
         epoch_driver: ``scan`` (one jitted scan per epoch), ``steps`` (one jitted call per
             step) or ``auto`` (the faster measured for the model and backend); speed only.
@@ -239,6 +241,7 @@ class TrainConfig:
     val_per_genre: int = 1
     svm_c: float = 1.0
     svm_gamma: str = "scale"
+    svm_backend: str = "jax"
     gru_unroll: int = 1
     epoch_driver: str = "auto"
 
@@ -258,6 +261,8 @@ class TrainConfig:
             raise ConfigError("train settings patience and val_per_genre must be >= 0")
         if self.split == "kfold" and not 0 <= self.fold < self.folds:
             raise ConfigError(f"train setting fold={self.fold}: must be in [0, folds={self.folds})")
+        if self.svm_backend not in ("jax", "sklearn"):
+            raise ConfigError(f"train setting svm_backend={self.svm_backend!r}: 'jax' or 'sklearn'")
         if self.svm_gamma not in ("scale", "auto"):
             try:
                 float(self.svm_gamma)

@@ -223,7 +223,7 @@ def _train_network(
 def _train_svm(
     run_dir: Path, config: TrainConfig, data: Any, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    from genre_jax.models.svm import fit_svm, predict_labels, save_svm
+    from genre_jax.models.svm import final_svc, fit_svm, predict_labels, save_svm
 
     started = time.perf_counter()
     model = fit_svm(data.x_train, data.y_train, config)
@@ -237,7 +237,7 @@ def _train_svm(
     )
     history = [{"epoch": 1, "accuracy": train_acc, "val_accuracy": val_acc}]
     atomic_write_json(run_dir / "history.json", history)
-    svc = model.named_steps["svm"].calibrated_classifiers_[0].estimator
+    svc = final_svc(model)
     log(
         f"SVM: training accuracy {100 * train_acc:.2f} %, validation {100 * val_acc:.2f} % "
         f"({int(svc.n_support_.sum())} support vectors; fit {seconds:.1f} s)"
@@ -246,7 +246,7 @@ def _train_svm(
         "train_accuracy": train_acc,
         "val_accuracy": val_acc,
         "support_vectors": int(svc.n_support_.sum()),
-        "parameters": int(svc.support_vectors_.size + svc.dual_coef_.size),
+        "parameters": int(svc.n_support_.sum() * data.x_train[0].size + svc.dual_coef_.size),
         "train_seconds": round(seconds, 2),
     }
 
