@@ -126,3 +126,16 @@ def test_cli_prepare(small_dataset: Path, tmp_path: Path, capsys: pytest.Capture
         main(["prepare", "--data-dir", str(small_dataset), "--out", str(out), "--n-fft", "0"]) == 2
     )
     assert "n_fft" in capsys.readouterr().err
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    from genre_jax.fileio import atomic_write_json
+
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    (tmp_path / "b.json").write_text("{}")
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == (
+        tmp_path / "b.json"
+    ).stat().st_mode & 0o777
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
