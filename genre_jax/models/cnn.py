@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genre_jax.models.layers import dropout, glorot_uniform, layer_key
+from genre_jax.models.layers import dropout, glorot_uniform, layer_key, max_pool_2x2
 
 CHANNELS = (32, 64, 64)
 
@@ -60,7 +60,7 @@ class SeedCNN(nnx.Module):
             h = jax.nn.relu(conv(h))
             bn_mask = None if mask is None else mask[:, None, None, None]
             h = norm(h, use_running_average=not train, mask=bn_mask)
-            h = nnx.max_pool(h, (2, 2), strides=(2, 2), padding="VALID")
+            h = max_pool_2x2(h)
             h = dropout(h, 0.3, layer_key(key, i) if train else None)
         h = jnp.mean(h, axis=(1, 2))
         h = jax.nn.relu(self.hidden(h))
