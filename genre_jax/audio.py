@@ -5,6 +5,9 @@ audioread back-end second. Channels are averaged, then the signal is resampled w
 quality, exactly as ``librosa.load(path, sr=22050)`` does. Everything that makes a file unusable
 (missing, empty, header only, truncated, not audio, NaN or infinite samples) raises
 :class:`AudioError`, whose message names the file and the reason.
+
+:func:`iter_audio_blocks` is the streaming form of :func:`load_audio` for long files: the same
+checks and the same samples, one block in memory at a time.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import os
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +77,18 @@ def _check_declared_length(path: Path, size: int) -> None:
         raise AudioError(path, f"truncated: the header declares {missing} more bytes of audio data")
 
 
+def _check_file(path: Path) -> None:
+    """The checks made before decoding: exists, regular, not empty, not truncated."""
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if not path.is_file():
+        raise AudioError(path, "not a regular file (a directory or special file)")
+    size = path.stat().st_size
+    if size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    _check_declared_length(path, size)
+
+
 # --- decoding ---------------------------------------------------------------------------------
 
 
@@ -97,6 +113,13 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data, dtype=np.float32), int(rate)
 
 
+def _checked_mono(path: Path, data: np.ndarray) -> np.ndarray:
+    """Channel average of ``(samples, channels)`` float32; NaN or infinity is an error."""
+    if not np.isfinite(data).all():
+        raise AudioError(path, "contains NaN or infinite samples")
+    return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int = 22050) -> np.ndarray:
     """Decode ``path`` to mono float32 at ``sample_rate`` Hz, shape ``(samples,)``.
 
@@ -108,23 +131,82 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 22050) -> np.ndarray:
             audio, or holds NaN or infinite samples.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if not path.is_file():
-        raise AudioError(path, "not a regular file (a directory or special file)")
-    size = path.stat().st_size
-    if size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
-    _check_declared_length(path, size)
+    _check_file(path)
     data, rate = _decode(path)
     if data.shape[0] == 0:
         raise AudioError(path, "no audio samples (header only)")
-    if not np.isfinite(data).all():
-        raise AudioError(path, "contains NaN or infinite samples")
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    mono = _checked_mono(path, data)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def iter_audio_blocks(
+    path: str | os.PathLike, sample_rate: int = 22050, block_seconds: float = 10.0
+) -> Iterator[np.ndarray]:
+    """Decode ``path`` block by block: mono float32 blocks ``(n,)`` at ``sample_rate`` Hz.
+
+    The streaming form of :func:`load_audio`, for files too long to hold whole: soundfile reads
+    ``block_seconds`` of the file's own frames at a time, each block is down-mixed (channel
+    average) and fed to a ``soxr.ResampleStream`` at the same HQ quality. The blocks joined are
+    sample for sample what :func:`load_audio` returns (soxr's one-shot and stream resamplers run
+    the same filter), while memory holds one block. Block lengths vary (the resampler holds a
+    few samples back until the next block or the end); every block yielded is non-empty.
+
+    Formats soundfile cannot open (those only audioread decodes) fall back to
+    :func:`load_audio`, whose whole signal is then yielded in blocks of ``block_seconds``.
+
+    Raises:
+        AudioError: as :func:`load_audio`, during iteration: the file checks (missing, empty,
+            truncated, not audio) before the first block; NaN or infinite samples, or a read
+            failure, at the block where they occur, after the blocks before it were yielded.
+        ValueError: ``block_seconds`` is not positive.
+    """
+    if block_seconds <= 0:
+        raise ValueError(f"block_seconds={block_seconds}: must be > 0")
+    path = Path(path)
+    _check_file(path)
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError):
+        handle = None
+    if handle is None:
+        audio = load_audio(path, sample_rate)  # audioread, with load_audio's own checks
+        step = max(1, round(block_seconds * sample_rate))
+        for start in range(0, audio.shape[0], step):
+            yield audio[start : start + step]
+        return
+    with handle:
+        rate = int(handle.samplerate)
+        stream = (
+            soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
+            if rate != sample_rate
+            else None
+        )
+        blocksize = max(1, round(block_seconds * rate))
+        frames_read = 0
+        while True:
+            try:
+                data = handle.read(blocksize, dtype="float32", always_2d=True)
+            except (sf.SoundFileError, RuntimeError) as error:
+                reason = str(error).replace(str(path), "").strip(" :'") or type(error).__name__
+                raise AudioError(
+                    path, f"unreadable after {frames_read} frames ({reason})"
+                ) from error
+            if data.shape[0] == 0:
+                break
+            frames_read += data.shape[0]
+            mono = _checked_mono(path, data)
+            if stream is not None:
+                mono = stream.resample_chunk(mono)
+            if mono.size:
+                yield np.ascontiguousarray(mono, dtype=np.float32)
+        if frames_read == 0:
+            raise AudioError(path, "no audio samples (header only)")
+        if stream is not None:
+            tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
+            if tail.size:
+                yield np.ascontiguousarray(tail, dtype=np.float32)
 
 
 def segment(audio: np.ndarray, segment_samples: int) -> np.ndarray:
