@@ -109,6 +109,63 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from genre_jax.evaluate import evaluate_run, markdown_report
+
+    report = evaluate_run(args.run_dir, part=args.split, features=args.features)
+    print(markdown_report(report))
+    suffix = "" if args.split == "test" else f"-{args.split}"
+    print(f"Wrote {Path(args.run_dir) / f'report{suffix}.json'} and confusion matrices in plots/")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from genre_jax.evaluate import compare_runs, comparison_markdown
+
+    table = comparison_markdown(compare_runs(args.run_dirs))
+    print(table)
+    if args.out:
+        from genre_jax.fileio import atomic_write_bytes
+
+        atomic_write_bytes(args.out, table.encode())
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from genre_jax.predict import predict_command
+
+    return predict_command(args.paths, args.run_dir, top_k=args.top_k, as_json=args.json)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from genre_jax.plots import plot_file
+
+    out = args.out or Path(args.file).with_suffix(".png").name
+    print(f"Wrote {plot_file(args.file, out, seconds=args.seconds)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from genre_jax.demo import run_demo
+
+    run_demo(
+        args.out,
+        args.data_dir,
+        tracks_per_genre=args.tracks_per_genre,
+        quick=args.quick,
+        progress=not args.no_progress,
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks.run import main as bench_main
+    except ImportError as error:
+        raise ConfigError(f"bench: the benchmarks package is not importable ({error})") from error
+    return bench_main(args.bench_args)
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -151,6 +208,44 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_dataclass_options(train, TrainConfig)
     train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="metrics, reports and confusion matrices of a run")
+    evaluate.add_argument("--run-dir", required=True)
+    evaluate.add_argument("--split", choices=("test", "val"), default="test")
+    evaluate.add_argument(
+        "--features", help="another store (same feature settings); default: the run's own"
+    )
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    compare = sub.add_parser("compare", help="runs side by side, with the seed's figures")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", help="also write the table as markdown here")
+    compare.set_defaults(func=cmd_compare)
+
+    predict = sub.add_parser("predict", help="genre probabilities of audio files or folders")
+    predict.add_argument("paths", nargs="+", metavar="PATH")
+    predict.add_argument("--run-dir", required=True)
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(func=cmd_predict)
+
+    plot = sub.add_parser("plot", help="waveform and mel spectrogram of an audio file (PNG)")
+    plot.add_argument("file")
+    plot.add_argument("--out", help="PNG path (default: <file name>.png here)")
+    plot.add_argument("--seconds", type=float, help="only the first SECONDS")
+    plot.set_defaults(func=cmd_plot)
+
+    demo = sub.add_parser("demo", help="the whole pipeline: data, features, 3 models, comparison")
+    demo.add_argument("--data-dir", help="a real dataset (default: the built-in synthetic one)")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--tracks-per-genre", type=int, default=10, help="synthetic dataset size")
+    demo.add_argument("--quick", action="store_true", help="2 epochs per network (smoke test)")
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="time every path (python -m benchmarks.run)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of benchmarks.run")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
