@@ -225,3 +225,29 @@ def test_svm_labels_are_the_plain_svc_vote(synthetic_store, tmp_path: Path) -> N
     np.testing.assert_array_equal(predictor.predict(data.x_test), expected)
     probabilities = predictor.predict_proba(data.x_test)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp_path: Path):
+    """Real inputs that turn non-finite after one good epoch: the error names the epoch, and the
+    latest checkpoint is the last good one (restorable, finite)."""
+    from genre_jax.checkpoint import RunCheckpoints
+    from genre_jax.train import SplitArrays, TrainingError, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 40, 13)).astype(np.float32)
+    y = np.arange(16, dtype=np.int32) % 4
+    config = TrainConfig(model="gru", epochs=2, patience=0, learning_rate=1e-3)
+    checkpoints = RunCheckpoints(tmp_path)
+    meta = {"model": "gru", "n_features": 13, "genres": list("abcd")}
+    data = SplitArrays(x, y, x[:4], y[:4], x[:4], y[:4])
+    fit(config, data, 4, checkpoints=checkpoints, meta=meta)  # two good epochs
+    bad = SplitArrays(np.full_like(x, np.nan), y, x[:4], y[:4], x[:4], y[:4])
+    grown = TrainConfig(model="gru", epochs=3, patience=0, learning_rate=1e-3)
+    with pytest.raises(TrainingError, match=r"epoch 3: training loss is nan"):
+        fit(grown, bad, 4, checkpoints=checkpoints, meta=meta, resume=True)
+    checkpoints.close()
+    assert latest_step(tmp_path) == 2
+    _, template, _ = init_state(config, 13, 4)
+    state, saved = RunCheckpoints(tmp_path).restore_latest(template)
+    assert saved["epoch"] == 2
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state))
