@@ -21,8 +21,13 @@ from genre_jax.config import FeatureConfig, TrainConfig
 from genre_jax.fileio import read_json
 
 
-def make_predict(graphdef: nnx.GraphDef, batch_size: int) -> Callable:
-    """Jitted ``predict(model_state, x) -> logits`` in evaluation mode, in fixed-size batches."""
+def make_predict(graphdef: nnx.GraphDef, batch_size: int, mesh: Any = None) -> Callable:
+    """Jitted ``predict(model_state, x) -> logits`` in evaluation mode, in fixed-size batches.
+
+    With a ``mesh`` (see :mod:`genre_jax.parallel`), each batch is split along its ``data``
+    axis; ``batch_size`` must then be a multiple of the number of devices.
+    """
+    from genre_jax.parallel import replicated, shard_batch
 
     @jax.jit
     def predict(model_state: Any, x: jax.Array) -> jax.Array:
@@ -31,8 +36,11 @@ def make_predict(graphdef: nnx.GraphDef, batch_size: int) -> Callable:
         batches = math.ceil(n / batch_size)
         padded = jnp.pad(x, [(0, batches * batch_size - n), (0, 0), (0, 0)])
         chunks = padded.reshape(batches, batch_size, *x.shape[1:])
-        logits = jax.lax.map(lambda chunk: model(chunk, train=False), chunks)
-        return logits.reshape(batches * batch_size, -1)[:n]
+        logits = jax.lax.map(lambda chunk: model(shard_batch(chunk, mesh), train=False), chunks)
+        logits = logits.reshape(batches * batch_size, -1)[:n]
+        if mesh is not None:  # every process can read the result
+            logits = jax.lax.with_sharding_constraint(logits, replicated(mesh))
+        return logits
 
     return predict
 

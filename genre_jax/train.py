@@ -26,10 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
 from genre_jax.config import TrainConfig
 from genre_jax.inference import make_predict
 from genre_jax.models import build_network
+from genre_jax.parallel import check_batch, replicate, shard_batch
 from genre_jax.store import FeatureStore
 
 # --- 1. data --------------------------------------------------------------------------------------
@@ -75,11 +77,15 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array) 
     return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation) -> Callable:
+def make_train_step(
+    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, mesh: Mesh | None = None
+) -> Callable:
     """``step(state, x, y, mask, key) -> (state, (loss_sum, correct))``, a pure function.
 
     ``state`` is ``{"params", "rest", "opt"}``: trainable parameters, the other model state
     (BatchNorm statistics) and the optimiser state. Gradients flow to the parameters only.
+    With a ``mesh``, the batch is split along its ``data`` axis (the state is replicated);
+    the computation is the same as on one device.
     """
 
     def loss_fn(params: Any, rest: Any, x: jax.Array, y: jax.Array, mask: jax.Array, key: Any):
@@ -89,6 +95,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation) ->
         return masked_cross_entropy(logits, y, mask), (logits, new_rest)
 
     def step(state: dict, x: jax.Array, y: jax.Array, mask: jax.Array, key: jax.Array):
+        x, y, mask = (shard_batch(a, mesh) for a in (x, y, mask))
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, (logits, rest)), grads = grad_fn(state["params"], state["rest"], x, y, mask, key)
         updates, opt = tx.update(grads, state["opt"], state["params"])
@@ -105,6 +112,7 @@ def make_train_epoch(
     tx: optax.GradientTransformation,
     batch_size: int,
     driver: str = "scan",
+    mesh: Mesh | None = None,
 ) -> Callable:
     """``epoch(state, x, y, epoch, key) -> (state, metrics)`` over device-resident data.
 
@@ -117,7 +125,7 @@ def make_train_epoch(
       device (fastest for the CNN on CPU, where XLA runs convolutions inside a loop body
       several times slower).
     """
-    step = make_train_step(graphdef, tx)
+    step = make_train_step(graphdef, tx, mesh)
 
     def plan(n: int, epoch: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, int]:
         batches = math.ceil(n / batch_size)
@@ -159,7 +167,7 @@ def make_train_epoch(
         totals = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
         for i in range(batches):
             state, totals = step_jit(
-                state, totals, x, y, order, valid, jnp.int32(i), epoch, batches, key
+                state, totals, x, y, order, valid, np.int32(i), epoch, batches, key
             )
         return state, {"loss": totals[0] / n, "accuracy": totals[1] / n}
 
@@ -222,16 +230,25 @@ def fit(
     meta: dict[str, Any] | None = None,
     resume: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Train a network on ``data``; checkpoint every epoch; early stopping restores the best.
 
     With ``resume``, the latest checkpoint (state, history, early-stopping counters) is
-    restored first and training continues from the next epoch.
+    restored first and training continues from the next epoch. With a ``mesh`` (see
+    :mod:`genre_jax.parallel`), state and data are replicated and every batch is split over
+    the mesh's devices; the global batch stays ``config.batch_size``.
     """
     started = time.perf_counter()
+    if mesh is not None:
+        check_batch(config.batch_size, mesh)
     graphdef, state, tx = init_state(config, data.x_train.shape[-1], n_classes)
-    epoch_fn = make_train_epoch(graphdef, tx, config.batch_size, epoch_driver(config))
-    predict = make_predict(graphdef, max(config.batch_size, 64))
+    driver = epoch_driver(config)
+    epoch_fn = make_train_epoch(graphdef, tx, config.batch_size, driver, mesh)
+    eval_batch = max(config.batch_size, 64)
+    if mesh is not None:
+        eval_batch = -(-eval_batch // mesh.size) * mesh.size
+    predict = make_predict(graphdef, eval_batch, mesh)
     key = jax.random.key(config.seed)
     history: list[dict[str, float]] = []
     best = {"loss": math.inf, "epoch": -1, "wait": 0}
@@ -240,11 +257,16 @@ def fit(
         state, saved = checkpoints.restore_latest(state)
         history, best = saved["history"], saved["early_stopping"]
         best_state, _ = checkpoints.restore_best(jax.tree.map(np.asarray, model_state_of(state)))
-    x_train, y_train = jax.device_put(data.x_train), jax.device_put(data.y_train)
-    x_val = jax.device_put(data.x_val)
+    if mesh is not None:
+        state = replicate(state, mesh)
+        x_train, y_train, x_val = replicate((data.x_train, data.y_train, data.x_val), mesh)
+        key = replicate(key, mesh)
+    else:
+        x_train, y_train = jax.device_put(data.x_train), jax.device_put(data.y_train)
+        x_val = jax.device_put(data.x_val)
     stopped = bool(config.patience and best["wait"] >= config.patience)  # a finished run
     for epoch in range(len(history), 0 if stopped else config.epochs):
-        state, train_metrics = epoch_fn(state, x_train, y_train, jnp.int32(epoch), key)
+        state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key)
         train_metrics = {k: float(v) for k, v in train_metrics.items()}
         if not math.isfinite(train_metrics["loss"]):
             raise TrainingError(
