@@ -175,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Music genre classification in JAX (MFCC + CNN / GRU / SVM).",
     )
     parser.add_argument("--version", action="version", version=_version())
+    group = parser.add_argument_group(
+        "multi-process runs (or GENRE_JAX_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID; "
+        "GENRE_JAX_DISTRIBUTED=1 lets JAX detect SLURM or a TPU pod)"
+    )
+    group.add_argument("--coordinator", help="HOST:PORT of process 0")
+    group.add_argument("--num-processes", type=int, help="processes in the run")
+    group.add_argument("--process-id", type=int, help="this process's index, 0 ... N-1")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = sub.add_parser("synth", help="write the built-in synthetic dataset (GTZAN layout)")
@@ -261,6 +268,9 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from genre_jax.parallel import initialize
+
+        initialize(args.coordinator, args.num_processes, args.process_id)
         return args.func(args)
     except _user_errors() as error:
         print(f"genre-jax {args.command}: error: {error}", file=sys.stderr)

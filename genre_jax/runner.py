@@ -29,6 +29,7 @@ import numpy as np
 from genre_jax.config import ConfigError, TrainConfig, require_same
 from genre_jax.fileio import atomic_write_json, library_versions, read_json
 from genre_jax.models import MODEL_NAMES, is_network
+from genre_jax.parallel import barrier, default_mesh, is_main_process
 from genre_jax.splits import (
     Split,
     fault_filtered_split,
@@ -69,12 +70,18 @@ def make_split(store: FeatureStore, config: TrainConfig) -> Split:
     )
 
 
-def _prepare_run_dir(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> bool:
-    """Make ``run_dir`` ready; return True when an earlier run is to be resumed."""
+def _prepare_run_dir(
+    run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool, write: bool = True
+) -> bool:
+    """Make ``run_dir`` ready; return True when an earlier run is to be resumed.
+
+    Every process checks; only the one with ``write`` (process 0) removes or writes files.
+    """
     existing = run_dir / "config.json"
     if existing.is_file():
         if overwrite:
-            shutil.rmtree(run_dir)
+            if write:
+                shutil.rmtree(run_dir)
         elif resume:
             saved = read_json(existing)
             require_same(
@@ -95,8 +102,9 @@ def _prepare_run_dir(run_dir: Path, config: dict[str, Any], resume: bool, overwr
             )
     elif run_dir.is_dir() and any(run_dir.iterdir()):
         raise RunDirError(f"{run_dir}: not empty and not a run directory; choose another")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", config)
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", config)
     return False
 
 
@@ -130,8 +138,11 @@ def train_run(
         "versions": library_versions(),
         "device": str(jax.devices()[0]),
     }
-    resuming = _prepare_run_dir(run_dir, resolved, resume, overwrite)
-    atomic_write_json(run_dir / "labels.json", store.genres)
+    main = is_main_process()
+    resuming = _prepare_run_dir(run_dir, resolved, resume, overwrite, write=main)
+    barrier("run-dir-ready")
+    if main:
+        atomic_write_json(run_dir / "labels.json", store.genres)
     if split.leaky:
         log("warning: the seed's segment-level split puts segments of one song in train and test;")
         log("         its accuracy is inflated and kept only to reproduce the seed's numbers")
@@ -159,7 +170,8 @@ def train_run(
     else:
         summary = _train_svm(run_dir, config, data, log)
     summary = {"model": config.model, "split": split.name, **summary}
-    atomic_write_json(run_dir / "summary.json", summary)
+    if main:
+        atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
 
@@ -182,7 +194,8 @@ def _train_network(
             "set val_per_genre >= 1)"
         )
     checkpoints = RunCheckpoints(run_dir)
-    bar = _EpochBar(config.epochs, config.model, enabled=progress)
+    main = is_main_process()
+    bar = _EpochBar(config.epochs, config.model, enabled=progress and main)
     try:
         with bar:
             result = fit(
@@ -193,15 +206,17 @@ def _train_network(
                 meta=meta,
                 resume=resuming,
                 on_epoch=bar.update,
+                mesh=default_mesh(),
             )
     finally:
         checkpoints.close()
-    atomic_write_json(run_dir / "history.json", result.history)
-    training_curves(
-        result.history,
-        run_dir / "plots" / "training_curves.png",
-        title=f"{config.model.upper()} training ({run_dir.name})",
-    )
+    if main:
+        atomic_write_json(run_dir / "history.json", result.history)
+        training_curves(
+            result.history,
+            run_dir / "plots" / "training_curves.png",
+            title=f"{config.model.upper()} training ({run_dir.name})",
+        )
     best = result.history[result.best_epoch - 1]
     parameters = int(sum(np.size(x) for x in jax.tree.leaves(result.model_state)))
     log(
