@@ -203,8 +203,8 @@ def prepare(
     config = config or FeatureConfig()
     manifest = discover(data_dir)
     final = store_path(out_dir, config)
-    fingerprint = manifest.fingerprint()
     if final.exists() and not overwrite:
+        fingerprint = manifest.fingerprint()
         store = FeatureStore.open(final)
         if store.info.get("data_fingerprint") != fingerprint:
             raise StoreError(
@@ -216,6 +216,39 @@ def prepare(
         return store
 
     started = time.perf_counter()
+    if _process_count() > 1:
+        from genre_jax.store_shards import prepare_distributed
+
+        return prepare_distributed(
+            data_dir,
+            out_dir,
+            config,
+            batch_size=batch_size,
+            workers=workers,
+            overwrite=overwrite,
+            progress=progress,
+            log=log,
+        )
+    arrays = _extract(manifest, range(len(manifest.tracks)), config, batch_size, workers, progress)
+    return _write_store(final, manifest, arrays, config, started, overwrite, log)
+
+
+def _process_count() -> int:
+    import jax
+
+    return jax.process_count()
+
+
+def _extract(
+    manifest: Manifest,
+    indices: Iterable[int],
+    config: FeatureConfig,
+    batch_size: int,
+    workers: int,
+    progress: bool,
+) -> dict[str, np.ndarray]:
+    """Decode, segment and extract the tracks ``indices``; record each one's status."""
+    indices = list(indices)
     extractor = _Extractor(config, batch_size)
     labels, tracks, positions = [], [], []
     genre_index = manifest.genre_index
@@ -223,8 +256,8 @@ def prepare(
     def decode(i: int) -> tuple[int, tuple[np.ndarray | None, float, str]]:
         return i, _decode_track(manifest.tracks[i].path, config)
 
-    results = _prefetch(decode, range(len(manifest.tracks)), workers, depth=4 * workers)
-    for i, (segments, duration, reason) in _progress(results, len(manifest.tracks), progress):
+    results = _prefetch(decode, indices, workers, depth=4 * workers)
+    for i, (segments, duration, reason) in _progress(results, len(indices), progress):
         track = manifest.tracks[i]
         if segments is None:
             track.status, track.error = "error", reason
@@ -240,17 +273,33 @@ def prepare(
         labels += [genre_index[track.genre]] * track.segments
         tracks += [i] * track.segments
         positions += list(range(track.segments))
-    features = extractor.finish()
-    if not labels:
-        raise StoreError(f"{data_dir}: no track gave a full segment; nothing to store")
+    return {
+        "features": extractor.finish(),
+        "labels": np.asarray(labels, np.int32),
+        "tracks": np.asarray(tracks, np.int32),
+        "positions": np.asarray(positions, np.int32),
+    }
 
+
+def _write_store(
+    final: Path,
+    manifest: Manifest,
+    arrays: dict[str, np.ndarray],
+    config: FeatureConfig,
+    started: float,
+    overwrite: bool,
+    log: Callable[[str], None],
+) -> FeatureStore:
+    """Write a complete store under a temporary name and rename it to ``final``."""
+    if not len(arrays["labels"]):
+        raise StoreError(f"{manifest.root}: no track gave a full segment; nothing to store")
     info = {
         "version": STORE_VERSION,
         "feature_config": config.to_json(),
         "feature_hash": config.hash(),
         "data_root": manifest.root,
-        "data_fingerprint": fingerprint,
-        "segments": len(labels),
+        "data_fingerprint": manifest.fingerprint(),
+        "segments": len(arrays["labels"]),
         "tracks_used": sum(t.status == "ok" for t in manifest.tracks),
         "tracks_skipped": len(manifest.skipped()),
         "genres": manifest.genres,
@@ -258,10 +307,8 @@ def prepare(
         "versions": library_versions(),
     }
     with staging_dir(final) as staged:
-        np.save(staged / "features.npy", features)
-        np.save(staged / "labels.npy", np.asarray(labels, np.int32))
-        np.save(staged / "tracks.npy", np.asarray(tracks, np.int32))
-        np.save(staged / "positions.npy", np.asarray(positions, np.int32))
+        for name in _ARRAYS:
+            np.save(staged / f"{name}.npy", arrays[name])
         atomic_write_json(staged / "manifest.json", manifest.to_json())
         atomic_write_json(staged / "store.json", info)
         if not publish_dir(staged, final, replace=overwrite):
