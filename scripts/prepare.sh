@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# genre-jax prepare with the arguments given; multi-process settings come from the environment.
+set -euo pipefail
+exec "${GENRE_JAX_PYTHON:-python3}" -m genre_jax.cli prepare "$@"
