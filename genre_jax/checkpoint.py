@@ -25,6 +25,34 @@ class CheckpointError(ValueError):
     """A run has no usable checkpoint, or its checkpoint does not fit the model it names."""
 
 
+def state_digest(state: Any) -> str:
+    """SHA-256 over every array of ``state``: its path, dtype, shape and bytes.
+
+    Stored in each checkpoint's metadata and checked on restore, so a truncated or altered
+    array is an error rather than silently different predictions.
+    """
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _verify(state: Any, meta: dict[str, Any], where: Path) -> None:
+    expected = meta.get("state_sha256")
+    if expected is None:
+        raise CheckpointError(f"{where}: metadata has no state digest; not a checkpoint of ours")
+    if state_digest(state) != expected:
+        raise CheckpointError(
+            f"{where}: the arrays do not match their digest (tampered or corrupt)"
+        )
+
+
 def _manager(directory: Path, create: bool = True) -> ocp.CheckpointManager:
     """A manager keeping one step; ``create=False`` for readers (nothing is made or saved)."""
     options = ocp.CheckpointManagerOptions(max_to_keep=1, create=create)
@@ -40,6 +68,7 @@ class RunCheckpoints:
         self.best = _manager(root / "best")
 
     def save_latest(self, epoch: int, state: Any, meta: dict[str, Any]) -> None:
+        meta = {**meta, "state_sha256": state_digest(state)}
         self.latest.save(
             epoch,
             args=ocp.args.Composite(
@@ -48,6 +77,7 @@ class RunCheckpoints:
         )
 
     def save_best(self, epoch: int, model_state: Any, meta: dict[str, Any]) -> None:
+        meta = {**meta, "state_sha256": state_digest(model_state)}
         self.best.save(
             epoch,
             args=ocp.args.Composite(
@@ -59,16 +89,7 @@ class RunCheckpoints:
         return self.latest.latest_step()
 
     def restore_latest(self, template: Any) -> tuple[Any, dict[str, Any]]:
-        step = self.latest.latest_step()
-        if step is None:
-            raise CheckpointError(f"{self.latest.directory}: no checkpoint to resume from")
-        restored = self.latest.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()
-            ),
-        )
-        return restored["state"], restored["meta"]
+        return _restore(self.latest, template)
 
     def restore_best(self, template: Any) -> tuple[Any, dict[str, Any]]:
         return _restore(self.best, template)
@@ -91,8 +112,9 @@ def _restore(manager: ocp.CheckpointManager, template: Any) -> tuple[Any, dict[s
                 state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()
             ),
         )
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
+    except (ValueError, KeyError, TypeError, OSError) as error:
         raise CheckpointError(f"{manager.directory}/{step}: cannot restore ({error})") from error
+    _verify(restored["state"], restored["meta"], Path(str(manager.directory)) / str(step))
     return restored["state"], restored["meta"]
 
 
