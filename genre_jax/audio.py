@@ -92,13 +92,29 @@ def _check_file(path: Path) -> None:
 # --- decoding ---------------------------------------------------------------------------------
 
 
+def _open_soundfile(path: Path) -> tuple[sf.SoundFile | None, str]:
+    """``(handle, "")`` when libsndfile reads the file, else ``(None, its reason)``.
+
+    libsndfile falls back to guessing header-less raw samples for a file whose header it does
+    not recognise (an ``.au`` with a broken magic number decodes as 8 kHz u-law noise); such a
+    guess is refused here rather than decoded as music.
+    """
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
+        return None, str(error).replace(str(path), "").strip(" :'") or type(error).__name__
+    if handle.format == "RAW":
+        handle.close()
+        raise AudioError(path, "not decodable as audio: no recognised header (raw data only)")
+    return handle, ""
+
+
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     """(samples x channels float32, rate) via soundfile, else librosa/audioread."""
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(rate)
-    except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as first:
-        first_reason = str(first).replace(str(path), "").strip(" :'") or type(first).__name__
+    handle, first_reason = _open_soundfile(path)
+    if handle is not None:
+        with handle:
+            return handle.read(dtype="float32", always_2d=True), int(handle.samplerate)
     try:
         import librosa
 
@@ -166,10 +182,7 @@ def iter_audio_blocks(
         raise ValueError(f"block_seconds={block_seconds}: must be > 0")
     path = Path(path)
     _check_file(path)
-    try:
-        handle = sf.SoundFile(str(path))
-    except (sf.SoundFileError, RuntimeError, TypeError, ValueError):
-        handle = None
+    handle, _ = _open_soundfile(path)
     if handle is None:
         audio = load_audio(path, sample_rate)  # audioread, with load_audio's own checks
         step = max(1, round(block_seconds * sample_rate))
