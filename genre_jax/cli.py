@@ -93,6 +93,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from genre_jax.check import check_command
+
+    return check_command(args.data_dir, from_options(FeatureConfig, args))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from genre_jax.runner import train_run
 
@@ -206,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_dataclass_options(prep, FeatureConfig)
     prep.set_defaults(func=cmd_prepare)
+
+    check = sub.add_parser("check", help="validate a dataset folder file by file (no training)")
+    check.add_argument("--data-dir", required=True)
+    add_dataclass_options(check, FeatureConfig)
+    check.set_defaults(func=cmd_check)
 
     train = sub.add_parser("train", help="train cnn, gru or svm on a feature store")
     train.add_argument("--features", required=True, help="feature store (or prepare's --out)")
