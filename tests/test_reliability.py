@@ -186,3 +186,82 @@ def test_kill_during_prepare_then_rerun_equals_uninterrupted(
     store = prepare(synthetic_small, out, progress=False, log=lambda _: None)
     for name in ("features", "labels", "tracks", "positions"):
         np.testing.assert_array_equal(getattr(store, name), getattr(reference, name))
+
+
+GRU_OPTIONS = [
+    "--model",
+    "gru",
+    "--epochs",
+    "6",
+    "--learning-rate",
+    "3e-3",
+    "--no-time-flip",
+    "--patience",
+    "0",
+]
+GRU_CONFIG = TrainConfig(model="gru", epochs=6, learning_rate=3e-3, time_flip=False, patience=0)
+
+
+@pytest.fixture(scope="module")
+def gru_reference(synthetic_store, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("gru-reference") / "run"
+    train_run(synthetic_store.path, run, GRU_CONFIG, progress=False, log=lambda _: None)
+    return run
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_kill_during_train_then_resume_equals_uninterrupted(
+    synthetic_store, gru_reference: Path, tmp_path: Path, seed: int
+) -> None:
+    import json
+
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "genre_jax.cli",
+        "train",
+        "--features",
+        str(synthetic_store.path),
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        *GRU_OPTIONS,
+    ]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(random.Random(seed).uniform(3.0, 15.0))  # start-up, compile or mid-epochs
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    train_run(
+        synthetic_store.path, run, GRU_CONFIG, resume=True, progress=False, log=lambda _: None
+    )
+    assert json.loads((run / "history.json").read_text()) == json.loads(
+        (gru_reference / "history.json").read_text()
+    )
+    x = np.asarray(synthetic_store.features[:8])
+    np.testing.assert_array_equal(
+        load_predictor(run).predict_proba(x), load_predictor(gru_reference).predict_proba(x)
+    )
+
+
+def test_run_dir_of_another_model_is_refused_with_the_field_named(
+    synthetic_store, gru_reference: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from genre_jax.config import ConfigError
+    from genre_jax.runner import RunDirError
+
+    run = tmp_path / "run"
+    shutil.copytree(gru_reference, run)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with pytest.raises(ConfigError, match="model: expected 'cnn', found 'gru'"):
+        train_run(synthetic_store.path, run, TrainConfig(model="cnn"), resume=True, progress=False)
+    with pytest.raises(RunDirError, match="--overwrite"):
+        train_run(synthetic_store.path, run, TrainConfig(model="cnn"), progress=False)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing touched
