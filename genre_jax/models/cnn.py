@@ -15,7 +15,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genre_jax.models.layers import dropout, glorot_uniform, layer_key, max_pool_2x2
+from genre_jax.models.layers import (
+    dropout,
+    glorot_uniform,
+    keras_batch_norm,
+    layer_key,
+    max_pool_2x2,
+)
 
 CHANNELS = (32, 64, 64)
 
@@ -31,9 +37,7 @@ class SeedCNN(nnx.Module):
                 for i, o in zip(ins, CHANNELS, strict=True)
             ]
         )
-        self.norms = nnx.List(
-            [nnx.BatchNorm(c, momentum=0.99, epsilon=1e-3, rngs=rngs) for c in CHANNELS]
-        )
+        self.norms = nnx.List([keras_batch_norm(c, rngs) for c in CHANNELS])
         self.hidden = nnx.Linear(CHANNELS[-1], 128, kernel_init=glorot_uniform, rngs=rngs)
         self.out = nnx.Linear(128, num_classes, kernel_init=glorot_uniform, rngs=rngs)
 

@@ -24,7 +24,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genre_jax.models.layers import dropout, glorot_uniform, layer_key, orthogonal
+from genre_jax.models.layers import (
+    dropout,
+    glorot_uniform,
+    keras_batch_norm,
+    layer_key,
+    orthogonal,
+)
 
 
 class KerasGRU(nnx.Module):
@@ -62,9 +68,9 @@ class SeedGRU(nnx.Module):
         self, in_features: int = 13, num_classes: int = 10, *, rngs: nnx.Rngs, unroll: int = 1
     ) -> None:
         self.gru1 = KerasGRU(in_features, 64, rngs=rngs, unroll=unroll)
-        self.norm1 = nnx.BatchNorm(64, momentum=0.99, epsilon=1e-3, rngs=rngs)
+        self.norm1 = keras_batch_norm(64, rngs)
         self.gru2 = KerasGRU(64, 96, rngs=rngs, unroll=unroll)
-        self.norm2 = nnx.BatchNorm(96, momentum=0.99, epsilon=1e-3, rngs=rngs)
+        self.norm2 = keras_batch_norm(96, rngs)
         self.hidden = nnx.Linear(96, 128, kernel_init=glorot_uniform, rngs=rngs)
         self.out = nnx.Linear(128, num_classes, kernel_init=glorot_uniform, rngs=rngs)
 

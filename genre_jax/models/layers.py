@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 # Keras's defaults, so that a fresh model starts where the seed's did.
 glorot_uniform = jax.nn.initializers.glorot_uniform()
 orthogonal = jax.nn.initializers.orthogonal()
 zeros = jax.nn.initializers.zeros
+
+
+def keras_batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """BatchNorm with Keras's defaults (momentum 0.99, epsilon 1e-3), over the last axis."""
+    return nnx.BatchNorm(features, momentum=0.99, epsilon=1e-3, rngs=rngs)
 
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
