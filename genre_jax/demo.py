@@ -23,7 +23,7 @@ MODELS = ("cnn", "gru", "svm")
 # Short schedule for the synthetic demo (the seed's recipe is the default TrainConfig).
 SYNTHETIC_SCHEDULE: dict[str, dict[str, Any]] = {
     "cnn": {"epochs": 20, "learning_rate": 1e-3},
-    "gru": {"epochs": 30, "learning_rate": 3e-3},
+    "gru": {"epochs": 30, "learning_rate": 1e-3},
     "svm": {},
 }
 
