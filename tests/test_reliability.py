@@ -265,3 +265,55 @@ def test_run_dir_of_another_model_is_refused_with_the_field_named(
     with pytest.raises(RunDirError, match="--overwrite"):
         train_run(synthetic_store.path, run, TrainConfig(model="cnn"), progress=False)
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing touched
+
+
+PEAK_RSS_SCRIPT = """
+import resource, sys
+from genre_jax.predict import predict_command
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+assert predict_command([sys.argv[2]], sys.argv[1], as_json=True) == 0  # 30 s: warm-up
+base = peak_mb()
+assert predict_command([sys.argv[3]], sys.argv[1], as_json=True) == 0  # 1 hour
+print(f"PEAK {base:.0f} {peak_mb():.0f}", file=sys.stderr)
+"""
+
+
+def test_one_hour_file_is_predicted_in_bounded_memory(synthetic_store, tmp_path: Path) -> None:
+    """Decoded whole, an hour at 22050 Hz is 318 MB of float32; streamed, the peak RSS must
+    grow by far less than that over a 30 s file's."""
+    import soundfile as sf
+
+    run = tmp_path / "svm"
+    train_run(
+        synthetic_store.path,
+        run,
+        TrainConfig(model="svm", time_flip=False),
+        progress=False,
+        log=lambda _: None,
+    )
+    rate = 22050
+    minute = (0.2 * np.sin(2 * np.pi * 220 * np.arange(60 * rate) / rate)).astype(np.float32)
+    with sf.SoundFile(tmp_path / "hour.wav", "w", rate, 1, subtype="PCM_16") as out:
+        for _ in range(60):
+            out.write(minute)
+    sf.write(tmp_path / "short.wav", minute[: 30 * rate], rate, subtype="PCM_16")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PEAK_RSS_SCRIPT,
+            str(run),
+            str(tmp_path / "short.wav"),
+            str(tmp_path / "hour.wav"),
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(x for x in result.stderr.splitlines() if x.startswith("PEAK"))
+    base, hour = (float(v) for v in line.split()[1:])
+    print(f"peak RSS: {base:.0f} MB after a 30 s file, {hour:.0f} MB after a 1-hour file")
+    assert hour - base < 150, f"peak RSS grew by {hour - base:.0f} MB for the 1-hour file"
