@@ -1,0 +1,172 @@
+"""CNN and GRU training: steady-state train steps per epoch driver, and seconds per epoch.
+
+Rows:
+
+- ``<model> train steps, <driver> driver, batch B``: samples per second of
+  ``make_train_epoch(..., driver)`` over a small device-resident set of whole batches
+  (``Options.train_samples``), i.e. the real epoch path: on-device shuffle, gather, step;
+- ``<model> epoch, GTZAN size``: seconds per epoch of 4,752 segments (2,376 training segments
+  doubled by the time flip) at batch 32 with the model's ``auto`` driver, as ``fit`` runs it.
+
+Compiled epoch functions are cached by (model, driver, batch), so rows of the same shape (the
+quick preset's, and the peer comparison's) compile once.
+
+Every row names the parameter count (trainable, and as Keras counts it, BatchNorm statistics
+included) and, when asked, the FLOPs of one train step from XLA's cost analysis of the lowered
+step, with the GFLOP/s the row achieved. XLA counts a loop body once, so for the GRU the step
+is lowered with its scan fully unrolled (``gru_unroll = frames``) to count every time step;
+that lowering is only analysed, never run.
+
+Train-step rows stop repeating after ``Options.budget_s`` seconds (the CNN's scan driver at
+batch 256 runs minutes per call on a small CPU); each row says how many repeats it got.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.common import (
+    CLASSES,
+    COEFFS,
+    FRAMES,
+    GTZAN_TRAIN,
+    Options,
+    Row,
+    progress,
+    report,
+    time_call,
+)
+from genre_jax.config import TrainConfig
+from genre_jax.train import (
+    epoch_driver,
+    init_state,
+    make_train_epoch,
+    make_train_step,
+    model_state_of,
+)
+
+MODELS = ("cnn", "gru")
+
+
+def synthetic_batch(n: int, seed: int = 0) -> tuple[jax.Array, jax.Array]:
+    """``n`` standard-normal segments ``(n, 431, 13)`` and balanced labels, on the device."""
+    x = jax.random.normal(jax.random.key(seed), (n, FRAMES, COEFFS), jnp.float32)
+    return x, jnp.arange(n, dtype=jnp.int32) % CLASSES
+
+
+@functools.cache
+def _initial(model: str) -> tuple[Any, dict, Any]:
+    return init_state(TrainConfig(model=model), COEFFS, CLASSES)
+
+
+def initial_state(model: str) -> tuple[Any, dict, Any]:
+    """(graphdef, a fresh copy of the seed-0 training state, optimiser) of ``model``.
+
+    Initialisation runs once per model (it is slow on CPU); the copy can be donated.
+    """
+    graphdef, state, tx = _initial(model)
+    return graphdef, jax.tree.map(jnp.copy, state), tx
+
+
+@functools.cache
+def epoch_function(model: str, driver: str, batch_size: int) -> Callable:
+    """The (cached) ``make_train_epoch`` function, so rows sharing a shape compile once."""
+    graphdef, _, tx = _initial(model)
+    return make_train_epoch(graphdef, tx, batch_size, driver)
+
+
+def epoch_runner(model: str, driver: str, batch_size: int, n: int) -> Callable[[], Any]:
+    """A callable that trains one more epoch of ``n`` samples each time it is called."""
+    _, state, _ = initial_state(model)
+    epoch = epoch_function(model, driver, batch_size)
+    x, y = synthetic_batch(n)
+    key = jax.random.key(0)
+    holder = {"state": state, "epoch": 0}
+
+    def call() -> Any:
+        holder["state"], metrics = epoch(holder["state"], x, y, jnp.int32(holder["epoch"]), key)
+        holder["epoch"] += 1
+        return holder["state"], metrics
+
+    return call
+
+
+def parameter_counts(model: str) -> dict[str, int]:
+    """Trainable parameters, and all state values as Keras counts them (BatchNorm stats too)."""
+    state = _initial(model)[1]
+    size = lambda tree: int(sum(np.size(leaf) for leaf in jax.tree.leaves(tree)))  # noqa: E731
+    return {"parameters": size(state["params"]), "keras_count": size(model_state_of(state))}
+
+
+def step_flops(model: str, batch_size: int) -> float | None:
+    """FLOPs of one train step at ``batch_size`` from XLA's cost analysis of the lowered step."""
+    unroll = FRAMES if model == "gru" else 1  # count every GRU time step, not the body once
+    graphdef, state, tx = init_state(TrainConfig(model=model, gru_unroll=unroll), COEFFS, CLASSES)
+    x, y = synthetic_batch(batch_size)
+    lowered = jax.jit(make_train_step(graphdef, tx)).lower(
+        state, x, y, jnp.ones(batch_size, bool), jax.random.key(0)
+    )
+    cost = lowered.cost_analysis()
+    if isinstance(cost, list):  # older JAX: one dict per computation
+        cost = cost[0] if cost else {}
+    flops = (cost or {}).get("flops")
+    return float(flops) if flops else None
+
+
+def _flops_extra(flops: dict[int, float | None], batch: int, steps: int, seconds: float) -> dict:
+    """GFLOPs per step at ``batch`` and the GFLOP/s achieved by ``steps`` steps in ``seconds``."""
+    if not flops.get(batch):
+        return {}
+    per_step = flops[batch] / 1e9
+    achieved = per_step * steps / seconds
+    return {"gflops_per_step": round(per_step, 3), "gflops_per_s": round(achieved, 2)}
+
+
+def run(options: Options) -> tuple[list[Row], list[dict]]:
+    """Train-step rows (both drivers, every batch size) and epoch rows, for both models."""
+    rows: list[Row] = []
+    for model in MODELS:
+        info = parameter_counts(model)
+        batches = {*options.train_batches, options.epoch_batch}
+        flops = {b: step_flops(model, b) for b in sorted(batches)} if options.flops else {}
+        auto = epoch_driver(TrainConfig(model=model))
+        drivers = [auto if d == "auto" else d for d in options.drivers]
+        for batch in options.train_batches:
+            n = batch * max(2, options.train_samples // batch)
+            for driver in drivers:
+                progress(f"training: {model} {driver} driver, batch {batch}, {n} samples")
+                runner = epoch_runner(model, driver, batch, n)
+                timing = time_call(runner, options.train_repeats, budget_s=options.budget_s)
+                setting = {
+                    "model": model,
+                    "driver": driver,
+                    "auto_driver": auto,
+                    "batch": batch,
+                    "samples_per_call": n,
+                    "input": f"({batch}, {FRAMES}, {COEFFS})",
+                    "optimizer": "adam 1e-4",
+                }
+                name = f"{model} train steps, {driver} driver, batch {batch}"
+                extra = {**info, **_flops_extra(flops, batch, n // batch, timing.median)}
+                rows.append(
+                    Row.rate("training", name, "samples/s", timing, n, setting=setting, extra=extra)
+                )
+                report(rows[-1])
+        n, batch = options.epoch_samples, options.epoch_batch
+        progress(f"training: {model} epoch of {n} samples, batch {batch}, {auto} driver")
+        timing = time_call(epoch_runner(model, auto, batch, n), options.epoch_repeats)
+        setting = {"model": model, "driver": auto, "batch": batch, "samples": n}
+        size = "GTZAN size" if n == GTZAN_TRAIN else f"{n} samples"
+        row = Row.duration("training", f"{model} epoch, {size}", "s/epoch", timing)
+        steps = -(-n // batch)
+        extra = {**info, "samples_per_s": round(n / timing.median, 2)}
+        row.setting, row.extra = setting, extra | _flops_extra(flops, batch, steps, timing.median)
+        rows.append(row)
+        report(row)
+    return rows, []
