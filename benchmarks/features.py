@@ -25,7 +25,8 @@ from contextlib import nullcontext
 import jax
 import numpy as np
 
-from benchmarks.common import Options, Row, progress, ratio, time_interleaved
+from benchmarks.common import Options
+from benchmarks.timing import Row, progress, ratio, time_interleaved
 from genre_jax.config import FeatureConfig
 from genre_jax.features import extract_jit
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Options, Row, progress, report, time_call
+from benchmarks.common import Options
+from benchmarks.timing import Row, progress, report, time_call
 from benchmarks.training import initial_state, synthetic_batch
 from genre_jax.config import TrainConfig
 from genre_jax.inference import load_predictor

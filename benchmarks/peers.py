@@ -29,17 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import (
-    CLASSES,
-    COEFFS,
-    FRAMES,
-    Options,
-    Row,
-    progress,
-    ratio,
-    report,
-    time_interleaved,
-)
+from benchmarks.common import CLASSES, COEFFS, FRAMES, Options
+from benchmarks.timing import Row, progress, ratio, report, time_interleaved
 from benchmarks.training import epoch_runner, parameter_counts
 from genre_jax.config import TrainConfig
 from genre_jax.train import epoch_driver

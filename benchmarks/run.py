@@ -1,4 +1,5 @@
-"""Run the benchmarks and write ``benchmarks.json`` and ``benchmarks.md``.
+"""Run the benchmarks and write ``benchmarks.json`` and ``benchmarks.md`` (``--quick``:
+``benchmarks-quick.json`` and ``.md``, so a smoke test never overwrites a full run).
 
     python -m benchmarks.run                 # full run (minutes)
     python -m benchmarks.run --quick         # every path at tiny sizes (a smoke test)
@@ -26,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Options, Row, device_info, progress
+from benchmarks.common import Options, device_info
+from benchmarks.timing import Row, progress
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, library_versions
 
 PATHS = ("features", "training", "svm", "inference", "parallel", "peers")
@@ -149,23 +151,31 @@ def run_path(path: str, options: Options) -> tuple[list[Row], list[dict[str, Any
         return [Row.failed_path(path, f"{path} benchmarks", reason)], []
 
 
+def result_paths(out: Path, quick: bool) -> tuple[Path, Path]:
+    """The JSON and markdown files of a run in ``out``."""
+    stem = "benchmarks-quick" if quick else "benchmarks"
+    return out / f"{stem}.json", out / f"{stem}.md"
+
+
 def _write(out: Path, result: dict[str, Any]) -> str:
-    atomic_write_json(out / "benchmarks.json", result)
+    json_path, md_path = result_paths(out, result["quick"])
+    atomic_write_json(json_path, result)
     page = markdown(result)
-    atomic_write_bytes(out / "benchmarks.md", page.encode())
+    atomic_write_bytes(md_path, page.encode())
     return page
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the chosen paths, write ``<out>/benchmarks.json`` and ``.md`` (rewritten after each
+    """Run the chosen paths, write the JSON and markdown files to ``out`` (rewritten after each
     path, so an interrupted run keeps what it measured); 0 if every path ran, else 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     options = options_from(args)
     chosen = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(chosen) - set(PATHS))
-    if unknown:
-        raise SystemExit(f"--only: unknown path(s) {', '.join(unknown)}; choose from {PATHS}")
+    if unknown or not chosen:
+        given = ", ".join(unknown) if unknown else "none given"
+        raise SystemExit(f"--only: unknown path(s) ({given}); choose from {', '.join(PATHS)}")
     started = time.perf_counter()
     device = device_info()
     progress(f"device {device['jax_device']}, {device['cpu_model']}, {device['cpu_cores']} cores")
@@ -195,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         page = _write(out, result)
     print(page)
-    progress(f"wrote {out / 'benchmarks.json'} and {out / 'benchmarks.md'}")
+    progress("wrote {} and {}".format(*result_paths(out, options.quick)))
     failed = [row.path for row in rows if row.failed]
     if failed:
         progress(f"FAILED paths: {', '.join(failed)} (see the rows and the tracebacks above)")

@@ -21,19 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import (
-    CLASSES,
-    COEFFS,
-    FRAMES,
-    GTZAN_TEST,
-    GTZAN_TRAIN,
-    Options,
-    Row,
-    progress,
-    ratio,
-    report,
-    time_call,
-)
+from benchmarks.common import CLASSES, COEFFS, FRAMES, GTZAN_TEST, GTZAN_TRAIN, Options
+from benchmarks.timing import Row, progress, ratio, report, time_call
 from genre_jax.config import TrainConfig
 from genre_jax.models import svm as svm_module
 

@@ -31,17 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import (
-    CLASSES,
-    COEFFS,
-    FRAMES,
-    GTZAN_TRAIN,
-    Options,
-    Row,
-    progress,
-    report,
-    time_call,
-)
+from benchmarks.common import CLASSES, COEFFS, FRAMES, GTZAN_TRAIN, Options
+from benchmarks.timing import Row, progress, report, time_call
 from genre_jax.config import TrainConfig
 from genre_jax.train import (
     epoch_driver,

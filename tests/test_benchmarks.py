@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import Row, Timing, ratio
 from benchmarks.peers import PEERS, unavailable
 from benchmarks.run import PATHS, main
+from benchmarks.timing import Row, Timing, ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def quick_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench")
     status = main(["--quick", "--out", str(out)])
-    result = json.loads((out / "benchmarks.json").read_text())
+    result = json.loads((out / "benchmarks-quick.json").read_text())
     assert not [r for r in result["rows"] if r["status"] == "failed"]
     assert status == 0 and result["complete"]
     return result, out
@@ -81,7 +81,7 @@ def test_quick_run_reports_parity_settings_device_and_ratios(
     names = [q["name"] for q in result["ratios"]]
     assert any("ours / librosa" in name for name in names)
     assert all(math.isfinite(q["ratio"]) and q["ratio"] > 0 for q in result["ratios"])
-    page = (out / "benchmarks.md").read_text()
+    page = (out / "benchmarks-quick.md").read_text()
     assert "| path | benchmark | median | unit |" in page
     assert "ours / theirs" in page and device["cpu_model"] in page
 
