@@ -274,7 +274,10 @@ def fit(
                 f"last good checkpoint (epoch {len(history)}) is kept"
             )
         current = model_state_of(state)
-        val = evaluate_logits(np.asarray(predict(current, x_val)), data.y_val)
+        if len(data.y_val):
+            val = evaluate_logits(np.asarray(predict(current, x_val)), data.y_val)
+        else:
+            val = {"loss": math.nan, "accuracy": math.nan}
         record = {
             "epoch": epoch + 1,
             "loss": train_metrics["loss"],
@@ -283,7 +286,8 @@ def fit(
             "val_accuracy": val["accuracy"],
         }
         history.append(record)
-        improved = val["loss"] < best["loss"] or best_state is None
+        # Without validation data there is nothing to select on: the latest epoch is the best.
+        improved = best_state is None or not len(data.y_val) or val["loss"] < best["loss"]
         if improved:
             best = {"loss": val["loss"], "epoch": epoch + 1, "wait": 0}
             best_state = jax.tree.map(lambda a: np.array(a, copy=True), current)

@@ -251,3 +251,15 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp
     state, saved = RunCheckpoints(tmp_path).restore_latest(template)
     assert saved["epoch"] == 2
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state))
+
+
+def test_without_validation_data_the_last_epoch_is_kept() -> None:
+    from genre_jax.train import SplitArrays, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 40, 13)).astype(np.float32)
+    y = np.arange(16, dtype=np.int32) % 4
+    empty_x, empty_y = x[:0], y[:0]
+    config = TrainConfig(model="gru", epochs=3, patience=0, learning_rate=1e-3)
+    result = fit(config, SplitArrays(x, y, empty_x, empty_y, x, y), 4)
+    assert result.best_epoch == 3 and len(result.history) == 3
