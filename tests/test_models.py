@@ -87,3 +87,24 @@ def test_evaluation_reads_but_never_updates_batchnorm() -> None:
     model(jax.random.normal(jax.random.key(1), (4, 64, 13)), train=True)
     changed = jax.tree.leaves(nnx.state(model, nnx.BatchStat))
     assert not all(np.array_equal(a, b) for a, b in zip(before, changed, strict=True))
+
+
+def _ours():
+    from genre_jax.models.ours import MelCNN, MelStatNet, MelTCN
+
+    return [
+        lambda: MelStatNet(32, 10, input_norm=True, rngs=nnx.Rngs(1)),
+        lambda: MelTCN(32, 10, rngs=nnx.Rngs(1)),
+        lambda: MelCNN(32, 10, rngs=nnx.Rngs(1)),
+    ]
+
+
+@pytest.mark.parametrize("build", _ours(), ids=["stat", "tcn", "cnn2d"])
+def test_research_models_keep_padded_rows_out_of_batchnorm(build) -> None:
+    x = jax.random.normal(jax.random.key(0), (5, 40, 32))
+    padded = jnp.concatenate([x, 100.0 * jnp.ones((3, 40, 32))])
+    plain, masked = build(), build()
+    expected = plain(x, train=True)
+    assert expected.shape == (5, 10)
+    got = masked(padded, train=True, mask=jnp.arange(8) < 5)[:5]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
