@@ -125,7 +125,7 @@ def evaluate_run(
     x = np.asarray(store.features[index])
     truth = np.asarray(store.labels[index])
     probabilities = predictor.predict_proba(x)
-    predicted = predictor.predict(x)
+    predicted = predictor.predict(x, probabilities)
     songs = aggregate_songs(np.asarray(store.tracks[index]), truth, probabilities, predicted)
     report = {
         "run": str(run_dir),

@@ -70,13 +70,16 @@ class Predictor:
             return np.zeros((0, len(self.genres)))
         return np.asarray(self._predict(features), np.float64)
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
+    def predict(self, features: np.ndarray, probabilities: np.ndarray | None = None) -> np.ndarray:
         """Segment labels: the argmax of the probabilities, or for the SVM the SVC's own vote
-        (as the seed's ``SVC(probability=True).predict``)."""
+        (as the seed's ``SVC(probability=True).predict``). Pass ``probabilities`` already
+        computed for these features to avoid computing them again."""
         if self._labels is not None and len(features):
             self.predict_proba(features[:1])  # the same shape check
             return np.asarray(self._labels(np.asarray(features, np.float32)))
-        return self.predict_proba(features).argmax(axis=1)
+        if probabilities is None:
+            probabilities = self.predict_proba(features)
+        return probabilities.argmax(axis=1)
 
 
 def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
