@@ -36,6 +36,11 @@ def _shard_dir(out_dir: str | os.PathLike, config: FeatureConfig) -> Path:
     return final.with_name(f".{final.name}.shards")
 
 
+def _shard_path(out_dir: str | os.PathLike, config: FeatureConfig, index: int, count: int) -> Path:
+    """Where shard ``index`` of ``count`` is written (and read back by process 0)."""
+    return _shard_dir(out_dir, config) / f"shard-{index:05d}-of-{count:05d}.npz"
+
+
 def extract_shard(
     data_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -58,7 +63,7 @@ def extract_shard(
     statuses = [dataclasses.asdict(manifest.tracks[i]) for i in indices]
     buffer = io.BytesIO()
     np.savez(buffer, statuses=np.asarray(json.dumps(statuses)), **arrays)
-    path = _shard_dir(out_dir, config) / f"shard-{index:05d}-of-{count:05d}.npz"
+    path = _shard_path(out_dir, config, index, count)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
@@ -78,7 +83,7 @@ def merge_shards(
     shard_dir = _shard_dir(out_dir, config)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _ARRAYS}
     for index in range(count):
-        path = shard_dir / f"shard-{index:05d}-of-{count:05d}.npz"
+        path = _shard_path(out_dir, config, index, count)
         if not path.is_file():
             raise StoreError(f"{path}: shard missing; did every process finish extracting?")
         with np.load(path) as shard:
