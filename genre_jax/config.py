@@ -13,6 +13,7 @@ import json
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -196,6 +197,9 @@ def dataclass_from_options(
 
 
 SPLITS = ("song", "kfold", "fault-filtered", "seed-leaky")
+LR_SCHEDULES = ("constant", "cosine")
+TIME_FLIP_MODES = ("double", "random")
+SELECTIONS = ("best-val", "last")
 
 
 @dataclass(frozen=True)
@@ -203,13 +207,26 @@ class TrainConfig:
     """How a model is trained (the seed's recipe by default).
 
     Attributes:
-        model: registered model name (``cnn``, ``gru``, ``svm``).
+        model: registered model name (``cnn``, ``gru``, ``melstat``, ``svm``).
         epochs: maximum epochs (the seed ran 100).
         batch_size: examples per optimiser step.
-        learning_rate: Adam step size.
+        learning_rate: Adam step size (the peak of the schedule).
+        lr_schedule: ``constant`` (the seed) or ``cosine``: linear warmup over
+            ``warmup_steps`` from 0, then cosine decay to 1 % of ``learning_rate`` at the last
+            step of ``epochs``.
+        warmup_steps: optimiser steps of linear warmup (``lr_schedule=cosine`` only).
         patience: early stopping on validation loss after this many epochs without a new best
             (best weights restored); 0 disables it.
-        time_flip: add every training segment reversed in time (doubles the training set).
+        select: weights kept at the end: ``best-val`` (lowest validation loss, the seed's
+            early-stopping restore) or ``last`` (the final epoch; validation is only reported).
+        time_flip: augment with segments reversed in time.
+        time_flip_mode: ``double`` (the seed: every training segment is added reversed, doubling
+            the set) or ``random`` (each example of each batch is reversed with probability 1/2).
+        label_smoothing: cross-entropy targets ``(1 - s) * one_hot + s / classes``; 0: off.
+        specaug_masks: SpecAugment: stripes of each kind (time and coefficient) masked per
+            training example with the example's mean; 0: off.
+        specaug_time: widest time stripe, frames (widths are uniform in 0 ... this).
+        specaug_freq: widest coefficient stripe, bands (widths are uniform in 0 ... this).
         seed: initialisation, shuffling and dropout.
         split: ``song`` (stratified 80/10/10 by song), ``kfold`` (song-level, fold ``fold`` of
             ``folds`` as test), ``fault-filtered`` (published GTZAN split), ``seed-leaky`` (the
@@ -231,8 +248,16 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 32
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
+    warmup_steps: int = 100
     patience: int = 20
+    select: str = "best-val"
     time_flip: bool = True
+    time_flip_mode: str = "double"
+    label_smoothing: float = 0.0
+    specaug_masks: int = 0
+    specaug_time: int = 10
+    specaug_freq: int = 12
     seed: int = 0
     split: str = "song"
     split_seed: int = 0
@@ -250,8 +275,23 @@ class TrainConfig:
             raise ConfigError(
                 f"train setting epoch_driver={self.epoch_driver!r}: 'auto', 'scan' or 'steps'"
             )
-        if self.split not in SPLITS:
-            raise ConfigError(f"train setting split={self.split!r}: one of {', '.join(SPLITS)}")
+        for name, allowed in (
+            ("split", SPLITS),
+            ("lr_schedule", LR_SCHEDULES),
+            ("time_flip_mode", TIME_FLIP_MODES),
+            ("select", SELECTIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"train setting {name}={getattr(self, name)!r}: one of {', '.join(allowed)}"
+                )
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(
+                f"train setting label_smoothing={self.label_smoothing}: must be in [0, 1)"
+            )
+        for name in ("warmup_steps", "specaug_masks", "specaug_time", "specaug_freq"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train setting {name}={getattr(self, name)}: must be >= 0")
         for name in ("epochs", "batch_size", "gru_unroll"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train setting {name}={getattr(self, name)}: must be >= 1")
@@ -277,3 +317,52 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
         return from_json(cls, data)
+
+
+# --- experiment files ---------------------------------------------------------------------------
+
+EXPERIMENT_KEYS = ("description", "protocol", "features", "train")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment file: feature and training settings, with a description and protocol.
+
+    JSON with any of the keys ``description`` (text), ``protocol`` (text, e.g. "gtzan-dev,
+    2 s segments, 5-fold song-level CV"), ``features`` (:class:`FeatureConfig` fields) and
+    ``train`` (:class:`TrainConfig` fields); fields left out keep their defaults, and options
+    given on the command line override the file. ``features`` is ``None`` when the file has no
+    such key (then any store is accepted).
+    """
+
+    features: FeatureConfig | None
+    train: TrainConfig
+    description: str = ""
+    protocol: str = ""
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read an experiment file; every problem is a :class:`ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"experiment file {path}: not found") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"experiment file {path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"experiment file {path}: must hold a JSON object")
+    unknown = sorted(set(data) - set(EXPERIMENT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"experiment file {path}: unknown key(s) {', '.join(unknown)} "
+            f"(allowed: {', '.join(EXPERIMENT_KEYS)})"
+        )
+    try:
+        features = FeatureConfig.from_json(data["features"]) if "features" in data else None
+        train = TrainConfig.from_json(data.get("train", {}))
+    except (ConfigError, TypeError) as error:
+        raise ConfigError(f"experiment file {path}: {error}") from None
+    return Experiment(
+        features, train, str(data.get("description", "")), str(data.get("protocol", ""))
+    )

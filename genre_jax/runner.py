@@ -150,10 +150,12 @@ def train_run(
         log(f"{len(split.missing)} track(s) of the published split are missing: {split.missing}")
     from genre_jax.train import split_arrays
 
-    data = split_arrays(store, split, config.time_flip)
+    doubled = config.time_flip and config.time_flip_mode == "double"
+    data = split_arrays(store, split, doubled)
+    flip = "random time flip" if config.time_flip and not doubled else "time flip"
     log(
         f"{config.model}: {len(data.y_train)} training examples "
-        f"({'with' if config.time_flip else 'without'} time flip), {len(data.y_val)} validation, "
+        f"({'with' if config.time_flip else 'without'} {flip}), {len(data.y_val)} validation, "
         f"{len(data.y_test)} test; split {split.name}"
     )
     meta = {
