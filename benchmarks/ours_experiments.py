@@ -119,7 +119,7 @@ def build(args: argparse.Namespace, n_features: int, n_classes: int, seed: int) 
             channels=channels,
             dropout_rate=args.dropout,
             head_dropout=args.head_dropout,
-            input_norm=input_norm,
+            input_norm="batchnorm" if input_norm else "none",  # "standard": done here
             rngs=rngs,
         )
     if args.model == "seedcnn":

@@ -1,8 +1,8 @@
 """Model registry: every command finds a model by its name.
 
-Networks (``cnn``, ``gru``) are Flax NNX modules called as
-``model(x, train=..., key=..., mask=...) -> logits`` on features ``(batch, frames, coefficients)``;
-``svm`` is a scikit-learn pipeline (:mod:`genre_jax.models.svm`).
+Networks (``cnn`` and ``gru``, the seed's; ``melstat``, ours for log-mel input) are Flax NNX
+modules called as ``model(x, train=..., key=..., mask=...) -> logits`` on features
+``(batch, frames, coefficients)``; ``svm`` is a scikit-learn pipeline (:mod:`genre_jax.models.svm`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ from flax import nnx
 from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.models.cnn import SeedCNN
 from genre_jax.models.gru import SeedGRU
+from genre_jax.models.ours import MelStatNet
 
 NETWORKS: dict[str, Callable[..., nnx.Module]] = {
     "cnn": lambda n_features, n_classes, config, rngs: SeedCNN(n_classes, rngs=rngs),
     "gru": lambda n_features, n_classes, config, rngs: SeedGRU(
         n_features, n_classes, rngs=rngs, unroll=config.gru_unroll
+    ),
+    "melstat": lambda n_features, n_classes, config, rngs: MelStatNet(
+        n_features, n_classes, rngs=rngs
     ),
 }
 MODEL_NAMES = (*NETWORKS, "svm")

@@ -1,6 +1,8 @@
-"""Our own networks for short log-mel segments (research models, issue 8).
+"""Our own networks for short log-mel segments (issue 8).
 
-Both take features ``(batch, frames, coefficients)`` (87 x 128 log-mel bands for 2 s at hop 512)
+:class:`MelStatNet` is registered as ``melstat`` (the best measured on real music); the other
+two are research models kept with their measurements (``benchmarks/ours_experiments.py``).
+All take features ``(batch, frames, coefficients)`` (87 x 128 log-mel bands for 2 s at hop 512)
 and are called as the seed's networks: ``model(x, train=..., key=..., mask=...) -> logits``.
 
 - :class:`MelTCN`: a temporal convolutional network. Every mel band is a channel, so each layer
@@ -11,18 +13,59 @@ and are called as the seed's networks: ``model(x, train=..., key=..., mask=...) 
   channels) instead of being averaged over them as the seed's CNN does, since where in the
   spectrum energy sits is most of what tells genres apart.
 
-Both start with an optional input BatchNorm over the coefficients: a per-band standardisation
-whose running statistics are learned from the training data (so a run needs no separate
-normaliser). BatchNorm layers skip padded rows through ``mask`` as in the seed's CNN.
+``MelStatNet`` standardises each coefficient with the mean and standard deviation of the
+training segments (:class:`Standardize`, set before training and saved with the model); the
+research models start with an optional input BatchNorm instead. BatchNorm layers skip padded
+rows through ``mask`` as in the seed's CNN.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from genre_jax.models.layers import dropout, layer_key, max_pool_2x2
+
+
+class InputStatistic(nnx.Variable):
+    """A fixed statistic of the training data (not trained, saved with the checkpoint)."""
+
+
+class Standardize(nnx.Module):
+    """``(x - mean) / std`` per coefficient, with mean and std of the training segments.
+
+    The statistics are set once, before training, by :meth:`fit`, and travel with the model's
+    state, so evaluation and prediction standardise exactly as training did.
+    """
+
+    def __init__(self, n_features: int) -> None:
+        self.mean = InputStatistic(jnp.zeros(n_features, jnp.float32))
+        self.std = InputStatistic(jnp.ones(n_features, jnp.float32))
+
+    def fit(self, x: np.ndarray, chunk: int = 512) -> None:
+        """Set mean and std over all segments and frames of ``x`` ``(n, frames, coefficients)``.
+
+        Accumulated in float64 over chunks of segments, so a large training set needs no
+        float64 copy.
+        """
+        if len(x) == 0:
+            raise ValueError("input statistics need at least one training segment")
+        total = np.zeros(x.shape[-1])
+        squares = np.zeros(x.shape[-1])
+        for start in range(0, len(x), chunk):
+            part = np.asarray(x[start : start + chunk], np.float64).reshape(-1, x.shape[-1])
+            total += part.sum(axis=0)
+            squares += np.square(part).sum(axis=0)
+        count = len(x) * x.shape[1]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-5
+        self.mean.value = jnp.asarray(mean, jnp.float32)
+        self.std.value = jnp.asarray(std, jnp.float32)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return (x - self.mean.value) / self.std.value
 
 
 def _norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
@@ -181,7 +224,8 @@ class MelCNN(nnx.Module):
 class MelStatNet(nnx.Module):
     """Frame encoder + statistics pooling, with the input's own band statistics as a skip.
 
-    ``input BN -> [residual 1-D block] x len(channels) (no time pooling) -> mean and standard
+    Registered as ``melstat``. ``input standardisation -> [residual 1-D block] x
+    len(channels) (no time pooling) -> mean and standard
     deviation over time, concatenated with the mean and standard deviation of the normalised
     input bands and of their frame-to-frame differences -> dropout -> Dense(hidden) -> BN ->
     ReLU -> dropout -> Dense``. The skip statistics are what a summary-statistics SVM sees; the
@@ -198,10 +242,13 @@ class MelStatNet(nnx.Module):
         hidden: int = 128,
         dropout_rate: float = 0.1,
         head_dropout: float = 0.5,
-        input_norm: bool = True,
+        input_norm: str = "standardize",
         rngs: nnx.Rngs,
     ) -> None:
-        self.input_norm = _norm(n_features, rngs) if input_norm else None
+        if input_norm not in ("standardize", "batchnorm", "none"):
+            raise ValueError(f"input_norm={input_norm!r}: 'standardize', 'batchnorm' or 'none'")
+        self.input_norm = _norm(n_features, rngs) if input_norm == "batchnorm" else None
+        self.standardize = Standardize(n_features) if input_norm == "standardize" else None
         ins = (n_features, *channels[:-1])
         self.blocks = nnx.List(
             [_Residual1D(i, o, kernel, rngs=rngs) for i, o in zip(ins, channels, strict=True)]
@@ -223,6 +270,8 @@ class MelStatNet(nnx.Module):
     ) -> jax.Array:
         """Logits ``(batch, classes)`` of features ``(batch, frames, coefficients)``."""
         m3 = _row_mask(mask, 3)
+        if self.standardize is not None:
+            x = self.standardize(x)
         if self.input_norm is not None:
             x = self.input_norm(x, use_running_average=not train, mask=m3)
         h = x
@@ -235,6 +284,11 @@ class MelStatNet(nnx.Module):
         h = self.hidden_norm(self.hidden(h), use_running_average=not train, mask=_row_mask(mask, 2))
         h = dropout(jax.nn.relu(h), self.head_dropout, layer_key(key, 101) if train else None)
         return self.out(h)
+
+    def fit_input_statistics(self, x: np.ndarray) -> None:
+        """Set the input standardisation from the training segments (no-op without one)."""
+        if self.standardize is not None:
+            self.standardize.fit(x)
 
 
 def count_values(model: nnx.Module) -> dict[str, int]:
