@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from genre_jax.audio import AudioError
-from genre_jax.config import ConfigError, FeatureConfig, TrainConfig, add_dataclass_options
+from genre_jax.config import (
+    ConfigError,
+    Experiment,
+    FeatureConfig,
+    TrainConfig,
+    add_dataclass_options,
+    load_experiment,
+    require_same,
+)
 from genre_jax.config import dataclass_from_options as from_options
 from genre_jax.datasets import DatasetError
 from genre_jax.store import StoreError
@@ -72,13 +80,44 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(args: argparse.Namespace) -> Experiment | None:
+    return load_experiment(args.config) if getattr(args, "config", None) else None
+
+
+def _feature_config(args: argparse.Namespace) -> FeatureConfig:
+    """Feature settings: defaults, then the experiment file's, then the command line's."""
+    experiment = _experiment(args)
+    base = experiment.features if experiment is not None else None
+    return from_options(FeatureConfig, args, base=base)
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """Training settings: defaults, then the experiment file's, then the command line's."""
+    experiment = _experiment(args)
+    return from_options(TrainConfig, args, base=experiment.train if experiment else None)
+
+
+def _require_experiment_features(args: argparse.Namespace, features: str | Path) -> None:
+    """An experiment file that names feature settings must match the store it trains on."""
+    from genre_jax.store import FeatureStore, resolve_store
+
+    experiment = _experiment(args)
+    if experiment is not None and experiment.features is not None:
+        store = FeatureStore.open(resolve_store(features))
+        require_same(
+            experiment.features,
+            store.config,
+            f"feature store {store.path} against experiment file {args.config}",
+        )
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from genre_jax.store import prepare
 
     if args.synthetic == bool(args.data_dir):
         raise ConfigError("prepare: give exactly one of --data-dir DIR or --synthetic")
     data_dir = _ensure_synthetic(args) if args.synthetic else Path(args.data_dir)
-    config = from_options(FeatureConfig, args)
+    config = _feature_config(args)
     store = prepare(
         data_dir,
         args.out,
@@ -102,7 +141,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from genre_jax.runner import train_run
 
-    config = from_options(TrainConfig, args)
+    config = _train_config(args)
+    _require_experiment_features(args, args.features)
     train_run(
         args.features,
         args.run_dir,
@@ -112,6 +152,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(f"Run: {args.run_dir}")
+    return 0
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    from genre_jax.crossval import crossval
+    from genre_jax.store import prepare
+
+    if bool(args.features) == bool(args.data_dir):
+        raise ConfigError("crossval: give exactly one of --data-dir DIR or --features STORE")
+    experiment = _experiment(args)
+    if args.data_dir:
+        store = prepare(
+            args.data_dir, args.features_dir, _feature_config(args), progress=not args.no_progress
+        )
+        features = store.path
+    else:
+        features = args.features
+        _require_experiment_features(args, features)
+    report = crossval(
+        features,
+        args.out,
+        _train_config(args),
+        description=experiment.description if experiment else "",
+        protocol=experiment.protocol if experiment else "",
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    if report:
+        from genre_jax.crossval import crossval_markdown
+
+        print(crossval_markdown(report))
+        print(f"Wrote {Path(args.out) / 'report.json'} and report.md")
     return 0
 
 
@@ -175,6 +247,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------
 
 
+CONFIG_HELP = (
+    "experiment file (JSON with 'features' and 'train' settings, see configs/); "
+    "options given here override it"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genre-jax",
@@ -210,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--workers", type=int, default=2, help="decoding threads")
     prep.add_argument("--overwrite", action="store_true", help="rebuild an existing store")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    prep.add_argument("--config", help=CONFIG_HELP)
     add_dataclass_options(prep, FeatureConfig)
     prep.set_defaults(func=cmd_prepare)
 
@@ -224,8 +303,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue a killed run")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--config", help=CONFIG_HELP)
     add_dataclass_options(train, TrainConfig)
     train.set_defaults(func=cmd_train)
+
+    cv = sub.add_parser(
+        "crossval", help="song-level k-fold cross-validation: train + evaluate every fold"
+    )
+    cv.add_argument("--config", help=CONFIG_HELP)
+    cv.add_argument("--data-dir", help="dataset folder (features are prepared first)")
+    cv.add_argument("--features", help="an existing feature store instead of --data-dir")
+    cv.add_argument("--features-dir", default="runs/features", help="where --data-dir's store goes")
+    cv.add_argument("--out", required=True, help="folder of the experiment (one run per fold)")
+    cv.add_argument("--overwrite", action="store_true", help="replace an existing experiment")
+    cv.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_dataclass_options(cv, FeatureConfig)
+    add_dataclass_options(cv, TrainConfig)
+    cv.set_defaults(func=cmd_crossval)
 
     evaluate = sub.add_parser("evaluate", help="metrics, reports and confusion matrices of a run")
     evaluate.add_argument("--run-dir", required=True)

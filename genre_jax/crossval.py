@@ -1,0 +1,229 @@
+"""Song-level k-fold cross-validation as one command and one report (``genre-jax crossval``).
+
+Each fold is an ordinary training run (``split=kfold``, ``fold=i``): the folds are stratified by
+genre over songs, so no song has segments on both sides, and ``val_per_genre`` songs per genre
+of the training folds are held out for validation. Every fold is evaluated from its own run
+directory, then the folds are summarised::
+
+    OUT/
+      experiment.json    the resolved settings, store, description and protocol
+      fold-0/ ... fold-{k-1}/   run directories (train + evaluate, as the commands write them)
+      report.json        per-fold figures, mean and standard deviation, pooled confusion
+      report.md          the same as a table
+      plots/confusion_song_{counts,normalized}.png   summed over the folds
+
+Means and standard deviations are over folds, the standard deviation with ``ddof=0`` (the
+convention of the reference figures in ``shared/data/README.md``). Running the same command
+again continues a killed experiment: finished folds are kept, a fold killed during training
+resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genre_jax.config import ConfigError, FeatureConfig, TrainConfig, require_same
+from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
+from genre_jax.parallel import barrier, is_main_process
+from genre_jax.store import FeatureStore, resolve_store
+
+FOLD_METRICS = ("song_accuracy", "song_accuracy_vote", "segment_accuracy", "macro_f1")
+
+
+def fold_config(config: TrainConfig, fold: int) -> TrainConfig:
+    """The training settings of fold ``fold`` (``split=kfold`` with that test fold)."""
+    return dataclasses.replace(config, split="kfold", fold=fold)
+
+
+def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool) -> None:
+    saved_path = out_dir / "experiment.json"
+    if saved_path.is_file() and not overwrite:
+        saved = read_json(saved_path)
+        require_same(
+            TrainConfig.from_json(experiment["train"]),
+            TrainConfig.from_json(saved["train"]),
+            f"cross-validation {out_dir} (train settings; --overwrite starts it afresh)",
+        )
+        if saved["feature_hash"] != experiment["feature_hash"]:
+            raise ConfigError(
+                f"cross-validation {out_dir}: its store had feature_hash {saved['feature_hash']}, "
+                f"the store given has {experiment['feature_hash']} (--overwrite starts afresh)"
+            )
+        return
+    if saved_path.is_file() and overwrite and is_main_process():
+        shutil.rmtree(out_dir)
+    elif out_dir.is_dir() and any(out_dir.iterdir()) and not saved_path.is_file():
+        raise ConfigError(f"{out_dir}: not empty and not a cross-validation folder")
+    if is_main_process():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(saved_path, experiment)
+
+
+def crossval(
+    features: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig,
+    *,
+    description: str = "",
+    protocol: str = "",
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train and evaluate ``config.model`` on every fold of the store at ``features``.
+
+    Returns the report (also written as ``report.json`` and ``report.md`` in ``out_dir``).
+    """
+    from genre_jax.evaluate import evaluate_run
+    from genre_jax.runner import train_run
+
+    if config.folds < 2:
+        raise ConfigError(f"train setting folds={config.folds}: cross-validation needs >= 2")
+    store = FeatureStore.open(resolve_store(features))
+    out_dir = Path(out_dir)
+    base = fold_config(config, 0)
+    experiment = {
+        "description": description,
+        "protocol": protocol,
+        "train": base.to_json(),
+        "features": store.config.to_json(),
+        "feature_hash": store.config.hash(),
+        "store": str(store.path.resolve()),
+    }
+    _prepare_out_dir(out_dir, experiment, overwrite)
+    barrier("crossval-ready")
+    rows = []
+    for fold in range(config.folds):
+        run_dir = out_dir / f"fold-{fold}"
+        if (run_dir / "summary.json").is_file():
+            log(f"fold {fold + 1}/{config.folds}: trained earlier, kept ({run_dir})")
+        else:
+            log(f"fold {fold + 1}/{config.folds}: training {config.model} in {run_dir}")
+            train_run(
+                store.path,
+                run_dir,
+                fold_config(config, fold),
+                resume=(run_dir / "config.json").is_file(),  # a fold killed while training
+                progress=progress,
+                log=log,
+            )
+            barrier(f"crossval-fold-{fold}")
+        if is_main_process():
+            if not (run_dir / "report.json").is_file():
+                evaluate_run(run_dir)
+            rows.append(_fold_row(fold, run_dir))
+            log(
+                f"fold {fold + 1}/{config.folds}: song accuracy "
+                f"{100 * rows[-1]['song_accuracy']:.2f} %, segment "
+                f"{100 * rows[-1]['segment_accuracy']:.2f} %"
+            )
+    if not is_main_process():
+        return {}
+    report = summarise(rows, experiment, out_dir)
+    mean, std = report["mean"]["song_accuracy"], report["std"]["song_accuracy"]
+    log(f"{config.model}, {config.folds}-fold: song accuracy {100 * mean:.2f} % +- {100 * std:.2f}")
+    return report
+
+
+def _fold_row(fold: int, run_dir: Path) -> dict[str, Any]:
+    report = read_json(run_dir / "report.json")
+    summary = read_json(run_dir / "summary.json")
+    return {
+        "fold": fold,
+        "run": str(run_dir),
+        "songs": report["songs"],
+        "segments": report["segments"],
+        "song_accuracy": report["song_accuracy"],
+        "song_accuracy_vote": report["song_accuracy_vote"],
+        "segment_accuracy": report["segment_accuracy"],
+        "macro_f1": report["macro_avg"]["f1"],
+        "best_epoch": summary.get("best_epoch"),
+        "train_seconds": summary.get("train_seconds"),
+        "confusion": report["confusion"]["song"]["counts"],
+        "genres": report["genres"],
+    }
+
+
+def summarise(
+    rows: Sequence[dict[str, Any]], experiment: dict[str, Any], out_dir: Path
+) -> dict[str, Any]:
+    """Mean and standard deviation over folds, pooled confusion; writes report and plots."""
+    from genre_jax import plots
+
+    genres = rows[0]["genres"]
+    confusion = np.sum([np.array(r["confusion"]) for r in rows], axis=0)
+    values = {m: np.array([r[m] for r in rows], np.float64) for m in FOLD_METRICS}
+    train = experiment["train"]
+    report = {
+        "model": train["model"],
+        "description": experiment["description"],
+        "protocol": experiment["protocol"],
+        "folds": train["folds"],
+        "split_seed": train["split_seed"],
+        "val_per_genre": train["val_per_genre"],
+        "features": experiment["features"],
+        "train": train,
+        "mean": {m: float(v.mean()) for m, v in values.items()},
+        "std": {m: float(v.std()) for m, v in values.items()},
+        "pooled_song_accuracy": float(np.trace(confusion) / confusion.sum()),
+        "songs": int(confusion.sum()),
+        "per_fold": [{k: r[k] for k in r if k not in ("confusion", "genres")} for r in rows],
+        "genres": genres,
+        "confusion_song_counts": confusion.tolist(),
+    }
+    for normalize in (False, True):
+        kind = "normalized" if normalize else "counts"
+        plots.confusion_matrix(
+            confusion,
+            genres,
+            out_dir / "plots" / f"confusion_song_{kind}.png",
+            title=f"{train['model'].upper()} song-level confusion, {len(rows)} folds ({kind})",
+            normalize=normalize,
+        )
+    atomic_write_json(out_dir / "report.json", report)
+    atomic_write_bytes(out_dir / "report.md", crossval_markdown(report).encode())
+    return report
+
+
+def crossval_markdown(report: dict[str, Any]) -> str:
+    """The cross-validation report as markdown: settings, one row per fold, mean +- std."""
+    pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
+    features = FeatureConfig.from_json(report["features"])
+    lines = [f"# {report['model']}: {report['folds']}-fold song-level cross-validation", ""]
+    if report["description"]:
+        lines += [report["description"], ""]
+    if report["protocol"]:
+        lines += [f"Protocol: {report['protocol']}", ""]
+    lines += [
+        f"Features: {features.kind}, {features.n_features} coefficients, "
+        f"{features.segment_seconds:g} s segments; split seed {report['split_seed']}, "
+        f"{report['val_per_genre']} validation song(s) per genre held out of each training fold.",
+        "",
+        "| fold | songs | song acc. % | song acc. (vote) % | segment acc. % | macro F1 | "
+        "best epoch | train s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["per_fold"]:
+        lines.append(
+            f"| {r['fold']} | {r['songs']} | {pct(r['song_accuracy'])} | "
+            f"{pct(r['song_accuracy_vote'])} | {pct(r['segment_accuracy'])} | "
+            f"{r['macro_f1']:.3f} | {r['best_epoch'] if r['best_epoch'] is not None else '-'} | "
+            f"{r['train_seconds'] if r['train_seconds'] is not None else '-'} |"
+        )
+    mean, std = report["mean"], report["std"]
+    lines += [
+        f"| **mean +- std** | {report['songs']} | **{pct(mean['song_accuracy'])} +- "
+        f"{pct(std['song_accuracy'])}** | {pct(mean['song_accuracy_vote'])} +- "
+        f"{pct(std['song_accuracy_vote'])} | {pct(mean['segment_accuracy'])} +- "
+        f"{pct(std['segment_accuracy'])} | {mean['macro_f1']:.3f} | | |",
+        "",
+        f"Pooled over folds: {pct(report['pooled_song_accuracy'])} % of {report['songs']} songs. "
+        "Standard deviations over folds (ddof=0).",
+    ]
+    return "\n".join(lines) + "\n"
