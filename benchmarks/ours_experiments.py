@@ -5,10 +5,12 @@ segments (one per excerpt), folds of ``genre_jax.runner.make_split`` with
 ``TrainConfig(split="kfold", folds=5, fold=i, val_per_genre=1)``, test accuracy per fold, mean
 and standard deviation over the folds.
 
-Training is a small jitted loop of its own (options ``genre_jax.train.fit`` lacks): per-band
-standardisation from training statistics, random time flip, SpecAugment masks, mixup, label
-smoothing, warmup + cosine learning rate, AdamW, random 2 s crops of the whole (2-3 s)
-excerpt. Examples::
+This is the search that chose ``melstat``; the chosen recipe runs through the library itself
+as ``genre-jax crossval --config configs/gtzan-dev-melstat.json``. Training here is a small
+jitted loop of its own, for options the library does not carry (each measured and not kept):
+mixup, AdamW, random 2 s crops of the whole (2-3 s) excerpt, seed ensembles, flipped
+test-time copies, best-validation selection on 10 songs. It shares the library's augmentation
+(random time flip, SpecAugment, label smoothing); the schedule is warmup + cosine. Examples::
 
     python -m benchmarks.ours_experiments --model tcn --features logmel128 --epochs 60
     python -m benchmarks.ours_experiments --model cnn2d --mixup 0.4 --specaug 2 --crops
@@ -32,6 +34,7 @@ import optax
 from flax import nnx
 
 from genre_jax.audio import load_audio
+from genre_jax.augment import random_time_flip, smoothed_targets, spec_augment
 from genre_jax.config import FeatureConfig, TrainConfig
 from genre_jax.features import extract_jit
 from genre_jax.inference import make_predict
@@ -120,6 +123,9 @@ def build(args: argparse.Namespace, n_features: int, n_classes: int, seed: int) 
             dropout_rate=args.dropout,
             head_dropout=args.head_dropout,
             input_norm="batchnorm" if input_norm else "none",  # "standard": done here
+            modulation_groups=args.modulation,
+            modulation_bins=args.modulation_bins,
+            cepstral=args.cepstral,
             rngs=rngs,
         )
     if args.model == "seedcnn":
@@ -143,24 +149,6 @@ def optimizer(args: argparse.Namespace, total_steps: int) -> optax.GradientTrans
 # --- the pure training step -----------------------------------------------------------------------
 
 
-def spec_augment(x: jax.Array, key: jax.Array, masks: int, max_t: int, max_f: int) -> jax.Array:
-    """``masks`` time and ``masks`` frequency stripes per example, filled with its mean."""
-    b, t, f = x.shape
-    fill = x.mean(axis=(1, 2), keepdims=True)
-    keep = jnp.ones((b, t, f), bool)
-    for i in range(masks):
-        k = jax.random.split(jax.random.fold_in(key, i), 4)
-        wt = jax.random.randint(k[0], (b, 1, 1), 0, max_t + 1)
-        t0 = jax.random.randint(k[1], (b, 1, 1), 0, t - max_t)
-        wf = jax.random.randint(k[2], (b, 1, 1), 0, max_f + 1)
-        f0 = jax.random.randint(k[3], (b, 1, 1), 0, f - max_f)
-        ti = jnp.arange(t)[None, :, None]
-        fi = jnp.arange(f)[None, None, :]
-        keep &= ~((ti >= t0) & (ti < t0 + wt))
-        keep &= ~((fi >= f0) & (fi < f0 + wf))
-    return jnp.where(keep, x, fill)
-
-
 def make_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, args: argparse.Namespace):
     n_classes = args.n_classes
 
@@ -175,13 +163,10 @@ def make_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, args: ar
     def step(state: dict, x: jax.Array, y: jax.Array, key: jax.Array):
         k_flip, k_spec, k_mix, k_perm, k_drop = jax.random.split(key, 5)
         if args.flip:
-            flip = jax.random.bernoulli(k_flip, 0.5, (x.shape[0], 1, 1))
-            x = jnp.where(flip, x[:, ::-1], x)
+            x = random_time_flip(x, k_flip)
         if args.specaug:
             x = spec_augment(x, k_spec, args.specaug, args.mask_t, args.mask_f)
-        targets = jax.nn.one_hot(y, n_classes)
-        if args.smooth:
-            targets = targets * (1 - args.smooth) + args.smooth / n_classes
+        targets = smoothed_targets(y, n_classes, args.smooth)
         if args.mixup:
             lam = jax.random.beta(k_mix, args.mixup, args.mixup)
             lam = jnp.maximum(lam, 1 - lam)
@@ -281,8 +266,21 @@ def run_fold(args, store, crops, count, fold: int) -> dict[str, Any]:
         chosen, final, best_epoch = train_member(
             args, (train_bank, train_count, y_train), (x_val, y_val), seed, fold
         )
-        probs = probs + test_probs(args, chosen, x_test)
-        last_probs = last_probs + test_probs(args, final, x_test)
+        if args.tta_crops and crops is not None:  # mean probability over every window
+            test_bank, test_count = scale(bank[idx["test"]]), n_crops[idx["test"]]
+            windows = test_bank.shape[1]
+            flat = test_bank.reshape(-1, *test_bank.shape[2:])
+            valid = (np.arange(windows)[None, :] < test_count[:, None])[..., None]
+            for state, acc in ((chosen, "probs"), (final, "last")):
+                p = test_probs(args, state, flat).reshape(len(test_count), windows, -1)
+                p = (p * valid).sum(axis=1) / test_count[:, None]
+                if acc == "probs":
+                    probs = probs + p
+                else:
+                    last_probs = last_probs + p
+        else:
+            probs = probs + test_probs(args, chosen, x_test)
+            last_probs = last_probs + test_probs(args, final, x_test)
         best_epochs.append(best_epoch)
     predicted, last_predicted = np.argmax(probs, 1), np.argmax(last_probs, 1)
     return {
@@ -308,8 +306,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mask-f", type=int, default=12)
     p.add_argument("--mixup", type=float, default=0.0, help="Beta alpha (0: off)")
     p.add_argument("--smooth", type=float, default=0.0)
+    p.add_argument("--modulation", type=int, default=0, help="melstat band groups (0: off)")
+    p.add_argument("--modulation-bins", type=int, default=11)
+    p.add_argument("--cepstral", type=int, default=0, help="melstat DCT stats (0: off)")
     p.add_argument("--crops", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--crop-hop", type=float, default=0.1)
+    p.add_argument("--tta-crops", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--schedule", default="const", choices=("const", "cosine"))
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.0)
@@ -323,13 +325,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ensemble", type=int, default=1, help="networks (seeds) averaged")
     p.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--folds", default="0,1,2,3,4")
-    p.add_argument("--stores", default="/tmp/ours_stores")
+    p.add_argument("--stores", default="/tmp/ours_stores2")
     p.add_argument("--log", default="/tmp/ours_results.jsonl")
     args = p.parse_args(argv)
     started = time.perf_counter()
     store = prepare(DATA, args.stores, FEATURES[args.features], progress=False, log=lambda _: None)
     args.n_classes = len(store.genres)
-    crops, count = crop_bank(store, args.crop_hop) if args.crops else (None, None)
+    wanted = args.crops or args.tta_crops
+    crops, count = crop_bank(store, args.crop_hop) if wanted else (None, None)
     model = build(args, store.features.shape[-1], args.n_classes, args.seed)
     print(f"{args.name or args.model}: {count_values(model)}", flush=True)
     results = []

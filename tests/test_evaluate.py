@@ -44,13 +44,14 @@ def runs(synthetic_store, tmp_path_factory) -> dict[str, Path]:
         "cnn": TrainConfig(model="cnn", epochs=2, patience=0, time_flip=False),
         "gru": TrainConfig(model="gru", epochs=2, patience=0, time_flip=False),
         "svm": TrainConfig(model="svm", time_flip=False),
+        "melstat": TrainConfig(model="melstat", epochs=2, patience=0, time_flip=False),
     }
     for name, config in configs.items():
         train_run(synthetic_store.path, root / name, config, progress=False, log=lambda _: None)
     return {name: root / name for name in configs}
 
 
-@pytest.mark.parametrize("model", ["cnn", "gru", "svm"])
+@pytest.mark.parametrize("model", ["cnn", "gru", "svm", "melstat"])
 def test_evaluate_round_trip(runs, synthetic_store, model: str) -> None:
     run = runs[model]
     report = evaluate_run(run)

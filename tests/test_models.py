@@ -11,6 +11,7 @@ from flax import nnx
 
 from genre_jax.models.cnn import SeedCNN
 from genre_jax.models.gru import KerasGRU, SeedGRU
+from genre_jax.models.ours import Standardize, modulation_spectrum
 
 
 def count(module: nnx.Module) -> int:
@@ -93,13 +94,14 @@ def _ours():
     from genre_jax.models.ours import MelCNN, MelStatNet, MelTCN
 
     return [
-        lambda: MelStatNet(32, 10, input_norm=True, rngs=nnx.Rngs(1)),
+        lambda: MelStatNet(32, 10, input_norm="batchnorm", rngs=nnx.Rngs(1)),
+        lambda: MelStatNet(32, 10, modulation_groups=8, rngs=nnx.Rngs(1)),
         lambda: MelTCN(32, 10, rngs=nnx.Rngs(1)),
         lambda: MelCNN(32, 10, rngs=nnx.Rngs(1)),
     ]
 
 
-@pytest.mark.parametrize("build", _ours(), ids=["stat", "tcn", "cnn2d"])
+@pytest.mark.parametrize("build", _ours(), ids=["stat-bn", "melstat", "tcn", "cnn2d"])
 def test_research_models_keep_padded_rows_out_of_batchnorm(build) -> None:
     x = jax.random.normal(jax.random.key(0), (5, 40, 32))
     padded = jnp.concatenate([x, 100.0 * jnp.ones((3, 40, 32))])
@@ -108,3 +110,31 @@ def test_research_models_keep_padded_rows_out_of_batchnorm(build) -> None:
     assert expected.shape == (5, 10)
     got = masked(padded, train=True, mask=jnp.arange(8) < 5)[:5]
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_standardize_statistics_match_numpy_float64() -> None:
+    """Chunked float64 accumulation equals numpy's mean and std over segments and frames."""
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(23, 17, 6)) * [1, 10, 100, 0.1, 5, 0] + [0, -80, 30, 2, 0, 7]).astype(
+        np.float32
+    )
+    layer = Standardize(6)
+    layer.fit(x, chunk=5)  # 5 chunks, the last one short
+    flat = x.astype(np.float64).reshape(-1, 6)
+    np.testing.assert_allclose(layer.mean[...], flat.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(layer.std[...], flat.std(0) + 1e-5, rtol=1e-5, atol=1e-7)
+    out = np.asarray(layer(jnp.asarray(x)), np.float64).reshape(-1, 6)
+    np.testing.assert_allclose(out[:, :5].mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out[:, :5].std(0), 1.0, atol=1e-3)
+    assert np.all(np.isfinite(out[:, 5]))  # a constant band stays finite
+
+
+def test_modulation_spectrum_matches_numpy() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 87, 32)).astype(np.float32)
+    got = np.asarray(modulation_spectrum(jnp.asarray(x), groups=8, bins=11))
+    g = x.astype(np.float64).reshape(3, 87, 8, 4).mean(axis=3)
+    g -= g.mean(axis=1, keepdims=True)
+    reference = np.log1p(np.abs(np.fft.rfft(g, axis=1))[:, 1:12]).reshape(3, -1)
+    assert got.shape == (3, 88)
+    np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4)

@@ -67,8 +67,20 @@ HELD_OUT_THRESHOLD = 0.4
         {"model": "cnn", "epochs": 12, "learning_rate": 1e-3, "time_flip": False},
         {"model": "gru", "epochs": 15, "learning_rate": 3e-3, "time_flip": False},
         {"model": "svm"},
+        {
+            "model": "melstat",
+            "epochs": 15,
+            "learning_rate": 1e-3,
+            "lr_schedule": "cosine",
+            "warmup_steps": 10,
+            "select": "last",
+            "time_flip_mode": "random",
+            "label_smoothing": 0.1,
+            "specaug_masks": 1,
+            "specaug_freq": 3,
+        },
     ],
-    ids=["cnn", "gru", "svm"],
+    ids=["cnn", "gru", "svm", "melstat"],
 )
 def test_short_runs_learn_held_out_songs(synthetic_store, tmp_path: Path, overrides) -> None:
     config = TrainConfig(patience=0, **overrides)
@@ -89,6 +101,27 @@ def test_short_runs_learn_held_out_songs(synthetic_store, tmp_path: Path, overri
         assert len(history) == config.epochs and summary["best_epoch"] >= 1
         png = (tmp_path / "run" / "plots" / "training_curves.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_melstat_keeps_its_training_statistics_through_the_checkpoint(
+    synthetic_store, tmp_path: Path
+) -> None:
+    """Our model's input standardisation comes from the training segments and is restored."""
+    from genre_jax.checkpoint import load_model
+
+    config = TrainConfig(
+        model="melstat", epochs=2, patience=0, select="last", time_flip_mode="random"
+    )
+    train_run(synthetic_store.path, tmp_path / "run", config, progress=False, log=lambda _: None)
+    split = make_split(synthetic_store, config)
+    x = np.asarray(synthetic_store.features[split.segment_indices("train", synthetic_store.tracks)])
+    flat = x.astype(np.float64).reshape(-1, x.shape[-1])
+    model, _ = load_model(tmp_path / "run")
+    np.testing.assert_allclose(model.standardize.mean[...], flat.mean(0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(model.standardize.std[...], flat.std(0) + 1e-5, rtol=1e-4)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["best_epoch"] == len(history) == 2  # select=last keeps the final epoch
 
 
 def test_svm_sees_exactly_the_network_arrays(synthetic_store, tmp_path: Path) -> None:

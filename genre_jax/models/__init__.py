@@ -21,8 +21,12 @@ NETWORKS: dict[str, Callable[..., nnx.Module]] = {
     "gru": lambda n_features, n_classes, config, rngs: SeedGRU(
         n_features, n_classes, rngs=rngs, unroll=config.gru_unroll
     ),
+    # Modulation features need the bands to split into 16 equal groups (log-mel 64, 128 ...).
     "melstat": lambda n_features, n_classes, config, rngs: MelStatNet(
-        n_features, n_classes, rngs=rngs
+        n_features,
+        n_classes,
+        modulation_groups=16 if n_features % 16 == 0 else 0,
+        rngs=rngs,
     ),
 }
 MODEL_NAMES = (*NETWORKS, "svm")

@@ -61,11 +61,11 @@ class Standardize(nnx.Module):
         count = len(x) * x.shape[1]
         mean = total / count
         std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-5
-        self.mean.value = jnp.asarray(mean, jnp.float32)
-        self.std.value = jnp.asarray(std, jnp.float32)
+        self.mean[...] = jnp.asarray(mean, jnp.float32)
+        self.std[...] = jnp.asarray(std, jnp.float32)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return (x - self.mean.value) / self.std.value
+        return (x - self.mean[...]) / self.std[...]
 
 
 def _norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
@@ -224,12 +224,15 @@ class MelCNN(nnx.Module):
 class MelStatNet(nnx.Module):
     """Frame encoder + statistics pooling, with the input's own band statistics as a skip.
 
-    Registered as ``melstat``. ``input standardisation -> [residual 1-D block] x
-    len(channels) (no time pooling) -> mean and standard
-    deviation over time, concatenated with the mean and standard deviation of the normalised
-    input bands and of their frame-to-frame differences -> dropout -> Dense(hidden) -> BN ->
-    ReLU -> dropout -> Dense``. The skip statistics are what a summary-statistics SVM sees; the
-    convolutional branch adds learned, local spectro-temporal patterns.
+    Registered as ``melstat``: ``input standardisation -> [residual 1-D block] x len(channels)
+    (no time pooling) -> mean and standard deviation over time``, concatenated with skip
+    statistics of the standardised input: per band the mean, the standard deviation and the
+    standard deviation of frame-to-frame differences; with ``modulation_groups`` the
+    :func:`modulation_spectrum` of band groups (rhythm); with ``cepstral`` the standard
+    deviations of the first DCT coefficients and of their differences. Then ``dropout ->
+    Dense(hidden) -> BN -> ReLU -> dropout -> Dense``. The skip statistics are what a
+    summary-statistics SVM sees; the convolutional branch adds learned, local
+    spectro-temporal patterns.
     """
 
     def __init__(
@@ -243,8 +246,18 @@ class MelStatNet(nnx.Module):
         dropout_rate: float = 0.1,
         head_dropout: float = 0.5,
         input_norm: str = "standardize",
+        modulation_groups: int = 0,
+        modulation_bins: int = 11,
+        cepstral: int = 0,
         rngs: nnx.Rngs,
     ) -> None:
+        if modulation_groups and n_features % modulation_groups:
+            raise ValueError(
+                f"modulation_groups={modulation_groups}: must divide the {n_features} coefficients"
+            )
+        self.modulation_groups = modulation_groups
+        self.cepstral = cepstral
+        self.modulation_bins = modulation_bins
         if input_norm not in ("standardize", "batchnorm", "none"):
             raise ValueError(f"input_norm={input_norm!r}: 'standardize', 'batchnorm' or 'none'")
         self.input_norm = _norm(n_features, rngs) if input_norm == "batchnorm" else None
@@ -253,7 +266,9 @@ class MelStatNet(nnx.Module):
         self.blocks = nnx.List(
             [_Residual1D(i, o, kernel, rngs=rngs) for i, o in zip(ins, channels, strict=True)]
         )
-        width = 2 * channels[-1] + 3 * n_features
+        width = (
+            2 * channels[-1] + 3 * n_features + modulation_groups * modulation_bins + 2 * cepstral
+        )
         self.hidden = nnx.Linear(width, hidden, rngs=rngs)
         self.hidden_norm = _norm(hidden, rngs)
         self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
@@ -279,6 +294,11 @@ class MelStatNet(nnx.Module):
             h = block(h, train, mask)
             h = dropout(h, self.dropout_rate, layer_key(key, i) if train else None)
         skip = [x.mean(axis=1), _std(x, 1), _std(jnp.diff(x, axis=1), 1)]
+        if self.modulation_groups:
+            skip.append(modulation_spectrum(x, self.modulation_groups, self.modulation_bins))
+        if self.cepstral:
+            c = x @ dct_matrix(x.shape[-1], self.cepstral)
+            skip += [_std(c, 1), _std(jnp.diff(c, axis=1), 1)]
         h = jnp.concatenate([h.mean(axis=1), _std(h, 1), *skip], axis=-1)
         h = dropout(h, self.head_dropout, layer_key(key, 100) if train else None)
         h = self.hidden_norm(self.hidden(h), use_running_average=not train, mask=_row_mask(mask, 2))
@@ -289,6 +309,29 @@ class MelStatNet(nnx.Module):
         """Set the input standardisation from the training segments (no-op without one)."""
         if self.standardize is not None:
             self.standardize.fit(x)
+
+
+def dct_matrix(n: int, k: int) -> jax.Array:
+    """Orthonormal DCT-II basis ``(n, k)``: ``x @ dct_matrix(n, k)`` keeps the first ``k``."""
+    i = np.arange(n)[:, None]
+    j = np.arange(k)[None, :]
+    basis = np.cos(np.pi * (i + 0.5) * j / n) * np.sqrt(2.0 / n)
+    basis[:, 0] /= np.sqrt(2.0)
+    return jnp.asarray(basis, jnp.float32)
+
+
+def modulation_spectrum(x: jax.Array, groups: int, bins: int) -> jax.Array:
+    """Log magnitude of the temporal spectrum of ``groups`` band groups, ``(batch, groups*bins)``.
+
+    Adjacent coefficients are averaged into ``groups`` groups, each group's mean over time is
+    removed, and ``log1p |rfft|`` over time is kept for modulation bins ``1 ... bins`` (with
+    87 frames of 23 ms, bin ``k`` is ``k / 2`` Hz: the range of beats and rhythm).
+    """
+    b, t, f = x.shape
+    g = x.reshape(b, t, groups, f // groups).mean(axis=3)
+    g = g - g.mean(axis=1, keepdims=True)
+    magnitude = jnp.abs(jnp.fft.rfft(g, axis=1))[:, 1 : bins + 1]
+    return jnp.log1p(magnitude).reshape(b, -1)
 
 
 def count_values(model: nnx.Module) -> dict[str, int]:
