@@ -127,6 +127,14 @@ def train_run(
     store = FeatureStore.open(resolve_store(features))
     run_dir = Path(run_dir)
     split = make_split(store, config)
+    if not is_network(config.model):
+        _refuse_network_settings(config)
+    if is_network(config.model) and len(split.val) == 0 and config.select != "last":
+        raise ConfigError(
+            "the split has no validation songs, which choosing the best epoch needs "
+            "(select='best-val'); for split=kfold set val_per_genre >= 1, or keep the last "
+            "epoch with select='last' and patience=0"
+        )
     resolved = {
         "train": config.to_json(),
         "features": store.config.to_json(),
@@ -177,6 +185,20 @@ def train_run(
     return summary
 
 
+def _refuse_network_settings(config: TrainConfig) -> None:
+    """The SVM trains once on fixed arrays: settings of the network step do not apply."""
+    defaults = TrainConfig()
+    names = ("lr_schedule", "label_smoothing", "specaug_masks", "select")
+    given = [n for n in names if getattr(config, n) != getattr(defaults, n)]
+    if config.time_flip and config.time_flip_mode == "random":
+        given.append("time_flip_mode")
+    if given:
+        raise ConfigError(
+            f"train setting(s) {', '.join(given)}: apply to networks only, not model="
+            f"{config.model!r} (its time flip doubles the training set: time_flip_mode='double')"
+        )
+
+
 def _train_network(
     run_dir: Path,
     config: TrainConfig,
@@ -190,11 +212,6 @@ def _train_network(
     from genre_jax.plots import training_curves
     from genre_jax.train import fit
 
-    if len(data.y_val) == 0:
-        raise ConfigError(
-            "the split has no validation songs, which early stopping needs (for split=kfold, "
-            "set val_per_genre >= 1)"
-        )
     checkpoints = RunCheckpoints(run_dir)
     main = is_main_process()
     bar = _EpochBar(config.epochs, config.model, enabled=progress and main)

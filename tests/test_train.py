@@ -124,6 +124,18 @@ def test_melstat_keeps_its_training_statistics_through_the_checkpoint(
     assert summary["best_epoch"] == len(history) == 2  # select=last keeps the final epoch
 
 
+def test_best_epoch_selection_without_validation_songs_is_refused(synthetic_store, tmp_path):
+    from genre_jax.config import ConfigError
+
+    config = TrainConfig(model="gru", epochs=1, split="kfold", val_per_genre=0)
+    with pytest.raises(ConfigError, match="val_per_genre"):
+        train_run(synthetic_store.path, tmp_path / "run", config, progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    svm = TrainConfig(model="svm", time_flip_mode="random", label_smoothing=0.1)
+    with pytest.raises(ConfigError, match="label_smoothing, time_flip_mode"):
+        train_run(synthetic_store.path, tmp_path / "run", svm, progress=False)
+
+
 def test_svm_sees_exactly_the_network_arrays(synthetic_store, tmp_path: Path) -> None:
     """The SVM's training matrix is the networks' training array, flattened (no re-extraction)."""
     from genre_jax.models.svm import flatten, load_svm
