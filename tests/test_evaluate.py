@@ -111,7 +111,9 @@ def test_demo_quick_runs_end_to_end(tmp_path: Path, monkeypatch) -> None:
     code = main(["demo", "--quick", "--tracks-per-genre", "3", "--out", str(out), "--no-progress"])
     assert code == 0
     table = (out / "comparison.md").read_text()
-    for model in ("cnn", "gru", "svm"):
+    for model in ("cnn", "gru", "svm", "melstat"):
         assert (out / model / "report.json").is_file()
         assert f"| {out / model} | {model} |" in table
     assert table.count("seed report") == 3
+    melstat = json.loads((out / "melstat" / "config.json").read_text())
+    assert melstat["features"]["kind"] == "logmel" and melstat["train"]["label_smoothing"] == 0.1
