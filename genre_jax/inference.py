@@ -19,6 +19,7 @@ from flax import nnx
 
 from genre_jax.config import FeatureConfig, TrainConfig
 from genre_jax.fileio import read_json
+from genre_jax.models import SVM_MODELS
 
 
 def make_predict(graphdef: nnx.GraphDef, batch_size: int, mesh: Any = None) -> Callable:
@@ -93,7 +94,7 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
     config = read_json(config_path)
     train_config = TrainConfig.from_json(config["train"])
     feature_config = FeatureConfig.from_json(config["features"])
-    if train_config.model == "svm":
+    if train_config.model in SVM_MODELS:
         from genre_jax.models.svm import flatten, load_svm, predict_labels
 
         pipeline = load_svm(run_dir / "svm.skops")

@@ -159,6 +159,9 @@ def train_run(
     from genre_jax.train import split_arrays
 
     doubled = config.time_flip and config.time_flip_mode == "double"
+    if doubled and config.model == "statsvm":
+        log("statsvm: no time flip (its statistics are the same for a reversed segment)")
+        doubled = False
     data = split_arrays(store, split, doubled)
     flip = "random time flip" if config.time_flip and not doubled else "time flip"
     log(
@@ -257,7 +260,14 @@ def _train_network(
 def _train_svm(
     run_dir: Path, config: TrainConfig, data: Any, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    from genre_jax.models.svm import final_svc, fit_svm, predict_labels, save_svm
+    from genre_jax.models.svm import (
+        fit_svm,
+        flatten,
+        predict_labels,
+        save_svm,
+        stored_values,
+        support_vector_count,
+    )
 
     started = time.perf_counter()
     model = fit_svm(data.x_train, data.y_train, config)
@@ -271,16 +281,17 @@ def _train_svm(
     )
     history = [{"epoch": 1, "accuracy": train_acc, "val_accuracy": val_acc}]
     atomic_write_json(run_dir / "history.json", history)
-    svc = final_svc(model)
+    vectors = support_vector_count(model)
     log(
-        f"SVM: training accuracy {100 * train_acc:.2f} %, validation {100 * val_acc:.2f} % "
-        f"({int(svc.n_support_.sum())} support vectors; fit {seconds:.1f} s)"
+        f"{config.model}: training accuracy {100 * train_acc:.2f} %, validation "
+        f"{100 * val_acc:.2f} % ({vectors} support vectors; fit {seconds:.1f} s)"
     )
+    width = model[:-1].transform(flatten(data.x_train[:1])).shape[1]  # what the SVC reads
     return {
         "train_accuracy": train_acc,
         "val_accuracy": val_acc,
-        "support_vectors": int(svc.n_support_.sum()),
-        "parameters": int(svc.n_support_.sum() * data.x_train[0].size + svc.dual_coef_.size),
+        "support_vectors": vectors,
+        "parameters": stored_values(model, width),
         "train_seconds": round(seconds, 2),
     }
 

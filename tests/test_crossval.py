@@ -79,11 +79,12 @@ def test_experiment_files_are_read_and_bad_ones_named(tmp_path: Path) -> None:
         experiment = load_experiment(path)
         assert experiment.train.split == "kfold" and experiment.protocol
         assert experiment.features is not None and experiment.features.segment_seconds == 2.0
-    # The demo's melstat recipe is the experiment file's.
-    from genre_jax.demo import MELSTAT_RECIPE
+    # The demo's recipes for our models are the experiment files'.
+    from genre_jax.demo import MELSTAT_RECIPE, STATSVM_RECIPE
 
-    melstat = load_experiment(ROOT / "configs" / "gtzan-dev-melstat.json").train
-    assert {k: getattr(melstat, k) for k in MELSTAT_RECIPE} == MELSTAT_RECIPE
+    for name, recipe in (("melstat", MELSTAT_RECIPE), ("statsvm", STATSVM_RECIPE)):
+        train = load_experiment(ROOT / "configs" / f"gtzan-dev-{name}.json").train
+        assert train.model == name and {k: getattr(train, k) for k in recipe} == recipe
     bad = tmp_path / "bad.json"
     bad.write_text('{"train": {"model": "cnn", "epochs": 0}}')
     with pytest.raises(ConfigError, match=r"bad\.json.*epochs"):

@@ -45,13 +45,14 @@ def runs(synthetic_store, tmp_path_factory) -> dict[str, Path]:
         "gru": TrainConfig(model="gru", epochs=2, patience=0, time_flip=False),
         "svm": TrainConfig(model="svm", time_flip=False),
         "melstat": TrainConfig(model="melstat", epochs=2, patience=0, time_flip=False),
+        "statsvm": TrainConfig(model="statsvm", time_flip=False),
     }
     for name, config in configs.items():
         train_run(synthetic_store.path, root / name, config, progress=False, log=lambda _: None)
     return {name: root / name for name in configs}
 
 
-@pytest.mark.parametrize("model", ["cnn", "gru", "svm", "melstat"])
+@pytest.mark.parametrize("model", ["cnn", "gru", "svm", "melstat", "statsvm"])
 def test_evaluate_round_trip(runs, synthetic_store, model: str) -> None:
     run = runs[model]
     report = evaluate_run(run)
@@ -111,7 +112,7 @@ def test_demo_quick_runs_end_to_end(tmp_path: Path, monkeypatch) -> None:
     code = main(["demo", "--quick", "--tracks-per-genre", "3", "--out", str(out), "--no-progress"])
     assert code == 0
     table = (out / "comparison.md").read_text()
-    for model in ("cnn", "gru", "svm", "melstat"):
+    for model in ("cnn", "gru", "svm", "melstat", "statsvm"):
         assert (out / model / "report.json").is_file()
         assert f"| {out / model} | {model} |" in table
     assert table.count("seed report") == 3

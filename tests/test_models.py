@@ -11,7 +11,8 @@ from flax import nnx
 
 from genre_jax.models.cnn import SeedCNN
 from genre_jax.models.gru import KerasGRU, SeedGRU
-from genre_jax.models.ours import Standardize, modulation_spectrum
+from genre_jax.models.ours import Standardize
+from genre_jax.models.summary import modulation_spectrum
 
 
 def count(module: nnx.Module) -> int:

@@ -67,6 +67,7 @@ HELD_OUT_THRESHOLD = 0.4
         {"model": "cnn", "epochs": 12, "learning_rate": 1e-3, "time_flip": False},
         {"model": "gru", "epochs": 15, "learning_rate": 3e-3, "time_flip": False},
         {"model": "svm"},
+        {"model": "statsvm", "time_flip": False},
         {
             "model": "melstat",
             "epochs": 15,
@@ -80,7 +81,7 @@ HELD_OUT_THRESHOLD = 0.4
             "specaug_freq": 3,
         },
     ],
-    ids=["cnn", "gru", "svm", "melstat"],
+    ids=["cnn", "gru", "svm", "statsvm", "melstat"],
 )
 def test_short_runs_learn_held_out_songs(synthetic_store, tmp_path: Path, overrides) -> None:
     config = TrainConfig(patience=0, **overrides)
@@ -96,7 +97,7 @@ def test_short_runs_learn_held_out_songs(synthetic_store, tmp_path: Path, overri
         and saved["feature_hash"] == synthetic_store.config.hash()
     )
     assert "jax" in saved["versions"]
-    if config.model != "svm":
+    if config.model not in ("svm", "statsvm"):
         history = json.loads((tmp_path / "run" / "history.json").read_text())
         assert len(history) == config.epochs and summary["best_epoch"] >= 1
         png = (tmp_path / "run" / "plots" / "training_curves.png").read_bytes()

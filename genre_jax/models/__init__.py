@@ -2,7 +2,8 @@
 
 Networks (``cnn`` and ``gru``, the seed's; ``melstat``, ours for log-mel input) are Flax NNX
 modules called as ``model(x, train=..., key=..., mask=...) -> logits`` on features
-``(batch, frames, coefficients)``; ``svm`` is a scikit-learn pipeline (:mod:`genre_jax.models.svm`).
+``(batch, frames, coefficients)``; ``svm`` (the seed's) and ``statsvm`` (ours, on summary
+statistics) are scikit-learn pipelines (:mod:`genre_jax.models.svm`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ NETWORKS: dict[str, Callable[..., nnx.Module]] = {
         rngs=rngs,
     ),
 }
-MODEL_NAMES = (*NETWORKS, "svm")
+SVM_MODELS = ("svm", "statsvm")  # scikit-learn pipelines (genre_jax.models.svm)
+MODEL_NAMES = (*NETWORKS, *SVM_MODELS)
 
 
 def is_network(name: str) -> bool:

@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from genre_jax.models.layers import dropout, layer_key, max_pool_2x2
+from genre_jax.models.summary import std, summary_statistics, summary_width
 
 
 class InputStatistic(nnx.Variable):
@@ -60,9 +61,9 @@ class Standardize(nnx.Module):
             squares += np.square(part).sum(axis=0)
         count = len(x) * x.shape[1]
         mean = total / count
-        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-5
+        deviation = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-5
         self.mean[...] = jnp.asarray(mean, jnp.float32)
-        self.std[...] = jnp.asarray(std, jnp.float32)
+        self.std[...] = jnp.asarray(deviation, jnp.float32)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return (x - self.mean[...]) / self.std[...]
@@ -70,11 +71,6 @@ class Standardize(nnx.Module):
 
 def _norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
     return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=rngs)
-
-
-def _std(x: jax.Array, axis: int) -> jax.Array:
-    """Standard deviation with a finite gradient where the values are constant (silent bands)."""
-    return jnp.sqrt(jnp.var(x, axis=axis) + 1e-5)
 
 
 def _row_mask(mask: jax.Array | None, ndim: int) -> jax.Array | None:
@@ -228,8 +224,9 @@ class MelStatNet(nnx.Module):
     (no time pooling) -> mean and standard deviation over time``, concatenated with skip
     statistics of the standardised input: per band the mean, the standard deviation and the
     standard deviation of frame-to-frame differences; with ``modulation_groups`` the
-    :func:`modulation_spectrum` of band groups (rhythm); with ``cepstral`` the standard
-    deviations of the first DCT coefficients and of their differences. Then ``dropout ->
+    :func:`~genre_jax.models.summary.modulation_spectrum` of band groups (rhythm); with
+    ``cepstral`` the same three statistics of the first DCT coefficients
+    (:func:`~genre_jax.models.summary.summary_statistics`). Then ``dropout ->
     Dense(hidden) -> BN -> ReLU -> dropout -> Dense``. The skip statistics are what a
     summary-statistics SVM sees; the convolutional branch adds learned, local
     spectro-temporal patterns.
@@ -266,8 +263,8 @@ class MelStatNet(nnx.Module):
         self.blocks = nnx.List(
             [_Residual1D(i, o, kernel, rngs=rngs) for i, o in zip(ins, channels, strict=True)]
         )
-        width = (
-            2 * channels[-1] + 3 * n_features + modulation_groups * modulation_bins + 2 * cepstral
+        width = 2 * channels[-1] + summary_width(
+            n_features, modulation_groups, modulation_bins, cepstral
         )
         self.hidden = nnx.Linear(width, hidden, rngs=rngs)
         self.hidden_norm = _norm(hidden, rngs)
@@ -293,13 +290,8 @@ class MelStatNet(nnx.Module):
         for i, block in enumerate(self.blocks):
             h = block(h, train, mask)
             h = dropout(h, self.dropout_rate, layer_key(key, i) if train else None)
-        skip = [x.mean(axis=1), _std(x, 1), _std(jnp.diff(x, axis=1), 1)]
-        if self.modulation_groups:
-            skip.append(modulation_spectrum(x, self.modulation_groups, self.modulation_bins))
-        if self.cepstral:
-            c = x @ dct_matrix(x.shape[-1], self.cepstral)
-            skip += [_std(c, 1), _std(jnp.diff(c, axis=1), 1)]
-        h = jnp.concatenate([h.mean(axis=1), _std(h, 1), *skip], axis=-1)
+        skip = summary_statistics(x, self.modulation_groups, self.modulation_bins, self.cepstral)
+        h = jnp.concatenate([h.mean(axis=1), std(h, 1), skip], axis=-1)
         h = dropout(h, self.head_dropout, layer_key(key, 100) if train else None)
         h = self.hidden_norm(self.hidden(h), use_running_average=not train, mask=_row_mask(mask, 2))
         h = dropout(jax.nn.relu(h), self.head_dropout, layer_key(key, 101) if train else None)
@@ -309,29 +301,6 @@ class MelStatNet(nnx.Module):
         """Set the input standardisation from the training segments (no-op without one)."""
         if self.standardize is not None:
             self.standardize.fit(x)
-
-
-def dct_matrix(n: int, k: int) -> jax.Array:
-    """Orthonormal DCT-II basis ``(n, k)``: ``x @ dct_matrix(n, k)`` keeps the first ``k``."""
-    i = np.arange(n)[:, None]
-    j = np.arange(k)[None, :]
-    basis = np.cos(np.pi * (i + 0.5) * j / n) * np.sqrt(2.0 / n)
-    basis[:, 0] /= np.sqrt(2.0)
-    return jnp.asarray(basis, jnp.float32)
-
-
-def modulation_spectrum(x: jax.Array, groups: int, bins: int) -> jax.Array:
-    """Log magnitude of the temporal spectrum of ``groups`` band groups, ``(batch, groups*bins)``.
-
-    Adjacent coefficients are averaged into ``groups`` groups, each group's mean over time is
-    removed, and ``log1p |rfft|`` over time is kept for modulation bins ``1 ... bins`` (with
-    87 frames of 23 ms, bin ``k`` is ``k / 2`` Hz: the range of beats and rhythm).
-    """
-    b, t, f = x.shape
-    g = x.reshape(b, t, groups, f // groups).mean(axis=3)
-    g = g - g.mean(axis=1, keepdims=True)
-    magnitude = jnp.abs(jnp.fft.rfft(g, axis=1))[:, 1 : bins + 1]
-    return jnp.log1p(magnitude).reshape(b, -1)
 
 
 def count_values(model: nnx.Module) -> dict[str, int]:

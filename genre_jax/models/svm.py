@@ -10,6 +10,15 @@ Segment labels are the SVC's own vote (:func:`predict_labels`), as the seed's
 ``SVC(probability=True).predict`` returned; the calibrated probabilities feed song-level
 aggregation.
 
+``statsvm`` (ours) is an RBF SVM on summary statistics of the same segments instead of their
+flattened frames (:class:`SummaryStatistics`: 3 statistics per band, their cepstral shape and
+the modulation spectrum of 16 band groups, 620 values for 128 log-mel bands). Its probabilities
+come from isotonic calibration averaged over the 5 calibration folds
+(``CalibratedClassifierCV(method='isotonic', ensemble=True)``), and its labels are their argmax:
+on the gtzan-dev excerpts this calibration's argmax matched the SVC's vote (68.7 vs 69.2 %),
+where the single sigmoid calibration's lost 4 points. libsvm computes its kernel (the
+statistics are small; ``svm_backend`` applies to ``svm``).
+
 Persistence uses skops: loading checks every type the file names against a fixed list of
 scikit-learn and numpy types, so a tampered file can name no code to run.
 """
@@ -25,13 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import skops.io as sio
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from genre_jax.config import TrainConfig
+from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.fileio import atomic_write_bytes
 
 # Every type a saved pipeline may name; anything else in a file is refused unread.
@@ -51,6 +60,8 @@ TRUSTED_TYPES = frozenset(
         "builtins.slice",
         "genre_jax.models.svm.GramRBFSVM",
         "genre_jax.models.svm.SupportVectorRBF",
+        "genre_jax.models.svm.SummaryStatistics",
+        "sklearn.isotonic.IsotonicRegression",
     }
 )
 
@@ -241,6 +252,65 @@ class GramRBFSVM(ClassifierMixin, BaseEstimator):
         return self.calibrated_.predict(x)
 
 
+class SummaryStatistics(TransformerMixin, BaseEstimator):
+    """Flattened segments ``(n, frames * coefficients)`` -> their summary statistics.
+
+    :func:`genre_jax.models.summary.summary_statistics` computed by JAX (float32) in blocks of
+    ``block`` segments; the modulation spectrum is left out when ``modulation_groups`` does
+    not divide the coefficients, and ``cepstral`` is capped at the coefficient count.
+    """
+
+    def __init__(
+        self,
+        frames: int = 1,
+        coefficients: int = 1,
+        modulation_groups: int = 16,
+        modulation_bins: int = 11,
+        cepstral: int = 20,
+        block: int = 256,
+    ) -> None:
+        self.frames = frames
+        self.coefficients = coefficients
+        self.modulation_groups = modulation_groups
+        self.modulation_bins = modulation_bins
+        self.cepstral = cepstral
+        self.block = block
+
+    def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> SummaryStatistics:
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        from genre_jax.models.summary import summary_statistics
+
+        groups = self.modulation_groups
+        if not groups or self.coefficients % groups:
+            groups = 0
+        cepstral = min(self.cepstral, self.coefficients)
+        x = np.asarray(x, np.float32).reshape(len(x), self.frames, self.coefficients)
+        blocks = [
+            np.asarray(
+                summary_statistics(
+                    jnp.asarray(x[i : i + self.block]), groups, self.modulation_bins, cepstral
+                ),
+                np.float64,
+            )
+            for i in range(0, len(x), self.block)
+        ]
+        return np.concatenate(blocks) if blocks else np.zeros((0, 0))
+
+
+def build_statsvm(config: TrainConfig, frames: int, coefficients: int) -> Pipeline:
+    """Unfitted ``statsvm``: summary statistics -> StandardScaler -> isotonic-calibrated RBF SVC."""
+    svc = SVC(kernel="rbf", C=config.svm_c, gamma=_gamma(config))
+    return Pipeline(
+        [
+            ("summary", SummaryStatistics(frames, coefficients)),
+            ("scale", StandardScaler()),
+            ("svm", CalibratedClassifierCV(svc, method="isotonic", ensemble=True)),
+        ]
+    )
+
+
 def final_svc(model: Pipeline) -> SVC:
     """The SVC fitted on all the training data (inside the calibration) of a fitted pipeline."""
     step = model.named_steps["svm"]
@@ -264,8 +334,43 @@ def build_svm(config: TrainConfig) -> Pipeline:
 
 
 def fit_svm(features: np.ndarray, labels: np.ndarray, config: TrainConfig) -> Pipeline:
-    """Fit the pipeline on ``(segments, frames, coefficients)`` features and integer labels."""
-    return build_svm(config).fit(flatten(features), np.asarray(labels))
+    """Fit the pipeline of ``config.model`` (``svm`` or ``statsvm``) on
+    ``(segments, frames, coefficients)`` features and integer labels."""
+    if config.model == "statsvm":
+        pipeline = build_statsvm(config, *features.shape[1:])
+        # Calibration folds are stratified: no more folds than the rarest genre has segments.
+        counts = np.unique(np.asarray(labels), return_counts=True)[1]
+        smallest = int(counts.min()) if len(counts) else 0
+        if smallest < 2:
+            raise ConfigError(
+                "model='statsvm': every genre needs at least 2 training segments for the "
+                f"probability calibration; the rarest has {smallest}"
+            )
+        pipeline.named_steps["svm"].set_params(cv=min(5, smallest))
+    else:
+        pipeline = build_svm(config)
+    return pipeline.fit(flatten(features), np.asarray(labels))
+
+
+def _ensemble_svcs(model: Pipeline) -> list[SVC] | None:
+    """The SVCs of ``statsvm``'s calibration ensemble (None for a single final SVC)."""
+    step = model.named_steps["svm"]
+    if isinstance(step, CalibratedClassifierCV) and step.ensemble:
+        return [c.estimator for c in step.calibrated_classifiers_]
+    return None
+
+
+def support_vector_count(model: Pipeline) -> int:
+    """Support vectors kept: of the final SVC, or summed over the calibration ensemble's SVCs."""
+    svcs = _ensemble_svcs(model) or [final_svc(model)]
+    return int(sum(svc.n_support_.sum() for svc in svcs))
+
+
+def stored_values(model: Pipeline, input_width: int) -> int:
+    """Values a fitted model keeps to predict: support vectors (``input_width`` values each,
+    the width the SVC reads) and dual coefficients, over every SVC it holds."""
+    svcs = _ensemble_svcs(model) or [final_svc(model)]
+    return int(sum(svc.n_support_.sum() * input_width + svc.dual_coef_.size for svc in svcs))
 
 
 def predict_labels(model: Pipeline, features: np.ndarray) -> np.ndarray:
@@ -274,10 +379,13 @@ def predict_labels(model: Pipeline, features: np.ndarray) -> np.ndarray:
     The calibrated probabilities (``model.predict_proba``) come from sigmoids fitted on
     cross-validated decisions; their argmax can differ from the vote, exactly as with
     scikit-learn's ``probability=True``. Segment labels follow the seed (the vote); song-level
-    aggregation uses the probabilities.
+    aggregation uses the probabilities. ``statsvm`` has no single SVC (its calibration averages
+    five): its labels are the argmax of its probabilities.
     """
-    scaled = model.named_steps["scale"].transform(flatten(features))
     step = model.named_steps["svm"]
+    if isinstance(step, CalibratedClassifierCV) and step.ensemble:  # statsvm: no single SVC
+        return np.asarray(model.predict(flatten(features)))
+    scaled = model[:-1].transform(flatten(features))
     final = (
         step.calibrated_.calibrated_classifiers_[0].estimator
         if isinstance(step, GramRBFSVM)
