@@ -170,10 +170,15 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     else:
         features = args.features
         _require_experiment_features(args, features)
+    if experiment is not None and experiment.is_ensemble:
+        # Options given on the command line apply to every member.
+        configs = [from_options(TrainConfig, args, base=m.train) for m in experiment.members]
+    else:
+        configs = [_train_config(args)]
     report = crossval(
         features,
         args.out,
-        _train_config(args),
+        configs,
         description=experiment.description if experiment else "",
         protocol=experiment.protocol if experiment else "",
         overwrite=args.overwrite,
@@ -184,6 +189,15 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 
         print(crossval_markdown(report))
         print(f"Wrote {Path(args.out) / 'report.json'} and report.md")
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from genre_jax.ensemble import make_ensemble
+
+    config = make_ensemble(args.run_dirs, args.out)
+    print(f"Ensemble of {', '.join(config['member_models'])}: {args.out}")
+    print(f"Evaluate it with: genre-jax evaluate --run-dir {args.out}")
     return 0
 
 
@@ -320,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_options(cv, FeatureConfig)
     add_dataclass_options(cv, TrainConfig)
     cv.set_defaults(func=cmd_crossval)
+
+    ens = sub.add_parser(
+        "ensemble", help="several finished runs as one model (mean of their probabilities)"
+    )
+    ens.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    ens.add_argument("--out", required=True, help="the ensemble's run directory")
+    ens.set_defaults(func=cmd_ensemble)
 
     evaluate = sub.add_parser("evaluate", help="metrics, reports and confusion matrices of a run")
     evaluate.add_argument("--run-dir", required=True)

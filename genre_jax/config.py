@@ -321,7 +321,7 @@ class TrainConfig:
 
 # --- experiment files ---------------------------------------------------------------------------
 
-EXPERIMENT_KEYS = ("description", "protocol", "features", "train")
+EXPERIMENT_KEYS = ("description", "protocol", "features", "train", "members")
 
 
 @dataclass(frozen=True)
@@ -333,12 +333,22 @@ class Experiment:
     ``train`` (:class:`TrainConfig` fields); fields left out keep their defaults, and options
     given on the command line override the file. ``features`` is ``None`` when the file has no
     such key (then any store is accepted).
+
+    An ensemble file lists ``members``: paths of other experiment files (relative to it), all
+    with the same features; ``crossval`` trains each member on every fold and evaluates the
+    mean of their probabilities (:mod:`genre_jax.ensemble`). Its ``features`` and ``train``
+    are the first member's.
     """
 
     features: FeatureConfig | None
     train: TrainConfig
     description: str = ""
     protocol: str = ""
+    members: tuple[Experiment, ...] = ()
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.members)
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -358,11 +368,38 @@ def load_experiment(path: str | Path) -> Experiment:
             f"experiment file {path}: unknown key(s) {', '.join(unknown)} "
             f"(allowed: {', '.join(EXPERIMENT_KEYS)})"
         )
+    description, protocol = str(data.get("description", "")), str(data.get("protocol", ""))
+    if "members" in data:
+        return _load_ensemble(path, data, description, protocol)
     try:
         features = FeatureConfig.from_json(data["features"]) if "features" in data else None
         train = TrainConfig.from_json(data.get("train", {}))
     except (ConfigError, TypeError) as error:
         raise ConfigError(f"experiment file {path}: {error}") from None
-    return Experiment(
-        features, train, str(data.get("description", "")), str(data.get("protocol", ""))
-    )
+    return Experiment(features, train, description, protocol)
+
+
+def _load_ensemble(path: Path, data: dict, description: str, protocol: str) -> Experiment:
+    names = data["members"]
+    if set(data) & {"features", "train"}:
+        raise ConfigError(f"experiment file {path}: 'members' sets its own features and train")
+    if not isinstance(names, list) or len(names) < 2:
+        raise ConfigError(f"experiment file {path}: 'members' must list >= 2 experiment files")
+    members = []
+    for name in names:
+        member = load_experiment(path.parent / name)
+        if member.is_ensemble:
+            raise ConfigError(f"experiment file {path}: member {name} is itself an ensemble")
+        members.append(member)
+    first = members[0]
+    for name, member in zip(names[1:], members[1:], strict=True):
+        if member.features != first.features:
+            raise ConfigError(
+                f"experiment file {path}: member {name} reads other features than {names[0]}"
+            )
+        for field in ("folds", "split_seed"):
+            if getattr(member.train, field) != getattr(first.train, field):
+                raise ConfigError(
+                    f"experiment file {path}: member {name} has another {field} than {names[0]}"
+                )
+    return Experiment(first.features, first.train, description, protocol, tuple(members))

@@ -45,11 +45,17 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
     saved_path = out_dir / "experiment.json"
     if saved_path.is_file() and not overwrite:
         saved = read_json(saved_path)
-        require_same(
-            TrainConfig.from_json(experiment["train"]),
-            TrainConfig.from_json(saved["train"]),
-            f"cross-validation {out_dir} (train settings; --overwrite starts it afresh)",
-        )
+        if set(saved["members"]) != set(experiment["members"]):
+            raise ConfigError(
+                f"cross-validation {out_dir}: holds members {sorted(saved['members'])}, not "
+                f"{sorted(experiment['members'])} (--overwrite starts it afresh)"
+            )
+        for name, train in experiment["members"].items():
+            require_same(
+                TrainConfig.from_json(train),
+                TrainConfig.from_json(saved["members"][name]),
+                f"cross-validation {out_dir} ({name} train settings; --overwrite starts afresh)",
+            )
         if saved["feature_hash"] != experiment["feature_hash"]:
             raise ConfigError(
                 f"cross-validation {out_dir}: its store had feature_hash {saved['feature_hash']}, "
@@ -65,10 +71,16 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
         atomic_write_json(saved_path, experiment)
 
 
+def member_names(configs: Sequence[TrainConfig]) -> list[str]:
+    """Folder names of ensemble members: the model name, numbered where one repeats."""
+    models = [c.model for c in configs]
+    return [m if models.count(m) == 1 else f"{m}-{i}" for i, m in enumerate(models)]
+
+
 def crossval(
     features: str | Path,
     out_dir: str | Path,
-    config: TrainConfig,
+    config: TrainConfig | Sequence[TrainConfig],
     *,
     description: str = "",
     protocol: str = "",
@@ -78,20 +90,32 @@ def crossval(
 ) -> dict[str, Any]:
     """Train and evaluate ``config.model`` on every fold of the store at ``features``.
 
-    Returns the report (also written as ``report.json`` and ``report.md`` in ``out_dir``).
+    With several configs, each is trained on every fold (``fold-i/<model>/``) and the fold's
+    model is their ensemble (``fold-i/`` itself, :mod:`genre_jax.ensemble`): the mean of their
+    probabilities. Returns the report (also ``report.json`` and ``report.md`` in ``out_dir``).
     """
+    from genre_jax.ensemble import ensemble_name, make_ensemble
     from genre_jax.evaluate import evaluate_run
     from genre_jax.runner import train_run
 
-    if config.folds < 2:
-        raise ConfigError(f"train setting folds={config.folds}: cross-validation needs >= 2")
+    configs = [config] if isinstance(config, TrainConfig) else list(config)
+    first = configs[0]
+    if first.folds < 2:
+        raise ConfigError(f"train setting folds={first.folds}: cross-validation needs >= 2")
+    for other in configs[1:]:
+        if (other.folds, other.split_seed) != (first.folds, first.split_seed):
+            raise ConfigError("ensemble members: folds and split_seed must be the same")
+    ensemble = len(configs) > 1
+    names = member_names(configs)
+    models = [c.model for c in configs]
+    model = ensemble_name({"member_models": models}) if ensemble else first.model
     store = FeatureStore.open(resolve_store(features))
     out_dir = Path(out_dir)
-    base = fold_config(config, 0)
     experiment = {
         "description": description,
         "protocol": protocol,
-        "train": base.to_json(),
+        "model": model,
+        "members": {n: fold_config(c, 0).to_json() for n, c in zip(names, configs, strict=True)},
         "features": store.config.to_json(),
         "feature_hash": store.config.hash(),
         "store": str(store.path.resolve()),
@@ -99,27 +123,31 @@ def crossval(
     _prepare_out_dir(out_dir, experiment, overwrite)
     barrier("crossval-ready")
     rows = []
-    for fold in range(config.folds):
-        run_dir = out_dir / f"fold-{fold}"
-        if (run_dir / "summary.json").is_file():
-            log(f"fold {fold + 1}/{config.folds}: trained earlier, kept ({run_dir})")
-        else:
-            log(f"fold {fold + 1}/{config.folds}: training {config.model} in {run_dir}")
+    for fold in range(first.folds):
+        fold_dir = out_dir / f"fold-{fold}"
+        for name, member in zip(names, configs, strict=True):
+            run_dir = fold_dir / name if ensemble else fold_dir
+            if (run_dir / "summary.json").is_file():
+                log(f"fold {fold + 1}/{first.folds}: {name} trained earlier, kept ({run_dir})")
+                continue
+            log(f"fold {fold + 1}/{first.folds}: training {name} in {run_dir}")
             train_run(
                 store.path,
                 run_dir,
-                fold_config(config, fold),
+                fold_config(member, fold),
                 resume=(run_dir / "config.json").is_file(),  # a fold killed while training
                 progress=progress,
                 log=log,
             )
-            barrier(f"crossval-fold-{fold}")
+            barrier(f"crossval-fold-{fold}-{name}")
         if is_main_process():
-            if not (run_dir / "report.json").is_file():
-                evaluate_run(run_dir)
-            rows.append(_fold_row(fold, run_dir))
+            if ensemble and not (fold_dir / "config.json").is_file():
+                make_ensemble([fold_dir / n for n in names], fold_dir)
+            if not (fold_dir / "report.json").is_file():
+                evaluate_run(fold_dir)
+            rows.append(_fold_row(fold, fold_dir))
             log(
-                f"fold {fold + 1}/{config.folds}: song accuracy "
+                f"fold {fold + 1}/{first.folds}: song accuracy "
                 f"{100 * rows[-1]['song_accuracy']:.2f} %, segment "
                 f"{100 * rows[-1]['segment_accuracy']:.2f} %"
             )
@@ -127,13 +155,14 @@ def crossval(
         return {}
     report = summarise(rows, experiment, out_dir)
     mean, std = report["mean"]["song_accuracy"], report["std"]["song_accuracy"]
-    log(f"{config.model}, {config.folds}-fold: song accuracy {100 * mean:.2f} % +- {100 * std:.2f}")
+    log(f"{model}, {first.folds}-fold: song accuracy {100 * mean:.2f} % +- {100 * std:.2f}")
     return report
 
 
 def _fold_row(fold: int, run_dir: Path) -> dict[str, Any]:
     report = read_json(run_dir / "report.json")
-    summary = read_json(run_dir / "summary.json")
+    summary_path = run_dir / "summary.json"  # an ensemble has none
+    summary = read_json(summary_path) if summary_path.is_file() else {}
     return {
         "fold": fold,
         "run": str(run_dir),
@@ -159,16 +188,17 @@ def summarise(
     genres = rows[0]["genres"]
     confusion = np.sum([np.array(r["confusion"]) for r in rows], axis=0)
     values = {m: np.array([r[m] for r in rows], np.float64) for m in FOLD_METRICS}
-    train = experiment["train"]
+    members = experiment["members"]
+    train = next(iter(members.values()))
     report = {
-        "model": train["model"],
+        "model": experiment["model"],
         "description": experiment["description"],
         "protocol": experiment["protocol"],
         "folds": train["folds"],
         "split_seed": train["split_seed"],
-        "val_per_genre": train["val_per_genre"],
+        "val_per_genre": {name: m["val_per_genre"] for name, m in members.items()},
         "features": experiment["features"],
-        "train": train,
+        "train": members if len(members) > 1 else train,
         "mean": {m: float(v.mean()) for m, v in values.items()},
         "std": {m: float(v.std()) for m, v in values.items()},
         "pooled_song_accuracy": float(np.trace(confusion) / confusion.sum()),
@@ -183,7 +213,7 @@ def summarise(
             confusion,
             genres,
             out_dir / "plots" / f"confusion_song_{kind}.png",
-            title=f"{train['model'].upper()} song-level confusion, {len(rows)} folds ({kind})",
+            title=f"{experiment['model']} song-level confusion, {len(rows)} folds ({kind})",
             normalize=normalize,
         )
     atomic_write_json(out_dir / "report.json", report)
@@ -200,10 +230,14 @@ def crossval_markdown(report: dict[str, Any]) -> str:
         lines += [report["description"], ""]
     if report["protocol"]:
         lines += [f"Protocol: {report['protocol']}", ""]
+    held = report["val_per_genre"]
+    held_text = (
+        ", ".join(f"{v} ({k})" for k, v in held.items()) if len(held) > 1 else str(*held.values())
+    )
     lines += [
         f"Features: {features.kind}, {features.n_features} coefficients, "
-        f"{features.segment_seconds:g} s segments; split seed {report['split_seed']}, "
-        f"{report['val_per_genre']} validation song(s) per genre held out of each training fold.",
+        f"{features.segment_seconds:g} s segments; split seed {report['split_seed']}; "
+        f"validation songs per genre held out of each training fold: {held_text}.",
         "",
         "| fold | songs | song acc. % | song acc. (vote) % | segment acc. % | macro F1 | "
         "best epoch | train s |",

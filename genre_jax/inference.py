@@ -84,7 +84,11 @@ class Predictor:
 
 
 def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
-    """The model of ``run_dir`` (its best checkpoint, or its SVM file) ready to predict."""
+    """The model of ``run_dir`` (its best checkpoint, or its SVM file) ready to predict.
+
+    An ensemble directory (:mod:`genre_jax.ensemble`) gives the mean probability of its
+    members' predictors, labels by its argmax.
+    """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.is_file():
@@ -94,6 +98,22 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
     config = read_json(config_path)
     train_config = TrainConfig.from_json(config["train"])
     feature_config = FeatureConfig.from_json(config["features"])
+    from genre_jax.ensemble import ensemble_name, is_ensemble, member_dirs
+
+    if is_ensemble(config):
+        members = [load_predictor(d, batch_size) for d in member_dirs(run_dir, config)]
+
+        def mean_probabilities(x: np.ndarray) -> np.ndarray:
+            return np.mean([m.predict_proba(x) for m in members], axis=0)
+
+        return Predictor(
+            run_dir,
+            ensemble_name(config),
+            list(config["genres"]),
+            train_config,
+            feature_config,
+            mean_probabilities,
+        )
     if train_config.model in SVM_MODELS:
         from genre_jax.models.svm import flatten, load_svm, predict_labels
 
