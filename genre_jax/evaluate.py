@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from genre_jax.config import FeatureConfig, require_same
+from genre_jax.config import ConfigError, FeatureConfig, require_same
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.inference import load_predictor
 from genre_jax.splits import Split
@@ -121,7 +121,7 @@ def evaluate_run(
         raise ValueError(f"{store.path}: genres {store.genres} differ from the run's {genres}")
     index, source, leaky = _select(store, run_config, part)
     if len(index) == 0:
-        raise ValueError(f"{run_dir}: the {part} part of the split is empty; nothing to evaluate")
+        raise ConfigError(f"{run_dir}: the {part} part of the split is empty; nothing to evaluate")
     x = np.asarray(store.features[index])
     truth = np.asarray(store.labels[index])
     probabilities = predictor.predict_proba(x)

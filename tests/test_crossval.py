@@ -136,6 +136,9 @@ def test_crossval_command_with_an_experiment_file(synthetic_store, tmp_path: Pat
     # 50 held-out songs per fold, chance 10 %: >= 40 % has probability < 1e-6 by chance.
     assert report["mean"]["song_accuracy"] >= 0.4, report["per_fold"]
     assert "melstat: 2-fold" in capsys.readouterr().out
+    # Trained without validation songs: evaluating the empty part is a one-line error.
+    assert main(["evaluate", "--run-dir", str(out / "fold-0"), "--split", "val"]) == 2
+    assert "val part of the split is empty" in capsys.readouterr().err
     # A store with other feature settings than the file names is refused, naming the field.
     experiment["features"]["n_mfcc"] = 20
     path.write_text(json.dumps(experiment))
