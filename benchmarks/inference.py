@@ -3,8 +3,8 @@
 Rows:
 
 - ``<model> predict, batch B``: segments per second of ``make_predict`` (evaluation mode,
-  fixed-size batches under one jit) on ``(N, 431, 13)`` features already on the device, the
-  path evaluation takes over a test set;
+  fixed-size batches under one jit) on ``(N, 431, 13)`` features (``(N, 431, 128)`` log-mel
+  for melstat) already on the device, the path evaluation takes over a test set;
 - ``cnn end to end, one 30 s file``: seconds of :func:`genre_jax.predict.predict_file` on a 30 s
   WAV (decode, cut into 10 s segments, extract their MFCCs, class probabilities from a
   :class:`genre_jax.inference.Predictor` loaded from a run directory), the ``predict`` command's
@@ -23,13 +23,12 @@ from typing import Any
 
 from benchmarks.common import Options
 from benchmarks.timing import Row, progress, report, time_call
-from benchmarks.training import initial_state, synthetic_batch
+from benchmarks.training import MODELS, initial_state, model_coeffs, synthetic_batch
 from genre_jax.config import TrainConfig
 from genre_jax.inference import load_predictor
 from genre_jax.predict import predict_file
 from genre_jax.train import make_predict, model_state_of
 
-MODELS = ("cnn", "gru")
 TINY_TRACKS_PER_GENRE = 3  # the fewest for which the song split has a song in every part
 
 
@@ -37,13 +36,13 @@ def predict_rows(options: Options) -> list[Row]:
     """Segments/s of ``make_predict`` for every model (weights untrained: speed only)."""
     rows = []
     n, batch = options.predict_samples, options.predict_batch
-    x, _ = synthetic_batch(n, seed=1)
     for model in MODELS:
+        x, _ = synthetic_batch(n, seed=1, coeffs=model_coeffs(model))
         graphdef, state, _ = initial_state(model)
         predict = make_predict(graphdef, batch)
         weights = model_state_of(state)
         progress(f"inference: {model} predict, {n} segments, batch {batch}")
-        timing = time_call(lambda p=predict, w=weights: p(w, x), options.repeats)
+        timing = time_call(lambda p=predict, w=weights, x=x: p(w, x), options.repeats)
         setting = {"model": model, "batch": batch, "segments": n, "input": "on device"}
         rows.append(
             Row.rate(

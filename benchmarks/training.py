@@ -1,4 +1,9 @@
-"""CNN and GRU training: steady-state train steps per epoch driver, and seconds per epoch.
+"""Network training (the seed's CNN and GRU, our melstat): steady-state train steps per epoch
+driver, and seconds per epoch.
+
+Inputs are 10 s segments: the seed's 431 x 13 MFCCs for the CNN and GRU, 431 x 128 log-mel
+bands for melstat, which trains with its own recipe (:data:`genre_jax.demo.MELSTAT_RECIPE`:
+random time flip, SpecAugment, label smoothing, cosine schedule), as ``crossval`` runs it.
 
 Rows:
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import jax
@@ -42,18 +48,31 @@ from genre_jax.train import (
     model_state_of,
 )
 
-MODELS = ("cnn", "gru")
+MODELS = ("cnn", "gru", "melstat")
+LOGMEL_BANDS = 128
 
 
-def synthetic_batch(n: int, seed: int = 0) -> tuple[jax.Array, jax.Array]:
-    """``n`` standard-normal segments ``(n, 431, 13)`` and balanced labels, on the device."""
-    x = jax.random.normal(jax.random.key(seed), (n, FRAMES, COEFFS), jnp.float32)
+def model_config(model: str) -> TrainConfig:
+    """The recipe a model trains with: the seed's for cnn and gru, its own for melstat."""
+    from genre_jax.demo import RECIPES
+
+    return TrainConfig(model=model, **RECIPES.get(model, {}))
+
+
+def model_coeffs(model: str) -> int:
+    """Coefficients per frame of the model's input (MFCCs or log-mel bands)."""
+    return LOGMEL_BANDS if model == "melstat" else COEFFS
+
+
+def synthetic_batch(n: int, seed: int = 0, coeffs: int = COEFFS) -> tuple[jax.Array, jax.Array]:
+    """``n`` standard-normal segments ``(n, 431, coeffs)`` and balanced labels, on the device."""
+    x = jax.random.normal(jax.random.key(seed), (n, FRAMES, coeffs), jnp.float32)
     return x, jnp.arange(n, dtype=jnp.int32) % CLASSES
 
 
 @functools.cache
 def _initial(model: str) -> tuple[Any, dict, Any]:
-    return init_state(TrainConfig(model=model), COEFFS, CLASSES)
+    return init_state(model_config(model), model_coeffs(model), CLASSES)
 
 
 def initial_state(model: str) -> tuple[Any, dict, Any]:
@@ -69,14 +88,14 @@ def initial_state(model: str) -> tuple[Any, dict, Any]:
 def epoch_function(model: str, driver: str, batch_size: int) -> Callable:
     """The (cached) ``make_train_epoch`` function, so rows sharing a shape compile once."""
     graphdef, _, tx = _initial(model)
-    return make_train_epoch(graphdef, tx, batch_size, driver)
+    return make_train_epoch(graphdef, tx, batch_size, driver, config=model_config(model))
 
 
 def epoch_runner(model: str, driver: str, batch_size: int, n: int) -> Callable[[], Any]:
     """A callable that trains one more epoch of ``n`` samples each time it is called."""
     _, state, _ = initial_state(model)
     epoch = epoch_function(model, driver, batch_size)
-    x, y = synthetic_batch(n)
+    x, y = synthetic_batch(n, coeffs=model_coeffs(model))
     key = jax.random.key(0)
     holder = {"state": state, "epoch": 0}
 
@@ -98,9 +117,10 @@ def parameter_counts(model: str) -> dict[str, int]:
 def step_flops(model: str, batch_size: int) -> float | None:
     """FLOPs of one train step at ``batch_size`` from XLA's cost analysis of the lowered step."""
     unroll = FRAMES if model == "gru" else 1  # count every GRU time step, not the body once
-    graphdef, state, tx = init_state(TrainConfig(model=model, gru_unroll=unroll), COEFFS, CLASSES)
-    x, y = synthetic_batch(batch_size)
-    lowered = jax.jit(make_train_step(graphdef, tx)).lower(
+    config = replace(model_config(model), gru_unroll=unroll)
+    graphdef, state, tx = init_state(config, model_coeffs(model), CLASSES)
+    x, y = synthetic_batch(batch_size, coeffs=model_coeffs(model))
+    lowered = jax.jit(make_train_step(graphdef, tx, config=config)).lower(
         state, x, y, jnp.ones(batch_size, bool), jax.random.key(0)
     )
     cost = lowered.cost_analysis()
@@ -126,7 +146,9 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
         info = parameter_counts(model)
         batches = {*options.train_batches, options.epoch_batch}
         flops = {b: step_flops(model, b) for b in sorted(batches)} if options.flops else {}
-        auto = epoch_driver(TrainConfig(model=model))
+        auto = epoch_driver(model_config(model))
+        config = model_config(model)
+        optimizer = f"adam {config.learning_rate:g}, {config.lr_schedule}"
         drivers = [auto if d == "auto" else d for d in options.drivers]
         for batch in options.train_batches:
             n = batch * max(2, options.train_samples // batch)
@@ -140,8 +162,8 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
                     "auto_driver": auto,
                     "batch": batch,
                     "samples_per_call": n,
-                    "input": f"({batch}, {FRAMES}, {COEFFS})",
-                    "optimizer": "adam 1e-4",
+                    "input": f"({batch}, {FRAMES}, {model_coeffs(model)})",
+                    "optimizer": optimizer,
                 }
                 name = f"{model} train steps, {driver} driver, batch {batch}"
                 extra = {**info, **_flops_extra(flops, batch, n // batch, timing.median)}

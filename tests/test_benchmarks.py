@@ -49,9 +49,10 @@ def test_quick_run_has_a_row_for_every_path(quick_result: tuple[dict, Path]) -> 
         else:
             assert row["status"] == "skipped" and row["reason"], row
     assert len(_ok(rows, path="features")) == 6  # ours and librosa twice, two layouts
-    for model in ("cnn", "gru"):
+    for model in ("cnn", "gru", "melstat"):
         assert _ok(rows, path="training", model=model), model
         assert _ok(rows, path="inference", model=model), model
+    for model in ("cnn", "gru"):
         assert _ok(rows, path="peers", model=model, framework="genre_jax"), model
     assert _ok(rows, path="svm")
     parallel = _ok(rows, path="parallel", model="gru")
@@ -73,7 +74,13 @@ def test_quick_run_reports_parity_settings_device_and_ratios(
     ours = [r for r in features if r["name"].startswith("jax")]
     assert ours and all(r["extra"]["rel_l2_error"] < 1e-4 for r in ours)
     training = _ok(result["rows"], path="training")
-    assert all(r["extra"]["keras_count"] in (65994, 76170) for r in training)
+    # melstat on 128 bands: two 3-tap 128->128 convolutions (2 x 49,152), three BatchNorms
+    # (3 x 256 parameters + 3 x 256 statistics), Dense(816 -> 128) = 104,576 (816 = 2 x 128
+    # pooled + 3 x 128 band statistics + 16 x 11 modulation values), Dense(128 -> 10) = 1,290,
+    # and the standardisation's 2 x 128 statistics.
+    melstat = 2 * 49_152 + 3 * 256 + 104_576 + 1_290 + 3 * 256 + 256
+    counts = {"cnn": 65994, "gru": 76170, "melstat": melstat}
+    assert all(r["extra"]["keras_count"] == counts[r["setting"]["model"]] for r in training)
     assert all(r["setting"] for r in result["rows"] if r["status"] == "ok")
     device = result["device"]
     assert device["platform"] and device["cpu_model"] and device["cpu_cores"] >= 1
