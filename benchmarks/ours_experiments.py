@@ -88,45 +88,27 @@ def crop_bank(store: FeatureStore, hop_seconds: float) -> tuple[np.ndarray, np.n
 def build(args: argparse.Namespace, n_features: int, n_classes: int, seed: int) -> nnx.Module:
     rngs = nnx.Rngs(params=seed)
     input_norm = args.norm == "bn"
-    if args.model == "tcn":
-        channels = (
-            tuple(int(c) for c in args.channels.split(",")) if args.channels else (96, 96, 128)
-        )
-        return MelTCN(
-            n_features,
-            n_classes,
-            channels=channels,
-            dropout_rate=args.dropout,
-            head_dropout=args.head_dropout,
-            input_norm=input_norm,
-            rngs=rngs,
-        )
-    if args.model == "cnn2d":
-        channels = (
-            tuple(int(c) for c in args.channels.split(",")) if args.channels else (16, 32, 64, 64)
-        )
-        return MelCNN(
-            n_features,
-            n_classes,
-            channels=channels,
-            dropout_rate=args.dropout,
-            head_dropout=args.head_dropout,
-            input_norm=input_norm,
-            rngs=rngs,
-        )
+    defaults = {"tcn": (96, 96, 128), "cnn2d": (16, 32, 64, 64), "stat": (128,)}
+    if args.model in defaults:
+        given = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
+        common = {
+            "channels": given or defaults[args.model],
+            "dropout_rate": args.dropout,
+            "head_dropout": args.head_dropout,
+            "rngs": rngs,
+        }
+    if args.model in ("tcn", "cnn2d"):
+        network = MelTCN if args.model == "tcn" else MelCNN
+        return network(n_features, n_classes, input_norm=input_norm, **common)
     if args.model == "stat":
-        channels = tuple(int(c) for c in args.channels.split(",")) if args.channels else (128,)
         return MelStatNet(
             n_features,
             n_classes,
-            channels=channels,
-            dropout_rate=args.dropout,
-            head_dropout=args.head_dropout,
             input_norm="batchnorm" if input_norm else "none",  # "standard": done here
             modulation_groups=args.modulation,
             modulation_bins=args.modulation_bins,
             cepstral=args.cepstral,
-            rngs=rngs,
+            **common,
         )
     if args.model == "seedcnn":
         return SeedCNN(n_classes, rngs=rngs)

@@ -207,15 +207,12 @@ def summarise(
         "genres": genres,
         "confusion_song_counts": confusion.tolist(),
     }
-    for normalize in (False, True):
-        kind = "normalized" if normalize else "counts"
-        plots.confusion_matrix(
-            confusion,
-            genres,
-            out_dir / "plots" / f"confusion_song_{kind}.png",
-            title=f"{experiment['model']} song-level confusion, {len(rows)} folds ({kind})",
-            normalize=normalize,
-        )
+    plots.confusion_matrices(
+        confusion,
+        genres,
+        lambda kind: out_dir / "plots" / f"confusion_song_{kind}.png",
+        lambda kind: f"{experiment['model']} song-level confusion, {len(rows)} folds ({kind})",
+    )
     atomic_write_json(out_dir / "report.json", report)
     atomic_write_bytes(out_dir / "report.md", crossval_markdown(report).encode())
     return report

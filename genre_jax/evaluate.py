@@ -155,16 +155,14 @@ def evaluate_run(
     )
     suffix = "" if part == "test" else f"-{part}"
     for level in ("song", "segment"):
-        matrix = np.array(report["confusion"][level]["counts"])
-        for normalize in (False, True):
-            kind = "normalized" if normalize else "counts"
-            plots.confusion_matrix(
-                matrix,
-                genres,
-                run_dir / "plots" / f"confusion_{level}_{kind}{suffix}.png",
-                title=f"{predictor.model_name.upper()} {level}-level confusion ({part}, {kind})",
-                normalize=normalize,
-            )
+        plots.confusion_matrices(
+            np.array(report["confusion"][level]["counts"]),
+            genres,
+            lambda kind, level=level: run_dir / "plots" / f"confusion_{level}_{kind}{suffix}.png",
+            lambda kind, level=level: (
+                f"{predictor.model_name.upper()} {level}-level confusion ({part}, {kind})"
+            ),
+        )
     atomic_write_json(run_dir / f"report{suffix}.json", report)
     atomic_write_bytes(run_dir / f"report{suffix}.md", markdown_report(report).encode())
     return report

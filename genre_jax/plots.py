@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -352,3 +352,16 @@ def confusion_matrix(
     """Write :func:`confusion_matrix_figure` to ``path`` as an 800 x 700 PNG."""
     figure = confusion_matrix_figure(matrix, genres, title, normalize=normalize, unit=unit)
     save_figure(figure, path, tight=False)
+
+
+def confusion_matrices(
+    matrix: np.ndarray,
+    genres: Sequence[str],
+    path_for: Callable[[str], str | os.PathLike],
+    title_for: Callable[[str], str],
+) -> None:
+    """Write the matrix twice, as counts and row-normalised, at ``path_for(kind)`` titled
+    ``title_for(kind)``, where ``kind`` is ``counts`` or ``normalized``."""
+    for normalize in (False, True):
+        kind = "normalized" if normalize else "counts"
+        confusion_matrix(matrix, genres, path_for(kind), title_for(kind), normalize=normalize)
