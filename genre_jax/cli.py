@@ -81,27 +81,31 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> Experiment | None:
+    """The experiment file of ``--config``, read once per command (None without one)."""
     return load_experiment(args.config) if getattr(args, "config", None) else None
 
 
-def _feature_config(args: argparse.Namespace) -> FeatureConfig:
+def _feature_config(args: argparse.Namespace, experiment: Experiment | None) -> FeatureConfig:
     """Feature settings: defaults, then the experiment file's, then the command line's."""
-    experiment = _experiment(args)
     base = experiment.features if experiment is not None else None
     return from_options(FeatureConfig, args, base=base)
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """Training settings: defaults, then the experiment file's, then the command line's."""
-    experiment = _experiment(args)
-    return from_options(TrainConfig, args, base=experiment.train if experiment else None)
+def _train_configs(args: argparse.Namespace, experiment: Experiment | None) -> list[TrainConfig]:
+    """Training settings: defaults, then the experiment file's (each member's, for an
+    ensemble), then the command line's, which apply to every member."""
+    bases = [m.train for m in experiment.members] if experiment and experiment.is_ensemble else []
+    if not bases:
+        bases = [experiment.train if experiment else None]
+    return [from_options(TrainConfig, args, base=base) for base in bases]
 
 
-def _require_experiment_features(args: argparse.Namespace, features: str | Path) -> None:
+def _require_experiment_features(
+    args: argparse.Namespace, experiment: Experiment | None, features: str | Path
+) -> None:
     """An experiment file that names feature settings must match the store it trains on."""
     from genre_jax.store import FeatureStore, resolve_store
 
-    experiment = _experiment(args)
     if experiment is not None and experiment.features is not None:
         store = FeatureStore.open(resolve_store(features))
         require_same(
@@ -117,7 +121,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.synthetic == bool(args.data_dir):
         raise ConfigError("prepare: give exactly one of --data-dir DIR or --synthetic")
     data_dir = _ensure_synthetic(args) if args.synthetic else Path(args.data_dir)
-    config = _feature_config(args)
+    config = _feature_config(args, _experiment(args))
     store = prepare(
         data_dir,
         args.out,
@@ -141,8 +145,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from genre_jax.runner import train_run
 
-    config = _train_config(args)
-    _require_experiment_features(args, args.features)
+    experiment = _experiment(args)
+    if experiment is not None and experiment.is_ensemble:
+        raise ConfigError(
+            f"experiment file {args.config}: lists ensemble members; train each member's own "
+            "file, or run the ensemble with crossval"
+        )
+    (config,) = _train_configs(args, experiment)
+    _require_experiment_features(args, experiment, args.features)
     train_run(
         args.features,
         args.run_dir,
@@ -163,22 +173,16 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         raise ConfigError("crossval: give exactly one of --data-dir DIR or --features STORE")
     experiment = _experiment(args)
     if args.data_dir:
-        store = prepare(
-            args.data_dir, args.features_dir, _feature_config(args), progress=not args.no_progress
-        )
+        config = _feature_config(args, experiment)
+        store = prepare(args.data_dir, args.features_dir, config, progress=not args.no_progress)
         features = store.path
     else:
         features = args.features
-        _require_experiment_features(args, features)
-    if experiment is not None and experiment.is_ensemble:
-        # Options given on the command line apply to every member.
-        configs = [from_options(TrainConfig, args, base=m.train) for m in experiment.members]
-    else:
-        configs = [_train_config(args)]
+        _require_experiment_features(args, experiment, features)
     report = crossval(
         features,
         args.out,
-        configs,
+        _train_configs(args, experiment),
         description=experiment.description if experiment else "",
         protocol=experiment.protocol if experiment else "",
         overwrite=args.overwrite,

@@ -7,7 +7,8 @@ directory, then the folds are summarised::
 
     OUT/
       experiment.json    the resolved settings, store, description and protocol
-      fold-0/ ... fold-{k-1}/   run directories (train + evaluate, as the commands write them)
+      fold-0/ ... fold-{k-1}/   run directories (train + evaluate, as the commands write them);
+                        for an ensemble, the fold's ensemble with one member run inside each
       report.json        per-fold figures, mean and standard deviation, pooled confusion
       report.md          the same as a table
       plots/confusion_song_{counts,normalized}.png   summed over the folds

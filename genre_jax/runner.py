@@ -262,7 +262,6 @@ def _train_svm(
 ) -> dict[str, Any]:
     from genre_jax.models.svm import (
         fit_svm,
-        flatten,
         predict_labels,
         save_svm,
         stored_values,
@@ -286,7 +285,7 @@ def _train_svm(
         f"{config.model}: training accuracy {100 * train_acc:.2f} %, validation "
         f"{100 * val_acc:.2f} % ({vectors} support vectors; fit {seconds:.1f} s)"
     )
-    width = model[:-1].transform(flatten(data.x_train[:1])).shape[1]  # what the SVC reads
+    width = model.named_steps["scale"].n_features_in_  # what the SVC reads
     return {
         "train_accuracy": train_acc,
         "val_accuracy": val_acc,

@@ -278,8 +278,8 @@ def init_state(
     return graphdef, {"params": params, "rest": rest, "opt": tx.init(params)}, tx
 
 
-def check_augmentation(config: TrainConfig, frames: int, coefficients: int) -> None:
-    """Refuse settings that do not fit the features, naming the setting."""
+def check_fit_settings(config: TrainConfig, frames: int, coefficients: int) -> None:
+    """Refuse settings that do not fit the features or each other, naming the setting."""
     if config.select == "last" and config.patience:
         raise ConfigError(
             f"train settings select='last' and patience={config.patience}: early stopping "
@@ -323,7 +323,7 @@ def fit(
     started = time.perf_counter()
     if mesh is not None:
         check_batch(config.batch_size, mesh)
-    check_augmentation(config, *data.x_train.shape[1:])
+    check_fit_settings(config, *data.x_train.shape[1:])
     steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     graphdef, state, tx = init_state(
         config, data.x_train.shape[-1], n_classes, data.x_train, steps_per_epoch

@@ -11,7 +11,7 @@ import pytest
 
 from genre_jax.augment import random_time_flip, smoothed_targets, spec_augment
 from genre_jax.config import ConfigError, TrainConfig
-from genre_jax.train import check_augmentation, learning_rate_schedule, masked_cross_entropy
+from genre_jax.train import check_fit_settings, learning_rate_schedule, masked_cross_entropy
 
 
 def test_random_time_flip_reverses_about_half_the_examples() -> None:
@@ -104,9 +104,9 @@ def test_training_settings_that_do_not_fit_are_named() -> None:
     with pytest.raises(ConfigError, match="label_smoothing"):
         TrainConfig(label_smoothing=1.0)
     with pytest.raises(ConfigError, match="patience=20"):
-        check_augmentation(TrainConfig(select="last"), 87, 128)
+        check_fit_settings(TrainConfig(select="last"), 87, 128)
     with pytest.raises(ConfigError, match="specaug_freq=13"):
-        check_augmentation(TrainConfig(specaug_masks=1, specaug_freq=13), 431, 13)
+        check_fit_settings(TrainConfig(specaug_masks=1, specaug_freq=13), 431, 13)
     with pytest.raises(ConfigError, match="specaug_time=90"):
-        check_augmentation(TrainConfig(specaug_masks=1, specaug_time=90), 87, 128)
-    check_augmentation(TrainConfig(specaug_masks=1, specaug_freq=12), 431, 13)
+        check_fit_settings(TrainConfig(specaug_masks=1, specaug_time=90), 87, 128)
+    check_fit_settings(TrainConfig(specaug_masks=1, specaug_freq=12), 431, 13)

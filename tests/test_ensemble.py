@@ -90,6 +90,10 @@ def test_ensemble_experiment_through_crossval(synthetic_store, tmp_path: Path) -
     for i in range(2):
         assert (out / f"fold-{i}" / "svm" / "svm.skops").is_file()
         assert (out / f"fold-{i}" / "statsvm" / "summary.json").is_file()
+    # train takes one model: an ensemble file is refused, naming it.
+    train = ["train", "--config", str(tmp_path / "both.json"), "--no-progress"]
+    assert main([*train, "--features", str(synthetic_store.path), "--run-dir", "x"]) == 2
+    assert not Path("x").exists()
     # Members that split songs differently cannot form an ensemble file.
     (tmp_path / "svm3.json").write_text(json.dumps({"train": {"model": "svm", "folds": 3}}))
     (tmp_path / "bad.json").write_text(json.dumps({"members": ["svm.json", "svm3.json"]}))

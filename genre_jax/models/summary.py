@@ -44,7 +44,9 @@ def modulation_spectrum(x: jax.Array, groups: int, bins: int) -> jax.Array:
     return jnp.log1p(magnitude).reshape(b, -1)
 
 
-def summary_width(n_features: int, modulation_groups: int, modulation_bins: int, cepstral: int):
+def summary_width(
+    n_features: int, modulation_groups: int, modulation_bins: int, cepstral: int
+) -> int:
     """Length of :func:`summary_statistics`' vector."""
     return 3 * n_features + modulation_groups * modulation_bins + 3 * cepstral
 

@@ -382,9 +382,9 @@ def predict_labels(model: Pipeline, features: np.ndarray) -> np.ndarray:
     aggregation uses the probabilities. ``statsvm`` has no single SVC (its calibration averages
     five): its labels are the argmax of its probabilities.
     """
-    step = model.named_steps["svm"]
-    if isinstance(step, CalibratedClassifierCV) and step.ensemble:  # statsvm: no single SVC
+    if _ensemble_svcs(model) is not None:  # statsvm: no single SVC
         return np.asarray(model.predict(flatten(features)))
+    step = model.named_steps["svm"]
     scaled = model[:-1].transform(flatten(features))
     final = (
         step.calibrated_.calibrated_classifiers_[0].estimator
