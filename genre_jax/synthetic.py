@@ -8,9 +8,12 @@ loudness) makes the classes overlap, so the data is learnable but not trivially 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,6 +295,13 @@ def synthesize_clip(
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
+def _write_clip(job: tuple[Path, str, int, float, int, int]) -> None:
+    """Synthesise one clip and write it as 16-bit PCM WAV (a worker's unit of work)."""
+    path, genre, index, seconds, sample_rate, seed = job
+    clip = synthesize_clip(genre, index, seconds=seconds, sample_rate=sample_rate, seed=seed)
+    sf.write(path, clip, sample_rate, subtype="PCM_16")
+
+
 def generate_synthetic(
     out_dir: str | Path,
     *,
@@ -300,6 +310,7 @@ def generate_synthetic(
     sample_rate: int = 22050,
     seed: int = 0,
     progress: bool = False,
+    workers: int | None = None,
 ) -> Path:
     """Write the dataset as ``out_dir/genres_original/<genre>/<genre>.<NNNNN>.wav`` (GTZAN layout).
 
@@ -308,7 +319,9 @@ def generate_synthetic(
     marker ``out_dir/synthetic.json`` (the parameters) written last, so an interrupted run leaves
     no dataset. A marker with the same parameters is a cache hit: nothing is rewritten. A marker
     with other parameters, or a non-empty ``out_dir`` without one, raises :class:`ValueError`
-    (nothing is overwritten). ``progress`` shows a rich progress bar.
+    (nothing is overwritten). ``progress`` shows a rich progress bar. Clips are synthesised by
+    ``workers`` processes (default: one per CPU core; 1 synthesises in this process); each clip
+    depends only on its genre, index and ``seed``, so the files are the same for any count.
 
     Returns:
         ``Path(out_dir) / "genres_original"``.
@@ -342,17 +355,30 @@ def generate_synthetic(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    jobs = [(g, i) for g in GENRES for i in range(tracks_per_genre)]
-    if progress:
-        from rich.progress import track
-
-        jobs = track(jobs, description="Synthesising clips")
+    jobs = [
+        (tmp / "genres_original" / g / f"{g}.{i:05d}.wav", g, i, seconds, sample_rate, seed)
+        for g in GENRES
+        for i in range(tracks_per_genre)
+    ]
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
     try:
-        for genre, i in jobs:
-            path = tmp / "genres_original" / genre / f"{genre}.{i:05d}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            clip = synthesize_clip(genre, i, seconds=seconds, sample_rate=sample_rate, seed=seed)
-            sf.write(path, clip, sample_rate, subtype="PCM_16")
+        for genre in GENRES:
+            (tmp / "genres_original" / genre).mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            if workers == 1:
+                done = map(_write_clip, jobs)
+            else:  # spawned workers: forking a process that runs JAX threads is unsafe
+                context = multiprocessing.get_context("spawn")
+                pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
+                done = pool.map(_write_clip, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
+            if progress:
+                from rich.progress import track
+
+                done = track(done, total=len(jobs), description="Synthesising clips")
+            for _ in done:
+                pass
         (tmp / MARKER_NAME).write_text(json.dumps(params, indent=2) + "\n")  # marker last
         if out_dir.is_dir():
             out_dir.rmdir()  # empty, checked above

@@ -153,12 +153,24 @@ def test_interrupted_run_leaves_no_dataset(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(synthetic.sf, "write", failing_write)
     out = tmp_path / "data"
-    with pytest.raises(KeyboardInterrupt):
-        generate_synthetic(out, tracks_per_genre=1, seconds=1.0)
+    with pytest.raises(KeyboardInterrupt):  # one worker: the patched write runs in this process
+        generate_synthetic(out, tracks_per_genre=1, seconds=1.0, workers=1)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # temporary directory removed too
     monkeypatch.undo()
     assert len(list(generate_synthetic(out, tracks_per_genre=1, seconds=1.0).rglob("*.wav"))) == 10
+
+
+def test_worker_processes_write_the_same_files(tmp_path: Path) -> None:
+    serial = generate_synthetic(tmp_path / "one", tracks_per_genre=2, seconds=1.0, workers=1)
+    pooled = generate_synthetic(tmp_path / "three", tracks_per_genre=2, seconds=1.0, workers=3)
+    names = sorted(p.relative_to(serial) for p in serial.rglob("*.wav"))
+    assert names == sorted(p.relative_to(pooled) for p in pooled.rglob("*.wav"))
+    assert len(names) == 20
+    for name in names:
+        assert (serial / name).read_bytes() == (pooled / name).read_bytes(), name
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        generate_synthetic(tmp_path / "none", tracks_per_genre=1, seconds=1.0, workers=0)
 
 
 def test_learnable_but_not_trivial(mfccs: np.ndarray) -> None:
