@@ -31,6 +31,20 @@ def test_gru_parameter_count_per_layer() -> None:
     assert count(model) == 76_170
 
 
+def test_gru_unroll_zero_is_the_backend_default() -> None:
+    from genre_jax.config import ConfigError, TrainConfig
+    from genre_jax.models import build_network
+
+    expected = 1 if jax.default_backend() == "cpu" else 8
+    built = build_network("gru", 13, 10, TrainConfig(model="gru"), seed=0)
+    assert TrainConfig().gru_unroll == 0
+    assert built.gru1.unroll == built.gru2.unroll == expected
+    chosen = build_network("gru", 13, 10, TrainConfig(model="gru", gru_unroll=4), seed=0)
+    assert chosen.gru1.unroll == chosen.gru2.unroll == 4
+    with pytest.raises(ConfigError, match="gru_unroll=-1"):
+        TrainConfig(gru_unroll=-1)
+
+
 def numpy_keras_gru(x, kernel, recurrent, bias):
     """Keras GRU(reset_after=True) in float64: gates z, r, h; reset after the recurrent matmul."""
     units = recurrent.shape[0]
