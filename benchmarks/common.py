@@ -64,6 +64,7 @@ class Options:
         peer_batch: batch size of the peer comparison (the seed's 32).
         file_row: time the end-to-end 30 s file prediction (trains a tiny run first).
         flops: the training rows count FLOPs per step (XLA cost analysis).
+        gru_unrolls: GRU scan unrollings timed beside the backend's default at ``epoch_batch``.
     """
 
     quick: bool = False
@@ -87,6 +88,7 @@ class Options:
     peer_batch: int = 32
     file_row: bool = True
     flops: bool = True
+    gru_unrolls: tuple[int, ...] = (4, 16)
 
     @classmethod
     def full(cls, **changes: Any) -> Options:
@@ -105,7 +107,7 @@ class Options:
             train_batches=(8,), drivers=("auto",), train_samples=16, epoch_samples=16,
             epoch_batch=8, predict_samples=16, predict_batch=8, svm_train=60, svm_test=20,
             svm_repeats=1, svm_gtzan_variants=(), peer_samples=16, peer_batch=8, file_row=False,
-            flops=False,
+            flops=False, gru_unrolls=(),
         )  # fmt: skip
         return dataclasses.replace(tiny, **changes)
 

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--svm-train", type=int, help="SVM training segments (GTZAN: 4752)")
     parser.add_argument("--svm-test", type=int, help="SVM test segments (GTZAN: 594)")
     parser.add_argument("--epoch-samples", type=int, help="samples of the epoch rows")
+    parser.add_argument(
+        "--gru-unrolls", help="comma-separated GRU scan unrollings to time (default: 4,16)"
+    )
     return parser
 
 
@@ -63,6 +66,14 @@ def options_from(args: argparse.Namespace) -> Options:
     for name, value in changes.items():
         if value < 1:
             raise SystemExit(f"--{name.replace('_', '-')}={value}: must be >= 1")
+    if args.gru_unrolls is not None:
+        try:
+            unrolls = tuple(int(u) for u in args.gru_unrolls.split(",") if u.strip())
+        except ValueError:
+            raise SystemExit(f"--gru-unrolls={args.gru_unrolls!r}: not integers") from None
+        if any(u < 1 for u in unrolls):
+            raise SystemExit(f"--gru-unrolls={args.gru_unrolls!r}: each must be >= 1")
+        changes["gru_unrolls"] = unrolls
     return Options.quick_preset(**changes) if args.quick else Options.full(**changes)
 
 

@@ -52,11 +52,15 @@ MODELS = ("cnn", "gru", "melstat")
 LOGMEL_BANDS = 128
 
 
-def model_config(model: str) -> TrainConfig:
-    """The recipe a model trains with: the seed's for cnn and gru, its own for melstat."""
+def model_config(model: str, unroll: int = 0) -> TrainConfig:
+    """The recipe a model trains with: the seed's for cnn and gru, its own for melstat.
+
+    ``unroll`` is the GRU's scan unrolling (time steps per loop iteration; 0: the backend's
+    default, :func:`genre_jax.models.gru_unroll`).
+    """
     from genre_jax.demo import RECIPES
 
-    return TrainConfig(model=model, **RECIPES.get(model, {}))
+    return TrainConfig(model=model, gru_unroll=unroll, **RECIPES.get(model, {}))
 
 
 def model_coeffs(model: str) -> int:
@@ -71,30 +75,33 @@ def synthetic_batch(n: int, seed: int = 0, coeffs: int = COEFFS) -> tuple[jax.Ar
 
 
 @functools.cache
-def _initial(model: str) -> tuple[Any, dict, Any]:
-    return init_state(model_config(model), model_coeffs(model), CLASSES)
+def _initial(model: str, unroll: int = 0) -> tuple[Any, dict, Any]:
+    return init_state(model_config(model, unroll), model_coeffs(model), CLASSES)
 
 
-def initial_state(model: str) -> tuple[Any, dict, Any]:
+def initial_state(model: str, unroll: int = 0) -> tuple[Any, dict, Any]:
     """(graphdef, a fresh copy of the seed-0 training state, optimiser) of ``model``.
 
     Initialisation runs once per model (it is slow on CPU); the copy can be donated.
     """
-    graphdef, state, tx = _initial(model)
+    graphdef, state, tx = _initial(model, unroll)
     return graphdef, jax.tree.map(jnp.copy, state), tx
 
 
 @functools.cache
-def epoch_function(model: str, driver: str, batch_size: int) -> Callable:
+def epoch_function(model: str, driver: str, batch_size: int, unroll: int = 0) -> Callable:
     """The (cached) ``make_train_epoch`` function, so rows sharing a shape compile once."""
-    graphdef, _, tx = _initial(model)
-    return make_train_epoch(graphdef, tx, batch_size, driver, config=model_config(model))
+    graphdef, _, tx = _initial(model, unroll)
+    config = model_config(model, unroll)
+    return make_train_epoch(graphdef, tx, batch_size, driver, config=config)
 
 
-def epoch_runner(model: str, driver: str, batch_size: int, n: int) -> Callable[[], Any]:
+def epoch_runner(
+    model: str, driver: str, batch_size: int, n: int, unroll: int = 0
+) -> Callable[[], Any]:
     """A callable that trains one more epoch of ``n`` samples each time it is called."""
-    _, state, _ = initial_state(model)
-    epoch = epoch_function(model, driver, batch_size)
+    _, state, _ = initial_state(model, unroll)
+    epoch = epoch_function(model, driver, batch_size, unroll)
     x, y = synthetic_batch(n, coeffs=model_coeffs(model))
     key = jax.random.key(0)
     holder = {"state": state, "epoch": 0}
@@ -139,6 +146,30 @@ def _flops_extra(flops: dict[int, float | None], batch: int, steps: int, seconds
     return {"gflops_per_step": round(per_step, 3), "gflops_per_s": round(achieved, 2)}
 
 
+def unroll_rows(options: Options, driver: str, info: dict, optimizer: str) -> list[Row]:
+    """GRU train steps at ``epoch_batch`` for each scan unrolling of ``options.gru_unrolls``."""
+    rows = []
+    batch = options.epoch_batch
+    n = batch * max(2, options.train_samples // batch)
+    for unroll in options.gru_unrolls:
+        progress(f"training: gru {driver} driver, batch {batch}, unroll {unroll}")
+        runner = epoch_runner("gru", driver, batch, n, unroll)
+        timing = time_call(runner, options.train_repeats, budget_s=options.budget_s)
+        setting = {
+            "model": "gru",
+            "driver": driver,
+            "batch": batch,
+            "unroll": unroll,
+            "samples_per_call": n,
+            "input": f"({batch}, {FRAMES}, {COEFFS})",
+            "optimizer": optimizer,
+        }
+        name = f"gru train steps, {driver} driver, batch {batch}, unroll {unroll}"
+        rows.append(Row.rate("training", name, "samples/s", timing, n, setting=setting, extra=info))
+        report(rows[-1])
+    return rows
+
+
 def run(options: Options) -> tuple[list[Row], list[dict]]:
     """Train-step rows (both drivers, every batch size) and epoch rows, for both models."""
     rows: list[Row] = []
@@ -171,6 +202,8 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
                     Row.rate("training", name, "samples/s", timing, n, setting=setting, extra=extra)
                 )
                 report(rows[-1])
+        if model == "gru":
+            rows += unroll_rows(options, auto, info, optimizer)
         n, batch = options.epoch_samples, options.epoch_batch
         progress(f"training: {model} epoch of {n} samples, batch {batch}, {auto} driver")
         timing = time_call(epoch_runner(model, auto, batch, n), options.epoch_repeats)
