@@ -10,6 +10,9 @@ Rows:
 - ``<model> train steps, <driver> driver, batch B``: samples per second of
   ``make_train_epoch(..., driver)`` over a small device-resident set of whole batches
   (``Options.train_samples``), i.e. the real epoch path: on-device shuffle, gather, step;
+- ``gru train steps, <driver> driver, batch B, unroll U``: the same at the epoch batch for
+  each GRU scan unrolling of ``Options.gru_unrolls`` (the other GRU rows use the backend's
+  default, :func:`genre_jax.models.gru_unroll`, named in their setting);
 - ``<model> epoch, GTZAN size``: seconds per epoch of 4,752 segments (2,376 training segments
   doubled by the time flip) at batch 32 with the model's ``auto`` driver, as ``fit`` runs it.
 
@@ -40,6 +43,7 @@ import numpy as np
 from benchmarks.common import CLASSES, COEFFS, FRAMES, GTZAN_TRAIN, Options
 from benchmarks.timing import Row, progress, report, time_call
 from genre_jax.config import TrainConfig
+from genre_jax.models import gru_unroll
 from genre_jax.train import (
     epoch_driver,
     init_state,
@@ -181,6 +185,7 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
         config = model_config(model)
         optimizer = f"adam {config.learning_rate:g}, {config.lr_schedule}"
         drivers = [auto if d == "auto" else d for d in options.drivers]
+        unroll_setting = {"unroll": gru_unroll(config)} if model == "gru" else {}
         for batch in options.train_batches:
             n = batch * max(2, options.train_samples // batch)
             for driver in drivers:
@@ -195,6 +200,7 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
                     "samples_per_call": n,
                     "input": f"({batch}, {FRAMES}, {model_coeffs(model)})",
                     "optimizer": optimizer,
+                    **unroll_setting,
                 }
                 name = f"{model} train steps, {driver} driver, batch {batch}"
                 extra = {**info, **_flops_extra(flops, batch, n // batch, timing.median)}
@@ -207,7 +213,7 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
         n, batch = options.epoch_samples, options.epoch_batch
         progress(f"training: {model} epoch of {n} samples, batch {batch}, {auto} driver")
         timing = time_call(epoch_runner(model, auto, batch, n), options.epoch_repeats)
-        setting = {"model": model, "driver": auto, "batch": batch, "samples": n}
+        setting = {"model": model, "driver": auto, "batch": batch, "samples": n, **unroll_setting}
         size = "GTZAN size" if n == GTZAN_TRAIN else f"{n} samples"
         row = Row.duration("training", f"{model} epoch, {size}", "s/epoch", timing)
         steps = -(-n // batch)
