@@ -328,6 +328,8 @@ def generate_synthetic(
     """
     if tracks_per_genre < 1:
         raise ValueError(f"tracks_per_genre must be >= 1, got {tracks_per_genre}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)
     root, marker = out_dir / "genres_original", out_dir / MARKER_NAME
     params = dict(format_version=FORMAT_VERSION, tracks_per_genre=int(tracks_per_genre),
@@ -360,8 +362,6 @@ def generate_synthetic(
         for g in GENRES
         for i in range(tracks_per_genre)
     ]
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     try:
         for genre in GENRES:
