@@ -7,19 +7,26 @@ Every function takes signals with any leading batch dimensions, ``(..., samples)
 1. centred framing: ``n_fft // 2`` zeros on each side, frames every ``hop_length`` samples
    (``1 + samples // hop_length`` frames; 431 for 10 s at 22050 Hz, hop 512);
 2. periodic Hann window and power spectrum ``|rfft|**2``;
-3. Slaney mel filterbank (Slaney's mel scale, area-normalised triangles), built here in numpy;
+3. Slaney mel filterbank (Slaney's mel scale, area-normalised triangles), built here in numpy
+   and applied as a few dense blocks that skip its zeros (:func:`mel_filter_blocks`);
 4. power to dB: ``10 log10(max(amin, S))`` with ref 1, floored at ``top_db`` below the maximum
    of each segment (each item of the batch separately);
 5. orthonormal DCT-II over the mel axis, first ``n_mfcc`` coefficients.
 
 Framing uses no gather when ``n_fft`` is a small multiple of the hop's common divisor: the
 padded signal is reshaped into blocks and each frame is a concatenation of strided slices.
+
+On CPU a large batch is computed a few signals at a time (:func:`chunk_items`): the frames and
+spectra of a whole batch (170 MB each for 48 ten-second segments) do not fit in the cache, and
+one pass over them costs more than the FFT itself. The values are the same either way.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +38,14 @@ _MAX_SLICES = 64  # above this many block slices per frame, framing falls back t
 # Full float32 matrix products: a GPU's default (TF32 on NVIDIA since Ampere) would move the
 # MFCCs by about 0.2 dB from librosa's (measured on an H100); the CPU computes float32 anyway.
 _EXACT = jax.lax.Precision.HIGHEST
+# On CPU, signals are processed in chunks of about this many frames (8 MiB of float32 frames
+# and as much of spectrum, inside a 32 MiB L3): 48 ten-second segments take 49 ms instead of
+# 156 ms, 16 whole 30 s clips 68 ms instead of 160 ms, on the 2-core EPYC of our CI machine.
+CPU_CHUNK_FRAMES = 1024
+# The mel filterbank is mostly zeros (each bin feeds at most two triangles): multiplied as 8
+# blocks of 16 bands, over only their bins, it takes 17,168 products per frame instead of 131,200
+# (128 bands, n_fft 2048): 52 -> 41 ms for 48 ten-second segments on CPU.
+MEL_GROUPS = 8
 
 
 # --- constants built once in float64 numpy, stored as float32 ------------------------------------
@@ -158,12 +173,63 @@ def power_to_db(power: jax.Array, amin: float = 1e-10, top_db: float | None = 80
     return db
 
 
+@functools.lru_cache(maxsize=16)
+def mel_filter_blocks(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float, groups: int = MEL_GROUPS
+) -> tuple[tuple[int, int, np.ndarray], ...]:
+    """The filterbank as ``groups`` dense blocks ``(first_bin, end_bin, weights)``.
+
+    Block ``g`` holds consecutive bands and only the frequency bins where any of them is
+    non-zero, ``weights`` of shape ``(end_bin - first_bin, bands)``; the bands' powers are
+    ``power[..., first_bin:end_bin] @ weights``. Every non-zero weight is in some block, so the
+    products equal the whole matrix's (up to float32 summation order).
+    """
+    filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
+    bounds = np.linspace(0, n_mels, min(groups, n_mels) + 1).round().astype(int)
+    blocks = []
+    for start, stop in itertools.pairwise(bounds):
+        bins = np.flatnonzero(filters[start:stop].any(axis=0))
+        first, end = (int(bins[0]), int(bins[-1]) + 1) if bins.size else (0, 0)
+        weights = np.ascontiguousarray(filters[start:stop, first:end].T)
+        weights.setflags(write=False)
+        blocks.append((first, end, weights))
+    return tuple(blocks)
+
+
 def _mel_power(signal: jax.Array, config: FeatureConfig) -> jax.Array:
     power = power_spectrogram(signal, config.n_fft, config.hop_length)
-    filters = mel_filterbank(
+    blocks = mel_filter_blocks(
         config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.max_frequency
     )
-    return jnp.matmul(power, filters.T, precision=_EXACT)
+    bands = [jnp.matmul(power[..., a:b], w, precision=_EXACT) for a, b, w in blocks]
+    return jnp.concatenate(bands, axis=-1)
+
+
+def chunk_items(frames: int, backend: str | None = None) -> int | None:
+    """Signals per chunk for signals of ``frames`` frames; None: the whole batch at once.
+
+    On CPU, as many signals as fit in :data:`CPU_CHUNK_FRAMES` frames (at least one); on a GPU
+    or TPU the whole batch, which keeps the device busy.
+    """
+    if (backend or jax.default_backend()) != "cpu":
+        return None
+    return max(1, CPU_CHUNK_FRAMES // frames)
+
+
+def _in_chunks(fn: Callable[[jax.Array], jax.Array], signals: jax.Array, cfg: FeatureConfig):
+    """``fn`` over the leading dimensions of ``signals``, a chunk of signals at a time on CPU.
+
+    Each signal's features depend on that signal alone (the ``top_db`` floor included), so the
+    chunks give the batch's values.
+    """
+    signals = jnp.asarray(signals, jnp.float32)
+    lead, samples = signals.shape[:-1], signals.shape[-1]
+    count = math.prod(lead)
+    per_chunk = chunk_items(num_frames(samples, cfg.hop_length))
+    if per_chunk is None or count <= per_chunk:
+        return fn(signals)
+    out = jax.lax.map(fn, signals.reshape(count, samples), batch_size=per_chunk)
+    return out.reshape(*lead, *out.shape[1:])
 
 
 def _resolve(config: FeatureConfig | None, kind: str, overrides: dict) -> FeatureConfig:
@@ -182,7 +248,11 @@ def log_mel(
     same settings. ``overrides`` replace fields of ``config`` (e.g. ``n_mels=64``).
     """
     cfg = _resolve(config, "logmel", overrides)
-    return power_to_db(_mel_power(segments, cfg), cfg.amin, cfg.top_db)
+
+    def one_chunk(signals: jax.Array) -> jax.Array:
+        return power_to_db(_mel_power(signals, cfg), cfg.amin, cfg.top_db)
+
+    return _in_chunks(one_chunk, segments, cfg)
 
 
 def mfcc(
@@ -195,8 +265,12 @@ def mfcc(
     ``overrides`` replace fields of ``config`` (e.g. ``n_mfcc=20``).
     """
     cfg = _resolve(config, "mfcc", overrides)
-    db = power_to_db(_mel_power(segments, cfg), cfg.amin, cfg.top_db)
-    return jnp.matmul(db, dct_matrix(cfg.n_mels, cfg.n_mfcc), precision=_EXACT)
+
+    def one_chunk(signals: jax.Array) -> jax.Array:
+        db = power_to_db(_mel_power(signals, cfg), cfg.amin, cfg.top_db)
+        return jnp.matmul(db, dct_matrix(cfg.n_mels, cfg.n_mfcc), precision=_EXACT)
+
+    return _in_chunks(one_chunk, segments, cfg)
 
 
 def extract(segments: jax.Array, config: FeatureConfig) -> jax.Array:

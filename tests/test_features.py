@@ -7,6 +7,8 @@ Both sides compute in float32, so the observed error is float32 round-off (~1e-7
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import librosa
@@ -17,10 +19,12 @@ import soundfile as sf
 
 from genre_jax.config import FeatureConfig
 from genre_jax.features import (
+    chunk_items,
     dct_matrix,
     extract_jit,
     frame,
     log_mel,
+    mel_filter_blocks,
     mel_filterbank,
     mfcc,
     power_spectrogram,
@@ -86,6 +90,26 @@ def test_mfcc_matches_librosa_on_real_gtzan_clips() -> None:
             assert_parity(ours[i], librosa_mfcc(segments[i]))
 
 
+def test_a_batch_computed_in_chunks_matches_librosa_signal_by_signal() -> None:
+    # Ten-second segments go two at a time on CPU, so a (3, 2) batch is three chunks; the
+    # 2 s signals (87 frames) eleven at a time, so 13 of them make a chunk and a remainder.
+    assert chunk_items(431, "cpu") == 2 and chunk_items(87, "cpu") == 11
+    assert chunk_items(431, "gpu") is None
+    signals = list(synthetic_signals().values())
+    batch = np.stack([*signals, signals[1] * 0.3, signals[2][::-1].copy()]).reshape(3, 2, N)
+    ours = np.asarray(mfcc(batch))
+    assert ours.shape == (3, 2, 431, 13)
+    for index in np.ndindex(3, 2):
+        assert_parity(ours[index], librosa_mfcc(batch[index]))
+    short = np.random.default_rng(3).normal(0, 0.1, (13, 2 * SR)).astype(np.float32)
+    short *= np.linspace(0.05, 1.0, 13, dtype=np.float32)[:, None]
+    ours_mel = np.asarray(log_mel(short))
+    for i in range(13):
+        mel = librosa.feature.melspectrogram(y=short[i], sr=SR, n_fft=2048, hop_length=512)
+        reference = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=80.0).T
+        np.testing.assert_allclose(ours_mel[i], reference, atol=1e-3)
+
+
 def test_log_mel_matches_librosa() -> None:
     y = synthetic_signals()["white_noise"] * np.linspace(0, 1, N, dtype=np.float32)
     mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=2048, hop_length=512, n_mels=128)
@@ -105,6 +129,30 @@ def test_filterbank_and_dct_match_references() -> None:
     x = np.random.default_rng(1).normal(size=(5, 128))
     reference = scipy.fft.dct(x, type=2, norm="ortho", axis=-1)[:, :13]
     np.testing.assert_allclose(x @ dct_matrix(128, 13).astype(np.float64), reference, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("n_fft", "n_mels", "groups"), [(2048, 128, 8), (256, 128, 8), (128, 128, 64), (2048, 40, 3)]
+)
+def test_filter_blocks_hold_every_weight_of_librosas_filterbank(
+    n_fft: int, n_mels: int, groups: int
+) -> None:
+    # 128 bands over 129 or 65 bins leave 20 or 46 of librosa's triangles empty (it warns),
+    # some blocks wholly: their columns must come out zero, not shift the other bands.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        reference = librosa.filters.mel(sr=SR, n_fft=n_fft, n_mels=n_mels)
+    blocks = mel_filter_blocks(SR, n_fft, n_mels, 0.0, SR / 2, groups)
+    assert len(blocks) == groups
+    rebuilt = np.zeros((1 + n_fft // 2, n_mels))
+    column = 0
+    for first, end, weights in blocks:
+        assert weights.shape[0] == end - first
+        rebuilt[first:end, column : column + weights.shape[1]] = weights
+        column += weights.shape[1]
+    assert column == n_mels
+    np.testing.assert_allclose(rebuilt, reference.T, atol=1e-8, rtol=1e-5)
+    assert np.count_nonzero(rebuilt) == np.count_nonzero(reference)
 
 
 def test_power_spectrum_matches_numpy_float64() -> None:
