@@ -239,6 +239,8 @@ class TrainConfig:
         svm_gamma: SVM RBF ``gamma``: ``scale``, ``auto`` or a number.
         svm_backend: ``jax`` (the RBF kernel matrix computed by JAX, libsvm's solver on it) or
             ``sklearn`` (libsvm computes the kernel); the same predictions, ``jax`` much faster.
+        harmonic_percussive: ``statsvm`` only: also summarise the harmonic and the percussive
+            part of each log-mel segment (median-filtering separation), tripling the statistics.
         gru_unroll: time steps per loop iteration in the GRU's scan (speed only); 0 picks the
             one measured fastest for the backend (1 on CPU, 8 on a GPU or TPU).
         epoch_driver: ``scan`` (one jitted scan per epoch), ``steps`` (one jitted call per
@@ -268,6 +270,7 @@ class TrainConfig:
     svm_c: float = 1.0
     svm_gamma: str = "scale"
     svm_backend: str = "jax"
+    harmonic_percussive: bool = False
     gru_unroll: int = 0
     epoch_driver: str = "auto"
 

@@ -3,7 +3,9 @@
 What a segment's ``(frames, coefficients)`` features say once time is summarised: per
 coefficient the mean, the standard deviation and the standard deviation of frame-to-frame
 differences; optionally the same three of the first DCT coefficients across bands (cepstral
-shape) and the modulation spectrum of band groups (how energy rises and falls: rhythm).
+shape) and the modulation spectrum of band groups (how energy rises and falls: rhythm); and
+optionally all of these again for the harmonic and the percussive part of the log-mel
+spectrogram (:func:`harmonic_percussive`).
 
 ``melstat`` feeds them to its head beside its convolutional branch; ``statsvm`` is an RBF SVM
 on them alone (:mod:`genre_jax.models.svm`).
@@ -44,21 +46,83 @@ def modulation_spectrum(x: jax.Array, groups: int, bins: int) -> jax.Array:
     return jnp.log1p(magnitude).reshape(b, -1)
 
 
+def median_filter(x: jax.Array, size: int, axis: int) -> jax.Array:
+    """Running median of odd width ``size`` along ``axis``, edges mirrored.
+
+    The edge handling of ``scipy.ndimage.median_filter(mode="reflect")`` (``d c b a | a b c d |
+    d c b a``); each output is the middle of its ``size`` sorted neighbours.
+    """
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"median filter width {size}: must be odd and >= 1")
+    axis = axis % x.ndim
+    half, n = size // 2, x.shape[axis]
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (half, half)
+    padded = jnp.pad(x, widths, mode="symmetric")
+    windows = [jax.lax.slice_in_dim(padded, i, i + n, axis=axis) for i in range(size)]
+    return jnp.sort(jnp.stack(windows, axis=-1), axis=-1)[..., half]
+
+
+def harmonic_percussive(
+    db: jax.Array, time_kernel: int = 31, band_kernel: int = 9, amin: float = 1e-10
+) -> tuple[jax.Array, jax.Array]:
+    """The harmonic and percussive parts of dB spectrograms ``(batch, frames, bands)``, in dB.
+
+    Median-filtering separation (Fitzgerald, 2010) on the mel power: a running median over
+    ``time_kernel`` frames keeps what is steady in time (harmonic), one over ``band_kernel``
+    bands what is broad in frequency (percussive); each part is the power times its soft mask
+    ``h**2 / (h**2 + p**2)`` (resp. ``p**2 / ...``), so the two add up to the input. The
+    segments are filtered a few at a time (the sorting windows take ``time_kernel`` times the
+    input's memory).
+    """
+    power = 10.0 ** (db / 10.0)
+
+    def separate(one: jax.Array) -> tuple[jax.Array, jax.Array]:
+        steady = median_filter(one, time_kernel, axis=-2) ** 2
+        broad = median_filter(one, band_kernel, axis=-1) ** 2
+        total = jnp.maximum(steady + broad, jnp.finfo(one.dtype).tiny)
+        return one * steady / total, one * broad / total
+
+    harmonic, percussive = jax.lax.map(separate, power, batch_size=8)
+    to_db = lambda p: 10.0 * jnp.log10(jnp.maximum(p, amin))  # noqa: E731
+    return to_db(harmonic), to_db(percussive)
+
+
 def summary_width(
-    n_features: int, modulation_groups: int, modulation_bins: int, cepstral: int
+    n_features: int,
+    modulation_groups: int,
+    modulation_bins: int,
+    cepstral: int,
+    harmonic_percussive: bool = False,
 ) -> int:
     """Length of :func:`summary_statistics`' vector."""
-    return 3 * n_features + modulation_groups * modulation_bins + 3 * cepstral
+    one = 3 * n_features + modulation_groups * modulation_bins + 3 * cepstral
+    return 3 * one if harmonic_percussive else one
 
 
 def summary_statistics(
-    x: jax.Array, modulation_groups: int = 0, modulation_bins: int = 11, cepstral: int = 0
+    x: jax.Array,
+    modulation_groups: int = 0,
+    modulation_bins: int = 11,
+    cepstral: int = 0,
+    harmonic_percussive_parts: bool = False,
 ) -> jax.Array:
     """``(batch, frames, coefficients)`` -> ``(batch, summary_width(...))`` statistics.
 
     ``modulation_groups`` must divide the coefficients (0: no modulation spectrum);
-    ``cepstral`` is the number of DCT coefficients summarised (0: none).
+    ``cepstral`` is the number of DCT coefficients summarised (0: none). With
+    ``harmonic_percussive_parts`` (``x`` a dB log-mel spectrogram), the statistics of ``x`` are
+    followed by the same statistics of its harmonic and of its percussive part.
     """
+    if harmonic_percussive_parts:
+        harmonic, percussive = harmonic_percussive(x)
+        return jnp.concatenate(
+            [
+                summary_statistics(part, modulation_groups, modulation_bins, cepstral)
+                for part in (x, harmonic, percussive)
+            ],
+            axis=-1,
+        )
     parts = [x.mean(axis=1), std(x, 1), std(jnp.diff(x, axis=1), 1)]
     if cepstral:
         c = x @ dct_matrix(x.shape[-1], cepstral)
