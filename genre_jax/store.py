@@ -208,9 +208,9 @@ def prepare(
         store = FeatureStore.open(final)
         if store.info.get("data_fingerprint") != fingerprint:
             raise StoreError(
-                f"{final}: built from other data ({store.manifest.root}, "
-                f"{len(store.manifest.tracks)} files) than {manifest.root} "
-                f"({len(manifest.tracks)} files); pass --overwrite or choose another --out"
+                f"{final}: built from other data than {manifest.root}: "
+                f"{_data_difference(store.manifest, manifest)}; "
+                "pass --overwrite or choose another --out"
             )
         log(f"Reusing feature store {final} ({len(store)} segments)")
         return store
@@ -231,6 +231,23 @@ def prepare(
         )
     arrays = _extract(manifest, range(len(manifest.tracks)), config, batch_size, workers, progress)
     return _write_store(final, manifest, arrays, config, started, overwrite, log)
+
+
+def _data_difference(built: Manifest, now: Manifest) -> str:
+    """How the data a store was built from differs from ``now`` (for the refusal message)."""
+    if os.path.abspath(built.root) != os.path.abspath(now.root):
+        return f"the store was built from {built.root} ({len(built.tracks)} files)"
+    before = {os.path.relpath(t.path, built.root) for t in built.tracks}
+    after = {os.path.relpath(t.path, now.root) for t in now.tracks}
+    if before != after:
+        return (
+            f"{len(after - before)} files added and {len(before - after)} removed since the "
+            f"store was built ({len(before)} files then, {len(after)} now)"
+        )
+    return (
+        f"the same {len(after)} files, but some changed size or modification time since the "
+        "store was built (edited, or copied again)"
+    )
 
 
 def _process_count() -> int:

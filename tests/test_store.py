@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -73,8 +74,12 @@ def test_rerun_reuses_and_other_config_writes_another_store(
 def test_changed_data_is_refused_without_overwrite(small_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     prepare(small_dataset, out, progress=False, log=lambda _: None)
+    touched = small_dataset / "blues" / "blues.00001.wav"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    with pytest.raises(StoreError, match="same 8 files, but some changed size or modification"):
+        prepare(small_dataset, out, progress=False, log=lambda _: None)
     (small_dataset / "metal" / "metal.00002.wav").unlink()
-    with pytest.raises(StoreError, match="other data"):
+    with pytest.raises(StoreError, match=r"other data .*: 0 files added and 1 removed"):
         prepare(small_dataset, out, progress=False, log=lambda _: None)
     store = prepare(small_dataset, out, overwrite=True, progress=False, log=lambda _: None)
     assert store.features.shape == (15, 431, 13)
