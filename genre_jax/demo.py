@@ -37,7 +37,7 @@ MELSTAT_RECIPE: dict[str, Any] = {
     "label_smoothing": 0.1,
     "specaug_masks": 2,
 }
-STATSVM_RECIPE: dict[str, Any] = {"svm_c": 3.0, "time_flip": False}
+STATSVM_RECIPE: dict[str, Any] = {"svm_c": 3.0, "harmonic_percussive": True, "time_flip": False}
 RECIPES: dict[str, dict[str, Any]] = {"melstat": MELSTAT_RECIPE, "statsvm": STATSVM_RECIPE}
 
 # Short schedule for the synthetic demo.
