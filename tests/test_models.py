@@ -202,7 +202,7 @@ def test_summary_statistics_with_harmonic_percussive_parts() -> None:
     plain = np.asarray(summary_statistics(x, 8, 11, 10))
     both = np.asarray(summary_statistics(x, 8, 11, 10, harmonic_percussive_parts=True))
     assert plain.shape == (3, summary_width(32, 8, 11, 10))
-    assert both.shape == (3, summary_width(32, 8, 11, 10, harmonic_percussive=True))
+    assert both.shape == (3, summary_width(32, 8, 11, 10, harmonic_percussive_parts=True))
     assert both.shape[1] == 3 * plain.shape[1]
     width = plain.shape[1]
     np.testing.assert_array_equal(both[:, :width], plain)

@@ -93,11 +93,11 @@ def summary_width(
     modulation_groups: int,
     modulation_bins: int,
     cepstral: int,
-    harmonic_percussive: bool = False,
+    harmonic_percussive_parts: bool = False,
 ) -> int:
     """Length of :func:`summary_statistics`' vector."""
     one = 3 * n_features + modulation_groups * modulation_bins + 3 * cepstral
-    return 3 * one if harmonic_percussive else one
+    return 3 * one if harmonic_percussive_parts else one
 
 
 def summary_statistics(
