@@ -38,11 +38,21 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors reported as one line (exit 2) rather than a traceback; imported lazily."""
     from genre_jax.checkpoint import CheckpointError
+    from genre_jax.models.musicnn import WeightsError
     from genre_jax.models.svm import UntrustedModelError
     from genre_jax.runner import RunDirError
+    from genre_jax.tf_checkpoint import TFCheckpointError
     from genre_jax.train import TrainingError
 
-    return (*USER_ERRORS, CheckpointError, UntrustedModelError, RunDirError, TrainingError)
+    return (
+        *USER_ERRORS,
+        CheckpointError,
+        UntrustedModelError,
+        RunDirError,
+        TrainingError,
+        WeightsError,
+        TFCheckpointError,
+    )
 
 
 def default_cache_dir() -> Path:
@@ -254,6 +264,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_musicnn(args: argparse.Namespace) -> int:
+    import os
+
+    from genre_jax.models.musicnn import WHEEL_ENV, cache_dir, load_weights
+
+    if args.wheel:
+        os.environ[WHEEL_ENV] = str(args.wheel)
+    weights = load_weights()
+    count = sum(v.size for v in weights.values())
+    print(f"musicnn (MSD): {len(weights)} arrays, {count:,} weights, in {cache_dir()}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     try:
         from benchmarks.run import main as bench_main
@@ -379,6 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="2 epochs per network (smoke test)")
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=cmd_demo)
+
+    fetch = sub.add_parser(
+        "fetch-musicnn",
+        help="download the pretrained musicnn weights (musicnnsvm) with pip, once, into the cache",
+    )
+    fetch.add_argument("--wheel", help="use this local copy of musicnn-0.1.0-py3-none-any.whl")
+    fetch.set_defaults(func=cmd_fetch_musicnn)
 
     bench = sub.add_parser("bench", help="time every path (python -m benchmarks.run)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of benchmarks.run")

@@ -28,7 +28,8 @@ class FeatureConfig:
     """How audio becomes model input (the seed's recipe by default).
 
     Attributes:
-        kind: ``"mfcc"`` (the seed's 13 MFCCs) or ``"logmel"`` (dB mel spectrogram).
+        kind: ``"mfcc"`` (the seed's 13 MFCCs), ``"logmel"`` (dB mel spectrogram) or ``"logc"``
+            (``log10(1 + 10000 * mel power)``, the input of the pretrained musicnn).
         sample_rate: target rate in Hz; every file is resampled to it.
         segment_seconds: length of the non-overlapping segments cut from each track, in s.
         n_mfcc: MFCC coefficients kept (``kind="mfcc"``).
@@ -37,8 +38,8 @@ class FeatureConfig:
         n_mels: Slaney mel bands.
         fmin: lowest mel band edge, Hz.
         fmax: highest mel band edge, Hz; ``None`` means ``sample_rate / 2``.
-        top_db: dB floor below each segment's own maximum; ``None`` disables it.
-        amin: power floor before the logarithm.
+        top_db: dB floor below each segment's own maximum; ``None`` disables it (dB kinds).
+        amin: power floor before the logarithm (dB kinds).
     """
 
     kind: str = "mfcc"
@@ -54,8 +55,10 @@ class FeatureConfig:
     amin: float = 1e-10
 
     def __post_init__(self) -> None:
-        if self.kind not in ("mfcc", "logmel"):
-            raise ConfigError(f"feature setting kind={self.kind!r}: must be 'mfcc' or 'logmel'")
+        if self.kind not in ("mfcc", "logmel", "logc"):
+            raise ConfigError(
+                f"feature setting kind={self.kind!r}: must be 'mfcc', 'logmel' or 'logc'"
+            )
         for name in ("sample_rate", "n_mfcc", "n_fft", "hop_length", "n_mels"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"feature setting {name}={getattr(self, name)}: must be > 0")
@@ -97,7 +100,7 @@ class FeatureConfig:
 
     @property
     def n_features(self) -> int:
-        """Coefficients per frame: ``n_mfcc`` for MFCC, ``n_mels`` for log-mel."""
+        """Coefficients per frame: ``n_mfcc`` for MFCC, ``n_mels`` for the mel kinds."""
         return self.n_mfcc if self.kind == "mfcc" else self.n_mels
 
     def to_json(self) -> dict[str, Any]:

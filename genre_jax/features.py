@@ -273,9 +273,30 @@ def mfcc(
     return _in_chunks(one_chunk, segments, cfg)
 
 
+def log_compressed_mel(
+    segments: jax.Array, config: FeatureConfig | None = None, **overrides: object
+) -> jax.Array:
+    """``log10(1 + 10000 * mel power)``: ``(..., samples)`` -> ``(..., frames, n_mels)`` float32.
+
+    The input representation of the pretrained musicnn (:mod:`genre_jax.models.musicnn`, with
+    16 kHz audio, ``n_fft=512``, ``hop_length=256``, 96 bands): no floor relative to the
+    segment's maximum, so silence is 0.
+    """
+    cfg = _resolve(config, "logc", overrides)
+
+    def one_chunk(signals: jax.Array) -> jax.Array:
+        return jnp.log10(1.0 + 10000.0 * _mel_power(signals, cfg))
+
+    return _in_chunks(one_chunk, segments, cfg)
+
+
+_EXTRACTORS = {"mfcc": mfcc, "logmel": log_mel, "logc": log_compressed_mel}
+
+
 def extract(segments: jax.Array, config: FeatureConfig) -> jax.Array:
-    """The features ``config.kind`` names: :func:`mfcc` or :func:`log_mel`."""
-    return mfcc(segments, config) if config.kind == "mfcc" else log_mel(segments, config)
+    """The features ``config.kind`` names: :func:`mfcc`, :func:`log_mel` or
+    :func:`log_compressed_mel`."""
+    return _EXTRACTORS[config.kind](segments, config)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))

@@ -129,6 +129,10 @@ def train_run(
     split = make_split(store, config)
     if not is_network(config.model):
         _refuse_network_settings(config)
+    if config.model == "musicnnsvm":
+        from genre_jax.models.musicnn import check_features
+
+        check_features(store.config)
     if is_network(config.model) and len(split.val) == 0 and config.select != "last":
         raise ConfigError(
             "the split has no validation songs, which choosing the best epoch needs "

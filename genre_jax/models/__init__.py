@@ -2,8 +2,9 @@
 
 Networks (``cnn`` and ``gru``, the seed's; ``melstat``, ours for log-mel input) are Flax NNX
 modules called as ``model(x, train=..., key=..., mask=...) -> logits`` on features
-``(batch, frames, coefficients)``; ``svm`` (the seed's) and ``statsvm`` (ours, on summary
-statistics) are scikit-learn pipelines (:mod:`genre_jax.models.svm`).
+``(batch, frames, coefficients)``; ``svm`` (the seed's), ``statsvm`` (ours, on summary
+statistics) and ``musicnnsvm`` (ours, on embeddings of the pretrained musicnn,
+:mod:`genre_jax.models.musicnn`) are scikit-learn pipelines (:mod:`genre_jax.models.svm`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ NETWORKS: dict[str, Callable[..., nnx.Module]] = {
         rngs=rngs,
     ),
 }
-SVM_MODELS = ("svm", "statsvm")  # scikit-learn pipelines (genre_jax.models.svm)
+# scikit-learn pipelines (genre_jax.models.svm); musicnnsvm: on pretrained musicnn embeddings.
+SVM_MODELS = ("svm", "statsvm", "musicnnsvm")
 MODEL_NAMES = (*NETWORKS, *SVM_MODELS)
 
 

