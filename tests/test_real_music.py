@@ -49,6 +49,14 @@ def test_statsvm_beats_the_seed_recipes_on_gtzan_dev(tmp_path: Path) -> None:
     assert report["mean"]["song_accuracy"] >= REFERENCE_SVM + 0.05, report["per_fold"]
 
 
+def test_musicnnsvm_reaches_the_target_on_gtzan_dev(tmp_path: Path, monkeypatch) -> None:
+    # Pretrained musicnn embeddings (fetched with pip into a temporary cache): measured 82.6 %
+    # (split seeds 1 and 2: 80.2 and ... %); issue 8's target is 75 %.
+    monkeypatch.setenv("GENRE_JAX_CACHE", str(tmp_path / "cache"))
+    report = run_experiment("gtzan-dev-musicnnsvm", tmp_path)
+    assert report["mean"]["song_accuracy"] >= 0.75, report["per_fold"]
+
+
 def test_ensemble_of_ours_beats_the_seed_recipes_on_gtzan_dev(tmp_path: Path) -> None:
     # Measured 71.2 % (split seeds 1 and 2: 70.7 and 69.4 %).
     experiment = load_experiment(ROOT / "configs" / "gtzan-dev-ensemble.json")
