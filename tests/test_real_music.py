@@ -51,8 +51,14 @@ def test_statsvm_beats_the_seed_recipes_on_gtzan_dev(tmp_path: Path) -> None:
 
 def test_musicnnsvm_reaches_the_target_on_gtzan_dev(tmp_path: Path, monkeypatch) -> None:
     # Pretrained musicnn embeddings (fetched with pip into a temporary cache): measured 82.6 %
-    # (split seeds 1 and 2: 80.2 and ... %); issue 8's target is 75 %.
+    # (split seeds 1 and 2: 80.2 and 81.9 %); issue 8's target is 75 %.
+    from genre_jax.models.musicnn import WeightsError, load_weights
+
     monkeypatch.setenv("GENRE_JAX_CACHE", str(tmp_path / "cache"))
+    try:
+        load_weights(log=lambda _: None)
+    except WeightsError as error:
+        pytest.skip(f"the musicnn weights cannot be downloaded here: {error}")
     report = run_experiment("gtzan-dev-musicnnsvm", tmp_path)
     assert report["mean"]["song_accuracy"] >= 0.75, report["per_fold"]
 
