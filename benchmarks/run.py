@@ -9,7 +9,8 @@ Both files name the device (JAX's first device, its platform, the CPU model and 
 the load average at start and end), the library versions, the options, and the setting of
 every row. Paths: ``features`` (MFCC extraction against librosa), ``training`` (CNN and GRU
 train steps per epoch driver, seconds per GTZAN-sized epoch), ``svm`` (fit and predict),
-``inference`` (prediction throughput, seconds per 30 s file), ``peers`` (Keras and PyTorch).
+``inference`` (prediction throughput, seconds per 30 s file), ``musicnn`` (the pretrained
+musicnn's embeddings, ours against TensorFlow), ``peers`` (Keras and PyTorch).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from benchmarks.common import Options, device_info
 from benchmarks.timing import Row, progress
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, library_versions
 
-PATHS = ("features", "training", "svm", "inference", "parallel", "peers")
+PATHS = ("features", "training", "svm", "inference", "musicnn", "parallel", "peers")
 PEER_LIBRARIES = {  # library -> the distributions that provide it
     "torch": ("torch",),
     "tensorflow": ("tensorflow", "tensorflow-cpu"),

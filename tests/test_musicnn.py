@@ -1,9 +1,10 @@
 """The pretrained musicnn: our checkpoint reader and JAX network against TensorFlow running the
 published graph (the independent reference), and ``musicnnsvm`` through the commands.
 
-The weights come from the ``musicnn`` wheel on PyPI, downloaded once per session with pip (or
-``$GENRE_JAX_MUSICNN_WHEEL``); tests that need it skip, saying why, where it cannot be had.
-TensorFlow (the reference) is in the ``test`` extra.
+The reference is :func:`benchmarks.musicnn.tensorflow_musicnn` (the benchmark times the same
+graph); TensorFlow is in the ``test`` extra. The weights come from the ``musicnn`` wheel on
+PyPI, downloaded once per session with pip (or ``$GENRE_JAX_MUSICNN_WHEEL``); tests that need
+it skip, saying why, where it cannot be had.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import librosa
 import numpy as np
 import pytest
 
+from benchmarks.musicnn import tensorflow_musicnn, unpack_checkpoint
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.models import musicnn
 from genre_jax.models.musicnn import (
@@ -31,12 +33,6 @@ from genre_jax.models.musicnn import (
 )
 from genre_jax.tf_checkpoint import TFCheckpointError, read_checkpoint, read_checkpoint_files
 from tests.conftest import shared
-
-OUTPUTS = {  # the published graph's tensors for what network() returns
-    "tags": "model/Sigmoid",
-    "pooled": "model/concat_2",  # (batch, 753, 2): max and mean over time
-    "penultimate": "model/dropout_1/cond/Merge",  # the batch-normed dense layer, dropout off
-}
 
 
 @pytest.fixture(scope="session")
@@ -53,12 +49,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The wheel's MSD checkpoint unpacked: its prefix (a folder plus the empty file stem)."""
-    out = tmp_path_factory.mktemp("checkpoint")
-    with zipfile.ZipFile(wheel) as archive:
-        for name in archive.namelist():
-            if name.startswith(CHECKPOINT):
-                archive.extract(name, out)
-    return f"{out}/{CHECKPOINT}"  # a str: Path would drop the trailing separator
+    return unpack_checkpoint(wheel, tmp_path_factory.mktemp("checkpoint"))
 
 
 @pytest.fixture(scope="session")
@@ -66,40 +57,9 @@ def weights(wheel: Path) -> dict[str, np.ndarray]:
     return weights_from_wheel(wheel)
 
 
-def tensorflow():
-    tf = pytest.importorskip("tensorflow", reason="TensorFlow (the reference) is not installed")
-    tf.compat.v1.disable_eager_execution()
-    return tf
-
-
-def reference_outputs(checkpoint: str, x: np.ndarray) -> dict[str, np.ndarray]:
-    """TensorFlow runs the published inference graph (from the checkpoint's meta graph) on x."""
-    tf = tensorflow()
-    from tensorflow.core.protobuf import meta_graph_pb2
-
-    meta = meta_graph_pb2.MetaGraphDef()
-    meta.ParseFromString(Path(checkpoint + ".meta").read_bytes())
-    # Keep the forward graph only, with its variables frozen to the checkpoint's values (the
-    # saved training ops name shapes TensorFlow 2 no longer accepts).
-    graph_def = tf.compat.v1.graph_util.extract_sub_graph(meta.graph_def, list(OUTPUTS.values()))
-    reader = tf.compat.v1.train.NewCheckpointReader(checkpoint)
-    for node in graph_def.node:
-        node.attr.pop("_output_shapes", None)
-        if node.op == "VariableV2":
-            value = reader.get_tensor(node.name)
-            node.op = "Const"
-            node.attr.clear()
-            node.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
-            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as session:
-            fetched = session.run(
-                {k: f"{v}:0" for k, v in OUTPUTS.items()},
-                {"model/Placeholder:0": x, "model/Placeholder_2:0": False},
-            )
-    return fetched
+def tensorflow_reference(checkpoint: str):
+    pytest.importorskip("tensorflow", reason="TensorFlow (the reference) is not installed")
+    return tensorflow_musicnn(checkpoint)
 
 
 def real_inputs() -> np.ndarray:
@@ -117,7 +77,7 @@ def real_inputs() -> np.ndarray:
 
 
 def test_reader_matches_tensorflow_on_every_variable(checkpoint: str) -> None:
-    tf = tensorflow()
+    tf = pytest.importorskip("tensorflow", reason="TensorFlow (the reference) is not installed")
     ours = read_checkpoint_files(checkpoint)
     reader = tf.compat.v1.train.NewCheckpointReader(checkpoint)
     names = reader.get_variable_to_shape_map()
@@ -171,7 +131,7 @@ def test_cached_weights_are_the_wheels(wheel: Path, tmp_path: Path, monkeypatch)
 
 def test_network_matches_tensorflow_on_real_music(checkpoint: str, weights) -> None:
     x = real_inputs()
-    expected = reference_outputs(checkpoint, x)
+    expected = tensorflow_reference(checkpoint)(x)
     ours = {k: np.asarray(v) for k, v in network(weights, jnp.asarray(x)).items()}
     pooled = np.stack([ours["max_pool"], ours["mean_pool"]], axis=-1)
     # float32 on both sides, convolutions summed in other orders: measured <= 1.2e-6 relative

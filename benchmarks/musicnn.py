@@ -1,0 +1,128 @@
+"""The pretrained musicnn: our JAX port against TensorFlow running the published graph.
+
+Rows (``musicnn`` path), timed round-robin on the same inputs, 2 s segments of musicnn's input
+features (126 frames x 96 bands, each repeated to one 187-frame patch), batch 64:
+
+- ``musicnn embeddings (ours, JAX), batch B``: :func:`genre_jax.models.musicnn.embeddings`,
+  jitted, input on the device: what ``musicnnsvm`` computes for every segment;
+- ``musicnn embeddings (TensorFlow graph), batch B``: the checkpoint's own inference graph run
+  by TensorFlow 2 in graph mode (:func:`tensorflow_musicnn`) on the same patches, fetching the
+  same tensors.
+
+Both need the ``musicnn`` wheel (downloaded with pip, or ``$GENRE_JAX_MUSICNN_WHEEL``); the
+TensorFlow row needs TensorFlow (the ``test`` or ``bench-peers`` extra). A missing one is a
+skipped row that says why. The tests use :func:`tensorflow_musicnn` as their reference.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.common import Options
+from benchmarks.timing import Row, progress, ratio, report, time_interleaved
+from genre_jax.models import musicnn
+
+# The published graph's tensors for what genre_jax.models.musicnn.network() returns.
+GRAPH_OUTPUTS = {
+    "tags": "model/Sigmoid",
+    "pooled": "model/concat_2",  # (batch, 753, 2): max and mean over time
+    "penultimate": "model/dropout_1/cond/Merge",  # the batch-normed dense layer, dropout off
+}
+SEGMENT_FRAMES = 126  # a 2 s segment at 16 kHz, hop 256
+
+
+def tensorflow_musicnn(prefix: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """TensorFlow running the checkpoint's inference graph: ``call(x (B, 187, 96)) -> outputs``.
+
+    ``prefix`` is the checkpoint prefix (``.../MSD_musicnn/``). The meta graph is pruned to the
+    forward tensors of :data:`GRAPH_OUTPUTS`, its variables frozen to the checkpoint's values
+    by TensorFlow's own reader (the saved training ops name shapes TensorFlow 2 no longer
+    accepts). The graph runs in its own session; eager execution stays on for the rest of the
+    process (Keras needs it). Raises ImportError without TensorFlow.
+    """
+    import tensorflow as tf
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    meta = meta_graph_pb2.MetaGraphDef()
+    meta.ParseFromString(Path(prefix + ".meta").read_bytes())
+    graph_def = tf.compat.v1.graph_util.extract_sub_graph(
+        meta.graph_def, list(GRAPH_OUTPUTS.values())
+    )
+    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+    for node in graph_def.node:
+        node.attr.pop("_output_shapes", None)
+        if node.op == "VariableV2":
+            value = reader.get_tensor(node.name)
+            node.op = "Const"
+            node.attr.clear()
+            node.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    session = tf.compat.v1.Session(graph=graph)
+    fetches = {k: f"{v}:0" for k, v in GRAPH_OUTPUTS.items()}
+
+    def call(x: np.ndarray) -> dict[str, np.ndarray]:
+        feed = {"model/Placeholder:0": x, "model/Placeholder_2:0": False}
+        return session.run(fetches, feed)
+
+    return call
+
+
+def unpack_checkpoint(wheel: Path, out: Path) -> str:
+    """Extract the wheel's MSD checkpoint under ``out``; return its prefix (a str: a Path would
+    drop the prefix's trailing separator)."""
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            if name.startswith(musicnn.CHECKPOINT):
+                archive.extract(name, out)
+    return f"{out}/{musicnn.CHECKPOINT}"
+
+
+def _wheel(work: Path) -> Path:
+    local = os.environ.get(musicnn.WHEEL_ENV)
+    return Path(local) if local else musicnn.download_wheel(work, log=progress)
+
+
+def run(options: Options) -> tuple[list[Row], list[dict]]:
+    """Embedding throughput of our port and of TensorFlow, and their ratio."""
+    batch = options.predict_batch
+    ours_name = f"musicnn embeddings (ours, JAX), batch {batch}"
+    theirs_name = f"musicnn embeddings (TensorFlow graph), batch {batch}"
+    with tempfile.TemporaryDirectory(prefix="genre-jax-musicnn-") as work:
+        try:
+            wheel = _wheel(Path(work))
+        except musicnn.WeightsError as error:
+            reason = f"the musicnn wheel cannot be had: {error}"
+            return [Row.skipped("musicnn", ours_name, reason)], []
+        weights = {k: jnp.asarray(v) for k, v in musicnn.weights_from_wheel(wheel).items()}
+        rng = np.random.default_rng(0)
+        x = rng.uniform(0, 4, (batch, SEGMENT_FRAMES, 96)).astype(np.float32)
+        on_device = jnp.asarray(x)
+        patches = np.concatenate([x, x], axis=1)[:, : musicnn.PATCH_FRAMES]
+        calls = {ours_name: lambda: musicnn.embeddings(weights, on_device)}
+        try:
+            tensorflow = tensorflow_musicnn(unpack_checkpoint(wheel, Path(work)))
+            calls[theirs_name] = lambda: tensorflow(patches)
+            skipped = []
+        except ImportError as error:
+            skipped = [Row.skipped("musicnn", theirs_name, f"TensorFlow not installed ({error})")]
+        progress(f"musicnn: embeddings of {batch} 2 s segments, ours and TensorFlow round-robin")
+        timings = time_interleaved(calls, options.repeats)
+    setting = {"batch": batch, "segment": "2 s = 126 frames x 96 bands, repeated to 187"}
+    rows = []
+    for name, timing in timings.items():
+        rows.append(Row.rate("musicnn", name, "segments/s", timing, batch, setting=setting))
+        report(rows[-1])
+    ratios = []
+    if len(rows) == 2:
+        ratios.append(ratio("musicnn embeddings: ours / TensorFlow", *rows, paired=True))
+    return rows + skipped, ratios
