@@ -210,7 +210,8 @@ class TrainConfig:
     """How a model is trained (the seed's recipe by default).
 
     Attributes:
-        model: registered model name (``cnn``, ``gru``, ``melstat``, ``svm``).
+        model: registered model name (``cnn``, ``gru``, ``melstat``, ``svm``, ``statsvm``,
+            ``musicnnsvm``).
         epochs: maximum epochs (the seed ran 100).
         batch_size: examples per optimiser step.
         learning_rate: Adam step size (the peak of the schedule).
