@@ -24,6 +24,7 @@ from genre_jax.config import (
 )
 from genre_jax.config import dataclass_from_options as from_options
 from genre_jax.datasets import DatasetError
+from genre_jax.fileio import cache_dir
 from genre_jax.store import StoreError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -55,17 +56,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
     )
 
 
-def default_cache_dir() -> Path:
-    """``$GENRE_JAX_CACHE``, else ``$XDG_CACHE_HOME/genre_jax``, else ``~/.cache/genre_jax``."""
-    if os.environ.get("GENRE_JAX_CACHE"):
-        return Path(os.environ["GENRE_JAX_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "genre_jax"
-
-
 def synthetic_data_dir(tracks_per_genre: int, seed: int, cache: Path | None = None) -> Path:
     """Where the built-in synthetic dataset of this size and seed is cached."""
-    return (cache or default_cache_dir()) / f"synthetic-{tracks_per_genre}x30s-seed{seed}"
+    return (cache or cache_dir()) / f"synthetic-{tracks_per_genre}x30s-seed{seed}"
 
 
 def _ensure_synthetic(args: argparse.Namespace) -> Path:
@@ -265,9 +258,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_musicnn(args: argparse.Namespace) -> int:
-    import os
 
-    from genre_jax.models.musicnn import WHEEL_ENV, cache_dir, load_weights
+    from genre_jax.models.musicnn import WHEEL_ENV, load_weights
 
     if args.wheel:
         os.environ[WHEEL_ENV] = str(args.wheel)

@@ -109,6 +109,15 @@ def publish_dir(staged: Path, final: Path, replace: bool = False) -> bool:
     return True
 
 
+def cache_dir() -> Path:
+    """Where fetched or generated data is kept (the synthetic dataset, pretrained weights):
+    ``$GENRE_JAX_CACHE``, else ``$XDG_CACHE_HOME/genre_jax``, else ``~/.cache/genre_jax``."""
+    if os.environ.get("GENRE_JAX_CACHE"):
+        return Path(os.environ["GENRE_JAX_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "genre_jax"
+
+
 def library_versions() -> dict[str, str]:
     """Versions of Python and of the libraries whose behaviour a result depends on."""
     versions = {"python": platform.python_version()}

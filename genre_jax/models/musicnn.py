@@ -55,7 +55,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from genre_jax.config import ConfigError, FeatureConfig
-from genre_jax.fileio import atomic_write_bytes
+from genre_jax.fileio import atomic_write_bytes, cache_dir
 from genre_jax.tf_checkpoint import read_checkpoint
 
 WHEEL_REQUIREMENT = "musicnn==0.1.0"
@@ -63,7 +63,7 @@ WHEEL_NAME = "musicnn-0.1.0-py3-none-any.whl"
 WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
 CHECKPOINT = "musicnn/MSD_musicnn/"  # checkpoint prefix inside the wheel (empty file stem)
 WHEEL_ENV = "GENRE_JAX_MUSICNN_WHEEL"  # a local copy of the wheel, for machines without pip access
-CACHE_ENV = "GENRE_JAX_CACHE"
+CACHE_ENV = "GENRE_JAX_CACHE"  # read by genre_jax.fileio.cache_dir
 
 INPUT_FEATURES = FeatureConfig(
     kind="logc", sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, segment_seconds=3.0
@@ -91,11 +91,6 @@ class WeightsError(RuntimeError):
 
 
 # --- the weights ---------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """Where fetched weights are kept: ``$GENRE_JAX_CACHE`` or ``~/.cache/genre_jax``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "genre_jax")
 
 
 def _sha256(path: Path) -> str:
