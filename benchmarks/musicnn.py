@@ -87,7 +87,8 @@ def unpack_checkpoint(wheel: Path, out: Path) -> str:
     return f"{out}/{musicnn.CHECKPOINT}"
 
 
-def _wheel(work: Path) -> Path:
+def find_wheel(work: Path) -> Path:
+    """``$GENRE_JAX_MUSICNN_WHEEL``, or the wheel downloaded with pip into ``work``."""
     local = os.environ.get(musicnn.WHEEL_ENV)
     return Path(local) if local else musicnn.download_wheel(work, log=progress)
 
@@ -99,7 +100,7 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
     theirs_name = f"musicnn embeddings (TensorFlow graph), batch {batch}"
     with tempfile.TemporaryDirectory(prefix="genre-jax-musicnn-") as work:
         try:
-            wheel = _wheel(Path(work))
+            wheel = find_wheel(Path(work))
         except musicnn.WeightsError as error:
             reason = f"the musicnn wheel cannot be had: {error}"
             return [Row.skipped("musicnn", ours_name, reason)], []

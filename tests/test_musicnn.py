@@ -9,7 +9,6 @@ it skip, saying why, where it cannot be had.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import librosa
 import numpy as np
 import pytest
 
-from benchmarks.musicnn import tensorflow_musicnn, unpack_checkpoint
+from benchmarks.musicnn import find_wheel, tensorflow_musicnn, unpack_checkpoint
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.models import musicnn
 from genre_jax.models.musicnn import (
@@ -26,7 +25,6 @@ from genre_jax.models.musicnn import (
     INPUT_FEATURES,
     PATCH_FRAMES,
     WeightsError,
-    download_wheel,
     embeddings,
     network,
     weights_from_wheel,
@@ -37,11 +35,8 @@ from tests.conftest import shared
 
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    local = os.environ.get(musicnn.WHEEL_ENV)
-    if local:
-        return Path(local)
     try:
-        return download_wheel(tmp_path_factory.mktemp("musicnn"), log=lambda _: None)
+        return find_wheel(tmp_path_factory.mktemp("musicnn"))
     except WeightsError as error:
         pytest.skip(f"the musicnn wheel cannot be downloaded here: {error}")
 
