@@ -16,6 +16,7 @@ skipped row that says why. The tests use :func:`tensorflow_musicnn` as their ref
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import zipfile
@@ -35,7 +36,7 @@ GRAPH_OUTPUTS = {
     "pooled": "model/concat_2",  # (batch, 753, 2): max and mean over time
     "penultimate": "model/dropout_1/cond/Merge",  # the batch-normed dense layer, dropout off
 }
-SEGMENT_FRAMES = 126  # a 2 s segment at 16 kHz, hop 256
+SEGMENT = dataclasses.replace(musicnn.INPUT_FEATURES, segment_seconds=2.0)  # 126 frames
 
 
 def tensorflow_musicnn(prefix: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
@@ -106,9 +107,9 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
             return [Row.skipped("musicnn", ours_name, reason)], []
         weights = {k: jnp.asarray(v) for k, v in musicnn.weights_from_wheel(wheel).items()}
         rng = np.random.default_rng(0)
-        x = rng.uniform(0, 4, (batch, SEGMENT_FRAMES, 96)).astype(np.float32)
-        on_device = jnp.asarray(x)
-        patches = np.concatenate([x, x], axis=1)[:, : musicnn.PATCH_FRAMES]
+        shape = (batch, SEGMENT.n_frames, SEGMENT.n_mels)
+        on_device = jnp.asarray(rng.uniform(0, 4, shape).astype(np.float32))
+        patches = np.asarray(musicnn.patches(on_device)[0])  # what ours feeds its network
         calls = {ours_name: lambda: musicnn.embeddings(weights, on_device)}
         try:
             tensorflow = tensorflow_musicnn(unpack_checkpoint(wheel, Path(work)))

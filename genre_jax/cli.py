@@ -7,7 +7,6 @@ an option (``--n-mfcc``, ``--segment-seconds``, ``--hop-length`` ...).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -258,12 +257,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_musicnn(args: argparse.Namespace) -> int:
+    from genre_jax.models.musicnn import load_weights
 
-    from genre_jax.models.musicnn import WHEEL_ENV, load_weights
-
-    if args.wheel:
-        os.environ[WHEEL_ENV] = str(args.wheel)
-    weights = load_weights()
+    weights = load_weights(args.wheel)
     count = sum(v.size for v in weights.values())
     print(f"musicnn (MSD): {len(weights)} arrays, {count:,} weights, in {cache_dir()}")
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from benchmarks.musicnn import find_wheel, tensorflow_musicnn, unpack_checkpoint
-from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
+from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.models import musicnn
 from genre_jax.models.musicnn import (
     CHECKPOINT,
@@ -192,7 +192,7 @@ def test_musicnnsvm_trains_saves_and_predicts(
 
     monkeypatch.setenv(musicnn.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(musicnn.WHEEL_ENV, str(wheel))
-    features = FeatureConfig(**{**INPUT_FEATURES.to_json(), "segment_seconds": 3.0})
+    features = INPUT_FEATURES  # 3 s segments: one whole patch each
     store = prepare(
         synthetic_small, tmp_path / "features", features, progress=False, log=lambda _: None
     )

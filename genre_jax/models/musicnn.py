@@ -135,18 +135,20 @@ def download_wheel(directory: Path, log: Callable[[str], None] = print) -> Path:
     return wheel
 
 
-def load_weights(fetch: bool = True, log: Callable[[str], None] = print) -> Weights:
+def load_weights(
+    wheel: str | Path | None = None, fetch: bool = True, log: Callable[[str], None] = print
+) -> Weights:
     """The MSD musicnn weights, from the cache or converted once from the wheel.
 
-    The wheel is ``$GENRE_JAX_MUSICNN_WHEEL`` when set, else downloaded with pip (``fetch``;
-    without it a missing cache is an error). The converted weights are written atomically to
-    ``cache_dir() / musicnn-msd-<digest>.npz``.
+    The wheel is ``wheel``, else ``$GENRE_JAX_MUSICNN_WHEEL`` when set, else downloaded with
+    pip (``fetch``; without it a missing cache is an error). The converted weights are written
+    atomically to ``cache_dir() / musicnn-msd-<digest>.npz``.
     """
     path = cache_dir() / f"musicnn-msd-{WHEEL_SHA256[:12]}.npz"
     if path.is_file():
         with np.load(path) as stored:
             return {k: stored[k] for k in stored.files}
-    local = os.environ.get(WHEEL_ENV)
+    local = wheel or os.environ.get(WHEEL_ENV)
     if local:
         weights = weights_from_wheel(local)
     elif fetch:
