@@ -1,30 +1,62 @@
 """Decode any audio file to mono float32 at the target rate, and cut it into segments.
 
-Decoding tries soundfile (libsndfile: WAV, AU, FLAC, OGG, MP3, AIFF) first and librosa's
-audioread back-end second. Channels are averaged, then the signal is resampled with soxr at high
-quality, exactly as ``librosa.load(path, sr=22050)`` does. Everything that makes a file unusable
-(missing, empty, header only, truncated, not audio, NaN or infinite samples) raises
-:class:`AudioError`, whose message names the file and the reason.
+Decoding tries soundfile (libsndfile: WAV, AU, FLAC, Ogg Vorbis and Opus, MP3, AIFF) first and
+audioread (the back-end librosa falls back to) second. Channels are averaged, then the signal is
+resampled with soxr at high quality, exactly as ``librosa.load(path, sr=22050)`` does.
+
+Everything that makes one file unusable raises :class:`AudioError`, whose message names the file
+and the reason: missing, unreadable (no permission, a special file), empty, header only,
+truncated, not audio, an implausible sample rate, a declared length no file of its size could
+hold, NaN or infinite samples, and any other failure of the decoders or the resampler on it
+(even running out of memory). Only ``KeyboardInterrupt`` and ``SystemExit`` pass through as
+they are, so that one bad file never stops a folder.
 
 :func:`iter_audio_blocks` is the streaming form of :func:`load_audio` for long files: the same
-checks and the same samples, one block in memory at a time.
+checks and the same samples, one block in memory at a time. :func:`truncation_warning` tells,
+after decoding, whether an Ogg or MP3 container shows that the file was cut short (their
+decoders stop silently at the cut).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 import struct
-import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".au", ".snd", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif"}
+    {".wav", ".au", ".snd", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"}
 )
+
+# The sample rates accepted in a header. 1 kHz is below any real recording (telephone audio is
+# 8 kHz); 768 kHz is the highest rate audio hardware and DXD masters use. A header outside this
+# range is corrupt or hostile: 1 Hz makes a 200 KB WAV a 100,000 s recording, 8.8 GB of float32
+# once resampled to 22050 Hz.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+
+# The most samples (frames x channels) a file may declare, or decode to, per byte of its size.
+# Real codecs stay far below it even for digital silence, their densest content: measured with
+# libsndfile 1.2.2, 10 minutes of silence reach about 340 samples per byte in mono FLAC, 1,300
+# in 8-channel 8-bit FLAC, 900 in stereo Ogg Vorbis and 2,600 in 8-channel Ogg Vorbis; MP3 stays
+# under 25 and PCM at 2 or less. A larger count is a header that lies (a FLAC or MP3 declaring
+# billions of frames), refused before its samples are allocated.
+MAX_SAMPLES_PER_BYTE = 4_096
+
+# libsndfile's frame count for a stream whose length the header leaves open (SF_COUNT_MAX)
+_UNKNOWN_FRAMES = 2**63 - 1
+# frames read at a time from a stream of unknown length
+_READ_BLOCK_FRAMES = 1 << 20
+# chunk headers walked in a RIFF file before giving up looking for its ``data`` chunk
+_MAX_RIFF_CHUNKS = 10_000
 
 
 class AudioError(Exception):
@@ -41,17 +73,60 @@ def is_audio_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in AUDIO_EXTENSIONS
 
 
+def _message(error: BaseException, path: Path) -> str:
+    """The text of ``error`` without the file's name (the AudioError names it already)."""
+    return str(error).replace(str(path), "").strip(" :'\"")
+
+
+def _as_audio_error(path: Path, error: Exception) -> AudioError:
+    """The :class:`AudioError` of ``path`` for any failure while reading it."""
+    if isinstance(error, AudioError):
+        return error
+    if isinstance(error, MemoryError):
+        return AudioError(path, "too large to decode in memory (MemoryError)")
+    if isinstance(error, OSError) and error.strerror:
+        return AudioError(path, f"cannot read ({error.strerror})")
+    text = _message(error, path)
+    return AudioError(path, f"unreadable ({type(error).__name__}{': ' + text if text else ''})")
+
+
 # --- header checks that libsndfile does not make ---------------------------------------------
 
 
-def _wav_shortfall(head: bytes, size: int) -> int | None:
-    """Bytes missing from a RIFF/WAVE file's ``data`` chunk, or None if the header is not RIFF."""
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+def _wav_shortfall(handle: BinaryIO, size: int) -> int | None:
+    """Bytes missing from a RIFF/RF64 WAVE file's ``data`` chunk; None if the file is not
+    WAVE, declares no data length, or no ``data`` chunk starts within the file.
+
+    The chunk headers are walked with seeks, however large the chunks before ``data`` (a
+    cover-art ``id3`` or ``LIST`` chunk can take megabytes), until ``data`` or the end of the
+    file. An odd-sized chunk is followed by its pad byte, as RIFF requires (libsndfile refuses
+    a file that omits it). RF64/BW64 take the data length from the ``ds64`` chunk; a 32-bit
+    length of ``0xFFFFFFFF`` without one means "unknown" (a streamed WAV, which libsndfile reads
+    to the end of the file).
+    """
+    handle.seek(0)
+    head = handle.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
         return None
+    data_size_64 = None
     offset = 12
-    while offset + 8 <= len(head):
-        chunk, length = struct.unpack_from("<4sI", head, offset)
-        if chunk == b"data":
+    for _ in range(_MAX_RIFF_CHUNKS):
+        if offset + 8 > size:
+            return None
+        handle.seek(offset)
+        header = handle.read(8)
+        if len(header) < 8:
+            return None
+        chunk, length = struct.unpack("<4sI", header)
+        if chunk == b"ds64" and length >= 16:
+            sizes = handle.read(16)
+            if len(sizes) == 16:
+                data_size_64 = struct.unpack("<QQ", sizes)[1]
+        elif chunk == b"data":
+            if length == 0xFFFFFFFF:
+                if data_size_64 is None:
+                    return None
+                length = data_size_64
             return max(0, length - (size - offset - 8))
         offset += 8 + length + (length & 1)
     return None
@@ -68,65 +143,148 @@ def _au_shortfall(head: bytes, size: int) -> int | None:
 
 
 def _check_declared_length(path: Path, size: int) -> None:
-    with path.open("rb") as handle:
-        head = handle.read(65536)
-    missing = _wav_shortfall(head, size)
-    if missing is None:
-        missing = _au_shortfall(head, size)
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise AudioError(path, f"cannot open ({error.strerror or type(error).__name__})") from error
+    with handle:
+        missing = _wav_shortfall(handle, size)
+        if missing is None:
+            handle.seek(0)
+            missing = _au_shortfall(handle.read(24), size)
     if missing:
         raise AudioError(path, f"truncated: the header declares {missing} more bytes of audio data")
 
 
-def _check_file(path: Path) -> None:
-    """The checks made before decoding: exists, regular, not empty, not truncated."""
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if not path.is_file():
+def _check_file(path: Path) -> int:
+    """The checks made before decoding: exists, regular, not empty, not truncated; the size."""
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError) as error:
+        dangling = " (a symbolic link to a missing file)" if path.is_symlink() else ""
+        raise AudioError(path, f"no such file{dangling}") from error
+    except OSError as error:
+        raise AudioError(path, f"cannot open ({error.strerror or type(error).__name__})") from error
+    if not stat.S_ISREG(info.st_mode):
         raise AudioError(path, "not a regular file (a directory or special file)")
-    size = path.stat().st_size
-    if size == 0:
+    if info.st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
-    _check_declared_length(path, size)
+    _check_declared_length(path, info.st_size)
+    return info.st_size
+
+
+def _check_stream(path: Path, rate: int, channels: int, samples: int | None, size: int) -> None:
+    """Refuse a header's implausible rate, channel count or length before decoding it.
+
+    ``samples`` is the declared frame count times the channel count (None: not declared).
+    """
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            path,
+            f"implausible sample rate {rate} Hz in the header "
+            f"(accepted: {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)",
+        )
+    if channels < 1:
+        raise AudioError(path, f"the header declares {channels} channels")
+    if samples is not None and samples > MAX_SAMPLES_PER_BYTE * size:
+        raise AudioError(path, _too_many(samples, size, "the header declares"))
+
+
+def _too_many(samples: int, size: int, verb: str) -> str:
+    return (
+        f"{verb} {samples} samples in a file of {size} bytes (more than {MAX_SAMPLES_PER_BYTE} "
+        "per byte, beyond any real codec): not audio"
+    )
+
+
+def _check_count(path: Path, samples: int, size: int) -> None:
+    """Refuse a stream that decodes to more samples than its size could hold."""
+    if samples > MAX_SAMPLES_PER_BYTE * size:
+        raise AudioError(path, _too_many(samples, size, "decodes to at least"))
 
 
 # --- decoding ---------------------------------------------------------------------------------
 
 
-def _open_soundfile(path: Path) -> tuple[sf.SoundFile | None, str]:
+def _open_soundfile(path: Path, size: int) -> tuple[sf.SoundFile | None, str]:
     """``(handle, "")`` when libsndfile reads the file, else ``(None, its reason)``.
 
     libsndfile falls back to guessing header-less raw samples for a file whose header it does
     not recognise (an ``.au`` with a broken magic number decodes as 8 kHz u-law noise); such a
-    guess is refused here rather than decoded as music.
+    guess is refused here rather than decoded as music. A handle returned has passed
+    :func:`_check_stream` (rate, channels and declared length).
     """
     try:
         handle = sf.SoundFile(str(path))
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as error:
-        return None, str(error).replace(str(path), "").strip(" :'") or type(error).__name__
-    if handle.format == "RAW":
+        return None, _message(error, path) or type(error).__name__
+    try:
+        if handle.format == "RAW":
+            raise AudioError(path, "not decodable as audio: no recognised header (raw data only)")
+        frames = None if handle.frames >= _UNKNOWN_FRAMES else handle.frames * handle.channels
+        _check_stream(path, int(handle.samplerate), int(handle.channels), frames, size)
+    except Exception:
         handle.close()
-        raise AudioError(path, "not decodable as audio: no recognised header (raw data only)")
+        raise
     return handle, ""
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """(samples x channels float32, rate) via soundfile, else librosa/audioread."""
-    handle, first_reason = _open_soundfile(path)
+def _read_soundfile(path: Path, handle: sf.SoundFile, size: int) -> np.ndarray:
+    """All frames ``(samples, channels)`` float32; block by block when the length is open."""
+    if handle.frames < _UNKNOWN_FRAMES:
+        return handle.read(dtype="float32", always_2d=True)
+    blocks, samples = [], 0
+    while True:
+        block = handle.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        if block.shape[0] == 0:
+            break
+        samples += block.size
+        _check_count(path, samples, size)
+        blocks.append(block)
+    if not blocks:
+        return np.zeros((0, handle.channels), np.float32)
+    return np.concatenate(blocks)
+
+
+def _read_audioread(path: Path, size: int, first_reason: str) -> tuple[np.ndarray, int]:
+    """(samples x channels float32, rate) via audioread, as librosa's fallback decodes it.
+
+    The header's rate, channels and duration are checked before any sample is read, and the
+    count of samples decoded while they are read.
+    """
+    import audioread
+
+    try:
+        with audioread.audio_open(str(path)) as source:
+            rate, channels = int(source.samplerate), int(source.channels)
+            _check_stream(path, rate, channels, None, size)
+            duration = float(source.duration)
+            if math.isfinite(duration) and duration > 0:
+                _check_stream(path, rate, channels, round(duration * rate) * channels, size)
+            chunks, samples = [], 0
+            for buffer in source:  # 16-bit signed little-endian, interleaved
+                chunk = np.frombuffer(buffer, "<i2").astype(np.float32) * np.float32(1 / 32768)
+                samples += chunk.size
+                _check_count(path, samples, size)
+                chunks.append(chunk)
+    except (AudioError, MemoryError):
+        raise
+    except Exception as error:  # audioread raises many unrelated types; all mean "not decodable"
+        raise AudioError(
+            path, f"not decodable as audio (soundfile: {first_reason}; audioread: {error!r})"
+        ) from error
+    data = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    data = data[: data.size - data.size % channels].reshape(-1, channels)
+    return np.ascontiguousarray(data, dtype=np.float32), rate
+
+
+def _decode(path: Path, size: int) -> tuple[np.ndarray, int]:
+    """(samples x channels float32, rate) via soundfile, else audioread."""
+    handle, first_reason = _open_soundfile(path, size)
     if handle is not None:
         with handle:
-            return handle.read(dtype="float32", always_2d=True), int(handle.samplerate)
-    try:
-        import librosa
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            data, rate = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
-    except Exception as second:  # audioread raises many unrelated types; all mean "not decodable"
-        raise AudioError(
-            path, f"not decodable as audio (soundfile: {first_reason}; audioread: {second!r})"
-        ) from second
-    data = np.atleast_2d(data).T if data.ndim > 1 else data[:, None]
-    return np.ascontiguousarray(data, dtype=np.float32), int(rate)
+            return _read_soundfile(path, handle, size), int(handle.samplerate)
+    return _read_audioread(path, size, first_reason)
 
 
 def _checked_mono(path: Path, data: np.ndarray) -> np.ndarray:
@@ -136,25 +294,45 @@ def _checked_mono(path: Path, data: np.ndarray) -> np.ndarray:
     return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = 22050) -> np.ndarray:
-    """Decode ``path`` to mono float32 at ``sample_rate`` Hz, shape ``(samples,)``.
+def _check_target_rate(sample_rate: int) -> None:
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate={sample_rate}: must be > 0")
 
-    Any format soundfile or audioread reads, any rate and channel count. Channels are
-    averaged before soxr high-quality resampling (librosa.load's defaults).
 
-    Raises:
-        AudioError: the file is missing, a directory, empty, header only, truncated, not
-            audio, or holds NaN or infinite samples.
-    """
-    path = Path(path)
-    _check_file(path)
-    data, rate = _decode(path)
+def _load(path: Path, sample_rate: int) -> np.ndarray:
+    size = _check_file(path)
+    data, rate = _decode(path, size)
     if data.shape[0] == 0:
         raise AudioError(path, "no audio samples (header only)")
     mono = _checked_mono(path, data)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = 22050) -> np.ndarray:
+    """Decode ``path`` to mono float32 at ``sample_rate`` Hz, shape ``(samples,)``.
+
+    Any format soundfile or audioread reads, any rate from :data:`MIN_SAMPLE_RATE` to
+    :data:`MAX_SAMPLE_RATE` and any channel count. Channels are averaged before soxr
+    high-quality resampling (librosa.load's defaults).
+
+    Raises:
+        AudioError: the file is missing, unreadable, a directory or special file, empty,
+            header only, truncated, not audio, has an implausible sample rate, declares more
+            than :data:`MAX_SAMPLES_PER_BYTE` samples per byte of its size, holds NaN or
+            infinite samples, or fails in the decoders or the resampler in any other way (its
+            reason says how, ``unreadable (<exception>)``), running out of memory included.
+        ValueError: ``sample_rate`` is not positive.
+    """
+    _check_target_rate(sample_rate)
+    path = Path(path)
+    try:
+        return _load(path, sample_rate)
+    except AudioError:
+        raise
+    except Exception as error:  # any failure on this one file is this file's AudioError
+        raise _as_audio_error(path, error) from error
 
 
 def iter_audio_blocks(
@@ -173,18 +351,30 @@ def iter_audio_blocks(
     :func:`load_audio`, whose whole signal is then yielded in blocks of ``block_seconds``.
 
     Raises:
-        AudioError: as :func:`load_audio`, during iteration: the file checks (missing, empty,
-            truncated, not audio) before the first block; NaN or infinite samples, or a read
-            failure, at the block where they occur, after the blocks before it were yielded.
-        ValueError: ``block_seconds`` is not positive.
+        AudioError: as :func:`load_audio`, during iteration: the file checks (missing,
+            unreadable, empty, truncated, not audio, implausible rate or declared length)
+            before the first block; NaN or infinite samples, more samples than the file's size
+            could hold, or a read failure, at the block where they occur, after the blocks
+            before it were yielded.
+        ValueError: ``block_seconds`` or ``sample_rate`` is not positive.
     """
     if block_seconds <= 0:
         raise ValueError(f"block_seconds={block_seconds}: must be > 0")
+    _check_target_rate(sample_rate)
     path = Path(path)
-    _check_file(path)
-    handle, _ = _open_soundfile(path)
+    try:
+        yield from _blocks(path, sample_rate, block_seconds)
+    except AudioError:
+        raise
+    except Exception as error:  # any failure on this one file is this file's AudioError
+        raise _as_audio_error(path, error) from error
+
+
+def _blocks(path: Path, sample_rate: int, block_seconds: float) -> Iterator[np.ndarray]:
+    size = _check_file(path)
+    handle, _ = _open_soundfile(path, size)
     if handle is None:
-        audio = load_audio(path, sample_rate)  # audioread, with load_audio's own checks
+        audio = _load(path, sample_rate)  # audioread, with load_audio's own checks
         step = max(1, round(block_seconds * sample_rate))
         for start in range(0, audio.shape[0], step):
             yield audio[start : start + step]
@@ -202,13 +392,14 @@ def iter_audio_blocks(
             try:
                 data = handle.read(blocksize, dtype="float32", always_2d=True)
             except (sf.SoundFileError, RuntimeError) as error:
-                reason = str(error).replace(str(path), "").strip(" :'") or type(error).__name__
+                reason = _message(error, path) or type(error).__name__
                 raise AudioError(
                     path, f"unreadable after {frames_read} frames ({reason})"
                 ) from error
             if data.shape[0] == 0:
                 break
             frames_read += data.shape[0]
+            _check_count(path, frames_read * data.shape[1], size)
             mono = _checked_mono(path, data)
             if stream is not None:
                 mono = stream.resample_chunk(mono)
@@ -220,6 +411,203 @@ def iter_audio_blocks(
             tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
             if tail.size:
                 yield np.ascontiguousarray(tail, dtype=np.float32)
+
+
+# --- containers that show a cut after decoding ------------------------------------------------
+
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header, full segment table, 255 segments of 255 bytes
+_OGG_EOS = 0x04
+_MP3_SCAN_BYTES = 65536  # bytes after an ID3v2 tag searched for the first MPEG frame
+_BIT_REVERSED = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
+
+
+def _ogg_crc(page: bytes) -> int:
+    """The Ogg page checksum (CRC-32, polynomial 0x04C11DB7, MSB first, no initial or final
+    XOR) of ``page`` with its checksum field zeroed.
+
+    zlib computes the bit-reflected CRC-32 with an initial and final XOR of ``0xFFFFFFFF``;
+    on bit-reversed bytes, with both XORs undone, it is the bit reversal of Ogg's.
+    """
+    page = page[:22] + b"\0\0\0\0" + page[26:]
+    reflected = zlib.crc32(page.translate(_BIT_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return int(f"{reflected:032b}"[::-1], 2)
+
+
+def _ogg_page_length(data: bytes, start: int) -> int | None:
+    """The length of the Ogg page starting at ``start``; None if ``data`` ends before its
+    header and segment table tell it."""
+    if start + 27 > len(data):
+        return None
+    count = data[start + 26]
+    if start + 27 + count > len(data):
+        return None
+    return 27 + count + sum(data[start + 27 : start + 27 + count])
+
+
+def _ogg_warning(handle: BinaryIO, size: int, decoded_seconds: float) -> str | None:
+    """The cut an Ogg file's tail shows: its last page incomplete, or not end-of-stream.
+
+    The last two maximal pages of the file are read. The pages are followed from the first one
+    there whose checksum is right (a capture pattern ``OggS`` inside packet data fails it) to
+    the end of the file; None when no chain of pages reaches the end (trailing junk).
+    """
+    start = max(0, size - 2 * _OGG_MAX_PAGE)
+    handle.seek(start)
+    tail = handle.read()
+    candidate = tail.find(b"OggS")
+    while candidate >= 0:
+        length = _ogg_page_length(tail, candidate)
+        if (
+            length is not None
+            and candidate + length <= len(tail)
+            and tail[candidate + 4] == 0
+            and _ogg_crc(tail[candidate : candidate + length])
+            == struct.unpack_from("<I", tail, candidate + 22)[0]
+        ):
+            break
+        candidate = tail.find(b"OggS", candidate + 1)
+    else:
+        return None
+    page = candidate
+    while True:
+        length = _ogg_page_length(tail, page)
+        if length is None or page + length > len(tail):
+            whole = f"of {length} bytes " if length is not None else ""
+            return (
+                f"truncated: the last Ogg page is cut off ({len(tail) - page} bytes {whole}"
+                f"present); {decoded_seconds:.2f} s decoded"
+            )
+        if page + length == len(tail):
+            if tail[page + 5] & _OGG_EOS:
+                return None
+            return (
+                "truncated: the Ogg stream ends without its end-of-stream page; "
+                f"{decoded_seconds:.2f} s decoded"
+            )
+        page += length
+        if tail[page : page + 4] != b"OggS":
+            return None
+
+
+def _mp3_frame(data: bytes, at: int) -> tuple[int, int, int, int] | None:
+    """``(rate, samples per frame, side-information bytes, CRC bytes)`` of the MPEG layer III
+    frame header at ``at``, or None if there is none."""
+    if at + 4 > len(data) or data[at] != 0xFF or data[at + 1] & 0xE0 != 0xE0:
+        return None
+    version = (data[at + 1] >> 3) & 3  # 0: MPEG 2.5, 1: reserved, 2: MPEG 2, 3: MPEG 1
+    layer = (data[at + 1] >> 1) & 3  # 1: layer III
+    bitrate, rate_index = data[at + 2] >> 4, (data[at + 2] >> 2) & 3
+    if version == 1 or layer != 1 or bitrate in (0, 15) or rate_index == 3:
+        return None
+    rate = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+    mono = data[at + 3] >> 6 == 3
+    side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
+    crc = 0 if data[at + 1] & 1 else 2
+    return rate[version][rate_index], 1152 if version == 3 else 576, side, crc
+
+
+def _mp3_declared(data: bytes, at: int) -> tuple[int | None, int | None, str] | None:
+    """``(frames, bytes, tag name)`` a Xing/Info or VBRI header in the frame at ``at``
+    declares, or None if the frame has neither."""
+    frame = _mp3_frame(data, at)
+    if frame is None:
+        return None
+    _, _, side, crc = frame
+    for offset in (at + 4 + side, at + 4 + side + crc):
+        tag = data[offset : offset + 4]
+        if tag in (b"Xing", b"Info") and offset + 8 <= len(data):
+            (flags,) = struct.unpack_from(">I", data, offset + 4)
+            fields, frames, count = offset + 8, None, None
+            if flags & 1 and fields + 4 <= len(data):
+                (frames,) = struct.unpack_from(">I", data, fields)
+                fields += 4
+            if flags & 2 and fields + 4 <= len(data):
+                (count,) = struct.unpack_from(">I", data, fields)
+            return frames, count, tag.decode()
+    offset = at + 36
+    if data[offset : offset + 4] == b"VBRI" and offset + 18 <= len(data):
+        count, frames = struct.unpack_from(">II", data, offset + 10)
+        return frames, count, "VBRI"
+    return None
+
+
+def _mp3_warning(handle: BinaryIO, size: int, decoded_seconds: float) -> str | None:
+    """The cut an MP3's Xing/Info or VBRI header shows: fewer bytes in the file, or fewer
+    seconds decoded, than it declares (None without such a header).
+
+    The first frame is the one at the start of the file or, after an ID3v2 tag, the first
+    frame header within :data:`_MP3_SCAN_BYTES`. The stream's bytes run from that frame to the
+    end of the file, less a trailing 128-byte ID3v1 tag. Up to four frames of decoded length
+    may go missing without a warning (the encoder's delay and padding a gapless decoder drops).
+    """
+    handle.seek(0)
+    head = handle.read(10)
+    first = 0
+    if len(head) == 10 and head[:3] == b"ID3":
+        tag = 0
+        for byte in head[6:10]:
+            tag = (tag << 7) | (byte & 0x7F)
+        first = 10 + tag + (10 if head[5] & 0x10 else 0)
+    handle.seek(first)
+    data = handle.read(_MP3_SCAN_BYTES)
+    at = 0
+    if first:
+        at = data.find(b"\xff")
+        while at >= 0 and _mp3_frame(data, at) is None:
+            at = data.find(b"\xff", at + 1)
+        if at < 0:
+            return None
+    frame = _mp3_frame(data, at)
+    declared = _mp3_declared(data, at)
+    if frame is None or declared is None:
+        return None
+    rate, samples_per_frame, _, _ = frame
+    frames, count, tag = declared
+    id3v1 = 0
+    if size - first - at >= 128:
+        handle.seek(size - 128)
+        id3v1 = 128 if handle.read(3) == b"TAG" else 0
+    held = size - first - at - id3v1
+    declares, found = [], []
+    if count and held < count:
+        declares.append(f"{count} bytes")
+        found.append(f"the file holds {held} bytes")
+    if frames:
+        seconds = frames * samples_per_frame / rate
+        if decoded_seconds < seconds - 4 * samples_per_frame / rate:
+            declares.append(f"{seconds:.2f} s")
+            found.append(f"{decoded_seconds:.2f} s decoded")
+    if not declares:
+        return None
+    return f"truncated: its MP3 {tag} header declares {' and '.join(declares)}; {', '.join(found)}"
+
+
+def truncation_warning(path: str | os.PathLike, decoded_seconds: float) -> str | None:
+    """A warning when the file's container shows it was cut, else None.
+
+    Truncated Ogg and MP3 files decode without error to the audio before the cut, so the
+    decoders cannot tell; the containers can. For Ogg (Vorbis, Opus), the file's tail: its last
+    page incomplete, or without the end-of-stream flag. For MP3, a Xing/Info or VBRI header in
+    the first frame that declares more stream bytes than the file holds, or more frames than
+    ``decoded_seconds`` (the length decoded, at any rate) covers. Other formats, and MP3 files
+    without such a header, declare nothing here: None. WAV and AU truncation is an error of
+    :func:`load_audio` instead.
+
+    Reads at most the last 128 KB of an Ogg file, the first 64 KB after an MP3's ID3v2 tag
+    and its last 128 bytes. A file that cannot be read, or is no regular file, gives None
+    (decoding it reports why).
+    """
+    path = Path(path)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None  # a FIFO would block the open
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if handle.read(4) == b"OggS":
+                return _ogg_warning(handle, size, decoded_seconds)
+            return _mp3_warning(handle, size, decoded_seconds)
+    except OSError:
+        return None
 
 
 def segment(audio: np.ndarray, segment_samples: int) -> np.ndarray:

@@ -1,8 +1,9 @@
 """``genre-jax check``: validate a dataset folder file by file, without extracting or training.
 
 Every file is decoded exactly as ``prepare`` would decode it; each problem is reported with the
-file and the reason. Errors (the file would be skipped) and warnings (usable, but worth a look)
-are told apart.
+file and the reason. Errors (the file would be skipped) and warnings (usable, but worth a look:
+silent, clipped, resampled, mixed down, or an Ogg or MP3 file whose container shows it was cut,
+:func:`genre_jax.audio.truncation_warning`) are told apart.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from genre_jax.audio import AudioError, load_audio
+from genre_jax.audio import AudioError, load_audio, truncation_warning
 from genre_jax.config import FeatureConfig
 from genre_jax.datasets import discover, find_genre_root
 from genre_jax.store import _prefetch
@@ -47,6 +48,9 @@ def _check_file(path: str, genre: str, config: FeatureConfig) -> FileCheck:
         result.problems.append(
             f"{result.duration:.2f} s holds no full {config.segment_seconds} s segment"
         )
+    warning = truncation_warning(path, result.duration)
+    if warning is not None:
+        result.problems.append(warning)
     if not np.any(audio):
         result.problems.append("silent: every sample is zero")
     elif float(np.max(np.abs(audio))) >= 0.999:

@@ -48,7 +48,11 @@ class Track:
     """One audio file of the dataset.
 
     ``status`` is ``"pending"`` until the file is decoded, then ``"ok"``, ``"too-short"`` (no
-    full segment) or ``"error"`` (``error`` says why). ``duration`` is in seconds.
+    full segment) or ``"error"`` (``error`` says why). ``duration`` is in seconds. ``warning``
+    says what is doubtful about a usable file (an Ogg or MP3 cut short:
+    :func:`genre_jax.audio.truncation_warning`). ``size`` is the file's size in bytes when it
+    was discovered. Manifests written before ``warning`` and ``size`` existed load with both
+    ``None``.
     """
 
     id: str
@@ -58,6 +62,8 @@ class Track:
     segments: int = 0
     status: str = "pending"
     error: str | None = None
+    warning: str | None = None
+    size: int | None = None
 
 
 @dataclass
@@ -152,12 +158,20 @@ def _genre_folders(root: Path) -> dict[str, list[Path]]:
     return folders
 
 
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
 def discover(data_dir: str | os.PathLike) -> Manifest:
     """List every audio file of the dataset under ``data_dir`` with its genre (folder name).
 
     Track ids are file stems (``blues.00012``), or ``<genre>/<relative path>`` where two files
     share a stem. Tracks are ordered by genre, then path. Status stays ``"pending"`` until the
-    feature store decodes them.
+    feature store decodes them. ``size`` is each file's size in bytes (``None`` for one that
+    cannot be stat'ed, such as a dangling symbolic link: decoding reports why).
     """
     genre_root = find_genre_root(data_dir)
     folders = _genre_folders(genre_root)
@@ -167,5 +181,7 @@ def discover(data_dir: str | os.PathLike) -> Manifest:
         for path in files:
             unique = stems[path.stem] == 1
             track_id = path.stem if unique else f"{genre}/{path.relative_to(genre_root / genre)}"
-            tracks.append(Track(id=track_id, genre=genre, path=str(path.resolve())))
+            tracks.append(
+                Track(id=track_id, genre=genre, path=str(path.resolve()), size=_size(path))
+            )
     return Manifest(root=str(genre_root.resolve()), genres=sorted(folders), tracks=tracks)

@@ -1,5 +1,10 @@
 """Genre predictions for audio files of any format and length (the ``genre-jax predict`` command).
 
+The files taken are those with an extension of :data:`genre_jax.audio.AUDIO_EXTENSIONS`, the
+same list that dataset discovery uses: a folder stands for the audio files under it, and a file
+given by name with another extension is refused (a per-file error naming the extension), not
+decoded anyway.
+
 A file is decoded as a stream (:func:`genre_jax.audio.iter_audio_blocks`) and cut into the
 non-overlapping full segments the run was trained on (``segment_seconds`` at ``sample_rate``,
 10 s at 22050 Hz for the seed's recipe); the remainder shorter than a segment is dropped, as in
@@ -13,6 +18,8 @@ The track's genre is the one of highest mean probability over its segments. A fi
 than one segment is zero-padded to one segment (``padded=True``): every model takes a fixed
 number of frames (the CNN's input, the SVM's flattened vector), and a silent tail changes the
 features of the frames it covers only, whereas refusing the file would give no answer at all.
+A file whose features or probabilities are not finite (samples far beyond audio scale, such as a
+float WAV holding values of 1e18) gets a per-file error instead of NaN probabilities.
 """
 
 from __future__ import annotations
@@ -27,12 +34,13 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from genre_jax.audio import AudioError, is_audio_file, iter_audio_blocks
+from genre_jax.audio import AUDIO_EXTENSIONS, AudioError, is_audio_file, iter_audio_blocks
 from genre_jax.config import ConfigError
 from genre_jax.features import extract_jit
 from genre_jax.inference import Predictor, load_predictor
 
 DEVICE_BATCH = 16  # segments per feature-extraction and model call (padded to a power of two)
+AUDIO_SCALE = 1e3  # peak sample magnitude beyond which samples are no audio signal
 
 
 @dataclass
@@ -140,7 +148,20 @@ def score_segments(segments: np.ndarray, predictor: Predictor) -> np.ndarray:
     batches of at most :data:`DEVICE_BATCH` segments, each padded with silent segments to a
     power of two (every segment is scored independently, so the padding does not change the
     rows kept).
+
+    Raises:
+        ValueError: ``segments`` is not ``(n, segment_samples)``, or some segment's features
+            are not finite (samples far beyond audio scale).
     """
+    probabilities = _score(segments, predictor)
+    if probabilities is None:
+        raise ValueError("features are not finite (samples far beyond audio scale)")
+    return probabilities
+
+
+def _score(segments: np.ndarray, predictor: Predictor) -> np.ndarray | None:
+    """:func:`score_segments`, or None as soon as a batch's features are not finite (a model
+    is never given them: the SVM refuses NaN, a network returns NaN)."""
     config = predictor.feature_config
     if segments.ndim != 2 or segments.shape[1] != config.segment_samples:
         raise ValueError(
@@ -152,10 +173,27 @@ def score_segments(segments: np.ndarray, predictor: Predictor) -> np.ndarray:
         batch = np.zeros((_bucket(part.shape[0]), config.segment_samples), np.float32)
         batch[: part.shape[0]] = part
         features = np.asarray(extract_jit(batch, config))
+        if not np.isfinite(features[: part.shape[0]]).all():
+            return None
         rows.append(predictor.predict_proba(features)[: part.shape[0]])
     if not rows:
         return np.zeros((0, len(predictor.genres)))
     return np.concatenate(rows)
+
+
+def _not_finite(what: str, peak: float) -> str:
+    """The reason for a file whose ``what`` are not finite, with its peak sample magnitude."""
+    scale = ": not audio-scale values" if peak > AUDIO_SCALE else ""
+    return f"{what} are not finite (samples up to {peak:.1e}{scale})"
+
+
+def _extension_error(path: str | Path) -> str | None:
+    """Why ``path`` is refused by its extension, or None if it has an audio extension."""
+    if is_audio_file(path):
+        return None
+    suffix = Path(path).suffix
+    what = f"extension {suffix!r} is not an audio extension" if suffix else "no file extension"
+    return f"{what} (accepted: {', '.join(sorted(AUDIO_EXTENSIONS))})"
 
 
 def _top_k(mean: np.ndarray, genres: Sequence[str], k: int) -> list[tuple[str, float]]:
@@ -188,21 +226,34 @@ def predict_file(
         max_segments_in_memory: segments of audio decoded before they are scored.
 
     Returns:
-        The prediction; an unreadable file (any :class:`~genre_jax.audio.AudioError`) gives a
-        :class:`TrackPrediction` with ``error`` set to the reason instead of raising.
+        The prediction; a file refused gives a :class:`TrackPrediction` with ``error`` set to
+        the reason instead of raising: a name without an extension of
+        :data:`~genre_jax.audio.AUDIO_EXTENSIONS`, an unreadable file (any
+        :class:`~genre_jax.audio.AudioError`), or features or probabilities that are not finite
+        (the reason gives the peak sample magnitude).
     """
     _check_top_k(top_k)
     if max_segments_in_memory < 1:
         raise ConfigError(
             f"predict setting max_segments_in_memory={max_segments_in_memory}: must be >= 1"
         )
+    refused = _extension_error(path)
+    if refused is not None:
+        return TrackPrediction.failed(str(path), refused)
     config = predictor.feature_config
     segmenter = _Segmenter(config.segment_samples, max_segments_in_memory)
     parts = []
+    peak = 0.0
     try:
         blocks = iter_audio_blocks(path, config.sample_rate)
         for chunk in segmenter.chunks(blocks):
-            parts.append(score_segments(chunk, predictor))
+            peak = max(peak, float(np.max(np.abs(chunk))))
+            probs = _score(chunk, predictor)
+            if probs is None:
+                return TrackPrediction.failed(str(path), _not_finite("features", peak))
+            if not np.isfinite(probs).all():
+                return TrackPrediction.failed(str(path), _not_finite("probabilities", peak))
+            parts.append(probs)
     except AudioError as error:
         return TrackPrediction.failed(str(path), error.reason)
     if not parts:
@@ -232,8 +283,8 @@ def expand_paths(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
     that holds no audio file.
 
     A folder stands for every audio file under it (recursively, by extension, sorted); a
-    file is taken whatever its extension (decoding decides). A file reached twice is listed
-    once.
+    file given by name is listed whatever its extension, for :func:`predict_file` to refuse
+    one without an audio extension by name. A file reached twice is listed once.
     """
     found: list[tuple[Path, str | None]] = []
     seen: set[Path] = set()

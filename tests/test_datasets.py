@@ -69,3 +69,27 @@ def test_manifest_json_round_trip(gtzan_mini: Path) -> None:
     again = Manifest.from_json(json.loads(json.dumps(manifest.to_json())))
     assert again == manifest
     assert again.to_json()["genre_index"]["rock"] == 9
+
+
+def test_discover_records_each_file_size_and_survives_a_dangling_link(tmp_path: Path) -> None:
+    touch_audio(tmp_path / "rock" / "a.wav")
+    touch_audio(tmp_path / "rock" / "b.flac", fmt="FLAC")
+    (tmp_path / "rock" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    tracks = {t.id: t for t in discover(tmp_path).tracks}
+    assert tracks["a"].size == (tmp_path / "rock" / "a.wav").stat().st_size
+    assert tracks["b"].size == (tmp_path / "rock" / "b.flac").stat().st_size
+    assert tracks["gone"].size is None  # listed all the same: decoding reports why
+    assert all(t.warning is None for t in tracks.values())
+
+
+def test_manifest_written_without_warning_and_size_still_loads(tmp_path: Path) -> None:
+    touch_audio(tmp_path / "rock" / "a.wav")
+    manifest = discover(tmp_path)
+    manifest.tracks[0].warning = "truncated: the last Ogg page is cut off"
+    data = json.loads(json.dumps(manifest.to_json()))
+    assert Manifest.from_json(data) == manifest
+    for track in data["tracks"]:  # a manifest of an older store
+        del track["warning"], track["size"]
+    old = Manifest.from_json(data)
+    assert old.tracks[0].warning is None and old.tracks[0].size is None
+    assert old.tracks[0].path == manifest.tracks[0].path

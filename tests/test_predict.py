@@ -95,6 +95,15 @@ def write_header_only(path: Path) -> Path:
     return path
 
 
+def write_zero_rate(path: Path) -> Path:
+    """The 48-byte PCM WAV of issue 15 whose header says 0 Hz."""
+    path.write_bytes(
+        b"RIFF\x28\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\0\0\0\0\0\0\0\0\x02\0\x10\0"
+        b"data\x04\0\0\0\0\0\0\0"
+    )
+    return path
+
+
 # --- streaming decode -----------------------------------------------------------------------------
 
 
@@ -114,6 +123,7 @@ def test_streamed_blocks_are_load_audio_sample_for_sample(relative: str) -> None
         (write_text_as_wav, "not decodable"),
         (write_empty, "empty"),
         (write_header_only, "header only"),
+        (write_zero_rate, "implausible sample rate 0 Hz"),
         (Path, "no such file"),
     ],
 )
@@ -217,6 +227,24 @@ def test_top_k_is_sorted_and_capped(svm) -> None:
         predict_file(shared(BLUES), predictor, top_k=0)
 
 
+def test_zero_rate_wav_is_a_per_file_error(svm, tmp_path: Path) -> None:
+    _, predictor = svm
+    result = predict_file(write_zero_rate(tmp_path / "r0.wav"), predictor)
+    assert result.genre is None and "implausible sample rate 0 Hz" in result.error
+
+
+def test_samples_far_beyond_audio_scale_are_a_per_file_error(svm, tmp_path: Path) -> None:
+    _, predictor = svm
+    mono = synthesize_clip("rock", 0, seconds=12.0, sample_rate=22050)
+    path = tmp_path / "huge.wav"
+    sf.write(path, (mono / np.abs(mono).max() * 1e18).astype(np.float32), 22050, subtype="FLOAT")
+    result = predict_file(path, predictor)
+    assert result.genre is None and result.segments == 0 and result.probabilities == {}
+    assert result.error == "features are not finite (samples up to 1.0e+18: not audio-scale values)"
+    sf.write(path, mono, 22050, subtype="FLOAT")  # the same clip at audio scale
+    assert predict_file(path, predictor).error is None
+
+
 # --- many files and the command -------------------------------------------------------------------
 
 
@@ -253,6 +281,22 @@ def test_predict_command_table_and_errors(svm, tmp_path: Path) -> None:
     table = out.getvalue()
     assert "a.wav" in table and "b.flac" in table and "cut.wav" not in table
     assert any(genre in table for genre in GENRES)
+
+
+def test_a_file_given_without_an_audio_extension_is_refused(svm, tmp_path: Path) -> None:
+    _, predictor = svm
+    clip = write_clip(tmp_path / "clip.wav", 11.0)
+    named = [tmp_path / "clip.txt", tmp_path / "clip", tmp_path / "clip.WAV"]
+    for path in named:
+        path.write_bytes(clip.read_bytes())  # real audio, whatever the name
+    results = predict_paths([clip, *named], predictor)
+    assert [r.path for r in results] == [str(clip), *map(str, named)]
+    assert results[0].error is None and results[3].error is None  # extensions: any case
+    assert results[1].genre is None and results[1].error.startswith(
+        "extension '.txt' is not an audio extension (accepted: .aif, .aiff, .au, .flac, "
+    )
+    assert ".opus" in results[1].error and ".wav" in results[1].error
+    assert results[2].error.startswith("no file extension (accepted: .aif, ")
 
 
 def test_predict_command_exits_1_when_nothing_could_be_read(svm, tmp_path: Path) -> None:
