@@ -9,28 +9,38 @@
 | ``tracks.npy`` | index into the manifest's tracks of each segment, int32 |
 | ``positions.npy`` | position of each segment within its track (0, 1, 2, ...), int32 |
 | ``manifest.json`` | every track with its status; skipped files and why |
-| ``store.json`` | feature config, its hash, data fingerprint, counts, library versions |
+| ``store.json`` | feature config, its hash, data fingerprint, counts, library versions, the |
+| | SHA-256 digest of each array file |
 
 The folder is built under a temporary name and renamed into place only when complete, with
 ``store.json`` written last, so a store that opens is never half-written. Running ``prepare``
 again with the same config reuses the store; another config writes another folder.
+
+:meth:`FeatureStore.open` checks everything it can cheaply: both JSON files, the shapes and
+dtypes of the arrays against the config, that every label is a genre and agrees with its
+track's genre in the manifest, that every segment points at a decoded ("ok") track at a valid
+position, and the digests of the small arrays (of ``features.npy`` too while the store is at
+most :data:`STORE_VERIFY_BYTES`). :func:`verify_store` checks every digest and that every
+feature value is finite, whatever the size. Stores written before digests were recorded open
+with the other checks only.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from genre_jax.audio import AudioError, load_audio, segment
-from genre_jax.config import FeatureConfig, require_same
+from genre_jax.audio import AudioError, load_audio, segment, truncation_warning
+from genre_jax.config import ConfigError, FeatureConfig, require_same
 from genre_jax.datasets import Manifest, discover
 from genre_jax.features import extract_jit
 from genre_jax.fileio import (
@@ -43,6 +53,11 @@ from genre_jax.fileio import (
 
 STORE_VERSION = 1
 _ARRAYS = ("features", "labels", "tracks", "positions")
+STORE_VERIFY_BYTES = 1 << 30
+"""Largest store (all four array files together) whose ``features.npy`` digest
+:meth:`FeatureStore.open` verifies; the small arrays are verified at any size."""
+_HASH_CHUNK = 4 << 20  # bytes read at a time when hashing an array file
+_AUDIO_SCALE = 100.0  # a peak sample above this is reported as not audio-scale
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,7 +69,11 @@ class StoreError(ValueError):
 
 @dataclass
 class FeatureStore:
-    """An opened feature store. Arrays are memory-mapped read-only."""
+    """An opened feature store. Arrays are memory-mapped read-only.
+
+    ``verified`` names the array files whose SHA-256 digest was checked when it was opened
+    (empty for a store written before digests were recorded).
+    """
 
     path: Path
     config: FeatureConfig
@@ -64,6 +83,7 @@ class FeatureStore:
     tracks: np.ndarray
     positions: np.ndarray
     info: dict[str, Any]
+    verified: tuple[str, ...] = ()
 
     @property
     def genres(self) -> list[str]:
@@ -78,39 +98,281 @@ class FeatureStore:
         return int(self.labels.shape[0])
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> FeatureStore:
-        """Open a complete store; raise :class:`StoreError` naming what is wrong otherwise."""
+    def open(cls, path: str | os.PathLike, *, full: bool = False) -> FeatureStore:
+        """Open a complete store; raise :class:`StoreError` naming what is wrong otherwise.
+
+        Checks the JSON files, the arrays' shapes, dtypes and contents against the config and
+        the manifest, and the recorded digests of ``labels.npy``, ``tracks.npy`` and
+        ``positions.npy``; ``features.npy``'s digest too when the store is at most
+        :data:`STORE_VERIFY_BYTES`. ``full=True`` (:func:`verify_store`) checks every digest
+        and that every feature value is finite, at any size.
+        """
         path = Path(path)
         info_path = path / "store.json"
         if not info_path.is_file():
             raise StoreError(f"{path}: not a complete feature store (no store.json)")
-        info = read_json(info_path)
-        if info.get("version") != STORE_VERSION:
-            raise StoreError(
-                f"{path}: store format version {info.get('version')!r}, expected {STORE_VERSION}"
-            )
-        config = FeatureConfig.from_json(info["feature_config"])
-        if config.hash() != info.get("feature_hash"):
-            raise StoreError(f"{path}: feature_hash in store.json does not match its config")
+        info = _read_json(path, "store.json")
+        config = _check_info(path, info)
+        manifest = _read_manifest(path, info)
         arrays = {}
         for name in _ARRAYS:
             try:
                 arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r")
             except (OSError, ValueError) as error:
                 raise StoreError(f"{path}: cannot read {name}.npy ({error})") from error
-        count = info["segments"]
-        expected = (count, config.n_frames, config.n_features)
-        if arrays["features"].shape != expected:
-            raise StoreError(
-                f"{path}: features.npy has shape {arrays['features'].shape}, expected {expected}"
-            )
-        for name in _ARRAYS[1:]:
-            if arrays[name].shape != (count,):
+        _check_arrays(path, arrays, info["segments"], config, manifest)
+        verified = _verify_digests(path, info, full)
+        if full:
+            _check_finite(path, arrays["features"], arrays["tracks"], manifest)
+        return cls(
+            path=path, config=config, manifest=manifest, info=info, verified=verified, **arrays
+        )
+
+
+def verify_store(path: str | os.PathLike) -> FeatureStore:
+    """Open the store at ``path`` checking everything, whatever its size (``check --store``).
+
+    Beyond :meth:`FeatureStore.open`: the digest of every array file, ``features.npy``
+    included, and that every feature value is finite. A store written before digests were
+    recorded has nothing to compare with; its ``verified`` is then empty.
+
+    Raises:
+        StoreError: the first problem found, naming the store, the file and what is wrong.
+    """
+    return FeatureStore.open(path, full=True)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex), read a few MB at a time."""
+    digest = hashlib.sha256()
+    buffer = memoryview(bytearray(_HASH_CHUNK))
+    with open(path, "rb", buffering=0) as handle:
+        while size := handle.readinto(buffer):
+            digest.update(buffer[:size])
+    return digest.hexdigest()
+
+
+def _read_json(store: Path, name: str) -> dict[str, Any]:
+    """``store/name`` parsed as a JSON object; a missing or unparsable file is a StoreError."""
+    file = store / name
+    if not file.is_file():
+        raise StoreError(f"{store}: {name} is missing")
+    try:
+        data = read_json(file)
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError included
+        raise StoreError(f"{store}: {name} is not readable JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise StoreError(f"{store}: {name} holds a {type(data).__name__}, not a JSON object")
+    return data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _check_info(store: Path, info: dict[str, Any]) -> FeatureConfig:
+    """Check store.json's fields; return its feature config."""
+    where = f"{store}: store.json"
+    if info.get("version") != STORE_VERSION or not _is_int(info.get("version")):
+        raise StoreError(
+            f"{where}: store format version {_short(info.get('version'))}, expected {STORE_VERSION}"
+        )
+    kinds = {
+        "feature_config": (dict, "an object"),
+        "feature_hash": (str, "a string"),
+        "segments": (int, "a whole number"),
+        "genres": (list, "a list of genre names"),
+    }
+    for key, (kind, described) in kinds.items():
+        if key not in info:
+            raise StoreError(f"{where} has no {key!r}")
+        value = info[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise StoreError(f"{where}: {key} is {_short(value)}, not {described}")
+    if info["segments"] < 0:
+        raise StoreError(f"{where}: segments is {info['segments']}, not a count")
+    if not _is_str_list(info["genres"]):
+        raise StoreError(f"{where}: genres is {_short(info['genres'])}, not a list of genre names")
+    try:
+        config = FeatureConfig.from_json(info["feature_config"])
+    except (ConfigError, TypeError, ValueError) as error:
+        raise StoreError(f"{where}: feature_config is not a valid config ({error})") from error
+    if config.hash() != info["feature_hash"]:
+        raise StoreError(f"{store}: feature_hash in store.json does not match its config")
+    digests = info.get("sha256", {})
+    if not isinstance(digests, dict) or not all(
+        isinstance(v, str) and len(v) == 64 for v in digests.values()
+    ):
+        raise StoreError(f"{where}: sha256 is {_short(digests)}, not file name -> hex digest")
+    unknown = sorted(set(digests) - {f"{name}.npy" for name in _ARRAYS})
+    if unknown:
+        raise StoreError(f"{where}: sha256 names files a store does not hold: {unknown}")
+    return config
+
+
+def _read_manifest(store: Path, info: dict[str, Any]) -> Manifest:
+    """manifest.json parsed and checked against store.json's genres."""
+    data = _read_json(store, "manifest.json")
+    where = f"{store}: manifest.json"
+    for key in ("root", "genres", "tracks"):
+        if key not in data:
+            raise StoreError(f"{where} has no {key!r}")
+    if not isinstance(data["root"], str):
+        raise StoreError(f"{where}: root is {_short(data['root'])}, not a path")
+    if not _is_str_list(data["genres"]):
+        raise StoreError(f"{where}: genres is {_short(data['genres'])}, not a list of genre names")
+    if not isinstance(data["tracks"], list):
+        raise StoreError(f"{where}: tracks is a {type(data['tracks']).__name__}, not a list")
+    genres = set(data["genres"])
+    fields = (("id", str), ("genre", str), ("path", str), ("status", str), ("segments", int))
+    for i, track in enumerate(data["tracks"]):
+        if not isinstance(track, dict):
+            raise StoreError(f"{where}: track {i} is {_short(track)}, not an object")
+        for key, kind in fields:
+            value = track.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
                 raise StoreError(
-                    f"{path}: {name}.npy has {arrays[name].shape[0]} rows, not {count}"
+                    f"{where}: track {i} has {key} {_short(value)}, not a {kind.__name__}"
                 )
-        manifest = Manifest.from_json(read_json(path / "manifest.json"))
-        return cls(path=path, config=config, manifest=manifest, info=info, **arrays)
+        if track["genre"] not in genres:
+            raise StoreError(
+                f"{where}: track {i} ({track['id']}) has genre {track['genre']!r}, "
+                f"not one of its genres"
+            )
+    try:
+        manifest = Manifest.from_json(data)
+    except (TypeError, ValueError) as error:  # e.g. a track field this version does not know
+        raise StoreError(f"{where}: not a manifest this version reads ({error})") from error
+    if manifest.genres != info["genres"]:
+        raise StoreError(
+            f"{store}: the genres of store.json ({', '.join(info['genres'])}) and of "
+            f"manifest.json ({', '.join(manifest.genres)}) differ"
+        )
+    return manifest
+
+
+def _first(bad: np.ndarray) -> tuple[int, str]:
+    """Row of the first True in ``bad`` and ``" (and N more rows)"`` when there are others."""
+    rows = np.flatnonzero(bad)
+    more = f" (and {rows.size - 1} more rows)" if rows.size > 1 else ""
+    return int(rows[0]), more
+
+
+def _check_arrays(
+    store: Path,
+    arrays: dict[str, np.ndarray],
+    count: int,
+    config: FeatureConfig,
+    manifest: Manifest,
+) -> None:
+    """Shapes and dtypes against the config; labels, tracks and positions against the manifest."""
+    expected = (count, config.n_frames, config.n_features)
+    if arrays["features"].shape != expected:
+        raise StoreError(
+            f"{store}: features.npy has shape {arrays['features'].shape}, expected {expected}"
+        )
+    if arrays["features"].dtype != np.float32:
+        raise StoreError(f"{store}: features.npy is {arrays['features'].dtype}, not float32")
+    for name in _ARRAYS[1:]:
+        if arrays[name].shape != (count,):
+            raise StoreError(
+                f"{store}: {name}.npy has shape {arrays[name].shape}, expected ({count},) "
+                f"(one row per segment; store.json says {count} segments)"
+            )
+        if arrays[name].dtype != np.int32:
+            raise StoreError(f"{store}: {name}.npy is {arrays[name].dtype}, not int32")
+    labels, tracks, positions = (np.asarray(arrays[n]) for n in _ARRAYS[1:])
+    genres, entries = manifest.genres, manifest.tracks
+    bad = (labels < 0) | (labels >= len(genres))
+    if bad.any():
+        row, more = _first(bad)
+        raise StoreError(
+            f"{store}: labels.npy: label {labels[row]} at row {row}{more} is outside the "
+            f"{len(genres)} genres"
+        )
+    bad = (tracks < 0) | (tracks >= len(entries))
+    if bad.any():
+        row, more = _first(bad)
+        raise StoreError(
+            f"{store}: tracks.npy: track index {tracks[row]} at row {row}{more} is outside the "
+            f"{len(entries)} tracks of manifest.json"
+        )
+    ok = np.array([t.status == "ok" for t in entries], dtype=bool)
+    bad = ~ok[tracks]
+    if bad.any():
+        row, more = _first(bad)
+        track = entries[tracks[row]]
+        raise StoreError(
+            f"{store}: tracks.npy: row {row}{more} points at track {tracks[row]} ({track.id}), "
+            f"whose status in manifest.json is {track.status!r}, not 'ok'"
+        )
+    bad = labels != manifest.labels[tracks]
+    if bad.any():
+        row, more = _first(bad)
+        track = entries[tracks[row]]
+        raise StoreError(
+            f"{store}: labels.npy: label {labels[row]} ({genres[labels[row]]}) at row "
+            f"{row}{more} differs from its track {tracks[row]} ({track.id}), of genre "
+            f"{manifest.genre_index[track.genre]} ({track.genre}) in manifest.json"
+        )
+    segments = np.array([t.segments for t in entries], dtype=np.int64)
+    bad = (positions < 0) | (positions >= segments[tracks])
+    if bad.any():
+        row, more = _first(bad)
+        track = entries[tracks[row]]
+        limit = "negative" if positions[row] < 0 else f"not below its {track.segments} segments"
+        raise StoreError(
+            f"{store}: positions.npy: position {positions[row]} at row {row}{more} of track "
+            f"{tracks[row]} ({track.id}) is {limit}"
+        )
+
+
+def _verify_digests(store: Path, info: dict[str, Any], full: bool) -> tuple[str, ...]:
+    """Compare the recorded digests with the files; return the names of those compared."""
+    digests = info.get("sha256", {})
+    names = [f"{name}.npy" for name in _ARRAYS]
+    if not full and sum((store / name).stat().st_size for name in names) > STORE_VERIFY_BYTES:
+        names.remove("features.npy")
+    verified = []
+    for name in names:
+        if name not in digests:
+            continue
+        if file_digest(store / name) != digests[name]:
+            raise StoreError(
+                f"{store}: {name} does not match its digest in store.json (corrupt or "
+                "altered); prepare it again with --overwrite"
+            )
+        verified.append(name)
+    return tuple(verified)
+
+
+def _check_finite(
+    store: Path, features: np.ndarray, tracks: np.ndarray, manifest: Manifest
+) -> None:
+    """Every feature value is finite (read a few MB of rows at a time)."""
+    if not len(features):
+        return
+    step = max(1, _HASH_CHUNK // features[0].nbytes)
+    for start in range(0, len(features), step):
+        block = np.asarray(features[start : start + step])
+        finite = np.isfinite(block.reshape(block.shape[0], -1)).all(axis=1)
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite)[0])
+            track = manifest.tracks[tracks[row]]
+            raise StoreError(
+                f"{store}: features.npy: row {row} (track {track.id}) holds NaN or infinite "
+                "values; prepare it again with --overwrite"
+            )
 
 
 def store_path(out_dir: str | os.PathLike, config: FeatureConfig) -> Path:
@@ -152,6 +414,7 @@ class _Extractor:
         self.batch_size = batch_size
         self.buffer: list[np.ndarray] = []
         self.outputs: list[np.ndarray] = []
+        self.finite: list[np.ndarray] = []  # per output row: every value finite
 
     def add(self, segments: np.ndarray) -> None:
         self.buffer.extend(segments)
@@ -159,28 +422,65 @@ class _Extractor:
             self._run(self.buffer[: self.batch_size])
             del self.buffer[: self.batch_size]
 
-    def finish(self) -> np.ndarray:
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """All features ``(rows, frames, coefficients)`` and whether each row is finite."""
         if self.buffer:
             self._run(self.buffer)
             self.buffer = []
         if not self.outputs:
             shape = (0, self.config.n_frames, self.config.n_features)
-            return np.zeros(shape, np.float32)
-        return np.concatenate(self.outputs)
+            return np.zeros(shape, np.float32), np.zeros(0, bool)
+        return np.concatenate(self.outputs), np.concatenate(self.finite)
 
     def _run(self, rows: list[np.ndarray]) -> None:
         batch = np.zeros((self.batch_size, self.config.segment_samples), np.float32)
         batch[: len(rows)] = np.stack(rows)
-        features = np.asarray(extract_jit(batch, self.config))
-        self.outputs.append(features[: len(rows)])
+        features = np.asarray(extract_jit(batch, self.config))[: len(rows)]
+        self.outputs.append(features)
+        self.finite.append(np.isfinite(features.reshape(len(rows), -1)).all(axis=1))
 
 
-def _decode_track(path: str, config: FeatureConfig) -> tuple[np.ndarray | None, float, str]:
+class _Decoded(NamedTuple):
+    """One track decoded: its segments (None when it cannot be decoded, ``reason`` says why),
+    its duration in s, its largest absolute sample, and the warning about it, if any."""
+
+    segments: np.ndarray | None
+    duration: float = 0.0
+    reason: str = ""
+    peak: float = 0.0
+    warning: str | None = None
+
+
+def _decode_track(path: str, config: FeatureConfig) -> _Decoded:
     try:
         audio = load_audio(path, config.sample_rate)
     except AudioError as error:
-        return None, 0.0, error.reason
-    return segment(audio, config.segment_samples), audio.shape[0] / config.sample_rate, ""
+        return _Decoded(None, reason=error.reason)
+    duration = audio.shape[0] / config.sample_rate
+    return _Decoded(
+        segments=segment(audio, config.segment_samples),
+        duration=duration,
+        peak=float(np.abs(audio).max()) if audio.size else 0.0,
+        warning=truncation_warning(path, duration),
+    )
+
+
+def _not_finite_reason(peak: float) -> str:
+    """Why a decoded track's features are refused, with what is known of its samples."""
+    if peak > _AUDIO_SCALE:
+        return (
+            f"features are not finite (NaN or infinite values; samples up to {peak:.1e} are "
+            "not audio-scale)"
+        )
+    return f"features are not finite (NaN or infinite values; largest sample {peak:.3g})"
+
+
+def _check_positive(**settings: Any) -> None:
+    """Raise :class:`ConfigError` naming each ``prepare`` setting that is not a count >= 1."""
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            option = "--" + name.replace("_", "-")
+            raise ConfigError(f"prepare setting {name}={value!r} ({option}): must be >= 1")
 
 
 def prepare(
@@ -197,9 +497,16 @@ def prepare(
     """Decode, segment and extract every track under ``data_dir`` into a store in ``out_dir``.
 
     Reuses an existing complete store for the same config and data; refuses one built from
-    other data unless ``overwrite``. Files that cannot be decoded, or hold no full segment,
-    are recorded in the manifest with the reason, reported through ``log``, and skipped.
+    other data unless ``overwrite``. Files that cannot be decoded, hold no full segment, or
+    give features that are not finite are recorded in the manifest with the reason, reported
+    through ``log``, and skipped; a warning about a file that is kept (a truncation, say) is
+    recorded in its ``warning`` and reported too.
+
+    Raises:
+        ConfigError: ``batch_size`` or ``workers`` is below 1 (before any folder is touched).
+        StoreError: the store there was built from other data, or is damaged.
     """
+    _check_positive(batch_size=batch_size, workers=workers)
     config = config or FeatureConfig()
     manifest = discover(data_dir)
     final = store_path(out_dir, config)
@@ -264,21 +571,29 @@ def _extract(
     workers: int,
     progress: bool,
 ) -> dict[str, np.ndarray]:
-    """Decode, segment and extract the tracks ``indices``; record each one's status."""
+    """Decode, segment and extract the tracks ``indices``; record each one's status.
+
+    A track any of whose feature values is not finite is marked ``"error"`` and its rows are
+    left out of the arrays returned.
+    """
     indices = list(indices)
     extractor = _Extractor(config, batch_size)
     labels, tracks, positions = [], [], []
     genre_index = manifest.genre_index
+    peaks: dict[int, float] = {}
 
-    def decode(i: int) -> tuple[int, tuple[np.ndarray | None, float, str]]:
+    def decode(i: int) -> tuple[int, _Decoded]:
         return i, _decode_track(manifest.tracks[i].path, config)
 
     results = _prefetch(decode, indices, workers, depth=4 * workers)
-    for i, (segments, duration, reason) in _progress(results, len(indices), progress):
+    for i, decoded in _progress(results, len(indices), progress):
         track = manifest.tracks[i]
+        segments, duration = decoded.segments, decoded.duration
         if segments is None:
-            track.status, track.error = "error", reason
+            track.status, track.error = "error", decoded.reason
             continue
+        track.warning = decoded.warning
+        peaks[i] = decoded.peak
         track.duration = round(duration, 4)
         track.segments = int(segments.shape[0])
         if track.segments == 0:
@@ -290,12 +605,21 @@ def _extract(
         labels += [genre_index[track.genre]] * track.segments
         tracks += [i] * track.segments
         positions += list(range(track.segments))
-    return {
-        "features": extractor.finish(),
+    features, finite = extractor.finish()
+    arrays = {
+        "features": features,
         "labels": np.asarray(labels, np.int32),
         "tracks": np.asarray(tracks, np.int32),
         "positions": np.asarray(positions, np.int32),
     }
+    if finite.all():
+        return arrays
+    bad = np.unique(arrays["tracks"][~finite])
+    for i in bad.tolist():
+        track = manifest.tracks[i]
+        track.status, track.error = "error", _not_finite_reason(peaks[i])
+    keep = ~np.isin(arrays["tracks"], bad)
+    return {name: values[keep] for name, values in arrays.items()}
 
 
 def _write_store(
@@ -307,9 +631,14 @@ def _write_store(
     overwrite: bool,
     log: Callable[[str], None],
 ) -> FeatureStore:
-    """Write a complete store under a temporary name and rename it to ``final``."""
+    """Write a complete store under a temporary name and rename it to ``final``.
+
+    store.json, written last, records the SHA-256 digest of each array file as written.
+    """
     if not len(arrays["labels"]):
-        raise StoreError(f"{manifest.root}: no track gave a full segment; nothing to store")
+        raise StoreError(
+            f"{manifest.root}: no track gave a full segment with finite features; nothing to store"
+        )
     info = {
         "version": STORE_VERSION,
         "feature_config": config.to_json(),
@@ -324,14 +653,20 @@ def _write_store(
         "versions": library_versions(),
     }
     with staging_dir(final) as staged:
+        digests = {}
         for name in _ARRAYS:
             np.save(staged / f"{name}.npy", arrays[name])
+            digests[f"{name}.npy"] = file_digest(staged / f"{name}.npy")
+        info["sha256"] = digests
         atomic_write_json(staged / "manifest.json", manifest.to_json())
         atomic_write_json(staged / "store.json", info)
         if not publish_dir(staged, final, replace=overwrite):
             log(f"Another process finished {final} first; using it")
     for track in manifest.skipped():
         log(f"skipped {track.path}: {track.error}")
+    for track in manifest.tracks:
+        if track.warning:
+            log(f"warning {track.path}: {track.warning}")
     log(
         f"Feature store {final}: {info['segments']} segments from {info['tracks_used']} tracks "
         f"({info['tracks_skipped']} skipped) in {info['seconds']} s"

@@ -3,6 +3,11 @@
 Every process extracts every ``count``-th track of the manifest (starting at its own index) into
 a shard file next to the store; process 0 assembles the shards, in the order a single process
 would have written them, into one store; every process then opens that same store.
+
+Each shard is extracted by :func:`genre_jax.store._extract`, so a track whose features are not
+finite is already marked an error and left out of its shard; the assembled store is written by
+:func:`genre_jax.store._write_store`, so it records the digest of each array file exactly as a
+single process's store does.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import librosa
@@ -11,22 +13,34 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from genre_jax import store as store_module
 from genre_jax.audio import load_audio
 from genre_jax.cli import main
-from genre_jax.config import FeatureConfig
-from genre_jax.store import FeatureStore, StoreError, prepare, resolve_store, store_path
+from genre_jax.config import ConfigError, FeatureConfig
+from genre_jax.store import (
+    FeatureStore,
+    StoreError,
+    prepare,
+    resolve_store,
+    store_path,
+    verify_store,
+)
+from genre_jax.store_shards import extract_shard, merge_shards
 
 
-@pytest.fixture
-def small_dataset(synthetic_small: Path, tmp_path: Path) -> Path:
-    """Two synthetic genres, 3 tracks each, plus a truncated wav and a text file named .wav."""
-    root = tmp_path / "data"
+def _small_dataset(synthetic_small: Path, root: Path) -> Path:
     for genre in ("blues", "metal"):
         shutil.copytree(synthetic_small / "genres_original" / genre, root / genre)
     good = (root / "blues" / "blues.00000.wav").read_bytes()
     (root / "blues" / "blues.broken.wav").write_bytes(good[: len(good) // 3])
     (root / "metal" / "metal.text.wav").write_text("RIFF? no, just text pretending to be audio\n")
     return root
+
+
+@pytest.fixture
+def small_dataset(synthetic_small: Path, tmp_path: Path) -> Path:
+    """Two synthetic genres, 3 tracks each, plus a truncated wav and a text file named .wav."""
+    return _small_dataset(synthetic_small, tmp_path / "data")
 
 
 def test_prepare_writes_a_complete_store(small_dataset: Path, tmp_path: Path) -> None:
@@ -144,3 +158,280 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
         tmp_path / "b.json"
     ).stat().st_mode & 0o777
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+# --- validation at open, digests ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built_store(synthetic_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of ``small_dataset`` (tracks: blues 0-2, blues.broken 3, metal 4-6, metal.text 7)
+    built once; tests damage copies of it."""
+    root = tmp_path_factory.mktemp("built")
+    data = _small_dataset(synthetic_small, root / "data")
+    return prepare(data, root / "out", progress=False, log=lambda _: None).path
+
+
+@pytest.fixture
+def store_copy(built_store: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "store"
+    shutil.copytree(built_store, copy)
+    return copy
+
+
+def _edit_json(name: str, edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    def apply(store: Path) -> None:
+        data = json.loads((store / name).read_text())
+        edit(data)
+        (store / name).write_text(json.dumps(data))
+
+    return apply
+
+
+def _edit_array(name: str, edit: Callable[[np.ndarray], np.ndarray | None]) -> Callable:
+    def apply(store: Path) -> None:
+        values = np.load(store / f"{name}.npy")
+        edited = edit(values)
+        np.save(store / f"{name}.npy", values if edited is None else edited)
+
+    return apply
+
+
+def _set(row: int, value: int) -> Callable[[np.ndarray], None]:
+    def edit(values: np.ndarray) -> None:
+        values[row] = value
+
+    return edit
+
+
+def _truncate(name: str) -> Callable[[Path], None]:
+    def apply(store: Path) -> None:
+        text = (store / name).read_text()
+        (store / name).write_text(text[: len(text) // 2])
+
+    return apply
+
+
+DAMAGES = {
+    "label-out-of-range": (
+        _edit_array("labels", _set(5, 99)),
+        r"labels\.npy: label 99 at row 5 is outside the 2 genres",
+    ),
+    "label-not-its-tracks-genre": (
+        _edit_array("labels", _set(0, 1)),
+        r"labels\.npy: label 1 \(metal\) at row 0 differs from its track 0 \(blues\.00000\), "
+        r"of genre 0 \(blues\)",
+    ),
+    "track-out-of-range": (
+        _edit_array("tracks", _set(2, 1000)),
+        r"tracks\.npy: track index 1000 at row 2 is outside the 8 tracks of manifest\.json",
+    ),
+    "negative-track": (
+        _edit_array("tracks", _set(2, -1)),
+        r"tracks\.npy: track index -1 at row 2 is outside",
+    ),
+    "track-that-was-skipped": (
+        _edit_array("tracks", _set(1, 3)),
+        r"tracks\.npy: row 1 points at track 3 \(blues\.broken\), whose status in manifest\.json "
+        r"is 'error', not 'ok'",
+    ),
+    "negative-position": (
+        _edit_array("positions", _set(4, -1)),
+        r"positions\.npy: position -1 at row 4 of track 1 \(blues\.00001\) is negative",
+    ),
+    "position-past-the-track": (
+        _edit_array("positions", _set(4, 7)),
+        r"positions\.npy: position 7 at row 4 .* not below its 3 segments",
+    ),
+    "labels-int64": (
+        _edit_array("labels", lambda v: v.astype(np.int64)),
+        r"labels\.npy is int64, not int32",
+    ),
+    "features-float64": (
+        _edit_array("features", lambda v: v.astype(np.float64)),
+        r"features\.npy is float64, not float32",
+    ),
+    "features-wrong-frames": (
+        _edit_array("features", lambda v: v[:, :400]),
+        r"features\.npy has shape \(18, 400, 13\), expected \(18, 431, 13\)",
+    ),
+    "manifest-truncated": (_truncate("manifest.json"), r"manifest\.json is not readable JSON"),
+    "manifest-missing": (lambda s: (s / "manifest.json").unlink(), r"manifest\.json is missing"),
+    "manifest-not-an-object": (
+        lambda s: (s / "manifest.json").write_text("[]"),
+        r"manifest\.json holds a list, not a JSON object",
+    ),
+    "manifest-no-tracks": (
+        _edit_json("manifest.json", lambda d: d.pop("tracks")),
+        r"manifest\.json has no 'tracks'",
+    ),
+    "manifest-status-not-text": (
+        _edit_json("manifest.json", lambda d: d["tracks"][2].update(status=1)),
+        r"manifest\.json: track 2 has status 1, not a str",
+    ),
+    "manifest-unknown-genre": (
+        _edit_json("manifest.json", lambda d: d["tracks"][0].update(genre="jazz")),
+        r"manifest\.json: track 0 \(blues\.00000\) has genre 'jazz', not one of its genres",
+    ),
+    "store-json-truncated": (_truncate("store.json"), r"store\.json is not readable JSON"),
+    "store-json-not-an-object": (
+        lambda s: (s / "store.json").write_text('"a store"'),
+        r"store\.json holds a str, not a JSON object",
+    ),
+    "store-json-version-2": (
+        _edit_json("store.json", lambda d: d.update(version=2)),
+        r"store\.json: store format version 2, expected 1",
+    ),
+    "store-json-no-segments": (
+        _edit_json("store.json", lambda d: d.pop("segments")),
+        r"store\.json has no 'segments'",
+    ),
+    "store-json-segments-text": (
+        _edit_json("store.json", lambda d: d.update(segments="18")),
+        r"store\.json: segments is '18', not a whole number",
+    ),
+    "store-json-bad-config": (
+        _edit_json("store.json", lambda d: d["feature_config"].update(n_fft=0)),
+        r"store\.json: feature_config is not a valid config .*n_fft",
+    ),
+    "genres-differ": (
+        _edit_json("store.json", lambda d: d.update(genres=["blues", "rock"])),
+        r"genres of store\.json \(blues, rock\) and of manifest\.json \(blues, metal\) differ",
+    ),
+    "digests-not-a-mapping": (
+        _edit_json("store.json", lambda d: d.update(sha256="abc")),
+        r"store\.json: sha256 is 'abc', not file name -> hex digest",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_open_names_each_inconsistency(store_copy: Path, damage: str) -> None:
+    apply, words = DAMAGES[damage]
+    FeatureStore.open(store_copy)  # whole before the damage
+    apply(store_copy)
+    with pytest.raises(StoreError, match=words) as caught:
+        FeatureStore.open(store_copy)
+    assert str(caught.value).startswith(f"{store_copy}: ")
+    assert "\n" not in str(caught.value)
+
+
+def _flip_byte(file: Path, offset: int) -> None:
+    data = bytearray(file.read_bytes())
+    data[offset] ^= 0x01
+    file.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_is_caught_by_open_and_verify(store_copy: Path) -> None:
+    info = json.loads((store_copy / "store.json").read_text())
+    assert sorted(info["sha256"]) == ["features.npy", "labels.npy", "positions.npy", "tracks.npy"]
+    assert verify_store(store_copy).verified == tuple(f"{n}.npy" for n in store_module._ARRAYS)
+    _flip_byte(store_copy / "features.npy", (store_copy / "features.npy").stat().st_size - 5)
+    expected = (
+        rf"^{store_copy}: features\.npy does not match its digest in store\.json \(corrupt or "
+        r"altered\); prepare it again with --overwrite$"
+    )
+    with pytest.raises(StoreError, match=expected):
+        FeatureStore.open(store_copy)
+    with pytest.raises(StoreError, match=expected):
+        verify_store(store_copy)
+
+
+def test_small_arrays_are_always_verified_features_only_below_the_limit(
+    store_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "STORE_VERIFY_BYTES", 0)  # as if the store were huge
+    assert FeatureStore.open(store_copy).verified == ("labels.npy", "tracks.npy", "positions.npy")
+    _flip_byte(store_copy / "features.npy", (store_copy / "features.npy").stat().st_size - 5)
+    FeatureStore.open(store_copy)  # too big to hash at every open ...
+    with pytest.raises(StoreError, match=r"features\.npy does not match its digest"):
+        verify_store(store_copy)  # ... but the check command always does
+    positions = np.load(store_copy / "positions.npy")
+    positions[[0, 1]] = positions[[1, 0]]  # still valid positions: only the digest can tell
+    np.save(store_copy / "positions.npy", positions)
+    with pytest.raises(StoreError, match=r"positions\.npy does not match its digest"):
+        FeatureStore.open(store_copy)
+
+
+def test_a_store_without_digests_opens_as_before(store_copy: Path) -> None:
+    """Stores written before digests were recorded: the other checks only."""
+    _edit_json("store.json", lambda d: d.pop("sha256"))(store_copy)
+    assert FeatureStore.open(store_copy).verified == ()
+    assert verify_store(store_copy).verified == ()
+    features = np.load(store_copy / "features.npy")
+    features[11, 200, 3] = np.inf
+    np.save(store_copy / "features.npy", features)
+    assert len(FeatureStore.open(store_copy)) == 18
+    with pytest.raises(StoreError, match=r"features\.npy: row 11 \(track metal\.00000\) holds"):
+        verify_store(store_copy)
+
+
+def test_prepare_refuses_a_corrupt_store_until_overwrite(store_copy: Path, tmp_path: Path) -> None:
+    manifest = json.loads((store_copy / "manifest.json").read_text())
+    out = tmp_path / "out"
+    final = store_path(out, FeatureConfig())
+    shutil.copytree(store_copy, final)
+    _flip_byte(final / "features.npy", 500)
+    with pytest.raises(StoreError, match="prepare it again with --overwrite"):
+        prepare(manifest["root"], out, progress=False, log=lambda _: None)
+    store = prepare(manifest["root"], out, overwrite=True, progress=False, log=lambda _: None)
+    assert store.verified == ("features.npy", "labels.npy", "tracks.npy", "positions.npy")
+
+
+# --- prepare: non-finite features, argument checks ---------------------------------------------
+
+
+def _tone_folder(root: Path) -> Path:
+    """Two genres of two 11 s sine tones each, and a float WAV whose samples are ~1e18."""
+    rate = 22050
+    t = np.arange(11 * rate) / rate
+    for g, genre in enumerate(("blues", "metal")):
+        (root / genre).mkdir(parents=True)
+        for k in range(2):
+            tone = 0.3 * np.sin(2 * np.pi * (220 + 110 * g + 30 * k) * t)
+            sf.write(root / genre / f"{genre}.{k:05d}.wav", tone, rate, subtype="PCM_16")
+    huge = (1e18 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    sf.write(root / "metal" / "metal.huge.wav", huge, rate, subtype="FLOAT")
+    return root
+
+
+def test_prepare_skips_a_file_whose_features_are_not_finite(tmp_path: Path) -> None:
+    data = _tone_folder(tmp_path / "data")
+    messages: list[str] = []
+    store = prepare(data, tmp_path / "out", batch_size=1, progress=False, log=messages.append)
+    huge = next(t for t in store.manifest.tracks if t.id == "metal.huge")
+    assert huge.status == "error"
+    assert huge.error == (
+        "features are not finite (NaN or infinite values; samples up to 1.0e+18 are not "
+        "audio-scale)"
+    )
+    assert [m for m in messages if "metal.huge.wav" in m] == [f"skipped {huge.path}: {huge.error}"]
+    assert np.isfinite(store.features).all() and store.features.shape == (4, 431, 13)
+    ok = [i for i, t in enumerate(store.manifest.tracks) if t.status == "ok"]
+    assert store.tracks.tolist() == ok and len(ok) == 4
+    assert verify_store(store.path).verified[0] == "features.npy"
+
+
+def test_sharded_prepare_skips_non_finite_and_records_digests(tmp_path: Path) -> None:
+    data = _tone_folder(tmp_path / "data")
+    config = FeatureConfig(segment_seconds=5.0)
+    for index in (1, 0):
+        extract_shard(data, tmp_path / "out", config, index, 2, batch_size=3)
+    merged = merge_shards(data, tmp_path / "out", config, 2, log=lambda _: None)
+    statuses = {t.id: t.status for t in merged.manifest.tracks}
+    assert statuses.pop("metal.huge") == "error" and set(statuses.values()) == {"ok"}
+    assert np.isfinite(merged.features).all() and len(merged) == 8
+    assert set(merged.info["sha256"]) == {f"{n}.npy" for n in store_module._ARRAYS}
+    assert len(verify_store(merged.path).verified) == 4
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("batch_size", 0), ("workers", 0), ("workers", -2), ("batch_size", 1.5)]
+)
+def test_prepare_refuses_bad_counts_before_touching_a_folder(
+    tmp_path: Path, setting: str, value: float
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=rf"^prepare setting {setting}={value}.*must be >= 1$"):
+        prepare(tmp_path / "no-such-data", out, progress=False, **{setting: value})
+    assert not out.exists()
