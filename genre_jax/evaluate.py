@@ -3,10 +3,18 @@
 Song-level accuracy (the default, what a listener asks for) aggregates a song's segments by
 mean probability; majority vote is reported beside it. Segment-level accuracy is the seed's
 figure. Metrics use scikit-learn's implementations.
+
+A run's songs are known by identity (genre, track id, file size: :func:`match_tracks`), so a
+store of a copy of its data is scored on the run's own test songs, never on its training songs,
+and a report made on any store but the run's own is written beside the run's report, not over
+it. ``compare`` only reads.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +23,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from genre_jax.config import ConfigError, FeatureConfig, require_same
+from genre_jax.datasets import Manifest, Track
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.inference import load_predictor
 from genre_jax.splits import Split
@@ -81,29 +90,181 @@ def _confusion(truth: np.ndarray, predicted: np.ndarray, n: int) -> dict[str, li
     return {"counts": counts.tolist(), "normalized": normalized.round(6).tolist()}
 
 
-def _select(
-    store: FeatureStore, run_config: dict[str, Any], part: str
-) -> tuple[np.ndarray, str, bool]:
-    """Segment indices to evaluate, where they come from, and whether the split leaks songs.
+def match_tracks(wanted: Sequence[Track], available: Sequence[Track]) -> np.ndarray:
+    """Index in ``available`` of the same song as each track of ``wanted`` (-1 where none).
 
-    The run's own data: its split's ``part``. Another dataset: all of its segments.
+    A song is identified by its genre and track id, and by its file size where both tracks
+    record one (manifests written before sizes were recorded have none): a copied or moved
+    dataset keeps all three, while its modification times, and so its data fingerprint, change.
     """
-    if store.info.get("data_fingerprint") == run_config.get("data_fingerprint"):
-        split = Split.from_json(run_config["split"])
-        return split.segment_indices(part, store.tracks), f"{split.name} ({part})", split.leaky
-    return np.arange(len(store)), f"all of {store.manifest.root} (another dataset)", False
+    where: dict[tuple[str, str], int] = {}
+    for i, track in enumerate(available):
+        where.setdefault((track.genre, track.id), i)
+    found = np.full(len(wanted), -1, dtype=np.int64)
+    for k, track in enumerate(wanted):
+        i = where.get((track.genre, track.id))
+        if i is None:
+            continue
+        sizes = track.size, available[i].size
+        if None in sizes or sizes[0] == sizes[1]:
+            found[k] = i
+    return found
+
+
+@dataclass
+class Selection:
+    """The segments of a store to evaluate, and what they are."""
+
+    index: np.ndarray  # sorted segment indices into the store
+    source: str  # what the report says was evaluated
+    leaky: bool  # whether the run's split shares songs between its parts
+
+
+def select_segments(
+    store: FeatureStore, run_config: dict[str, Any], part: str, run_dir: str | Path = "run"
+) -> Selection:
+    """The segments of ``store`` on which to evaluate the run's ``part`` songs.
+
+    * The run's data (``store`` has the run's data fingerprint): the split's ``part``.
+    * A copy of it (other fingerprint, but ``store`` holds songs of the run, matched by
+      :func:`match_tracks` against the manifest of the run's own store): exactly the run's
+      ``part`` songs, found by identity; the training songs are never scored as unseen.
+    * Another dataset (no song of the run): all of its segments.
+
+    Raises:
+        ConfigError: the run's own store, needed to know its songs, is gone or was rebuilt
+            from other data; or ``store`` holds songs of the run but misses some ``part``
+            songs (how many, and one id, are named).
+    """
+    split = Split.from_json(run_config["split"])
+    fingerprint = run_config.get("data_fingerprint")
+    same_data = fingerprint is not None and store.info.get("data_fingerprint") == fingerprint
+    run = None if same_data else _run_data(store, run_config, run_dir, split.level == "segment")
+    if run is None:  # the run's data, or a run recording no fingerprint on its own store
+        index = split.segment_indices(part, store.tracks)
+        return Selection(index, f"{split.name} ({part})", split.leaky)
+    mapping = match_tracks(run.manifest.tracks, store.manifest.tracks)
+    songs = {p: run.part_tracks(split, p) for p in ("train", "val", "test")}
+    if not np.any(mapping[np.concatenate(list(songs.values()))] >= 0):
+        return Selection(
+            np.arange(len(store)), f"all of {store.manifest.root} (another dataset)", False
+        )
+    if run.tracks is None or run.positions is None:  # a song-level split
+        found = mapping[songs[part]]
+        index = np.flatnonzero(np.isin(store.tracks, found[found >= 0]))
+        present = np.isin(found, store.tracks)
+    else:  # a segment-level split: each segment by its song and position in the song
+        segment_of = {
+            (int(t), int(q)): s
+            for s, (t, q) in enumerate(zip(store.tracks, store.positions, strict=True))
+        }
+        wanted = split.segment_indices(part, run.tracks)
+        keys = zip(mapping[run.tracks[wanted]], run.positions[wanted], strict=True)
+        located = np.array([segment_of.get((int(t), int(q)), -1) for t, q in keys], np.int64)
+        present = ~np.isin(songs[part], run.tracks[wanted][located < 0])
+        index = np.sort(located[located >= 0])
+    if not np.all(present):
+        missing = songs[part][~present]
+        example = run.manifest.tracks[int(missing[0])]
+        raise ConfigError(
+            f"{store.path}: holds songs of run {run_dir} (its data, copied or moved), but "
+            f"{len(missing)} of the {len(songs[part])} {part} songs are missing from it (e.g. "
+            f"{example.genre}/{example.id}, or its file changed size); a figure on the rest would "
+            "not be the run's: use a store of the complete data"
+        )
+    return Selection(
+        index, f"{split.name} ({part}), its songs found in {store.manifest.root}", split.leaky
+    )
+
+
+@dataclass
+class _RunData:
+    """What the run's own store says about its songs: the manifest its split indexes and, for a
+    segment-level split, the track and position of each of its segments."""
+
+    manifest: Manifest
+    tracks: np.ndarray | None = None
+    positions: np.ndarray | None = None
+
+    def part_tracks(self, split: Split, part: str) -> np.ndarray:
+        """Track indices (into :attr:`manifest`) of the songs of the split's ``part``."""
+        if self.tracks is None:
+            return np.asarray(getattr(split, part), np.int64)
+        return np.unique(self.tracks[split.segment_indices(part, self.tracks)]).astype(np.int64)
+
+
+def _run_data(
+    store: FeatureStore, run_config: dict[str, Any], run_dir: str | Path, segments: bool
+) -> _RunData | None:
+    """The run's songs from its own store (read, not verified: only its manifest, and its
+    ``tracks``/``positions`` arrays when ``segments``); None when ``store`` is that store and
+    the run recorded no fingerprint to tell whether it was rebuilt since (a legacy run)."""
+    path = run_config.get("store")
+    fingerprint = run_config.get("data_fingerprint")
+    need = (
+        f"it is needed to match the songs of {store.path} (data fingerprint "
+        f"{store.info.get('data_fingerprint')}, the run's {fingerprint}) to the run's split"
+    )
+    if path is None:
+        raise ConfigError(f"{run_dir}: config.json names no feature store; {need}")
+    path = Path(path)
+    if fingerprint is None and path.resolve() == store.path.resolve():
+        return None
+    try:
+        built_from = read_json(path / "store.json").get("data_fingerprint")
+        manifest = Manifest.from_json(read_json(path / "manifest.json"))
+        if segments:
+            tracks, positions = (
+                np.load(path / f"{name}.npy", mmap_mode="r") for name in ("tracks", "positions")
+            )
+            run = _RunData(manifest, tracks, positions)
+        else:
+            run = _RunData(manifest)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        message = f"{run_dir}: the run's feature store {path} is gone or unreadable ({error})"
+        raise ConfigError(f"{message}; {need}") from error
+    if fingerprint is not None and built_from != fingerprint:
+        raise ConfigError(
+            f"{run_dir}: the run's feature store {path} was rebuilt from other data since the "
+            f"run was trained (data fingerprint {built_from}, the run's {fingerprint}), so its "
+            f"split no longer names the run's songs; {need}"
+        )
+    return run
+
+
+def report_suffix(run_config: dict[str, Any], store: FeatureStore, part: str) -> str:
+    """Suffix of the report's file names: ``""`` (``"-val"``) on the run's own store, else
+    ``"-<part>-on-<store folder>-<8 hex of the sha256 of its resolved path>"``, so that a report
+    made on other data is written beside the run's own, never over it."""
+    own = run_config.get("store")
+    resolved = store.path.resolve()
+    if own is not None and Path(own).resolve() == resolved:
+        return "" if part == "test" else f"-{part}"
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", resolved.name)
+    return f"-{part}-on-{name}-{digest}"
 
 
 def evaluate_run(
-    run_dir: str | Path, *, part: str = "test", features: str | Path | None = None
+    run_dir: str | Path,
+    *,
+    part: str = "test",
+    features: str | Path | None = None,
+    write: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the run's model on a split part of its store (or another store's segments).
 
-    Writes ``report.json`` and ``report.md`` (``report-val.*`` for ``part="val"``) and the
-    confusion-matrix PNGs under ``plots/``, and returns the report.
+    Which segments are scored is :func:`select_segments`'s choice: the run's ``part`` songs,
+    found by identity in a copy of its data, or all of another dataset. With ``write``, writes
+    ``report.json`` and ``report.md`` (``report-val.*`` for ``part="val"``) and the
+    confusion-matrix PNGs under ``plots/``; a store other than the run's own gets the suffix of
+    :func:`report_suffix` instead (``report-test-on-<store>-<hash>.json``), so the run's own
+    report is never replaced by one made on other data. Returns the report, with
+    ``"report_file"`` the path of the JSON written (None without ``write``; not in the file).
 
     Raises:
-        ConfigError: ``features`` was extracted with other settings (the field is named).
+        ConfigError: ``features`` was extracted with other settings (the field is named), or
+            its songs cannot be matched to the run's split (see :func:`select_segments`).
     """
     from genre_jax import plots
 
@@ -119,7 +280,8 @@ def evaluate_run(
     genres = predictor.genres
     if store.genres != genres:
         raise ValueError(f"{store.path}: genres {store.genres} differ from the run's {genres}")
-    index, source, leaky = _select(store, run_config, part)
+    selection = select_segments(store, run_config, part, run_dir)
+    index = selection.index
     if len(index) == 0:
         raise ConfigError(f"{run_dir}: the {part} part of the split is empty; nothing to evaluate")
     x = np.asarray(store.features[index])
@@ -130,8 +292,9 @@ def evaluate_run(
     report = {
         "run": str(run_dir),
         "model": predictor.model_name,
-        "evaluated_on": source,
-        "leaky_split": leaky,
+        "evaluated_on": selection.source,
+        "store": str(store.path.resolve()),
+        "leaky_split": selection.leaky,
         "segments": len(index),
         "songs": len(songs.tracks),
         "segment_accuracy": float(np.mean(predicted == truth)),
@@ -153,19 +316,23 @@ def evaluate_run(
             "segment": _confusion(truth, predicted, len(genres)),
         },
     )
-    suffix = "" if part == "test" else f"-{part}"
+    if not write:
+        return {**report, "report_file": None}
+    suffix = report_suffix(run_config, store, part)
+    where = f"{part}, {store.path.name}" if suffix.startswith(f"-{part}-on-") else part
     for level in ("song", "segment"):
         plots.confusion_matrices(
             np.array(report["confusion"][level]["counts"]),
             genres,
             lambda kind, level=level: run_dir / "plots" / f"confusion_{level}_{kind}{suffix}.png",
             lambda kind, level=level: (
-                f"{predictor.model_name.upper()} {level}-level confusion ({part}, {kind})"
+                f"{predictor.model_name.upper()} {level}-level confusion ({where}, {kind})"
             ),
         )
-    atomic_write_json(run_dir / f"report{suffix}.json", report)
+    report_file = run_dir / f"report{suffix}.json"
+    atomic_write_json(report_file, report)
     atomic_write_bytes(run_dir / f"report{suffix}.md", markdown_report(report).encode())
-    return report
+    return {**report, "report_file": str(report_file)}
 
 
 def markdown_report(report: dict[str, Any]) -> str:
@@ -177,6 +344,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         f"Evaluated on {report['evaluated_on']}: {report['segments']} segments, "
         f"{report['songs']} songs.",
     ]
+    if report.get("store"):
+        lines += ["", f"Feature store: {report['store']}"]
     if report["leaky_split"]:
         lines += [
             "",
@@ -213,11 +382,13 @@ def markdown_report(report: dict[str, Any]) -> str:
 
 
 def compare_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
-    """One row per run (evaluating it first if it has no report), then the seed's rows."""
+    """One row per run, then the seed's rows. Only reads: a run without ``report.json`` is
+    evaluated in memory (nothing is written) and its row says so (``evaluated_now``)."""
     rows = []
     for run_dir in map(Path, run_dirs):
         report_path = run_dir / "report.json"
-        report = read_json(report_path) if report_path.is_file() else evaluate_run(run_dir)
+        evaluated_now = not report_path.is_file()
+        report = evaluate_run(run_dir, write=False) if evaluated_now else read_json(report_path)
         summary = (
             read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
         )
@@ -231,6 +402,7 @@ def compare_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
                 "macro_f1": report["macro_avg"]["f1"],
                 "parameters": summary.get("parameters"),
                 "train_seconds": summary.get("train_seconds"),
+                "evaluated_now": evaluated_now,
             }
         )
     for model, accuracy in SEED_REPORTED.items():
@@ -244,13 +416,15 @@ def compare_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
                 "macro_f1": None,
                 "parameters": {"cnn": 65_994, "gru": 76_170}.get(model),
                 "train_seconds": None,
+                "evaluated_now": False,
             }
         )
     return rows
 
 
 def comparison_markdown(rows: list[dict[str, Any]]) -> str:
-    """The comparison as a markdown table (``-`` where a figure does not exist)."""
+    """The comparison as a markdown table (``-`` where a figure does not exist); a run evaluated
+    just now (it has no ``report.json``) is marked ``*`` and explained below the table."""
 
     def cell(value: Any, percent: bool = False) -> str:
         if value is None:
@@ -269,9 +443,16 @@ def comparison_markdown(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         f1 = "-" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}"
+        run = f"{r['run']} *" if r.get("evaluated_now") else r["run"]
         lines.append(
-            f"| {r['run']} | {r['model']} | {r['protocol']} | {cell(r['segment_accuracy'], True)} "
+            f"| {run} | {r['model']} | {r['protocol']} | {cell(r['segment_accuracy'], True)} "
             f"| {cell(r['song_accuracy'], True)} | {f1} | {cell(r['parameters'])} "
             f"| {cell(r['train_seconds'])} |"
         )
+    if any(r.get("evaluated_now") for r in rows):
+        lines += [
+            "",
+            "\\* evaluated now on the run's test songs: the run has no report.json (none was "
+            "written; `genre-jax evaluate` writes one)",
+        ]
     return "\n".join(lines) + "\n"

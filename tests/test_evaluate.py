@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +13,18 @@ import pytest
 
 from genre_jax.cli import main
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
-from genre_jax.evaluate import aggregate_songs, compare_runs, evaluate_run
+from genre_jax.datasets import Track, generate_synthetic
+from genre_jax.evaluate import (
+    aggregate_songs,
+    compare_runs,
+    comparison_markdown,
+    evaluate_run,
+    match_tracks,
+    select_segments,
+)
 from genre_jax.inference import load_predictor
 from genre_jax.runner import make_split, train_run
-from genre_jax.store import prepare
+from genre_jax.store import FeatureStore, prepare
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -57,7 +68,9 @@ def test_evaluate_round_trip(runs, synthetic_store, model: str) -> None:
     run = runs[model]
     report = evaluate_run(run)
     saved = json.loads((run / "report.json").read_text())
+    assert report.pop("report_file") == str(run / "report.json")
     assert saved == json.loads(json.dumps(report))
+    assert saved["store"] == str(synthetic_store.path.resolve())
     for key in ("segment_accuracy", "song_accuracy", "per_genre", "confusion"):
         assert key in saved
     index = make_split(synthetic_store, TrainConfig(model=model)).segment_indices(
@@ -118,3 +131,209 @@ def test_demo_quick_runs_end_to_end(tmp_path: Path, monkeypatch) -> None:
     assert table.count("seed report") == 3
     melstat = json.loads((out / "melstat" / "config.json").read_text())
     assert melstat["features"]["kind"] == "logmel" and melstat["train"]["label_smoothing"] == 0.1
+
+
+def _track(track_id: str, genre: str, size: int | None = None) -> Track:
+    return Track(id=track_id, genre=genre, path=f"/data/{genre}/{track_id}.wav", size=size)
+
+
+def test_songs_are_matched_by_genre_id_and_size_where_both_record_it() -> None:
+    wanted = [
+        _track("blues.00000", "blues", 100),  # its file changed size: another song
+        _track("blues.00001", "blues", 100),
+        _track("jazz.00000", "jazz"),  # no size recorded on this side: genre and id decide
+        _track("rock.00000", "rock", 50),
+        _track("x", "blues"),  # the same id in another genre is another song
+        _track("pop.00009", "pop", 10),  # not there at all
+    ]
+    available = [
+        _track("jazz.00000", "jazz", 7),
+        _track("blues.00001", "blues", 100),
+        _track("blues.00000", "blues", 101),
+        _track("rock.00000", "rock"),
+        _track("x", "jazz"),
+    ]
+    assert match_tracks(wanted, available).tolist() == [-1, 1, 0, 3, -1, -1]
+    assert match_tracks([], available).tolist() == []
+
+
+QUIET = {"progress": False, "log": lambda _: None}
+
+
+@pytest.fixture(scope="module")
+def small_run(synthetic_store, tmp_path_factory) -> tuple[Path, FeatureStore]:
+    """An SVM run on the 10-tracks-per-genre store (1 test song per genre), with its report."""
+    run = tmp_path_factory.mktemp("small-run") / "run"
+    train_run(synthetic_store.path, run, TrainConfig(model="svm", time_flip=False), **QUIET)
+    evaluate_run(run)
+    return run, synthetic_store
+
+
+def _copy_data(source: Path, target: Path) -> Path:
+    """The dataset copied file by file with new modification times (so another fingerprint)."""
+    shutil.copytree(source, target, copy_function=shutil.copyfile)
+    return target
+
+
+@pytest.fixture(scope="module")
+def copied_store(small_run, tmp_path_factory) -> FeatureStore:
+    """A store of the run's dataset copied elsewhere: the same files, another fingerprint."""
+    _, store = small_run
+    root = tmp_path_factory.mktemp("copied")
+    data = _copy_data(Path(store.manifest.root).parent, root / "data")
+    copy = prepare(data, root / "features", **QUIET)
+    assert copy.info["data_fingerprint"] != store.info["data_fingerprint"]
+    return copy
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def _figures(report: dict) -> dict:
+    keys = ("segments", "songs", "segment_accuracy", "song_accuracy", "song_accuracy_vote")
+    return {k: report[k] for k in (*keys, "per_genre", "per_genre_segment", "confusion")}
+
+
+def _split_ids(run: Path, part: str) -> list[str]:
+    config = json.loads((run / "config.json").read_text())
+    manifest = json.loads((Path(config["store"]) / "manifest.json").read_text())
+    return sorted(manifest["tracks"][i]["id"] for i in config["split"][part])
+
+
+def test_a_copy_of_the_data_is_scored_on_the_runs_own_test_songs(small_run, copied_store) -> None:
+    run, _ = small_run
+    copy = copied_store
+    own_bytes = (run / "report.json").read_bytes()
+    own = json.loads(own_bytes)
+
+    config = json.loads((run / "config.json").read_text())
+    selection = select_segments(copy, config, "test", run)
+    evaluated = sorted(
+        {copy.manifest.tracks[t].id for t in np.asarray(copy.tracks)[selection.index]}
+    )
+    assert evaluated == _split_ids(run, "test") and len(evaluated) == 10
+
+    report = evaluate_run(run, features=copy.path)
+    assert _figures(report) == _figures(own)
+    assert "found in" in report["evaluated_on"] and "another dataset" not in report["evaluated_on"]
+    assert (run / "report.json").read_bytes() == own_bytes  # the run's own report is kept
+    digest = hashlib.sha256(str(copy.path.resolve()).encode()).hexdigest()[:8]
+    suffix = f"-test-on-{copy.path.name}-{digest}"
+    assert report["report_file"] == str(run / f"report{suffix}.json")
+    saved = json.loads((run / f"report{suffix}.json").read_text())
+    assert saved["store"] == str(copy.path.resolve()) and _figures(saved) == _figures(own)
+    assert str(copy.path.resolve()) in (run / f"report{suffix}.md").read_text()
+    for level in ("song", "segment"):
+        for kind in ("counts", "normalized"):
+            assert (run / "plots" / f"confusion_{level}_{kind}{suffix}.png").read_bytes()[:8] == PNG
+
+    val = evaluate_run(run, part="val", features=copy.path)
+    assert val["report_file"] == str(run / f"report-val-on-{copy.path.name}-{digest}.json")
+    assert val["songs"] == len(_split_ids(run, "val")) == 10
+
+
+def test_a_leaky_run_on_a_copy_scores_its_own_test_segments(
+    small_run, copied_store, tmp_path
+) -> None:
+    """The seed's segment-level split, mapped by song and position in the song."""
+    _, store = small_run
+    run = tmp_path / "leaky"
+    config = TrainConfig(model="svm", time_flip=False, split="seed-leaky")
+    train_run(store.path, run, config, **QUIET)
+    own = evaluate_run(run)
+    on_copy = evaluate_run(run, features=copied_store.path)
+    assert on_copy["leaky_split"] and _figures(on_copy) == _figures(own)
+    assert own["segments"] < len(store)
+
+
+def test_a_copy_missing_a_test_song_is_refused(small_run, tmp_path) -> None:
+    run, store = small_run
+    data = _copy_data(Path(store.manifest.root).parent, tmp_path / "copy")
+    lost = store.manifest.tracks[json.loads((run / "config.json").read_text())["split"]["test"][3]]
+    (data / Path(lost.path).relative_to(Path(store.manifest.root).parent)).unlink()
+    copy = prepare(data, tmp_path / "copy-features", **QUIET)
+    before = _files(run)
+    with pytest.raises(
+        ConfigError, match=rf"1 of the 10 test songs are missing .*{re.escape(lost.id)}"
+    ):
+        evaluate_run(run, features=copy.path)
+    assert _files(run) == before
+    code = main(["evaluate", "--run-dir", str(run), "--features", str(copy.path)])
+    assert code == 2 and _files(run) == before
+
+
+def test_another_dataset_is_scored_whole_beside_the_runs_report(small_run, tmp_path) -> None:
+    run, _ = small_run
+    own_bytes = (run / "report.json").read_bytes()
+    root = generate_synthetic(tmp_path / "other", tracks_per_genre=2, seed=1)
+    for path in sorted(root.glob("*/*.wav")):  # other songs: none has an id of the run's
+        path.rename(path.with_name(path.name.replace(".000", ".other")))
+    other = prepare(tmp_path / "other", tmp_path / "other-features", **QUIET)
+    report = evaluate_run(run, features=other.path)
+    assert report["songs"] == 20 and report["segments"] == len(other)
+    assert report["evaluated_on"].endswith("(another dataset)")
+    assert Path(report["report_file"]).name.startswith(f"report-test-on-{other.path.name}-")
+    assert (run / "report.json").read_bytes() == own_bytes
+
+
+def test_without_the_runs_store_songs_cannot_be_matched(small_run, copied_store, tmp_path) -> None:
+    _, store = small_run
+    own_store = tmp_path / "features" / store.path.name
+    shutil.copytree(store.path, own_store)
+    run = tmp_path / "run"
+    train_run(own_store, run, TrainConfig(model="svm", time_flip=False), **QUIET)
+    own = evaluate_run(run)
+    shutil.rmtree(own_store)
+    with pytest.raises(ConfigError, match=r"store .* is gone.* needed to match the songs"):
+        evaluate_run(run, features=copied_store.path)
+    # A store of the same data (the run's fingerprint) needs no manifest of the run's store.
+    same = evaluate_run(run, features=store.path)
+    assert _figures(same) == _figures(own) and same["report_file"] != own["report_file"]
+
+
+def test_a_legacy_run_still_evaluates(small_run, copied_store, tmp_path) -> None:
+    """A run written before runs recorded a data fingerprint, with a store whose manifest
+    records no file sizes: scored on its own test songs, on its store and on a copy."""
+    run, store = small_run
+    own = json.loads((run / "report.json").read_text())
+    legacy_store = tmp_path / "features" / store.path.name
+    shutil.copytree(store.path, legacy_store)
+    manifest = json.loads((legacy_store / "manifest.json").read_text())
+    for track in manifest["tracks"]:
+        track.pop("size", None)
+    (legacy_store / "manifest.json").write_text(json.dumps(manifest))
+    legacy = tmp_path / "legacy-run"
+    # Earlier code wrote no sidecar beside svm.skops (and no report yet).
+    shutil.copytree(run, legacy, ignore=shutil.ignore_patterns("report*", "plots", "svm.json"))
+    config = json.loads((legacy / "config.json").read_text())
+    del config["data_fingerprint"]
+    config["store"] = str(legacy_store)
+    (legacy / "config.json").write_text(json.dumps(config))
+
+    report = evaluate_run(legacy)
+    assert _figures(report) == _figures(own)
+    assert report["report_file"] == str(legacy / "report.json")
+    assert _figures(evaluate_run(legacy, features=copied_store.path)) == _figures(own)
+
+
+def test_compare_only_reads_and_marks_a_run_evaluated_now(small_run, tmp_path) -> None:
+    run, store = small_run
+    fresh = tmp_path / "fresh"
+    train_run(store.path, fresh, TrainConfig(model="svm", time_flip=False), **QUIET)
+    before = _files(fresh)
+    assert "report.json" not in before
+    rows = compare_runs([fresh, run])
+    assert _files(fresh) == before  # nothing written, not even plots
+    assert [r["evaluated_now"] for r in rows[:2]] == [True, False]
+    expected = evaluate_run(fresh, write=False)
+    assert expected["report_file"] is None and _files(fresh) == before
+    assert rows[0]["song_accuracy"] == expected["song_accuracy"]
+    assert rows[0]["segment_accuracy"] == expected["segment_accuracy"]
+    table = comparison_markdown(rows)
+    assert f"| {fresh} * | svm |" in table and f"| {run} | svm |" in table
+    assert "evaluated now" in table and "no report.json" in table
+    assert "evaluated now" not in comparison_markdown(compare_runs([run]))
