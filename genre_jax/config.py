@@ -10,9 +10,11 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
+import stat
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +23,87 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A setting has an invalid value, or two configs that must agree do not."""
+
+
+def setting(
+    default: Any,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field with its allowed range: ``minimum <= value <= maximum``, ``value >
+    above``, ``value < below``, or one of ``choices``. :func:`check_fields` enforces it."""
+    bounds = {"minimum": minimum, "above": above, "below": below, "maximum": maximum}
+    meta = {k: v for k, v in bounds.items() if v is not None}
+    if choices is not None:
+        meta["choices"] = choices
+    return field(default=default, metadata=meta)
+
+
+def _range_text(meta: Any) -> str:
+    """``>= 1``, ``> 0``, ``in [0, 1)``, ``one of a, b``: the range a field's metadata sets."""
+    if "choices" in meta:
+        return "one of " + ", ".join(meta["choices"])
+    parts = []
+    for key, sign in (("minimum", ">="), ("above", ">"), ("below", "<"), ("maximum", "<=")):
+        if key in meta:
+            parts.append(f"{sign} {meta[key]:g}")
+    return " and ".join(parts)
+
+
+def _type_problem(value: Any, base: type, optional: bool) -> str | None:
+    """Why ``value`` is not of the declared type (None when it is)."""
+    if value is None:
+        return None if optional else f"must be {base.__name__}, not None"
+    if base is bool:
+        return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number, not {value!r}"
+        return None
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"must be a number, not {value!r}"
+        return None if math.isfinite(value) else f"must be a finite number, not {value!r}"
+    if base is str:
+        return None if isinstance(value, str) else f"must be text, not {value!r}"
+    return None
+
+
+def check_fields(config: Any, what: str) -> None:
+    """Check every field of a dataclass instance against its declared type and range.
+
+    Types come from the annotations (``int``, ``float``, ``str``, ``bool``, ``X | None``):
+    a float must be finite, an int must not be a bool or a float. Ranges and choices come
+    from :func:`setting`. The first problem is a :class:`ConfigError` naming the field, e.g.
+    ``train setting epochs=2.5: must be a whole number, not 2.5``.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        base, optional = _scalar_type(hints[f.name])
+        problem = _type_problem(value, base, optional)
+        if problem is None and value is not None and f.metadata:
+            meta = f.metadata
+            if "choices" in meta:
+                ok = value in meta["choices"]
+            else:
+                ok = (
+                    value >= meta.get("minimum", -math.inf)
+                    and value > meta.get("above", -math.inf)
+                    and value < meta.get("below", math.inf)
+                    and value <= meta.get("maximum", math.inf)
+                )
+            if not ok:
+                problem = f"must be {_range_text(meta)}"
+        if problem is not None:
+            raise ConfigError(f"{what} {f.name}={value!r}: {problem}")
+
+
+FEATURE_KINDS = ("mfcc", "logmel", "logc")
 
 
 @dataclass(frozen=True)
@@ -42,34 +125,29 @@ class FeatureConfig:
         amin: power floor before the logarithm (dB kinds).
     """
 
-    kind: str = "mfcc"
-    sample_rate: int = 22050
-    segment_seconds: float = 10.0
-    n_mfcc: int = 13
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 128
-    fmin: float = 0.0
-    fmax: float | None = None
-    top_db: float | None = 80.0
-    amin: float = 1e-10
+    kind: str = setting("mfcc", choices=FEATURE_KINDS)
+    sample_rate: int = setting(22050, minimum=1000, maximum=768000)
+    segment_seconds: float = setting(10.0, above=0, maximum=3600)
+    n_mfcc: int = setting(13, minimum=1)
+    n_fft: int = setting(2048, minimum=2, maximum=65536)
+    hop_length: int = setting(512, minimum=1)
+    n_mels: int = setting(128, minimum=1, maximum=1024)
+    fmin: float = setting(0.0, minimum=0)
+    fmax: float | None = setting(None, above=0)
+    top_db: float | None = setting(80.0, minimum=0)
+    amin: float = setting(1e-10, above=0)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("mfcc", "logmel", "logc"):
-            raise ConfigError(
-                f"feature setting kind={self.kind!r}: must be 'mfcc', 'logmel' or 'logc'"
-            )
-        for name in ("sample_rate", "n_mfcc", "n_fft", "hop_length", "n_mels"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"feature setting {name}={getattr(self, name)}: must be > 0")
-        if self.segment_seconds <= 0:
-            raise ConfigError(
-                f"feature setting segment_seconds={self.segment_seconds}: must be > 0"
-            )
+        check_fields(self, "feature setting")
         if self.segment_samples < self.n_fft // 2 + 1:
             raise ConfigError(
                 f"feature setting segment_seconds={self.segment_seconds}: a segment of "
                 f"{self.segment_samples} samples is shorter than half the FFT (n_fft={self.n_fft})"
+            )
+        if self.hop_length > self.segment_samples:
+            raise ConfigError(
+                f"feature setting hop_length={self.hop_length}: longer than a segment "
+                f"({self.segment_samples} samples)"
             )
         if self.n_mfcc > self.n_mels:
             raise ConfigError(f"feature setting n_mfcc={self.n_mfcc}: exceeds n_mels={self.n_mels}")
@@ -78,10 +156,6 @@ class FeatureConfig:
                 f"feature settings fmin={self.fmin}, fmax={self.fmax}: need "
                 f"0 <= fmin < fmax <= sample_rate/2 = {self.sample_rate / 2}"
             )
-        if self.amin <= 0:
-            raise ConfigError(f"feature setting amin={self.amin}: must be > 0")
-        if self.top_db is not None and self.top_db < 0:
-            raise ConfigError(f"feature setting top_db={self.top_db}: must be >= 0 or None")
 
     @property
     def max_frequency(self) -> float:
@@ -169,6 +243,8 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: st
         flag = "--" + (prefix + f.name).replace("_", "-")
         dest = prefix + f.name
         help_text = f"default: {f.default!r}" + (" ('none' disables)" if optional else "")
+        if f.metadata:
+            help_text += f"; {_range_text(f.metadata)}"
         if base is bool:
             group.add_argument(
                 flag, dest=dest, default=_UNSET, action=argparse.BooleanOptionalAction
@@ -252,72 +328,46 @@ class TrainConfig:
     """
 
     model: str = "cnn"
-    epochs: int = 100
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    lr_schedule: str = "constant"
-    warmup_steps: int = 100
-    patience: int = 20
-    select: str = "best-val"
+    epochs: int = setting(100, minimum=1)
+    batch_size: int = setting(32, minimum=1)
+    learning_rate: float = setting(1e-4, above=0)
+    lr_schedule: str = setting("constant", choices=LR_SCHEDULES)
+    warmup_steps: int = setting(100, minimum=0)
+    patience: int = setting(20, minimum=0)
+    select: str = setting("best-val", choices=SELECTIONS)
     time_flip: bool = True
-    time_flip_mode: str = "double"
-    label_smoothing: float = 0.0
-    specaug_masks: int = 0
-    specaug_time: int = 10
-    specaug_freq: int = 12
-    seed: int = 0
-    split: str = "song"
-    split_seed: int = 0
-    folds: int = 5
-    fold: int = 0
-    val_per_genre: int = 1
-    svm_c: float = 1.0
+    time_flip_mode: str = setting("double", choices=TIME_FLIP_MODES)
+    label_smoothing: float = setting(0.0, minimum=0, below=1)
+    specaug_masks: int = setting(0, minimum=0)
+    specaug_time: int = setting(10, minimum=0)
+    specaug_freq: int = setting(12, minimum=0)
+    seed: int = setting(0, minimum=0)
+    split: str = setting("song", choices=SPLITS)
+    split_seed: int = setting(0, minimum=0)
+    folds: int = setting(5, minimum=2)
+    fold: int = setting(0, minimum=0)
+    val_per_genre: int = setting(1, minimum=0)
+    svm_c: float = setting(1.0, above=0)
     svm_gamma: str = "scale"
-    svm_backend: str = "jax"
+    svm_backend: str = setting("jax", choices=("jax", "sklearn"))
     harmonic_percussive: bool = False
-    gru_unroll: int = 0
-    epoch_driver: str = "auto"
+    gru_unroll: int = setting(0, minimum=0)
+    epoch_driver: str = setting("auto", choices=("auto", "scan", "steps"))
 
     def __post_init__(self) -> None:
-        if self.epoch_driver not in ("auto", "scan", "steps"):
-            raise ConfigError(
-                f"train setting epoch_driver={self.epoch_driver!r}: 'auto', 'scan' or 'steps'"
-            )
-        for name, allowed in (
-            ("split", SPLITS),
-            ("lr_schedule", LR_SCHEDULES),
-            ("time_flip_mode", TIME_FLIP_MODES),
-            ("select", SELECTIONS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"train setting {name}={getattr(self, name)!r}: one of {', '.join(allowed)}"
-                )
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(
-                f"train setting label_smoothing={self.label_smoothing}: must be in [0, 1)"
-            )
-        for name in ("warmup_steps", "specaug_masks", "specaug_time", "specaug_freq", "gru_unroll"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train setting {name}={getattr(self, name)}: must be >= 0")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train setting {name}={getattr(self, name)}: must be >= 1")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"train setting learning_rate={self.learning_rate}: must be > 0")
-        if self.patience < 0 or self.val_per_genre < 0:
-            raise ConfigError("train settings patience and val_per_genre must be >= 0")
-        if self.split == "kfold" and not 0 <= self.fold < self.folds:
+        check_fields(self, "train setting")
+        if self.split == "kfold" and self.fold >= self.folds:
             raise ConfigError(f"train setting fold={self.fold}: must be in [0, folds={self.folds})")
-        if self.svm_backend not in ("jax", "sklearn"):
-            raise ConfigError(f"train setting svm_backend={self.svm_backend!r}: 'jax' or 'sklearn'")
         if self.svm_gamma not in ("scale", "auto"):
             try:
-                float(self.svm_gamma)
+                gamma = float(self.svm_gamma)
             except ValueError:
+                gamma = math.nan
+            if not (math.isfinite(gamma) and gamma > 0):
                 raise ConfigError(
-                    f"train setting svm_gamma={self.svm_gamma!r}: 'scale', 'auto' or a number"
-                ) from None
+                    f"train setting svm_gamma={self.svm_gamma!r}: 'scale', 'auto' or a "
+                    "positive number"
+                )
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -359,15 +409,48 @@ class Experiment:
         return bool(self.members)
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    """Read an experiment file; every problem is a :class:`ConfigError` naming the file."""
+EXPERIMENT_MAX_BYTES = 1 << 20  # an experiment file is a few hundred bytes of JSON
+
+
+def read_settings_file(path: str | Path, what: str = "experiment file") -> Any:
+    """The JSON object of a small settings file: a regular file (not a FIFO or a device,
+    which would block or never end) of at most :data:`EXPERIMENT_MAX_BYTES`."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        info = path.stat()
     except FileNotFoundError:
-        raise ConfigError(f"experiment file {path}: not found") from None
+        raise ConfigError(f"{what} {path}: not found") from None
+    except OSError as error:
+        raise ConfigError(f"{what} {path}: cannot read ({error.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{what} {path}: not a regular file")
+    if info.st_size > EXPERIMENT_MAX_BYTES:
+        raise ConfigError(
+            f"{what} {path}: {info.st_size:,} bytes, more than a settings file's "
+            f"{EXPERIMENT_MAX_BYTES:,}"
+        )
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(EXPERIMENT_MAX_BYTES + 1).decode("utf-8")
+        return json.loads(text)
+    except OSError as error:
+        raise ConfigError(f"{what} {path}: cannot read ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path}: not UTF-8 text") from None
     except json.JSONDecodeError as error:
-        raise ConfigError(f"experiment file {path}: not valid JSON ({error})") from None
+        raise ConfigError(f"{what} {path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path}: JSON nested too deeply") from None
+
+
+def load_experiment(path: str | Path, _within: tuple[Path, ...] = ()) -> Experiment:
+    """Read an experiment file; every problem is a :class:`ConfigError` naming the file.
+
+    ``_within`` holds the ensemble files that led here (a file listing itself, directly or
+    through another member, is refused rather than read forever).
+    """
+    path = Path(path)
+    data = read_settings_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"experiment file {path}: must hold a JSON object")
     unknown = sorted(set(data) - set(EXPERIMENT_KEYS))
@@ -376,9 +459,15 @@ def load_experiment(path: str | Path) -> Experiment:
             f"experiment file {path}: unknown key(s) {', '.join(unknown)} "
             f"(allowed: {', '.join(EXPERIMENT_KEYS)})"
         )
-    description, protocol = str(data.get("description", "")), str(data.get("protocol", ""))
+    for key in ("description", "protocol"):
+        if not isinstance(data.get(key, ""), str):
+            raise ConfigError(f"experiment file {path}: {key!r} must be text")
+    for key in ("features", "train"):
+        if not isinstance(data.get(key, {}), dict):
+            raise ConfigError(f"experiment file {path}: {key!r} must be an object of settings")
+    description, protocol = data.get("description", ""), data.get("protocol", "")
     if "members" in data:
-        return _load_ensemble(path, data, description, protocol)
+        return _load_ensemble(path, data, description, protocol, (*_within, path.resolve()))
     try:
         features = FeatureConfig.from_json(data["features"]) if "features" in data else None
         train = TrainConfig.from_json(data.get("train", {}))
@@ -387,7 +476,9 @@ def load_experiment(path: str | Path) -> Experiment:
     return Experiment(features, train, description, protocol)
 
 
-def _load_ensemble(path: Path, data: dict, description: str, protocol: str) -> Experiment:
+def _load_ensemble(
+    path: Path, data: dict, description: str, protocol: str, within: tuple[Path, ...]
+) -> Experiment:
     names = data["members"]
     if set(data) & {"features", "train"}:
         raise ConfigError(f"experiment file {path}: 'members' sets its own features and train")
@@ -395,7 +486,14 @@ def _load_ensemble(path: Path, data: dict, description: str, protocol: str) -> E
         raise ConfigError(f"experiment file {path}: 'members' must list >= 2 experiment files")
     members = []
     for name in names:
-        member = load_experiment(path.parent / name)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(
+                f"experiment file {path}: member {name!r} is not the name of an experiment file"
+            )
+        member_path = path.parent / name
+        if member_path.resolve() in within:
+            raise ConfigError(f"experiment file {path}: member {name} is the ensemble itself")
+        member = load_experiment(member_path, within)
         if member.is_ensemble:
             raise ConfigError(f"experiment file {path}: member {name} is itself an ensemble")
         members.append(member)
@@ -405,9 +503,9 @@ def _load_ensemble(path: Path, data: dict, description: str, protocol: str) -> E
             raise ConfigError(
                 f"experiment file {path}: member {name} reads other features than {names[0]}"
             )
-        for field in ("folds", "split_seed"):
-            if getattr(member.train, field) != getattr(first.train, field):
+        for shared in ("folds", "split_seed"):
+            if getattr(member.train, shared) != getattr(first.train, shared):
                 raise ConfigError(
-                    f"experiment file {path}: member {name} has another {field} than {names[0]}"
+                    f"experiment file {path}: member {name} has another {shared} than {names[0]}"
                 )
     return Experiment(first.features, first.train, description, protocol, tuple(members))
