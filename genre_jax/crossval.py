@@ -11,6 +11,7 @@ directory, then the folds are summarised::
                         for an ensemble, the fold's ensemble with one member run inside each
       report.json        per-fold figures, mean and standard deviation, pooled confusion
       report.md          the same as a table
+      features/          the feature store, when the command was given --data-dir
       plots/confusion_song_{counts,normalized}.png   summed over the folds
 
 Means and standard deviations are over folds, the standard deviation with ``ddof=0`` (the
@@ -22,7 +23,7 @@ resumes from its latest checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,21 @@ from typing import Any
 import numpy as np
 
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig, require_same
-from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
+from genre_jax.fileio import (
+    MARKER,
+    OutputDirError,
+    atomic_write_bytes,
+    atomic_write_json,
+    describe_entries,
+    mark_dir,
+    read_json,
+    remove_own_dir,
+    require_folder_or_absent,
+)
 from genre_jax.parallel import barrier, is_main_process
 from genre_jax.store import FeatureStore, resolve_store
 
+FEATURES_DIR = "features"  # where ``crossval --data-dir`` prepares its store, inside OUT
 FOLD_METRICS = ("song_accuracy", "song_accuracy_vote", "segment_accuracy", "macro_f1")
 
 
@@ -43,6 +55,7 @@ def fold_config(config: TrainConfig, fold: int) -> TrainConfig:
 
 
 def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool) -> None:
+    require_folder_or_absent(out_dir, "a cross-validation")
     saved_path = out_dir / "experiment.json"
     if saved_path.is_file() and not overwrite:
         saved = read_json(saved_path)
@@ -63,12 +76,15 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
                 f"the store given has {experiment['feature_hash']} (--overwrite starts afresh)"
             )
         return
-    if saved_path.is_file() and overwrite and is_main_process():
-        shutil.rmtree(out_dir)
-    elif out_dir.is_dir() and any(out_dir.iterdir()) and not saved_path.is_file():
-        raise ConfigError(f"{out_dir}: not empty and not a cross-validation folder")
+    if saved_path.is_file() and overwrite:
+        remove_own_dir(out_dir, "crossval", delete=is_main_process(), keep=(FEATURES_DIR,))
+    elif out_dir.is_dir() and set(os.listdir(out_dir)) - {FEATURES_DIR, MARKER}:
+        raise OutputDirError(
+            f"{out_dir}: not empty and not a cross-validation folder (it holds "
+            f"{describe_entries(out_dir)}); choose another"
+        )
     if is_main_process():
-        out_dir.mkdir(parents=True, exist_ok=True)
+        mark_dir(out_dir, "crossval")
         atomic_write_json(saved_path, experiment)
 
 
@@ -121,6 +137,11 @@ def crossval(
         "feature_hash": store.config.hash(),
         "store": str(store.path.resolve()),
     }
+    from genre_jax.runner import make_split
+
+    for member in configs:  # every fold's split must exist before anything is written
+        for fold in range(first.folds):
+            make_split(store, fold_config(member, fold))
     _prepare_out_dir(out_dir, experiment, overwrite)
     barrier("crossval-ready")
     rows = []

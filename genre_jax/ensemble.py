@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from genre_jax.config import ConfigError, FeatureConfig, require_same
-from genre_jax.fileio import atomic_write_json, read_json
+from genre_jax.fileio import (
+    MARKER,
+    OutputDirError,
+    atomic_write_json,
+    mark_dir,
+    read_json,
+    require_folder_or_absent,
+)
 from genre_jax.splits import Split
 
 
@@ -45,6 +52,7 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
     out_dir = Path(out_dir)
     if len(members) < 2:
         raise ConfigError("an ensemble needs at least two runs")
+    _check_out_dir(out_dir, [Path(m) for m in members])
     configs = []
     for member in map(Path, members):
         if not (member / "config.json").is_file() or not (member / "summary.json").is_file():
@@ -65,7 +73,7 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
                 raise ConfigError(
                     f"ensemble member {member}: holds out other test songs than {members[0]}"
                 )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    mark_dir(out_dir, "ensemble")
     paths = []
     for member in map(Path, members):
         resolved = member.resolve()
@@ -81,6 +89,58 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
     atomic_write_json(out_dir / "config.json", config)
     atomic_write_json(out_dir / "labels.json", first["genres"])
     return config
+
+
+def _check_out_dir(out_dir: Path, members: Sequence[Path]) -> None:
+    """The ensemble's folder must be new (or hold nothing but its members' own run folders,
+    as ``crossval`` lays them out), and no member may be it or contain it.
+
+    Raises:
+        OutputDirError: ``out_dir`` is a file, holds a run or anything but the members, is
+            one of the members, or is a member of a member (each named).
+    """
+    require_folder_or_absent(out_dir, "an ensemble")
+    target = out_dir.resolve()
+    for member in members:
+        for inner in _runs_within(member, set()):
+            if inner == target:
+                how = "is" if inner == member.resolve() else f"is a member of {member}, so"
+                raise OutputDirError(
+                    f"ensemble member {member}: the output folder {out_dir} {how} the ensemble "
+                    "itself; write the ensemble to a new folder"
+                )
+    if not out_dir.is_dir():
+        return
+    if (out_dir / "config.json").exists():
+        raise OutputDirError(
+            f"{out_dir}: already holds a run (config.json); an ensemble needs a new folder"
+        )
+    inside = {m.resolve() for m in members}
+    others = [p.name for p in out_dir.iterdir() if p.resolve() not in inside and p.name != MARKER]
+    if others:
+        raise OutputDirError(
+            f"{out_dir}: not empty (it holds {', '.join(sorted(others)[:6])}); an ensemble "
+            "needs a new folder"
+        )
+
+
+def _runs_within(run_dir: Path, seen: set[Path]) -> list[Path]:
+    """``run_dir`` and, for an ensemble, every run it averages, recursively (resolved)."""
+    resolved = run_dir.resolve()
+    if resolved in seen:
+        return []
+    seen.add(resolved)
+    found = [resolved]
+    config_path = run_dir / "config.json"
+    if config_path.is_file():
+        try:
+            config = read_json(config_path)
+        except (OSError, ValueError):
+            return found
+        if isinstance(config, dict) and is_ensemble(config):
+            for inner in member_dirs(run_dir, config):
+                found += _runs_within(inner, seen)
+    return found
 
 
 def ensemble_name(run_config: dict[str, Any]) -> str:

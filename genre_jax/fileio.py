@@ -1,7 +1,12 @@
-"""Atomic writes and run metadata shared by every module that writes files.
+"""Atomic writes, output folders and run metadata shared by every module that writes files.
 
 A write goes to a temporary name in the same folder, is flushed to disk, and is renamed into
 place, so a killed process leaves either the old file or the new one, never half of one.
+
+Every output folder genre-jax creates (a run, an ensemble, a cross-validation) holds a marker
+file, :data:`MARKER`, naming the project and the kind of folder. ``--overwrite`` deletes only a
+folder whose marker names the kind being replaced (:func:`remove_own_dir`), so a mistyped
+path never costs a folder that genre-jax did not write.
 """
 
 from __future__ import annotations
@@ -107,6 +112,122 @@ def publish_dir(staged: Path, final: Path, replace: bool = False) -> bool:
             return False
         raise
     return True
+
+
+MARKER = ".genre-jax.json"
+
+# What a folder of each kind written before markers existed may hold, top level only.
+_LEGACY_ENTRIES = {
+    "run": (
+        "config.json",
+        "labels.json",
+        "history.json",
+        "summary.json",
+        "checkpoints",
+        "svm.skops",
+        "plots",
+        "report*.json",
+        "report*.md",
+    ),
+    "crossval": ("experiment.json", "fold-*", "report.json", "report.md", "plots"),
+}
+_LEGACY_CONFIG = {"run": "config.json", "crossval": "experiment.json"}
+
+
+class OutputDirError(ValueError):
+    """An output folder cannot be used as asked: it is a file, holds something else, or is
+    not a folder of the kind that would be replaced."""
+
+
+def mark_dir(path: str | os.PathLike, kind: str) -> None:
+    """Create ``path`` (if needed) and record in it that genre-jax wrote it as a ``kind``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path / MARKER, {"project": "genre_jax", "kind": kind})
+
+
+def dir_kind(path: str | os.PathLike) -> str | None:
+    """The kind of genre-jax folder ``path`` is, from its marker, or None (no marker, or a
+    marker that is not ours)."""
+    try:
+        marker = read_json(Path(path) / MARKER)
+    except (OSError, ValueError):
+        return None
+    if isinstance(marker, dict) and marker.get("project") == "genre_jax":
+        kind = marker.get("kind")
+        return kind if isinstance(kind, str) else None
+    return None
+
+
+def _is_legacy(path: Path, kind: str, keep: tuple[str, ...] = ()) -> bool:
+    """A folder of ``kind`` written before markers: only the names such a folder holds (and
+    those in ``keep``), and a config naming genre-jax's fields."""
+    import fnmatch
+
+    patterns = _LEGACY_ENTRIES.get(kind)
+    if patterns is None:
+        return False
+    for entry in os.listdir(path):
+        if entry not in keep and not any(fnmatch.fnmatch(entry, p) for p in patterns):
+            return False
+    try:
+        config = read_json(path / _LEGACY_CONFIG[kind])
+    except (OSError, ValueError):
+        return False
+    if kind == "crossval":
+        return isinstance(config, dict) and {"members", "feature_hash"} <= set(config)
+    versions = config.get("versions") if isinstance(config, dict) else None
+    return isinstance(versions, dict) and "genre-jax" in versions
+
+
+def describe_entries(path: str | os.PathLike, limit: int = 6) -> str:
+    """``a.txt, docs/, ... (9 entries)``: what a folder holds, for an error message."""
+    entries = sorted(os.listdir(path))
+    shown = [e + ("/" if (Path(path) / e).is_dir() else "") for e in entries[:limit]]
+    more = f", ... ({len(entries)} entries)" if len(entries) > limit else ""
+    return ", ".join(shown) + more
+
+
+def remove_own_dir(
+    path: str | os.PathLike, kind: str, *, delete: bool = True, keep: tuple[str, ...] = ()
+) -> None:
+    """Delete the folder ``path`` for ``--overwrite``, only if genre-jax wrote it as a ``kind``.
+
+    Its marker must name ``kind`` (or, for a folder written before markers, it must hold
+    nothing but what such a folder holds). ``delete=False`` only checks (the processes of a
+    multi-process run other than the first). Entries named in ``keep`` stay (with the folder
+    itself): a cross-validation's own feature store, prepared just before.
+
+    Raises:
+        OutputDirError: the folder is not a ``kind`` of genre-jax's; what it holds is named.
+    """
+    path = Path(path)
+    found = dir_kind(path)
+    if found != kind and not (found is None and _is_legacy(path, kind, keep)):
+        what = f"a genre-jax {found}" if found else "not written by genre-jax"
+        raise OutputDirError(
+            f"{path}: --overwrite replaces only a {kind} folder of genre-jax's, and this one is "
+            f"{what} (it holds {describe_entries(path)}); remove it yourself or choose another"
+        )
+    if not delete:
+        return
+    if not keep:
+        shutil.rmtree(path)
+        return
+    for entry in os.listdir(path):
+        if entry not in keep:
+            target = path / entry
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+
+
+def require_folder_or_absent(path: str | os.PathLike, what: str) -> None:
+    """Refuse an output path that exists and is not a folder (a file, a device, a FIFO)."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise OutputDirError(f"{path}: exists and is not a folder; {what} needs a folder")
 
 
 def cache_dir() -> Path:

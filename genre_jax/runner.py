@@ -17,7 +17,6 @@ run is refused, never overwritten.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,16 @@ import jax
 import numpy as np
 
 from genre_jax.config import ConfigError, TrainConfig, require_same
-from genre_jax.fileio import atomic_write_json, library_versions, read_json
+from genre_jax.fileio import (
+    OutputDirError,
+    atomic_write_json,
+    describe_entries,
+    library_versions,
+    mark_dir,
+    read_json,
+    remove_own_dir,
+    require_folder_or_absent,
+)
 from genre_jax.models import MODEL_NAMES, is_network
 from genre_jax.parallel import barrier, default_mesh, is_main_process
 from genre_jax.splits import (
@@ -40,15 +48,39 @@ from genre_jax.splits import (
 from genre_jax.store import FeatureStore, resolve_store
 
 
-class RunDirError(ValueError):
+class RunDirError(OutputDirError):
     """A run directory cannot be used as asked (exists, or holds another run)."""
 
 
 def make_split(store: FeatureStore, config: TrainConfig) -> Split:
-    """The split ``config.split`` names, over the store's usable tracks (or its segments)."""
+    """The split ``config.split`` names, over the store's usable tracks (or its segments).
+
+    Raises:
+        ConfigError: the split cannot be made on this store (too many folds for a genre's
+            songs, too many validation songs per genre, no published id among the tracks),
+            naming the setting.
+    """
+    try:
+        return _make_split(store, config)
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        settings = {
+            "kfold": f"folds={config.folds}, val_per_genre={config.val_per_genre}",
+            "song": f"split_seed={config.split_seed}",
+        }.get(config.split, "")
+        raise ConfigError(
+            f"train setting split={config.split!r}{' (' + settings + ')' if settings else ''} "
+            f"on store {store.path}: {error}"
+        ) from None
+
+
+def _make_split(store: FeatureStore, config: TrainConfig) -> Split:
     if config.split == "seed-leaky":
         return seed_segment_split(len(store), seed=config.split_seed)
-    usable = np.array([i for i, t in enumerate(store.manifest.tracks) if t.status == "ok"])
+    usable = np.array(
+        [i for i, t in enumerate(store.manifest.tracks) if t.status == "ok"], dtype=np.int64
+    )
     labels = store.track_labels[usable]
     if config.split == "song":
         local = song_split(labels, seed=config.split_seed)
@@ -76,14 +108,15 @@ def _prepare_run_dir(
     """Make ``run_dir`` ready; return True when an earlier run is to be resumed.
 
     Every process checks; only the one with ``write`` (process 0) removes or writes files.
+    ``overwrite`` removes only a run directory genre-jax wrote (:func:`remove_own_dir`).
     """
+    require_folder_or_absent(run_dir, "a run")
     existing = run_dir / "config.json"
     if existing.is_file():
         if overwrite:
-            if write:
-                shutil.rmtree(run_dir)
+            remove_own_dir(run_dir, "run", delete=write)
         elif resume:
-            saved = read_json(existing)
+            saved = _saved_run_config(existing)
             require_same(
                 TrainConfig.from_json(config["train"]),
                 TrainConfig.from_json(saved["train"]),
@@ -101,11 +134,34 @@ def _prepare_run_dir(
                 "to replace it"
             )
     elif run_dir.is_dir() and any(run_dir.iterdir()):
-        raise RunDirError(f"{run_dir}: not empty and not a run directory; choose another")
+        raise RunDirError(
+            f"{run_dir}: not empty and not a run directory (it holds "
+            f"{describe_entries(run_dir)}); choose another"
+        )
     if write:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        mark_dir(run_dir, "run")
         atomic_write_json(run_dir / "config.json", config)
     return False
+
+
+def _saved_run_config(path: Path) -> dict[str, Any]:
+    """The config.json of a run to resume; one that genre-jax did not write is refused."""
+    try:
+        saved = read_json(path)
+    except (OSError, ValueError) as error:
+        raise RunDirError(f"{path}: unreadable, so the run cannot be resumed ({error})") from None
+    if not isinstance(saved, dict) or not {"train", "feature_hash"} <= set(saved):
+        raise RunDirError(
+            f"{path}: not the config of a genre-jax run (no 'train' and 'feature_hash'); "
+            "the folder cannot be resumed"
+        )
+    if not isinstance(saved["train"], dict):
+        raise RunDirError(f"{path}: its 'train' settings are not an object")
+    try:
+        TrainConfig.from_json(saved["train"])
+    except (ConfigError, TypeError) as error:
+        raise RunDirError(f"{path}: its train settings are invalid ({error})") from None
+    return saved
 
 
 def train_run(
@@ -124,8 +180,9 @@ def train_run(
     """
     if config.model not in MODEL_NAMES:
         raise ConfigError(f"train setting model={config.model!r}: one of {', '.join(MODEL_NAMES)}")
-    store = FeatureStore.open(resolve_store(features))
     run_dir = Path(run_dir)
+    require_folder_or_absent(run_dir, "a run")
+    store = FeatureStore.open(resolve_store(features))
     split = make_split(store, config)
     if not is_network(config.model):
         _refuse_network_settings(config)
@@ -182,6 +239,11 @@ def train_run(
         "feature_hash": store.config.hash(),
         "versions": resolved["versions"],
     }
+    if is_network(config.model) and config.batch_size > len(data.y_train):
+        log(
+            f"batch_size {config.batch_size} is more than the {len(data.y_train)} training "
+            "examples: each step takes them all"
+        )
     if is_network(config.model):
         summary = _train_network(run_dir, config, data, meta, resuming, progress, log)
     else:

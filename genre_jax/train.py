@@ -15,6 +15,7 @@ exactly what an uninterrupted one does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from genre_jax.augment import random_time_flip, smoothed_targets, spec_augment
 from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.inference import make_predict
 from genre_jax.models import build_network
-from genre_jax.parallel import check_batch, replicate, shard_batch
+from genre_jax.parallel import DATA_AXIS, check_batch, replicate, shard_batch
 from genre_jax.store import FeatureStore
 
 # --- 1. data --------------------------------------------------------------------------------------
@@ -236,7 +237,8 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (a NaN or infinite loss); the last good checkpoint is kept."""
+    """Training cannot go on (a NaN or infinite loss); the last good checkpoint, if any epoch
+    finished, is kept."""
 
 
 @dataclass
@@ -297,6 +299,15 @@ def check_fit_settings(config: TrainConfig, frames: int, coefficients: int) -> N
         )
 
 
+def effective_batch(batch_size: int, examples: int, mesh: Mesh | None = None) -> int:
+    """The batch a step runs: ``batch_size``, or for a training set smaller than that the
+    whole set (rounded up to a multiple of the mesh's devices). Every batch is padded to this
+    size and masked, so a batch larger than the data would only add padding: 100,000 on 300
+    examples asked for tens of GB for the same gradient."""
+    devices = 1 if mesh is None else mesh.shape[DATA_AXIS]
+    return min(batch_size, -(-max(examples, 1) // devices) * devices)
+
+
 def model_state_of(state: dict) -> Any:
     """The model's full state (parameters + statistics), the form checkpoints/best hold."""
     return nnx.merge_state(state["params"], state["rest"])
@@ -324,6 +335,9 @@ def fit(
     if mesh is not None:
         check_batch(config.batch_size, mesh)
     check_fit_settings(config, *data.x_train.shape[1:])
+    config = dataclasses.replace(
+        config, batch_size=effective_batch(config.batch_size, len(data.y_train), mesh)
+    )
     steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     graphdef, state, tx = init_state(
         config, data.x_train.shape[-1], n_classes, data.x_train, steps_per_epoch
@@ -354,9 +368,14 @@ def fit(
         state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key)
         train_metrics = {k: float(v) for k, v in train_metrics.items()}
         if not math.isfinite(train_metrics["loss"]):
+            kept = (
+                f"the last good checkpoint (epoch {len(history)}) is kept"
+                if history and checkpoints is not None
+                else "no checkpoint was written (no epoch finished)"
+            )
             raise TrainingError(
-                f"epoch {epoch + 1}: training loss is {train_metrics['loss']}; stopped, the "
-                f"last good checkpoint (epoch {len(history)}) is kept"
+                f"epoch {epoch + 1}: training loss is {train_metrics['loss']} (learning rate "
+                f"{config.learning_rate:g}); stopped, {kept}"
             )
         current = model_state_of(state)
         if len(data.y_val):
