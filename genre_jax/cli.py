@@ -7,7 +7,10 @@ an option (``--n-mfcc``, ``--segment-seconds``, ``--hop-length`` ...).
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from genre_jax.config import (
 )
 from genre_jax.config import dataclass_from_options as from_options
 from genre_jax.datasets import DatasetError
-from genre_jax.fileio import cache_dir
+from genre_jax.fileio import OutputDirError, cache_dir
 from genre_jax.store import StoreError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -31,7 +34,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     DatasetError,
     StoreError,
     AudioError,
-    FileNotFoundError,
+    OutputDirError,
 )
 
 
@@ -53,6 +56,35 @@ def _user_errors() -> tuple[type[Exception], ...]:
         WeightsError,
         TFCheckpointError,
     )
+
+
+def _describe_os_error(error: OSError) -> str:
+    """``runs/x: Permission denied``: an operating-system error in one line."""
+    where = error.filename if error.filename is not None else ""
+    reason = error.strerror or type(error).__name__
+    return f"{where}: {reason}" if where else str(error) or reason
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+    return value
 
 
 def synthetic_data_dir(tracks_per_genre: int, seed: int, cache: Path | None = None) -> Path:
@@ -139,6 +171,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if bool(args.data_dir) == bool(args.store):
+        raise ConfigError("check: give exactly one of --data-dir DIR or --store STORE")
+    if args.store:
+        from genre_jax.store import resolve_store, verify_store
+
+        store = verify_store(resolve_store(args.store))
+        digests = (
+            f"{', '.join(store.verified)} match their digests"
+            if store.verified
+            else "no digests recorded (a store written before they were)"
+        )
+        print(
+            f"{store.path}: {digests}; {len(store)} segments of {len(store.manifest.tracks)} "
+            "tracks, every value finite, labels and indices consistent"
+        )
+        return 0
     from genre_jax.check import check_command
 
     return check_command(args.data_dir, from_options(FeatureConfig, args))
@@ -176,7 +224,10 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     experiment = _experiment(args)
     if args.data_dir:
         config = _feature_config(args, experiment)
-        store = prepare(args.data_dir, args.features_dir, config, progress=not args.no_progress)
+        from genre_jax.crossval import FEATURES_DIR
+
+        features_dir = args.features_dir or Path(args.out) / FEATURES_DIR
+        store = prepare(args.data_dir, features_dir, config, progress=not args.no_progress)
         features = store.path
     else:
         features = args.features
@@ -212,8 +263,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate_run(args.run_dir, part=args.split, features=args.features)
     print(markdown_report(report))
-    suffix = "" if args.split == "test" else f"-{args.split}"
-    print(f"Wrote {Path(args.run_dir) / f'report{suffix}.json'} and confusion matrices in plots/")
+    print(f"Wrote {report['report_file']} (and .md) and confusion matrices in plots/")
     return 0
 
 
@@ -282,8 +332,15 @@ CONFIG_HELP = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage error is one line (the option and the reason), exit 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="genre-jax",
         description="Music genre classification in JAX (MFCC + CNN / GRU / SVM).",
     )
@@ -299,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = sub.add_parser("synth", help="write the built-in synthetic dataset (GTZAN layout)")
     synth.add_argument("--out", required=True, help="folder to write the dataset into")
-    synth.add_argument("--tracks-per-genre", type=int, default=10)
+    synth.add_argument("--tracks-per-genre", type=positive_int, default=10)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=cmd_synth)
 
@@ -310,19 +367,26 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument(
         "--synthetic", action="store_true", help="use the built-in synthetic dataset (cached)"
     )
-    prep.add_argument("--tracks-per-genre", type=int, default=10, help="with --synthetic")
+    prep.add_argument("--tracks-per-genre", type=positive_int, default=10, help="with --synthetic")
     prep.add_argument("--seed", type=int, default=0, help="with --synthetic")
     prep.add_argument("--out", default="runs/features", help="folder of feature stores")
-    prep.add_argument("--batch-size", type=int, default=16, help="segments per extraction call")
-    prep.add_argument("--workers", type=int, default=2, help="decoding threads")
+    prep.add_argument(
+        "--batch-size", type=positive_int, default=16, help="segments per extraction call"
+    )
+    prep.add_argument("--workers", type=positive_int, default=2, help="decoding threads")
     prep.add_argument("--overwrite", action="store_true", help="rebuild an existing store")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     prep.add_argument("--config", help=CONFIG_HELP)
     add_dataclass_options(prep, FeatureConfig)
     prep.set_defaults(func=cmd_prepare)
 
-    check = sub.add_parser("check", help="validate a dataset folder file by file (no training)")
-    check.add_argument("--data-dir", required=True)
+    check = sub.add_parser(
+        "check", help="validate a dataset folder file by file, or a feature store's arrays"
+    )
+    check.add_argument("--data-dir", help="dataset folder: decode every file, report problems")
+    check.add_argument(
+        "--store", help="feature store: verify every array against its digest and the manifest"
+    )
     add_dataclass_options(check, FeatureConfig)
     check.set_defaults(func=cmd_check)
 
@@ -342,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--config", help=CONFIG_HELP)
     cv.add_argument("--data-dir", help="dataset folder (features are prepared first)")
     cv.add_argument("--features", help="an existing feature store instead of --data-dir")
-    cv.add_argument("--features-dir", default="runs/features", help="where --data-dir's store goes")
+    cv.add_argument("--features-dir", help="where --data-dir's store goes (default: OUT/features)")
     cv.add_argument("--out", required=True, help="folder of the experiment (one run per fold)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing experiment")
     cv.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -373,20 +437,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="genre probabilities of audio files or folders")
     predict.add_argument("paths", nargs="+", metavar="PATH")
     predict.add_argument("--run-dir", required=True)
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--top-k", type=positive_int, default=3)
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=cmd_predict)
 
     plot = sub.add_parser("plot", help="waveform and mel spectrogram of an audio file (PNG)")
     plot.add_argument("file")
     plot.add_argument("--out", help="PNG path (default: <file name>.png here)")
-    plot.add_argument("--seconds", type=float, help="only the first SECONDS")
+    plot.add_argument("--seconds", type=positive_float, help="only the first SECONDS")
     plot.set_defaults(func=cmd_plot)
 
     demo = sub.add_parser("demo", help="the whole pipeline: data, features, 3 models, comparison")
     demo.add_argument("--data-dir", help="a real dataset (default: the built-in synthetic one)")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--tracks-per-genre", type=int, default=10, help="synthetic dataset size")
+    demo.add_argument(
+        "--tracks-per-genre", type=positive_int, default=10, help="synthetic dataset size"
+    )
     demo.add_argument("--quick", action="store_true", help="2 epochs per network (smoke test)")
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=cmd_demo)
@@ -413,7 +479,12 @@ def _version() -> str:
         return "genre-jax (not installed)"
 
 
+RESUMABLE = {"train": "resume with --resume", "crossval": "run the same command to continue"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A user's error is one line on standard error and exit status 2; an
+    interrupt (Ctrl-C) is one line and 130; a closed output pipe (``| head``) ends quietly."""
     args = build_parser().parse_args(argv)
     try:
         from genre_jax.parallel import initialize
@@ -423,6 +494,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as error:
         print(f"genre-jax {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``predict --json | head -1``): nothing more to say to it, and
+        # the interpreter must not complain when it flushes standard output at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as error:  # a read-only or full disk, a folder where a file belongs ...
+        print(f"genre-jax {args.command}: error: {_describe_os_error(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = RESUMABLE.get(args.command)
+        print(
+            f"genre-jax {args.command}: interrupted" + (f"; {hint}" if hint else ""),
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

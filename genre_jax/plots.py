@@ -255,8 +255,10 @@ def plot_file(
     """
     from genre_jax.audio import iter_audio_blocks
 
-    if seconds is not None and seconds <= 0:
-        raise ConfigError(f"plot setting seconds={seconds}: must be > 0")
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"plot setting seconds={seconds}: must be a finite number > 0")
+    if Path(out_path).is_dir():
+        raise ConfigError(f"plot setting out={out_path}: is a folder; give the PNG file's path")
     limit = None if seconds is None else max(1, round(seconds * sample_rate))
     blocks, kept = [], 0
     for block in iter_audio_blocks(audio_path, sample_rate):

@@ -21,6 +21,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import lfilter
 
+from genre_jax.config import ConfigError
+
 GENRES: tuple[str, ...] = (
     "blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock",
 )  # fmt: skip
@@ -318,7 +320,7 @@ def generate_synthetic(
     built in the sibling ``.<name>.tmp-<pid>`` and renamed to ``out_dir`` when complete, with the
     marker ``out_dir/synthetic.json`` (the parameters) written last, so an interrupted run leaves
     no dataset. A marker with the same parameters is a cache hit: nothing is rewritten. A marker
-    with other parameters, or a non-empty ``out_dir`` without one, raises :class:`ValueError`
+    with other parameters, or a non-empty ``out_dir`` without one, raises :class:`ConfigError`
     (nothing is overwritten). ``progress`` shows a rich progress bar. Clips are synthesised by
     ``workers`` processes (default: one per CPU core; 1 synthesises in this process); each clip
     depends only on its genre, index and ``seed``, so the files are the same for any count.
@@ -327,9 +329,9 @@ def generate_synthetic(
         ``Path(out_dir) / "genres_original"``.
     """
     if tracks_per_genre < 1:
-        raise ValueError(f"tracks_per_genre must be >= 1, got {tracks_per_genre}")
+        raise ConfigError(f"tracks_per_genre must be >= 1, got {tracks_per_genre}")
     if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)
     root, marker = out_dir / "genres_original", out_dir / MARKER_NAME
     params = dict(format_version=FORMAT_VERSION, tracks_per_genre=int(tracks_per_genre),
@@ -341,7 +343,7 @@ def generate_synthetic(
         found = json.loads(marker.read_text())
         for name, value in params.items():
             if found.get(name) != value:
-                raise ValueError(
+                raise ConfigError(
                     f"{out_dir} holds a synthetic dataset with {name}={found.get(name)!r}, but "
                     f"{name}={value!r} was requested; pick another out_dir (or delete that one)"
                 )
@@ -350,7 +352,7 @@ def generate_synthetic(
     if cached():
         return root
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ValueError(
+        raise ConfigError(
             f"{out_dir} exists without a {MARKER_NAME} marker (not made by generate_synthetic, or "
             "an interrupted run); refusing to overwrite it, pick another out_dir"
         )
