@@ -1,11 +1,40 @@
-"""Shared fixtures: where the real audio lives, and the built-in synthetic dataset."""
+"""Shared fixtures: where the real audio lives, and the built-in synthetic dataset.
+
+The suite's expectations (golden losses, kill-and-resume equality) are for one CPU device. A
+``--xla_force_host_platform_device_count`` that the user exported for other work is removed
+from this process's environment here, before JAX starts, and every test that starts a process
+gives it its environment explicitly (:func:`child_env`); tests that need simulated devices set
+the flag for their own child processes.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\S*")
+
+
+def _without_device_count(flags: str) -> str:
+    return " ".join(_DEVICE_COUNT_FLAG.sub("", flags).split())
+
+
+if "XLA_FLAGS" in os.environ:
+    os.environ["XLA_FLAGS"] = _without_device_count(os.environ["XLA_FLAGS"])
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment of a process a test starts: this one's (without a simulated device
+    count) with the project on ``PYTHONPATH``, then ``overrides``."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = _without_device_count(env.get("XLA_FLAGS", ""))
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(overrides)
+    return env
 
 SHARED_DATA = Path(
     os.environ.get("GENRE_JAX_SHARED_DATA")

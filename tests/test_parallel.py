@@ -3,7 +3,6 @@ feature extraction equals single-process extraction."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -15,16 +14,16 @@ import pytest
 from genre_jax.config import FeatureConfig
 from genre_jax.store import prepare
 from genre_jax.store_shards import extract_shard, merge_shards
+from tests.conftest import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "scripts" / "parallel_train.py"
 
 
 def run(args: list[str], **env: str) -> subprocess.Popen:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **env}
     return subprocess.Popen(
         [sys.executable, str(SCRIPT), *args],
-        env=environment,
+        env=child_env(JAX_PLATFORMS="cpu", **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
