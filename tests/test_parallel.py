@@ -97,3 +97,22 @@ def test_sharded_extraction_equals_single_process(synthetic_small: Path, tmp_pat
         np.testing.assert_array_equal(getattr(merged, name), getattr(single, name), err_msg=name)
     assert merged.manifest.to_json() == single.manifest.to_json()
     assert not list((tmp_path / "sharded").glob(".*shards"))
+
+
+def test_processes_started_by_tests_ignore_an_exported_device_count(monkeypatch) -> None:
+    """Issue 15, item 13: with XLA_FLAGS=--xla_force_host_platform_device_count=8 exported,
+    each process of the two-process test saw 8 devices. Tests give their processes their
+    environment explicitly, so a child sees one CPU device unless the test asks for more."""
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_dump_to=")
+    code = "import jax; print(jax.device_count())"
+    counts = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for env in (
+            child_env(JAX_PLATFORMS="cpu"),
+            child_env(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=3"),
+        )
+    ]
+    assert counts == ["1", "3"]
+    assert child_env()["XLA_FLAGS"] == "--xla_dump_to="  # the user's other flags are kept
