@@ -6,10 +6,24 @@ epoch with the lowest validation loss, which is all evaluation and prediction re
 also stores a JSON item (model name, configs, feature hash, genres, library versions, epoch,
 metrics, history so far). Orbax writes each step under a temporary name and renames it when
 complete, so a killed process never leaves a step that restores half-written.
+
+One digest binds a step to its run: the metadata records the SHA-256 of the arrays
+(``state_sha256``), of the run's ``config.json`` as canonical JSON (``config_sha256``) and of
+each of its top-level keys (``config_keys_sha256``), and ``binding_sha256`` over the array
+digest and the canonical JSON of all the rest of the metadata. A restore refuses an edited
+metadata file (genres, model, settings), arrays that are not the recorded ones, a
+``config.json`` edited since (naming the field), and series or step folders that are symbolic
+links (another run's checkpoints). Checkpoints written before the binding (only
+``state_sha256``) still restore: their arrays are checked, and the metadata's genres, model and
+settings must equal those of ``config.json``. The SVM's sidecar (:mod:`genre_jax.models.svm`)
+binds ``svm.skops`` the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +32,19 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
+from genre_jax.fileio import read_json
 from genre_jax.models import build_network
+
+# Metadata keys this module adds to each step (beside ``state_sha256``).
+BINDING_KEYS = ("config_sha256", "config_keys_sha256", "binding_sha256")
+# Metadata fields that copy a part of config.json: (metadata key, path inside config.json).
+CONFIG_COPIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("genres", ("genres",)),
+    ("model", ("train", "model")),
+    ("feature_config", ("features",)),
+    ("train_config", ("train",)),
+    ("feature_hash", ("feature_hash",)),
+)
 
 
 class CheckpointError(ValueError):
@@ -31,8 +57,6 @@ def state_digest(state: Any) -> str:
     Stored in each checkpoint's metadata and checked on restore, so a truncated or altered
     array is an error rather than silently different predictions.
     """
-    import hashlib
-
     import numpy as np
 
     digest = hashlib.sha256()
@@ -41,6 +65,179 @@ def state_digest(state: Any) -> str:
         digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}|".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def canonical_json(obj: Any) -> str:
+    """``obj`` as canonical JSON (sorted keys, no spaces): the same text for equal parsed
+    objects, however their file was formatted."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_run_config(path: Path, where: Path) -> dict[str, Any]:
+    """The parsed ``config.json`` at ``path``; a :class:`CheckpointError` naming ``where`` when
+    it is unreadable or not a JSON object."""
+    try:
+        config = read_json(path)
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError included
+        raise CheckpointError(f"{where}: {path} is unreadable ({error})") from error
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where}: {path} is not a JSON object")
+    return config
+
+
+def config_record(config_path: Path) -> dict[str, Any]:
+    """The digests of a run's ``config.json`` recorded beside its model: of the whole file and
+    of each top-level key, as canonical JSON (both ``None`` when there is no such file)."""
+    if not config_path.is_file():
+        return {"config_sha256": None, "config_keys_sha256": None}
+    config = read_run_config(config_path, config_path.parent)
+    return {
+        "config_sha256": _sha256(canonical_json(config)),
+        "config_keys_sha256": {k: _sha256(canonical_json(v)) for k, v in config.items()},
+    }
+
+
+def binding_digest(record: Mapping[str, Any], content_key: str) -> str:
+    """SHA-256 over ``record[content_key]`` (the digest of the arrays, or of the model file) and
+    the canonical JSON of the whole ``record`` but its ``binding_sha256``."""
+    rest = {k: v for k, v in record.items() if k != "binding_sha256"}
+    return _sha256(f"{record.get(content_key)}|{canonical_json(rest)}")
+
+
+def bind(record: Mapping[str, Any], config_path: Path, content_key: str) -> dict[str, Any]:
+    """``record`` with the digests of the run's ``config_path`` and the binding digest over it
+    all (:data:`BINDING_KEYS`); ``record[content_key]`` is the digest of what it describes."""
+    bound = {k: v for k, v in record.items() if k not in BINDING_KEYS}
+    bound.update(config_record(config_path))
+    bound["binding_sha256"] = binding_digest(bound, content_key)
+    return bound
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "nothing"
+
+
+_ABSENT = _Absent()
+
+
+def _differences(saved: Any, now: Any, name: str) -> list[tuple[str, Any, Any]]:
+    """``(dotted field, saved value, present value)`` for each leaf where two JSON values
+    differ (compared as canonical JSON, so ``1`` and ``1.0`` differ as in the digests)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [
+            difference
+            for key in sorted(saved.keys() | now.keys(), key=str)
+            for difference in _differences(
+                saved.get(key, _ABSENT), now.get(key, _ABSENT), f"{name}.{key}"
+            )
+        ]
+    if saved is _ABSENT or now is _ABSENT or canonical_json(saved) != canonical_json(now):
+        return [(name, saved, now)]
+    return []
+
+
+def _lookup(config: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = config
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return _ABSENT
+        value = value[key]
+    return value
+
+
+def metadata_mismatches(
+    record: Mapping[str, Any], config: Mapping[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """Where a record's copies of ``config.json`` (:data:`CONFIG_COPIES`: genres, model,
+    feature and train settings, feature hash) differ from it; fields either lacks are skipped."""
+    found: list[tuple[str, Any, Any]] = []
+    for key, path in CONFIG_COPIES:
+        now = _lookup(config, path)
+        if key in record and now is not _ABSENT:
+            found += _differences(record[key], now, key)
+    return found
+
+
+def _describe(differences: list[tuple[str, Any, Any]], saved: str, now: str) -> str:
+    return "; ".join(f"{f}: {a!r} in {saved}, {b!r} in {now}" for f, a, b in differences)
+
+
+def check_binding(
+    record: Mapping[str, Any],
+    content_key: str,
+    config: Mapping[str, Any] | None,
+    where: Path,
+    what: str = "metadata",
+) -> None:
+    """Refuse a ``record`` (a checkpoint's metadata, an SVM sidecar) edited after it was
+    written: its binding digest differs. The error names the fields that no longer match the
+    run's ``config`` (genres, ``feature_config.n_mfcc`` ...) when it can."""
+    if binding_digest(record, content_key) == record.get("binding_sha256"):
+        return
+    differences = metadata_mismatches(record, config) if config is not None else []
+    detail = f" ({_describe(differences, f'the {what}', 'config.json')})" if differences else ""
+    raise CheckpointError(
+        f"{where}: the {what} was edited after it was saved (its binding digest differs){detail}"
+    )
+
+
+def check_config(
+    record: Mapping[str, Any], config: Mapping[str, Any] | None, config_path: Path, where: Path
+) -> None:
+    """Refuse a run's ``config.json`` that is not the one ``record`` was saved with, naming each
+    top-level key that differs and, for the keys the record copies (``features``, ``train``,
+    ``genres``, ``feature_hash``), each differing field."""
+    recorded = record.get("config_sha256")
+    if config is None:
+        if recorded is None:
+            return
+        raise CheckpointError(f"{where}: {config_path} is missing; it was saved with one")
+    if recorded is None:
+        raise CheckpointError(
+            f"{where}: saved without a config.json, yet {config_path} exists (another run's "
+            "checkpoint)"
+        )
+    if _sha256(canonical_json(config)) == recorded:
+        return
+    keys = record.get("config_keys_sha256")
+    keys = keys if isinstance(keys, dict) else {}
+    copies = {path[0]: record.get(key) for key, path in CONFIG_COPIES if len(path) == 1}
+    copies = {k: v for k, v in copies.items() if v is not None}
+    problems = []
+    for key in sorted(keys.keys() | config.keys()):
+        if key not in config:
+            problems.append(f"{key} removed")
+        elif key not in keys:
+            problems.append(f"{key} added")
+        elif _sha256(canonical_json(config[key])) != keys[key]:
+            differences = _differences(copies[key], config[key], key) if key in copies else []
+            problems += [f"{f} {a!r} -> {b!r}" for f, a, b in differences] or [f"{key} changed"]
+    raise CheckpointError(
+        f"{config_path}: edited since {where} was saved ({'; '.join(problems) or 'reordered'})"
+    )
+
+
+def _check_meta(meta: Any, where: Path, config_path: Path) -> None:
+    """The checks of a step that need no arrays: its binding and the run's config.json, or for a
+    checkpoint written before the binding, its copies of config.json."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: metadata is not a JSON object; not a checkpoint of ours")
+    config = read_run_config(config_path, where) if config_path.is_file() else None
+    if "binding_sha256" in meta:
+        check_binding(meta, "state_sha256", config, where)
+        check_config(meta, config, config_path, where)
+        return
+    differences = metadata_mismatches(meta, config) if config is not None else []
+    if differences:
+        raise CheckpointError(
+            f"{where}: the metadata does not match the run's config.json "
+            f"({_describe(differences, 'the metadata', 'config.json')})"
+        )
 
 
 def _verify(state: Any, meta: dict[str, Any], where: Path) -> None:
@@ -53,6 +250,20 @@ def _verify(state: Any, meta: dict[str, Any], where: Path) -> None:
         )
 
 
+def _refuse_links(directory: Path) -> None:
+    """Refuse a series folder (``checkpoints/best``), the ``checkpoints`` folder above it, or a
+    step folder or item inside, that is a symbolic link: it would serve another run's model."""
+    paths = [directory.parent, directory]
+    if directory.is_dir() and not directory.is_symlink() and not directory.parent.is_symlink():
+        for step in sorted(directory.iterdir()):
+            paths.append(step)
+            if step.is_dir() and not step.is_symlink():
+                paths += sorted(step.iterdir())
+    link = next((path for path in paths if path.is_symlink()), None)
+    if link is not None:
+        raise CheckpointError(f"{link} is a symbolic link; a run's checkpoints must be its own")
+
+
 def _manager(directory: Path, create: bool = True) -> ocp.CheckpointManager:
     """A manager keeping one step; ``create=False`` for readers (nothing is made or saved)."""
     options = ocp.CheckpointManagerOptions(max_to_keep=1, create=create)
@@ -60,15 +271,26 @@ def _manager(directory: Path, create: bool = True) -> ocp.CheckpointManager:
 
 
 class RunCheckpoints:
-    """The two checkpoint series of a training run (async saves; call :meth:`close`)."""
+    """The two checkpoint series of a training run (async saves; call :meth:`close`).
+
+    Each saved step's metadata is bound to the run's ``config.json`` as it is at that moment
+    (:func:`bind`); a restore refuses a step of another run or edited since.
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
-        root = Path(run_dir) / "checkpoints"
+        self.run_dir = Path(run_dir)
+        root = self.run_dir / "checkpoints"
+        for series in ("latest", "best"):
+            _refuse_links(root / series)
         self.latest = _manager(root / "latest")
         self.best = _manager(root / "best")
 
-    def save_latest(self, epoch: int, state: Any, meta: dict[str, Any]) -> None:
+    def _bound(self, state: Any, meta: dict[str, Any]) -> dict[str, Any]:
         meta = {**meta, "state_sha256": state_digest(state)}
+        return bind(meta, self.run_dir / "config.json", "state_sha256")
+
+    def save_latest(self, epoch: int, state: Any, meta: dict[str, Any]) -> None:
+        meta = self._bound(state, meta)
         self.latest.save(
             epoch,
             args=ocp.args.Composite(
@@ -77,7 +299,7 @@ class RunCheckpoints:
         )
 
     def save_best(self, epoch: int, model_state: Any, meta: dict[str, Any]) -> None:
-        meta = {**meta, "state_sha256": state_digest(model_state)}
+        meta = self._bound(model_state, meta)
         self.best.save(
             epoch,
             args=ocp.args.Composite(
@@ -89,10 +311,10 @@ class RunCheckpoints:
         return self.latest.latest_step()
 
     def restore_latest(self, template: Any) -> tuple[Any, dict[str, Any]]:
-        return _restore(self.latest, template)
+        return _restore(self.latest, template, self.run_dir)
 
     def restore_best(self, template: Any) -> tuple[Any, dict[str, Any]]:
-        return _restore(self.best, template)
+        return _restore(self.best, template, self.run_dir)
 
     def close(self) -> None:
         """Wait for pending asynchronous saves, then release the managers."""
@@ -101,7 +323,11 @@ class RunCheckpoints:
             manager.close()
 
 
-def _restore(manager: ocp.CheckpointManager, template: Any) -> tuple[Any, dict[str, Any]]:
+def _restore(
+    manager: ocp.CheckpointManager, template: Any, run_dir: Path
+) -> tuple[Any, dict[str, Any]]:
+    directory = Path(str(manager.directory))
+    _refuse_links(directory)
     step = manager.latest_step()
     if step is None:
         raise CheckpointError(f"{manager.directory}: no checkpoint")
@@ -114,7 +340,9 @@ def _restore(manager: ocp.CheckpointManager, template: Any) -> tuple[Any, dict[s
         )
     except (ValueError, KeyError, TypeError, OSError) as error:
         raise CheckpointError(f"{manager.directory}/{step}: cannot restore ({error})") from error
-    _verify(restored["state"], restored["meta"], Path(str(manager.directory)) / str(step))
+    where = directory / str(step)
+    _check_meta(restored["meta"], where, run_dir / "config.json")
+    _verify(restored["state"], restored["meta"], where)
     return restored["state"], restored["meta"]
 
 
@@ -131,9 +359,12 @@ def load_model(run_dir: str | Path) -> tuple[nnx.Module, dict[str, Any]]:
     """The best network of a finished run, from its checkpoint alone (no optimiser state).
 
     Returns the model (in evaluation mode: call it with ``train=False``) and the checkpoint's
-    metadata (model name, train and feature configs, genres, epoch, metrics).
+    metadata (model name, train and feature configs, genres, epoch, metrics), verified against
+    its binding and the run's ``config.json`` before the network is built from it.
     """
-    directory = Path(run_dir) / "checkpoints" / "best"
+    run_dir = Path(run_dir)
+    directory = run_dir / "checkpoints" / "best"
+    _refuse_links(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{run_dir}: no checkpoints/best (was the run trained?)")
     manager = _manager(directory, create=False)
@@ -141,9 +372,14 @@ def load_model(run_dir: str | Path) -> tuple[nnx.Module, dict[str, Any]]:
         meta_step = manager.latest_step()
         if meta_step is None:
             raise CheckpointError(f"{directory}: no checkpoint")
-        meta = manager.restore(meta_step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
-            "meta"
-        ]
+        only_meta = ocp.args.Composite(meta=ocp.args.JsonRestore())
+        try:
+            meta = manager.restore(meta_step, args=only_meta)["meta"]
+        except (ValueError, KeyError, TypeError, OSError) as error:
+            raise CheckpointError(
+                f"{directory}/{meta_step}: cannot read its metadata ({error})"
+            ) from error
+        _check_meta(meta, directory / str(meta_step), run_dir / "config.json")
         try:
             config = TrainConfig.from_json(meta["train_config"])
             FeatureConfig.from_json(meta["feature_config"])
@@ -152,7 +388,7 @@ def load_model(run_dir: str | Path) -> tuple[nnx.Module, dict[str, Any]]:
         graphdef, template = abstract_model_state(
             meta["model"], meta["n_features"], len(meta["genres"]), config
         )
-        state, meta = _restore(manager, template)
+        state, meta = _restore(manager, template, run_dir)
     finally:
         manager.close()
     _check_finite(state, directory)

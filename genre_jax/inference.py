@@ -86,14 +86,23 @@ class Predictor:
 def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
     """The model of ``run_dir`` (its best checkpoint, or its SVM file) ready to predict.
 
-    An ensemble directory (:mod:`genre_jax.ensemble`) gives the mean probability of its
-    members' predictors, labels by its argmax.
+    A network's genres and train and feature settings are those of its verified checkpoint
+    (:func:`genre_jax.checkpoint.load_model`, which also refuses a ``config.json`` edited
+    since). An ensemble directory (:mod:`genre_jax.ensemble`) gives the mean probability of its
+    members' predictors, labels by its argmax; an ensemble that contains itself, or a member
+    whose feature settings or genres are not those of the ensemble's ``config.json``, is a
+    :class:`~genre_jax.checkpoint.CheckpointError`.
     """
-    run_dir = Path(run_dir)
+    return _load_predictor(Path(run_dir), batch_size, ())
+
+
+def _load_predictor(run_dir: Path, batch_size: int, loading: tuple[Path, ...]) -> Predictor:
+    """:func:`load_predictor`; ``loading`` holds the resolved ensembles being loaded, outermost
+    first, of which ``run_dir`` is a member."""
+    from genre_jax.checkpoint import CheckpointError
+
     config_path = run_dir / "config.json"
     if not config_path.is_file():
-        from genre_jax.checkpoint import CheckpointError
-
         raise CheckpointError(f"{run_dir}: not a run directory (no config.json)")
     config = read_json(config_path)
     train_config = TrainConfig.from_json(config["train"])
@@ -101,7 +110,20 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
     from genre_jax.ensemble import ensemble_name, is_ensemble, member_dirs
 
     if is_ensemble(config):
-        members = [load_predictor(d, batch_size) for d in member_dirs(run_dir, config)]
+        inside = (*loading, run_dir.resolve())
+        members = []
+        for member in member_dirs(run_dir, config):
+            resolved = member.resolve()
+            if resolved == inside[-1]:
+                raise CheckpointError(f"{run_dir}: ensemble member {member} is the ensemble itself")
+            if resolved in inside:
+                raise CheckpointError(
+                    f"{run_dir}: ensemble member {member} contains this ensemble (through its "
+                    "members)"
+                )
+            predictor = _load_predictor(member, batch_size, inside)
+            _check_member(predictor, config, run_dir)
+            members.append(predictor)
 
         def mean_probabilities(x: np.ndarray) -> np.ndarray:
             return np.mean([m.predict_proba(x) for m in members], axis=0)
@@ -117,7 +139,7 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
     if train_config.model in SVM_MODELS:
         from genre_jax.models.svm import flatten, load_svm, predict_labels
 
-        pipeline = load_svm(run_dir / "svm.skops")
+        pipeline = load_svm(run_dir / "svm.skops")  # checks config.json against its sidecar
 
         def predict(x: np.ndarray) -> np.ndarray:
             return pipeline.predict_proba(flatten(x))
@@ -140,7 +162,31 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
             return probs / probs.sum(axis=1, keepdims=True)
 
         genres = meta["genres"]
+        train_config = TrainConfig.from_json(meta["train_config"])
+        feature_config = FeatureConfig.from_json(meta["feature_config"])
         labels = None
     return Predictor(
         run_dir, train_config.model, list(genres), train_config, feature_config, predict, labels
     )
+
+
+def _check_member(member: Predictor, config: dict[str, Any], run_dir: Path) -> None:
+    """An ensemble's member must read the features and know the genres its config.json names."""
+    from genre_jax.checkpoint import CheckpointError
+    from genre_jax.config import config_diff
+
+    ensemble_features = FeatureConfig.from_json(config["features"])
+    differences = config_diff(member.feature_config, ensemble_features)
+    if differences:
+        fields = "; ".join(
+            f"features.{k}: {a!r} in the member, {b!r} in the ensemble" for k, a, b in differences
+        )
+        raise CheckpointError(
+            f"{run_dir}: ensemble member {member.run_dir} has other feature settings than the "
+            f"ensemble's config.json ({fields})"
+        )
+    if list(member.genres) != list(config["genres"]):
+        raise CheckpointError(
+            f"{run_dir}: ensemble member {member.run_dir}: genres {member.genres} differ from "
+            f"the ensemble config.json's {config['genres']}"
+        )

@@ -28,6 +28,7 @@ scikit-learn and numpy types, so a tampered file can name no code to run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from genre_jax.config import ConfigError, TrainConfig
-from genre_jax.fileio import atomic_write_bytes
+from genre_jax.fileio import atomic_write_bytes, atomic_write_json
 
 # Every type a saved pipeline may name; anything else in a file is refused unread.
 TRUSTED_TYPES = frozenset(
@@ -425,18 +426,51 @@ def predict_labels(model: Pipeline, features: np.ndarray) -> np.ndarray:
 
 
 def save_svm(model: Pipeline, path: str | os.PathLike) -> None:
-    """Write ``model`` to ``path`` with skops, atomically."""
-    atomic_write_bytes(path, sio.dumps(model))
+    """Write ``model`` to ``path`` with skops, atomically.
+
+    In a run directory (a ``config.json`` beside ``path``) a sidecar ``<stem>.json`` follows,
+    also atomically: the SHA-256 of the file's bytes, the run's model, genres, train and feature
+    settings, the digests of its ``config.json`` and a binding digest over them all
+    (:func:`genre_jax.checkpoint.bind`), which :func:`load_svm` checks. Without a
+    ``config.json`` no sidecar is written.
+    """
+    path = Path(path)
+    data = sio.dumps(model)
+    atomic_write_bytes(path, data)
+    config_path = path.parent / "config.json"
+    if not config_path.is_file():
+        return
+    from genre_jax.checkpoint import bind, read_run_config
+
+    config = read_run_config(config_path, path)
+    train = config.get("train")
+    record = {
+        "skops_sha256": hashlib.sha256(data).hexdigest(),
+        "model": train.get("model") if isinstance(train, dict) else None,
+        "genres": config.get("genres"),
+        "train_config": train,
+        "feature_config": config.get("features"),
+        "feature_hash": config.get("feature_hash"),
+    }
+    atomic_write_json(path.with_suffix(".json"), bind(record, config_path, "skops_sha256"))
 
 
 def load_svm(path: str | os.PathLike) -> Pipeline:
     """Load a pipeline written by :func:`save_svm`, refusing any type outside the trusted list.
 
+    When the sidecar :func:`save_svm` writes in a run directory is there, the file's bytes,
+    the sidecar and the run's ``config.json`` must be those it recorded (a file written before
+    sidecars existed loads without these checks).
+
     Raises:
         UntrustedModelError: the file names a type we do not trust, or is not a skops file.
+        CheckpointError: the sidecar was edited, the file is not the one it records (replaced,
+            tampered), or ``config.json`` was edited since (the differing field named).
     """
     path = Path(path)
     data = path.read_bytes()
+    if path.with_suffix(".json").is_file():
+        _check_sidecar(path, data)
     try:
         named = set(sio.get_untrusted_types(data=data))
     except Exception as error:  # skops raises zipfile, JSON and key errors on corrupt files
@@ -448,3 +482,26 @@ def load_svm(path: str | os.PathLike) -> Pipeline:
         return sio.loads(data, trusted=sorted(named))
     except Exception as error:  # same: any failure means the file is corrupt
         raise UntrustedModelError(f"{path}: corrupt skops model file ({error})") from error
+
+
+def _check_sidecar(path: Path, data: bytes) -> None:
+    """Refuse ``data`` (the bytes of ``path``) unless its sidecar is intact, records these
+    bytes, and the ``config.json`` beside it is the one it was saved with."""
+    from genre_jax.checkpoint import (
+        CheckpointError,
+        check_binding,
+        check_config,
+        read_run_config,
+    )
+
+    sidecar = path.with_suffix(".json")
+    record = read_run_config(sidecar, path)
+    config_path = path.parent / "config.json"
+    config = read_run_config(config_path, path) if config_path.is_file() else None
+    check_binding(record, "skops_sha256", config, sidecar, "sidecar")
+    if hashlib.sha256(data).hexdigest() != record.get("skops_sha256"):
+        raise CheckpointError(
+            f"{path}: its bytes are not those its sidecar {sidecar.name} records (replaced, "
+            "tampered or corrupt)"
+        )
+    check_config(record, config, config_path, path)
