@@ -21,9 +21,14 @@ binds ``svm.skops`` the same way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Mapping
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +289,34 @@ class RunCheckpoints:
             _refuse_links(root / series)
         self.latest = _manager(root / "latest")
         self.best = _manager(root / "best")
+        self._failed = False
+        self._quiet = _QuietOrbaxThreads()
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).addFilter(self._quiet)
+        _ignore_closed_loop_callbacks()
+
+    @contextlib.contextmanager
+    def _writing(self, epoch: int | None) -> Iterator[None]:
+        """Turn a failed write (a full disk, a read-only folder) into one CheckpointError that
+        says which checkpoint is still whole; orbax's own threads would print tracebacks."""
+        try:
+            yield
+        except (OSError, ValueError, RuntimeError) as error:
+            reason = _write_failure(error)
+            if reason is None:
+                raise
+            self._failed = True
+            kept = _complete_steps(self.run_dir / "checkpoints" / "latest")
+            whole = (
+                f"the checkpoint of epoch {max(kept)} is intact"
+                if kept
+                else "no checkpoint was complete yet"
+            )
+            what = f"the checkpoint of epoch {epoch}" if epoch is not None else "checkpoints"
+            raise CheckpointError(
+                f"{self.run_dir}: cannot write {what} ({reason}); {whole}; free space and "
+                "resume with --resume"
+            ) from None
 
     def _bound(self, state: Any, meta: dict[str, Any]) -> dict[str, Any]:
         meta = {**meta, "state_sha256": state_digest(state)}
@@ -291,21 +324,23 @@ class RunCheckpoints:
 
     def save_latest(self, epoch: int, state: Any, meta: dict[str, Any]) -> None:
         meta = self._bound(state, meta)
-        self.latest.save(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-            ),
-        )
+        with self._writing(epoch):
+            self.latest.save(
+                epoch,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                ),
+            )
 
     def save_best(self, epoch: int, model_state: Any, meta: dict[str, Any]) -> None:
         meta = self._bound(model_state, meta)
-        self.best.save(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(model_state), meta=ocp.args.JsonSave(meta)
-            ),
-        )
+        with self._writing(epoch):
+            self.best.save(
+                epoch,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(model_state), meta=ocp.args.JsonSave(meta)
+                ),
+            )
 
     def latest_epoch(self) -> int | None:
         return self.latest.latest_step()
@@ -317,10 +352,80 @@ class RunCheckpoints:
         return _restore(self.best, template, self.run_dir)
 
     def close(self) -> None:
-        """Wait for pending asynchronous saves, then release the managers."""
-        for manager in (self.latest, self.best):
-            manager.wait_until_finished()
-            manager.close()
+        """Wait for pending asynchronous saves, then release the managers.
+
+        After a failed write (already raised as a :class:`CheckpointError`) the managers are
+        still released, and what they raise again is not raised twice.
+        """
+        try:
+            for manager in (self.latest, self.best):
+                if self._failed:
+                    with contextlib.suppress(Exception):
+                        manager.wait_until_finished()
+                        manager.close()
+                    continue
+                with self._writing(None):
+                    manager.wait_until_finished()
+                    manager.close()
+        finally:
+            for name in _NOISY_LOGGERS:
+                logging.getLogger(name).removeFilter(self._quiet)
+
+
+_NOISY_LOGGERS = ("absl", "asyncio")
+
+
+class _QuietOrbaxThreads(logging.Filter):
+    """Drops the errors (with tracebacks) that orbax's saving threads log while a run saves,
+    and asyncio's "Task exception was never retrieved" for orbax's tasks: orbax also raises
+    each of them to the save or the wait, where :class:`RunCheckpoints` reports it in one
+    line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        text = record.getMessage() + repr(record.args)
+        return not ("orbax" in record.pathname or "orbax" in text)
+
+
+def _ignore_closed_loop_callbacks() -> None:
+    """When a write fails, tensorstore still completes the writes orbax gave up on and calls
+    back into orbax's closed event loop, in the background, before the failure reaches the
+    caller and after; Python reports each callback as an unraisable ``RuntimeError: Event
+    loop is closed``. From the first checkpoint of a run on, those (and only those) are
+    dropped."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_genre_jax", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._genre_jax = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+
+
+def _write_failure(error: BaseException) -> str | None:
+    """The operating system's reason a checkpoint write failed, or None when ``error`` is not
+    a failed write (orbax reports some as ValueError with the errno in its text)."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    match = _OS_ERROR_CODE.search(str(error))
+    return os.strerror(int(match.group(1))) if match else None
+
+
+def _complete_steps(directory: Path) -> list[int]:
+    """Steps of a checkpoint series that were written whole (orbax renames a step folder to
+    its number only when complete)."""
+    if not directory.is_dir():
+        return []
+    return [int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir()]
 
 
 def _restore(
