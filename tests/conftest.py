@@ -36,6 +36,7 @@ def child_env(**overrides: str) -> dict[str, str]:
     env.update(overrides)
     return env
 
+
 SHARED_DATA = Path(
     os.environ.get("GENRE_JAX_SHARED_DATA")
     or Path(__file__).resolve().parents[1].parent / "shared" / "data"
