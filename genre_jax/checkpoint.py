@@ -355,7 +355,8 @@ class RunCheckpoints:
         """Wait for pending asynchronous saves, then release the managers.
 
         After a failed write (already raised as a :class:`CheckpointError`) the managers are
-        still released, and what they raise again is not raised twice.
+        still released, what they raise again is not raised twice, and orbax's abandoned
+        tasks stay quiet until the process ends.
         """
         try:
             for manager in (self.latest, self.best):
@@ -368,8 +369,9 @@ class RunCheckpoints:
                     manager.wait_until_finished()
                     manager.close()
         finally:
-            for name in _NOISY_LOGGERS:
-                logging.getLogger(name).removeFilter(self._quiet)
+            if not self._failed:  # after a failure orbax's abandoned tasks still report later
+                for name in _NOISY_LOGGERS:
+                    logging.getLogger(name).removeFilter(self._quiet)
 
 
 _NOISY_LOGGERS = ("absl", "asyncio")
