@@ -37,7 +37,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
-from genre_jax.fileio import read_json
+from genre_jax.fileio import JSONFileError, read_json_object
 from genre_jax.models import build_network
 
 # Metadata keys this module adds to each step (beside ``state_sha256``).
@@ -86,12 +86,9 @@ def read_run_config(path: Path, where: Path) -> dict[str, Any]:
     """The parsed ``config.json`` at ``path``; a :class:`CheckpointError` naming ``where`` when
     it is unreadable or not a JSON object."""
     try:
-        config = read_json(path)
-    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError included
-        raise CheckpointError(f"{where}: {path} is unreadable ({error})") from error
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{where}: {path} is not a JSON object")
-    return config
+        return read_json_object(path)
+    except JSONFileError as error:
+        raise CheckpointError(f"{where}: {path} {error}") from error
 
 
 def config_record(config_path: Path) -> dict[str, Any]:
@@ -322,25 +319,23 @@ class RunCheckpoints:
         meta = {**meta, "state_sha256": state_digest(state)}
         return bind(meta, self.run_dir / "config.json", "state_sha256")
 
-    def save_latest(self, epoch: int, state: Any, meta: dict[str, Any]) -> None:
+    def _save(
+        self, manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict[str, Any]
+    ) -> None:
         meta = self._bound(state, meta)
         with self._writing(epoch):
-            self.latest.save(
+            manager.save(
                 epoch,
                 args=ocp.args.Composite(
                     state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
                 ),
             )
 
+    def save_latest(self, epoch: int, state: Any, meta: dict[str, Any]) -> None:
+        self._save(self.latest, epoch, state, meta)
+
     def save_best(self, epoch: int, model_state: Any, meta: dict[str, Any]) -> None:
-        meta = self._bound(model_state, meta)
-        with self._writing(epoch):
-            self.best.save(
-                epoch,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardSave(model_state), meta=ocp.args.JsonSave(meta)
-                ),
-            )
+        self._save(self.best, epoch, model_state, meta)
 
     def latest_epoch(self) -> int | None:
         return self.latest.latest_step()
@@ -360,12 +355,8 @@ class RunCheckpoints:
         """
         try:
             for manager in (self.latest, self.best):
-                if self._failed:
-                    with contextlib.suppress(Exception):
-                        manager.wait_until_finished()
-                        manager.close()
-                    continue
-                with self._writing(None):
+                guard = contextlib.suppress(Exception) if self._failed else self._writing(None)
+                with guard:
                     manager.wait_until_finished()
                     manager.close()
         finally:

@@ -78,6 +78,28 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(handle)
 
 
+class JSONFileError(ValueError):
+    """A file meant to hold a JSON object does not; ``str(error)`` is the reason alone (``is
+    not readable JSON (...)``, ``holds a list, not a JSON object``), for the caller to put
+    after the file's name in its own error."""
+
+
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in ``path``.
+
+    Raises:
+        JSONFileError: the file cannot be read, is not JSON (or not UTF-8), or holds
+            something other than an object.
+    """
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError included
+        raise JSONFileError(f"is not readable JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise JSONFileError(f"holds a {type(data).__name__}, not a JSON object")
+    return data
+
+
 @contextlib.contextmanager
 def staging_dir(final: str | os.PathLike) -> Iterator[Path]:
     """A fresh temporary sibling of ``final`` that is removed unless the caller renames it."""
@@ -150,10 +172,10 @@ def dir_kind(path: str | os.PathLike) -> str | None:
     """The kind of genre-jax folder ``path`` is, from its marker, or None (no marker, or a
     marker that is not ours)."""
     try:
-        marker = read_json(Path(path) / MARKER)
-    except (OSError, ValueError):
+        marker = read_json_object(Path(path) / MARKER)
+    except JSONFileError:
         return None
-    if isinstance(marker, dict) and marker.get("project") == "genre_jax":
+    if marker.get("project") == "genre_jax":
         kind = marker.get("kind")
         return kind if isinstance(kind, str) else None
     return None
@@ -171,12 +193,12 @@ def _is_legacy(path: Path, kind: str, keep: tuple[str, ...] = ()) -> bool:
         if entry not in keep and not any(fnmatch.fnmatch(entry, p) for p in patterns):
             return False
     try:
-        config = read_json(path / _LEGACY_CONFIG[kind])
-    except (OSError, ValueError):
+        config = read_json_object(path / _LEGACY_CONFIG[kind])
+    except JSONFileError:
         return False
     if kind == "crossval":
-        return isinstance(config, dict) and {"members", "feature_hash"} <= set(config)
-    versions = config.get("versions") if isinstance(config, dict) else None
+        return {"members", "feature_hash"} <= set(config)
+    versions = config.get("versions")
     return isinstance(versions, dict) and "genre-jax" in versions
 
 

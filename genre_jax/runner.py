@@ -27,12 +27,13 @@ import numpy as np
 
 from genre_jax.config import ConfigError, TrainConfig, require_same
 from genre_jax.fileio import (
+    JSONFileError,
     OutputDirError,
     atomic_write_json,
     describe_entries,
     library_versions,
     mark_dir,
-    read_json,
+    read_json_object,
     remove_own_dir,
     require_folder_or_absent,
 )
@@ -147,10 +148,10 @@ def _prepare_run_dir(
 def _saved_run_config(path: Path) -> dict[str, Any]:
     """The config.json of a run to resume; one that genre-jax did not write is refused."""
     try:
-        saved = read_json(path)
-    except (OSError, ValueError) as error:
-        raise RunDirError(f"{path}: unreadable, so the run cannot be resumed ({error})") from None
-    if not isinstance(saved, dict) or not {"train", "feature_hash"} <= set(saved):
+        saved = read_json_object(path)
+    except JSONFileError as error:
+        raise RunDirError(f"{path} {error}, so the run cannot be resumed") from None
+    if not {"train", "feature_hash"} <= set(saved):
         raise RunDirError(
             f"{path}: not the config of a genre-jax run (no 'train' and 'feature_hash'); "
             "the folder cannot be resumed"

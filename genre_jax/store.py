@@ -44,10 +44,11 @@ from genre_jax.config import ConfigError, FeatureConfig, require_same
 from genre_jax.datasets import Manifest, discover
 from genre_jax.features import extract_jit
 from genre_jax.fileio import (
+    JSONFileError,
     atomic_write_json,
     library_versions,
     publish_dir,
-    read_json,
+    read_json_object,
     staging_dir,
 )
 
@@ -158,12 +159,9 @@ def _read_json(store: Path, name: str) -> dict[str, Any]:
     if not file.is_file():
         raise StoreError(f"{store}: {name} is missing")
     try:
-        data = read_json(file)
-    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError included
-        raise StoreError(f"{store}: {name} is not readable JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise StoreError(f"{store}: {name} holds a {type(data).__name__}, not a JSON object")
-    return data
+        return read_json_object(file)
+    except JSONFileError as error:
+        raise StoreError(f"{store}: {name} {error}") from error
 
 
 def _is_int(value: Any) -> bool:
