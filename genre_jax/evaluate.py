@@ -27,7 +27,7 @@ from genre_jax.datasets import Manifest, Track
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.inference import load_predictor
 from genre_jax.splits import Split
-from genre_jax.store import FeatureStore, resolve_store
+from genre_jax.store import FeatureStore, StoreError, resolve_store
 
 # The seed study's reported test accuracies: segment level, on its leaky random split.
 SEED_REPORTED = {"cnn": 0.8249, "gru": 0.7114, "svm": 0.65}
@@ -196,9 +196,9 @@ class _RunData:
 def _run_data(
     store: FeatureStore, run_config: dict[str, Any], run_dir: str | Path, segments: bool
 ) -> _RunData | None:
-    """The run's songs from its own store (read, not verified: only its manifest, and its
-    ``tracks``/``positions`` arrays when ``segments``); None when ``store`` is that store and
-    the run recorded no fingerprint to tell whether it was rebuilt since (a legacy run)."""
+    """The run's songs from its own store (its manifest, and its ``tracks``/``positions``
+    arrays when ``segments``); None when ``store`` is that store and the run recorded no
+    fingerprint to tell whether it was rebuilt since (a legacy run)."""
     path = run_config.get("store")
     fingerprint = run_config.get("data_fingerprint")
     need = (
@@ -211,18 +211,12 @@ def _run_data(
     if fingerprint is None and path.resolve() == store.path.resolve():
         return None
     try:
-        built_from = read_json(path / "store.json").get("data_fingerprint")
-        manifest = Manifest.from_json(read_json(path / "manifest.json"))
-        if segments:
-            tracks, positions = (
-                np.load(path / f"{name}.npy", mmap_mode="r") for name in ("tracks", "positions")
-            )
-            run = _RunData(manifest, tracks, positions)
-        else:
-            run = _RunData(manifest)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        own = FeatureStore.open(path)
+    except StoreError as error:
         message = f"{run_dir}: the run's feature store {path} is gone or unreadable ({error})"
         raise ConfigError(f"{message}; {need}") from error
+    built_from = own.info.get("data_fingerprint")
+    run = _RunData(own.manifest, own.tracks, own.positions) if segments else _RunData(own.manifest)
     if fingerprint is not None and built_from != fingerprint:
         raise ConfigError(
             f"{run_dir}: the run's feature store {path} was rebuilt from other data since the "

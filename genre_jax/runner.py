@@ -111,7 +111,6 @@ def _prepare_run_dir(
     Every process checks; only the one with ``write`` (process 0) removes or writes files.
     ``overwrite`` removes only a run directory genre-jax wrote (:func:`remove_own_dir`).
     """
-    require_folder_or_absent(run_dir, "a run")
     existing = run_dir / "config.json"
     if existing.is_file():
         if overwrite:
