@@ -690,14 +690,18 @@ def test_interrupt_and_a_closed_pipe_end_in_one_line(svm_runs, tmp_path: Path) -
     wav = tmp_path / "a.wav"
     sf.write(wav, 0.1 * np.sin(np.arange(11 * 22050) / 10.0).astype(np.float32), 22050)
     command = [sys.executable, "-m", "genre_jax.cli", "predict", str(wav), "--run-dir"]
+    # The reader has gone before anything is written (``| head -1`` after its line): closing
+    # the read end first makes the write fail every time, where reading a line first raced
+    # the writer, which could finish its whole (small) output into the pipe's buffer.
+    reader, writer = os.pipe()
     process = subprocess.Popen(
         [*command, str(svm_runs[0]), "--json"],
         env=child_env(),
-        stdout=subprocess.PIPE,
+        stdout=writer,
         stderr=subprocess.PIPE,
     )
-    process.stdout.readline()  # read one line, then go away like `head -1`
-    process.stdout.close()
+    os.close(writer)
+    os.close(reader)
     err = process.stderr.read().decode()
     assert process.wait(timeout=300) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
