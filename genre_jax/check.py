@@ -19,7 +19,7 @@ import soundfile as sf
 from genre_jax.audio import AudioError, load_audio, truncation_warning
 from genre_jax.config import FeatureConfig
 from genre_jax.datasets import discover, find_genre_root
-from genre_jax.store import _prefetch
+from genre_jax.extraction import prefetch
 
 
 @dataclass
@@ -83,7 +83,7 @@ def check_dataset(
     manifest = discover(data_dir)
     tracks = manifest.tracks
     results = list(
-        _prefetch(lambda t: _check_file(t.path, t.genre, config), tracks, workers, 4 * workers)
+        prefetch(lambda t: _check_file(t.path, t.genre, config), tracks, workers, 4 * workers)
     )
     root = find_genre_root(data_dir)
     for genre in manifest.genres:

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -45,7 +47,7 @@ BINDING_KEYS = ("config_sha256", "config_keys_sha256", "binding_sha256")
 # Metadata fields that copy a part of config.json: (metadata key, path inside config.json).
 CONFIG_COPIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("genres", ("genres",)),
-    ("model", ("train", "model")),
+    ("model", ("train", "model", "name")),  # older runs name the model itself: not compared
     ("feature_config", ("features",)),
     ("train_config", ("train",)),
     ("feature_hash", ("feature_hash",)),
@@ -62,7 +64,6 @@ def state_digest(state: Any) -> str:
     Stored in each checkpoint's metadata and checked on restore, so a truncated or altered
     array is an error rather than silently different predictions.
     """
-    import numpy as np
 
     digest = hashlib.sha256()
     for path, leaf in jax.tree_util.tree_leaves_with_path(state):
@@ -448,7 +449,9 @@ def abstract_model_state(
     model_name: str, n_features: int, n_classes: int, config: TrainConfig
 ) -> tuple[nnx.GraphDef, Any]:
     """(graphdef, shape-only state) of a network, the template a restore fills in."""
-    model = nnx.eval_shape(lambda: build_network(model_name, n_features, n_classes, config))
+    model = nnx.eval_shape(
+        lambda: build_network(model_name, config.model_settings, n_features, n_classes)
+    )
     graphdef, state = nnx.split(model)
     return graphdef, state
 
@@ -494,8 +497,6 @@ def load_model(run_dir: str | Path) -> tuple[nnx.Module, dict[str, Any]]:
 
 
 def _check_finite(state: Any, where: Path) -> None:
-    import jax.numpy as jnp
-
     for leaf in jax.tree.leaves(state):
         if not bool(jnp.all(jnp.isfinite(leaf))):
             raise CheckpointError(f"{where}: checkpoint holds NaN or infinite values")

@@ -1,7 +1,12 @@
 """The ``genre-jax`` command. Each subcommand is a thin layer over an importable function.
 
-Feature settings are generated from :class:`genre_jax.config.FeatureConfig`, so every field is
-an option (``--n-mfcc``, ``--segment-seconds``, ``--hop-length`` ...).
+Options are generated from the settings dataclasses (:mod:`genre_jax.options`): every feature
+setting (``--n-mfcc``, ``--segment-seconds`` ...), every shared training setting, ``--model``
+with the registered models, and each model's own settings (``--model-c`` ...).
+
+Each subcommand imports its module when it runs: they pull in heavy dependencies (orbax,
+scikit-learn, matplotlib, librosa, TensorFlow's checkpoint reader) that ``--help``, a usage
+error and the other subcommands do not need.
 """
 
 from __future__ import annotations
@@ -15,19 +20,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from genre_jax.audio import AudioError
-from genre_jax.config import (
-    ConfigError,
-    Experiment,
-    FeatureConfig,
-    TrainConfig,
-    add_dataclass_options,
-    load_experiment,
-    require_same,
-)
-from genre_jax.config import dataclass_from_options as from_options
+from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.datasets import DatasetError
+from genre_jax.experiment import Experiment, load_experiment
 from genre_jax.fileio import OutputDirError, cache_dir
+from genre_jax.models import load_plugins, model_names
+from genre_jax.options import (
+    add_dataclass_options,
+    add_legacy_option,
+    add_train_options,
+    given_options,
+    train_config_from_options,
+)
+from genre_jax.options import dataclass_from_options as from_options
+from genre_jax.settings import require_same
 from genre_jax.store import StoreError
+from genre_jax.synthetic import synthetic_data_dir
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
@@ -42,7 +50,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Errors reported as one line (exit 2) rather than a traceback; imported lazily."""
     from genre_jax.checkpoint import CheckpointError
     from genre_jax.models.musicnn import WeightsError
-    from genre_jax.models.svm import UntrustedModelError
+    from genre_jax.models.sklearn_io import UntrustedModelError
     from genre_jax.runner import RunDirError
     from genre_jax.tf_checkpoint import TFCheckpointError
     from genre_jax.train import TrainingError
@@ -87,11 +95,6 @@ def positive_float(text: str) -> float:
     return value
 
 
-def synthetic_data_dir(tracks_per_genre: int, seed: int, cache: Path | None = None) -> Path:
-    """Where the built-in synthetic dataset of this size and seed is cached."""
-    return (cache or cache_dir()) / f"synthetic-{tracks_per_genre}x30s-seed{seed}"
-
-
 def _ensure_synthetic(args: argparse.Namespace) -> Path:
     from genre_jax.datasets import generate_synthetic
 
@@ -119,6 +122,17 @@ def _experiment(args: argparse.Namespace) -> Experiment | None:
     return load_experiment(args.config) if getattr(args, "config", None) else None
 
 
+def _provenance(args: argparse.Namespace, experiment: Experiment | None) -> dict:
+    """What a report says about how a run was asked for: the experiment file, its own
+    description and protocol, and every setting given beside it on the command line."""
+    return {
+        "experiment_file": str(args.config) if getattr(args, "config", None) else None,
+        "description": experiment.description if experiment else "",
+        "protocol": experiment.protocol if experiment else "",
+        "given": given_options(args),
+    }
+
+
 def _feature_config(args: argparse.Namespace, experiment: Experiment | None) -> FeatureConfig:
     """Feature settings: defaults, then the experiment file's, then the command line's."""
     base = experiment.features if experiment is not None else None
@@ -131,7 +145,7 @@ def _train_configs(args: argparse.Namespace, experiment: Experiment | None) -> l
     bases = [m.train for m in experiment.members] if experiment and experiment.is_ensemble else []
     if not bases:
         bases = [experiment.train if experiment else None]
-    return [from_options(TrainConfig, args, base=base) for base in bases]
+    return [train_config_from_options(args, base) for base in bases]
 
 
 def _require_experiment_features(
@@ -210,6 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        provenance=_provenance(args, experiment),
     )
     print(f"Run: {args.run_dir}")
     return 0
@@ -236,8 +251,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         features,
         args.out,
         _train_configs(args, experiment),
-        description=experiment.description if experiment else "",
-        protocol=experiment.protocol if experiment else "",
+        provenance=_provenance(args, experiment),
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
@@ -261,7 +275,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from genre_jax.evaluate import evaluate_run, markdown_report
 
-    report = evaluate_run(args.run_dir, part=args.split, features=args.features)
+    report = evaluate_run(args.run_dir, part=args.part, features=args.features)
     print(markdown_report(report))
     print(f"Wrote {report['report_file']} (and .md) and confusion matrices in plots/")
     return 0
@@ -342,7 +356,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="genre-jax",
-        description="Music genre classification in JAX (MFCC + CNN / GRU / SVM).",
+        description="Music genre classification in JAX: features, models "
+        f"({', '.join(model_names())}), song-level evaluation.",
     )
     parser.add_argument("--version", action="version", version=_version())
     group = parser.add_argument_group(
@@ -377,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--overwrite", action="store_true", help="rebuild an existing store")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     prep.add_argument("--config", help=CONFIG_HELP)
-    add_dataclass_options(prep, FeatureConfig)
+    add_dataclass_options(prep, FeatureConfig, "feature settings")
     prep.set_defaults(func=cmd_prepare)
 
     check = sub.add_parser(
@@ -387,17 +402,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--store", help="feature store: verify every array against its digest and the manifest"
     )
-    add_dataclass_options(check, FeatureConfig)
+    add_dataclass_options(check, FeatureConfig, "feature settings (with --data-dir)")
     check.set_defaults(func=cmd_check)
 
-    train = sub.add_parser("train", help="train cnn, gru or svm on a feature store")
+    train = sub.add_parser(
+        "train", help=f"train a registered model ({', '.join(model_names())}) on a feature store"
+    )
     train.add_argument("--features", required=True, help="feature store (or prepare's --out)")
     train.add_argument("--run-dir", required=True, help="where the run is written")
     train.add_argument("--resume", action="store_true", help="continue a killed run")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--config", help=CONFIG_HELP)
-    add_dataclass_options(train, TrainConfig)
+    add_train_options(train)
     train.set_defaults(func=cmd_train)
 
     cv = sub.add_parser(
@@ -410,8 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", required=True, help="folder of the experiment (one run per fold)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing experiment")
     cv.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_dataclass_options(cv, FeatureConfig)
-    add_dataclass_options(cv, TrainConfig)
+    add_dataclass_options(cv, FeatureConfig, "feature settings (with --data-dir)")
+    add_train_options(cv)
     cv.set_defaults(func=cmd_crossval)
 
     ens = sub.add_parser(
@@ -423,7 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="metrics, reports and confusion matrices of a run")
     evaluate.add_argument("--run-dir", required=True)
-    evaluate.add_argument("--split", choices=("test", "val"), default="test")
+    evaluate.add_argument(
+        "--part",
+        choices=("test", "val"),
+        default="test",
+        help="which part of the run's split to evaluate [default: test]",
+    )
+    add_legacy_option(evaluate, "--split", "--part", "part", choices=("test", "val"))
     evaluate.add_argument(
         "--features", help="another store (same feature settings); default: the run's own"
     )
@@ -447,7 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--seconds", type=positive_float, help="only the first SECONDS")
     plot.set_defaults(func=cmd_plot)
 
-    demo = sub.add_parser("demo", help="the whole pipeline: data, features, 3 models, comparison")
+    demo = sub.add_parser(
+        "demo",
+        help="the whole pipeline: data, features, every model with a demo recipe, comparison",
+    )
     demo.add_argument("--data-dir", help="a real dataset (default: the built-in synthetic one)")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument(
@@ -484,7 +510,15 @@ RESUMABLE = {"train": "resume with --resume", "crossval": "run the same command 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. A user's error is one line on standard error and exit status 2; an
-    interrupt (Ctrl-C) is one line and 130; a closed output pipe (``| head``) ends quietly."""
+    interrupt (Ctrl-C) is one line and 130; a closed output pipe (``| head``) ends quietly.
+
+    Models of one's own (``GENRE_JAX_MODELS``, entry points) are loaded first, so that their
+    names and settings are options like the built-in ones."""
+    try:
+        load_plugins()
+    except ConfigError as error:
+        print(f"genre-jax: error: {error}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         from genre_jax.parallel import initialize

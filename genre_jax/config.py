@@ -1,107 +1,32 @@
-"""Every setting as a frozen dataclass; the seed study's values are the defaults.
+"""The settings of a run: how audio becomes features, and how a model is trained.
 
-Configs are data: each round-trips through JSON, hashes to a stable key, and generates its own
-command-line options, so a run can be repeated from its ``config.json`` alone.
+:class:`FeatureConfig` and :class:`TrainConfig` are frozen dataclasses whose defaults are the
+seed study's recipe. A train config holds the settings every model shares (epochs, split,
+seed ...) and one *model section*: the registered model's name and its own settings
+(:mod:`genre_jax.models`), written whole to ``config.json``::
+
+    {"model": {"name": "statsvm", "c": 3.0, "harmonic_percussive": true, ...}, "epochs": 100, ...}
+
+Configs are data: each round-trips through JSON, and any run can be repeated from its
+``config.json`` alone. Settings written before models had sections (``svm_c``, ``gru_unroll``
+... beside ``"model": "svm"``) are read through :data:`LEGACY_MODEL_SETTINGS`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import hashlib
-import json
-import math
-import stat
-import types
-import typing
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A setting has an invalid value, or two configs that must agree do not."""
-
-
-def setting(
-    default: Any,
-    *,
-    minimum: float | None = None,
-    above: float | None = None,
-    below: float | None = None,
-    maximum: float | None = None,
-    choices: tuple[str, ...] | None = None,
-) -> Any:
-    """A dataclass field with its allowed range: ``minimum <= value <= maximum``, ``value >
-    above``, ``value < below``, or one of ``choices``. :func:`check_fields` enforces it."""
-    bounds = {"minimum": minimum, "above": above, "below": below, "maximum": maximum}
-    meta = {k: v for k, v in bounds.items() if v is not None}
-    if choices is not None:
-        meta["choices"] = choices
-    return field(default=default, metadata=meta)
-
-
-def _range_text(meta: Any) -> str:
-    """``>= 1``, ``> 0``, ``in [0, 1)``, ``one of a, b``: the range a field's metadata sets."""
-    if "choices" in meta:
-        return "one of " + ", ".join(meta["choices"])
-    parts = []
-    for key, sign in (("minimum", ">="), ("above", ">"), ("below", "<"), ("maximum", "<=")):
-        if key in meta:
-            parts.append(f"{sign} {meta[key]:g}")
-    return " and ".join(parts)
-
-
-def _type_problem(value: Any, base: type, optional: bool) -> str | None:
-    """Why ``value`` is not of the declared type (None when it is)."""
-    if value is None:
-        return None if optional else f"must be {base.__name__}, not None"
-    if base is bool:
-        return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
-    if base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be a whole number, not {value!r}"
-        return None
-    if base is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"must be a number, not {value!r}"
-        return None if math.isfinite(value) else f"must be a finite number, not {value!r}"
-    if base is str:
-        return None if isinstance(value, str) else f"must be text, not {value!r}"
-    return None
-
-
-def check_fields(config: Any, what: str) -> None:
-    """Check every field of a dataclass instance against its declared type and range.
-
-    Types come from the annotations (``int``, ``float``, ``str``, ``bool``, ``X | None``):
-    a float must be finite, an int must not be a bool or a float. Ranges and choices come
-    from :func:`setting`. The first problem is a :class:`ConfigError` naming the field, e.g.
-    ``train setting epochs=2.5: must be a whole number, not 2.5``.
-    """
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        base, optional = _scalar_type(hints[f.name])
-        problem = _type_problem(value, base, optional)
-        if problem is None and value is not None and f.metadata:
-            meta = f.metadata
-            if "choices" in meta:
-                ok = value in meta["choices"]
-            else:
-                ok = (
-                    value >= meta.get("minimum", -math.inf)
-                    and value > meta.get("above", -math.inf)
-                    and value < meta.get("below", math.inf)
-                    and value <= meta.get("maximum", math.inf)
-                )
-            if not ok:
-                problem = f"must be {_range_text(meta)}"
-        if problem is not None:
-            raise ConfigError(f"{what} {f.name}={value!r}: {problem}")
-
+from genre_jax.models import DEFAULT_MODEL, PIPELINE, ModelSpec, get_spec, specs
+from genre_jax.settings import (
+    ConfigError,
+    check_fields,
+    config_hash,
+    from_json,
+    setting,
+)
 
 FEATURE_KINDS = ("mfcc", "logmel", "logc")
 
@@ -189,96 +114,26 @@ class FeatureConfig:
         return config_hash(self)
 
 
-def config_hash(config: Any) -> str:
-    """SHA-256 of the canonical JSON of a dataclass config, first 12 hex digits."""
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def from_json(cls: type[T], data: dict[str, Any]) -> T:
-    """Build dataclass ``cls`` from a JSON dict; unknown fields are an error naming them."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}")
-    return cls(**data)
-
-
-def config_diff(expected: Any, actual: Any) -> list[tuple[str, Any, Any]]:
-    """Fields where two configs of the same dataclass differ: ``(name, expected, actual)``."""
-    a, b = dataclasses.asdict(expected), dataclasses.asdict(actual)
-    return [(k, a[k], b.get(k)) for k in a if a[k] != b.get(k)]
-
-
-def require_same(expected: Any, actual: Any, what: str) -> None:
-    """Raise :class:`ConfigError` naming every differing field of two configs."""
-    diff = config_diff(expected, actual)
-    if diff:
-        fields = "; ".join(f"{k}: expected {x!r}, found {y!r}" for k, x, y in diff)
-        raise ConfigError(f"{what} does not match: {fields}")
-
-
-# --- command-line options generated from the dataclasses ---------------------------------------
-
-_UNSET = object()  # option default: "not given", distinct from an explicit 'none'
-
-
-def _scalar_type(annotation: Any) -> tuple[type, bool]:
-    """(base type, optional?) of a field annotation such as ``float | None``."""
-    hint = annotation
-    optional = False
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(hint))
-        hint = args[0]
-    return hint, optional
-
-
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """Add ``--<prefix><field>`` options for every field of ``cls``; defaults stay unset."""
-    hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(f"{cls.__name__} settings")
-    for f in dataclasses.fields(cls):
-        base, optional = _scalar_type(hints[f.name])
-        flag = "--" + (prefix + f.name).replace("_", "-")
-        dest = prefix + f.name
-        help_text = f"default: {f.default!r}" + (" ('none' disables)" if optional else "")
-        if f.metadata:
-            help_text += f"; {_range_text(f.metadata)}"
-        if base is bool:
-            group.add_argument(
-                flag, dest=dest, default=_UNSET, action=argparse.BooleanOptionalAction
-            )
-            continue
-        convert = _optional(base) if optional else base
-        group.add_argument(flag, dest=dest, default=_UNSET, type=convert, help=help_text)
-
-
-def _optional(base: type) -> Any:
-    def convert(text: str) -> Any:
-        return None if text.lower() == "none" else base(text)
-
-    convert.__name__ = base.__name__
-    return convert
-
-
-def dataclass_from_options(
-    cls: type[T], args: argparse.Namespace, prefix: str = "", base: T | None = None
-) -> T:
-    """Apply the options given on the command line on top of ``base`` (or the defaults)."""
-    changes = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        value = getattr(args, prefix + f.name, _UNSET)
-        if value is not _UNSET:
-            changes[f.name] = value
-    start = base if base is not None else cls()
-    return dataclasses.replace(start, **changes)  # type: ignore[type-var]
-
-
 SPLITS = ("song", "kfold", "fault-filtered", "seed-leaky")
 LR_SCHEDULES = ("constant", "cosine")
 TIME_FLIP_MODES = ("double", "random")
 SELECTIONS = ("best-val", "last")
+EPOCH_DRIVER_CHOICES = ("auto", "scan", "steps")
+
+# Flat train settings of the days before model sections (2026-12): name -> (the model setting
+# it became, the value every run wrote for it). A run directory or experiment file that names
+# one keeps working; a value other than that default for a model without the setting is
+# refused, naming it, as any setting that does not apply is.
+LEGACY_MODEL_SETTINGS: dict[str, tuple[str, Any]] = {
+    "svm_c": ("c", 1.0),
+    "svm_gamma": ("gamma", "scale"),
+    "svm_backend": ("backend", "jax"),
+    "harmonic_percussive": ("harmonic_percussive", False),
+    "gru_unroll": ("unroll", 0),
+}
+
+# Shared settings that only a network's training step reads; a pipeline model refuses them.
+NETWORK_ONLY = ("lr_schedule", "label_smoothing", "specaug_masks", "select")
 
 
 @dataclass(frozen=True)
@@ -286,8 +141,7 @@ class TrainConfig:
     """How a model is trained (the seed's recipe by default).
 
     Attributes:
-        model: registered model name (``cnn``, ``gru``, ``melstat``, ``svm``, ``statsvm``,
-            ``musicnnsvm``).
+        model: the registered model (``genre-jax train --help`` lists them).
         epochs: maximum epochs (the seed ran 100).
         batch_size: examples per optimiser step.
         learning_rate: Adam step size (the peak of the schedule).
@@ -315,19 +169,13 @@ class TrainConfig:
         folds: number of folds for ``split=kfold``.
         fold: the test fold for ``split=kfold``.
         val_per_genre: ``kfold`` only: songs per genre held out of training for validation.
-        svm_c: SVM regularisation ``C``.
-        svm_gamma: SVM RBF ``gamma``: ``scale``, ``auto`` or a number.
-        svm_backend: ``jax`` (the RBF kernel matrix computed by JAX, libsvm's solver on it) or
-            ``sklearn`` (libsvm computes the kernel); the same predictions, ``jax`` much faster.
-        harmonic_percussive: ``statsvm`` only: also summarise the harmonic and the percussive
-            part of each log-mel segment (median-filtering separation), tripling the statistics.
-        gru_unroll: time steps per loop iteration in the GRU's scan (speed only); 0 picks the
-            one measured fastest for the backend (1 on CPU, 8 on a GPU or TPU).
         epoch_driver: ``scan`` (one jitted scan per epoch), ``steps`` (one jitted call per
             step) or ``auto`` (the faster measured for the model and backend); speed only.
+        model_settings: the model's own settings (its spec's settings dataclass); ``None``
+            gives its defaults.
     """
 
-    model: str = "cnn"
+    model: str = DEFAULT_MODEL
     epochs: int = setting(100, minimum=1)
     batch_size: int = setting(32, minimum=1)
     learning_rate: float = setting(1e-4, above=0)
@@ -347,165 +195,152 @@ class TrainConfig:
     folds: int = setting(5, minimum=2)
     fold: int = setting(0, minimum=0)
     val_per_genre: int = setting(1, minimum=0)
-    svm_c: float = setting(1.0, above=0)
-    svm_gamma: str = "scale"
-    svm_backend: str = setting("jax", choices=("jax", "sklearn"))
-    harmonic_percussive: bool = False
-    gru_unroll: int = setting(0, minimum=0)
-    epoch_driver: str = setting("auto", choices=("auto", "scan", "steps"))
+    epoch_driver: str = setting("auto", choices=EPOCH_DRIVER_CHOICES)
+    model_settings: Any = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, str):
+            raise ConfigError(f"train setting model={self.model!r}: must be a model's name")
+        spec = get_spec(self.model)
+        settings = spec.settings() if self.model_settings is None else self.model_settings
+        if type(settings) is not spec.settings:
+            raise ConfigError(
+                f"train setting model_settings: a {type(settings).__name__}, not the settings "
+                f"of model {self.model!r} ({spec.settings.__name__})"
+            )
+        check_fields(settings, "model setting")
+        object.__setattr__(self, "model_settings", settings)
         check_fields(self, "train setting")
         if self.split == "kfold" and self.fold >= self.folds:
             raise ConfigError(f"train setting fold={self.fold}: must be in [0, folds={self.folds})")
-        if self.svm_gamma not in ("scale", "auto"):
-            try:
-                gamma = float(self.svm_gamma)
-            except ValueError:
-                gamma = math.nan
-            if not (math.isfinite(gamma) and gamma > 0):
-                raise ConfigError(
-                    f"train setting svm_gamma={self.svm_gamma!r}: 'scale', 'auto' or a "
-                    "positive number"
-                )
+        if spec.family == PIPELINE:
+            self._refuse_network_settings(spec)
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
-        return from_json(cls, data)
-
-
-# --- experiment files ---------------------------------------------------------------------------
-
-EXPERIMENT_KEYS = ("description", "protocol", "features", "train", "members")
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """An experiment file: feature and training settings, with a description and protocol.
-
-    JSON with any of the keys ``description`` (text), ``protocol`` (text, e.g. "gtzan-dev,
-    2 s segments, 5-fold song-level CV"), ``features`` (:class:`FeatureConfig` fields) and
-    ``train`` (:class:`TrainConfig` fields); fields left out keep their defaults, and options
-    given on the command line override the file. ``features`` is ``None`` when the file has no
-    such key (then any store is accepted).
-
-    An ensemble file lists ``members``: paths of other experiment files (relative to it), all
-    with the same features; ``crossval`` trains each member on every fold and evaluates the
-    mean of their probabilities (:mod:`genre_jax.ensemble`). Its ``features`` and ``train``
-    are the first member's.
-    """
-
-    features: FeatureConfig | None
-    train: TrainConfig
-    description: str = ""
-    protocol: str = ""
-    members: tuple[Experiment, ...] = ()
+    def _refuse_network_settings(self, spec: ModelSpec) -> None:
+        """A pipeline trains once on fixed arrays: settings of the network step do not apply."""
+        defaults = TrainConfig()
+        given = [n for n in NETWORK_ONLY if getattr(self, n) != getattr(defaults, n)]
+        if self.time_flip and self.time_flip_mode == "random":
+            given.append("time_flip_mode")
+        if given:
+            raise ConfigError(
+                f"train setting(s) {', '.join(given)}: apply to networks only, not model="
+                f"{self.model!r} (its time flip doubles the training set: "
+                "time_flip_mode='double')"
+            )
 
     @property
-    def is_ensemble(self) -> bool:
-        return bool(self.members)
+    def spec(self) -> ModelSpec:
+        """The registered model's spec."""
+        return get_spec(self.model)
 
+    def model_section(self) -> dict[str, Any]:
+        """``{"name": model, **its settings}``: the ``model`` of :meth:`to_json`."""
+        return {"name": self.model, **dataclasses.asdict(self.model_settings)}
 
-EXPERIMENT_MAX_BYTES = 1 << 20  # an experiment file is a few hundred bytes of JSON
+    def shared(self) -> dict[str, Any]:
+        """The settings every model shares (all fields but the model's)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("model", "model_settings")
+        }
 
+    def flat(self) -> dict[str, Any]:
+        """One mapping of every setting: ``model`` (the name), the model's own settings and the
+        shared ones; what :meth:`from_flat` reads and what a difference is reported in."""
+        return {"model": self.model, **dataclasses.asdict(self.model_settings), **self.shared()}
 
-def read_settings_file(path: str | Path, what: str = "experiment file") -> Any:
-    """The JSON object of a small settings file: a regular file (not a FIFO or a device,
-    which would block or never end) of at most :data:`EXPERIMENT_MAX_BYTES`."""
-    path = Path(path)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path}: not found") from None
-    except OSError as error:
-        raise ConfigError(f"{what} {path}: cannot read ({error.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{what} {path}: not a regular file")
-    if info.st_size > EXPERIMENT_MAX_BYTES:
-        raise ConfigError(
-            f"{what} {path}: {info.st_size:,} bytes, more than a settings file's "
-            f"{EXPERIMENT_MAX_BYTES:,}"
-        )
-    try:
-        with open(path, "rb") as handle:
-            text = handle.read(EXPERIMENT_MAX_BYTES + 1).decode("utf-8")
-        return json.loads(text)
-    except OSError as error:
-        raise ConfigError(f"{what} {path}: cannot read ({error.strerror})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {path}: not UTF-8 text") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{what} {path}: not valid JSON ({error})") from None
-    except RecursionError:
-        raise ConfigError(f"{what} {path}: JSON nested too deeply") from None
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model_section(), **self.shared()}
 
-
-def load_experiment(path: str | Path, _within: tuple[Path, ...] = ()) -> Experiment:
-    """Read an experiment file; every problem is a :class:`ConfigError` naming the file.
-
-    ``_within`` holds the ensemble files that led here (a file listing itself, directly or
-    through another member, is refused rather than read forever).
-    """
-    path = Path(path)
-    data = read_settings_file(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"experiment file {path}: must hold a JSON object")
-    unknown = sorted(set(data) - set(EXPERIMENT_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"experiment file {path}: unknown key(s) {', '.join(unknown)} "
-            f"(allowed: {', '.join(EXPERIMENT_KEYS)})"
-        )
-    for key in ("description", "protocol"):
-        if not isinstance(data.get(key, ""), str):
-            raise ConfigError(f"experiment file {path}: {key!r} must be text")
-    for key in ("features", "train"):
-        if not isinstance(data.get(key, {}), dict):
-            raise ConfigError(f"experiment file {path}: {key!r} must be an object of settings")
-    description, protocol = data.get("description", ""), data.get("protocol", "")
-    if "members" in data:
-        return _load_ensemble(path, data, description, protocol, (*_within, path.resolve()))
-    try:
-        features = FeatureConfig.from_json(data["features"]) if "features" in data else None
-        train = TrainConfig.from_json(data.get("train", {}))
-    except (ConfigError, TypeError) as error:
-        raise ConfigError(f"experiment file {path}: {error}") from None
-    return Experiment(features, train, description, protocol)
-
-
-def _load_ensemble(
-    path: Path, data: dict, description: str, protocol: str, within: tuple[Path, ...]
-) -> Experiment:
-    names = data["members"]
-    if set(data) & {"features", "train"}:
-        raise ConfigError(f"experiment file {path}: 'members' sets its own features and train")
-    if not isinstance(names, list) or len(names) < 2:
-        raise ConfigError(f"experiment file {path}: 'members' must list >= 2 experiment files")
-    members = []
-    for name in names:
-        if not isinstance(name, str) or not name:
-            raise ConfigError(
-                f"experiment file {path}: member {name!r} is not the name of an experiment file"
-            )
-        member_path = path.parent / name
-        if member_path.resolve() in within:
-            raise ConfigError(f"experiment file {path}: member {name} is the ensemble itself")
-        member = load_experiment(member_path, within)
-        if member.is_ensemble:
-            raise ConfigError(f"experiment file {path}: member {name} is itself an ensemble")
-        members.append(member)
-    first = members[0]
-    for name, member in zip(names[1:], members[1:], strict=True):
-        if member.features != first.features:
-            raise ConfigError(
-                f"experiment file {path}: member {name} reads other features than {names[0]}"
-            )
-        for shared in ("folds", "split_seed"):
-            if getattr(member.train, shared) != getattr(first.train, shared):
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Read :meth:`to_json`'s form, or the flat form of older runs and experiment files
+        (``"model": "svm", "svm_c": 3.0``); anything that is not a setting of the chosen model
+        or of every model is a :class:`ConfigError` naming it."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"train settings must be an object, not {data!r}")
+        flat = dict(data)
+        section = flat.get("model")
+        if isinstance(section, Mapping):
+            section = dict(section)
+            if "name" not in section:
+                raise ConfigError("train setting model: its section names no model ('name')")
+            flat["model"] = section.pop("name")
+            clashes = sorted(set(section) & (set(flat) - {"model"}))
+            if clashes:
                 raise ConfigError(
-                    f"experiment file {path}: member {name} has another {shared} than {names[0]}"
+                    f"model setting(s) {', '.join(clashes)}: given both in the model section "
+                    "and beside it"
                 )
-    return Experiment(first.features, first.train, description, protocol, tuple(members))
+            return cls.from_flat({**flat, **section}, model_keys=set(section))
+        return cls.from_flat(flat)
+
+    @classmethod
+    def from_flat(
+        cls, data: Mapping[str, Any], model_keys: set[str] | frozenset[str] = frozenset()
+    ) -> TrainConfig:
+        """A config from one flat mapping of settings (:meth:`flat`'s form, and the
+        command line's): the model's own settings are sorted from the shared ones by name;
+        legacy names (:data:`LEGACY_MODEL_SETTINGS`) are translated. ``model_keys`` are keys
+        that came from a model section (they must be the model's)."""
+        name = data.get("model", DEFAULT_MODEL)
+        spec = get_spec(name) if isinstance(name, str) else None
+        if spec is None:
+            raise ConfigError(f"train setting model={name!r}: must be a model's name")
+        own = set(spec.setting_names())
+        shared_names = {f.name for f in dataclasses.fields(cls)} - {"model", "model_settings"}
+        clash = sorted(own & shared_names)
+        if clash:
+            raise ConfigError(
+                f"model {name!r}: its setting(s) {', '.join(clash)} have the name of a shared "
+                "train setting; rename them in its settings class"
+            )
+        shared: dict[str, Any] = {}
+        settings: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "model":
+                continue
+            if key in shared_names and key not in model_keys:
+                shared[key] = value
+                continue
+            target = key
+            if key in LEGACY_MODEL_SETTINGS and key not in model_keys:
+                target, legacy_default = LEGACY_MODEL_SETTINGS[key]
+                if target not in own and value == legacy_default:
+                    continue  # written by every run of the day; it meant nothing here
+            if target in own:
+                settings.setdefault(target, value)
+                continue
+            raise ConfigError(_not_a_setting(key, value, spec))
+        try:
+            model_settings = spec.settings(**settings)
+        except TypeError as error:  # a settings class's own check of argument types
+            raise ConfigError(f"model {name!r} settings: {error}") from None
+        return cls(model=name, model_settings=model_settings, **shared)
+
+
+def _not_a_setting(key: str, value: Any, spec: ModelSpec) -> str:
+    """Why ``key`` is refused for ``spec``'s model: the models it belongs to, or none."""
+    target = LEGACY_MODEL_SETTINGS.get(key, (key, None))[0]
+    owners = [s.name for s in specs() if target in s.setting_names()]
+    own = ", ".join(spec.setting_names()) or "none"
+    if owners:
+        return (
+            f"model setting {key}={value!r}: does not apply to model {spec.name!r} (its "
+            f"settings: {own}); it is a setting of {', '.join(owners)}"
+        )
+    return (
+        f"train setting {key}={value!r}: unknown setting (model {spec.name!r} has: {own}; "
+        "`genre-jax train --help` lists the shared ones)"
+    )
+
+
+def model_name(train: Any) -> str | None:
+    """The model's name in a ``train`` object of a ``config.json``, in either form (a model
+    section or, in older runs, the name itself); ``None`` when it names none."""
+    model = train.get("model") if isinstance(train, Mapping) else None
+    if isinstance(model, Mapping):
+        model = model.get("name")
+    return model if isinstance(model, str) else None

@@ -30,7 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from genre_jax.config import ConfigError, FeatureConfig, TrainConfig, require_same
+from genre_jax import plots
+from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
+from genre_jax.ensemble import ensemble_name, make_ensemble
+from genre_jax.evaluate import evaluate_run, ran_text
 from genre_jax.fileio import (
     MARKER,
     OutputDirError,
@@ -43,6 +46,9 @@ from genre_jax.fileio import (
     require_folder_or_absent,
 )
 from genre_jax.parallel import barrier, is_main_process
+from genre_jax.runner import train_run
+from genre_jax.settings import require_same
+from genre_jax.splits import make_split
 from genre_jax.store import FeatureStore, resolve_store
 
 FEATURES_DIR = "features"  # where ``crossval --data-dir`` prepares its store, inside OUT
@@ -101,20 +107,21 @@ def crossval(
     *,
     description: str = "",
     protocol: str = "",
+    provenance: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train and evaluate ``config.model`` on every fold of the store at ``features``.
 
+    ``provenance`` (the command line's: experiment file, its description and protocol, the
+    settings given beside it) goes into the report and every fold's run; without one,
+    ``description`` and ``protocol`` describe the experiment.
+
     With several configs, each is trained on every fold (``fold-i/<model>/``) and the fold's
     model is their ensemble (``fold-i/`` itself, :mod:`genre_jax.ensemble`): the mean of their
     probabilities. Returns the report (also ``report.json`` and ``report.md`` in ``out_dir``).
     """
-    from genre_jax.ensemble import ensemble_name, make_ensemble
-    from genre_jax.evaluate import evaluate_run
-    from genre_jax.runner import train_run
-
     configs = [config] if isinstance(config, TrainConfig) else list(config)
     first = configs[0]
     if first.folds < 2:
@@ -128,17 +135,25 @@ def crossval(
     model = ensemble_name({"member_models": models}) if ensemble else first.model
     store = FeatureStore.open(resolve_store(features))
     out_dir = Path(out_dir)
-    experiment = {
+    provenance = {
+        "experiment_file": None,
         "description": description,
         "protocol": protocol,
+        "given": {},
+        **(provenance or {}),
+    }
+    experiment = {
+        "description": provenance["description"],
+        "protocol": provenance["protocol"],
+        "experiment_file": provenance["experiment_file"],
+        "given": provenance["given"],
+        "data_dir": store.manifest.root,
         "model": model,
         "members": {n: fold_config(c, 0).to_json() for n, c in zip(names, configs, strict=True)},
         "features": store.config.to_json(),
         "feature_hash": store.config.hash(),
         "store": str(store.path.resolve()),
     }
-    from genre_jax.runner import make_split
-
     for member in configs:  # every fold's split must exist before anything is written
         for fold in range(first.folds):
             make_split(store, fold_config(member, fold))
@@ -160,6 +175,7 @@ def crossval(
                 resume=(run_dir / "config.json").is_file(),  # a fold killed while training
                 progress=progress,
                 log=log,
+                provenance=provenance,
             )
             barrier(f"crossval-fold-{fold}-{name}")
         if is_main_process():
@@ -205,8 +221,6 @@ def summarise(
     rows: Sequence[dict[str, Any]], experiment: dict[str, Any], out_dir: Path
 ) -> dict[str, Any]:
     """Mean and standard deviation over folds, pooled confusion; writes report and plots."""
-    from genre_jax import plots
-
     genres = rows[0]["genres"]
     confusion = np.sum([np.array(r["confusion"]) for r in rows], axis=0)
     values = {m: np.array([r[m] for r in rows], np.float64) for m in FOLD_METRICS}
@@ -216,6 +230,10 @@ def summarise(
         "model": experiment["model"],
         "description": experiment["description"],
         "protocol": experiment["protocol"],
+        # Folders written before reports said what ran have none of these three.
+        "data_dir": experiment.get("data_dir"),
+        "experiment_file": experiment.get("experiment_file"),
+        "given": experiment.get("given", {}),
         "folds": train["folds"],
         "split_seed": train["split_seed"],
         "val_per_genre": {name: m["val_per_genre"] for name, m in members.items()},
@@ -247,7 +265,9 @@ def crossval_markdown(report: dict[str, Any]) -> str:
     lines = [f"# {report['model']}: {report['folds']}-fold song-level cross-validation", ""]
     if report["description"]:
         lines += [report["description"], ""]
-    if report["protocol"]:
+    provenance = {k: report.get(k) for k in ("experiment_file", "protocol", "given")}
+    lines += [ran_text(report.get("data_dir"), features, provenance), ""]
+    if report["protocol"] and not report.get("experiment_file"):
         lines += [f"Protocol: {report['protocol']}", ""]
     held = report["val_per_genre"]
     held_text = (

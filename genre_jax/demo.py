@@ -1,69 +1,59 @@
 """``genre-jax demo``: the whole pipeline in one command, the first thing a newcomer runs.
 
 Built-in synthetic data (generated once, cached) or a real folder; prepare the feature stores
-(the seed's MFCCs, and 128-band log-mel for our models); train the seed's CNN, GRU and SVM and
-our ``melstat`` and ``statsvm``; evaluate each on held-out songs; print the comparison table
-with the seed's reported figures beside it, and where the plots and runs are.
+each model's demo recipe asks for (the seed's MFCCs, and 128-band log-mel for our models);
+train every registered model that has a demo recipe (:class:`~genre_jax.models.DemoRecipe`:
+the seed's CNN, GRU and SVM, our ``melstat`` and ``statsvm``); evaluate each on held-out
+songs; print the comparison table with the seed's reported figures beside it, and where the
+plots and runs are.
 
-On synthetic data the seed's networks use a short schedule (fewer epochs, a larger learning
-rate) so the demo finishes in minutes on a laptop CPU; on real data (``--data-dir``) they use
-the seed's full recipe (100 epochs, Adam 1e-4, batch 32, early stopping with patience 20).
-Our models use their own recipes (:data:`MELSTAT_RECIPE` and :data:`STATSVM_RECIPE`, those of
-``configs/gtzan-dev-melstat.json`` and ``configs/gtzan-dev-statsvm.json``), melstat with fewer
-epochs on synthetic data.
+On real data (``--data-dir``) each model runs its recipe (the seed's: 100 epochs, Adam 1e-4,
+batch 32, early stopping with patience 20; ours: those of ``configs/gtzan-dev-melstat.json``
+and ``configs/gtzan-dev-statsvm.json``); on synthetic data the networks use a shorter
+schedule (the recipe's ``synthetic`` settings) so the demo finishes in minutes on a laptop CPU.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from genre_jax.config import FeatureConfig, TrainConfig
-from genre_jax.models import NETWORKS
+from genre_jax.datasets import generate_synthetic
+from genre_jax.evaluate import compare_runs, comparison_markdown, evaluate_run
+from genre_jax.fileio import atomic_write_bytes
+from genre_jax.models import NETWORK, get_spec, specs
+from genre_jax.runner import train_run
+from genre_jax.store import prepare
+from genre_jax.synthetic import MARKER_NAME, synthetic_data_dir
 
-MODELS = ("cnn", "gru", "svm", "melstat", "statsvm")
+QUICK = {"epochs": 2, "patience": 0}  # --quick: each network's smoke test
 
-# Our model's recipe (the seed's recipe is the default TrainConfig).
-MELSTAT_RECIPE: dict[str, Any] = {
-    "epochs": 60,
-    "learning_rate": 1e-3,
-    "lr_schedule": "cosine",
-    "warmup_steps": 60,
-    "patience": 0,
-    "select": "last",
-    "time_flip_mode": "random",
-    "label_smoothing": 0.1,
-    "specaug_masks": 2,
-}
-STATSVM_RECIPE: dict[str, Any] = {"svm_c": 3.0, "harmonic_percussive": True, "time_flip": False}
-RECIPES: dict[str, dict[str, Any]] = {"melstat": MELSTAT_RECIPE, "statsvm": STATSVM_RECIPE}
 
-# Short schedule for the synthetic demo.
-SYNTHETIC_SCHEDULE: dict[str, dict[str, Any]] = {
-    "cnn": {"epochs": 20, "learning_rate": 1e-3},
-    "gru": {"epochs": 30, "learning_rate": 1e-3},
-    "svm": {},
-    "melstat": {"epochs": 20, "warmup_steps": 20},
-    "statsvm": {},
-}
+def demo_models() -> tuple[str, ...]:
+    """The registered models the demo runs (those with a demo recipe), in registry order."""
+    return tuple(spec.name for spec in specs() if spec.demo is not None)
 
-# Feature settings per model: the seed's MFCCs, or 128 log-mel bands (same segments).
-LOGMEL = FeatureConfig(kind="logmel", n_mels=128)
-MODEL_FEATURES: dict[str, FeatureConfig] = {"melstat": LOGMEL, "statsvm": LOGMEL}
+
+def demo_features(model: str) -> FeatureConfig:
+    """The feature settings of ``model``'s demo recipe."""
+    return FeatureConfig(**get_spec(model).demo.features)
 
 
 def demo_configs(real_data: bool, quick: bool = False) -> dict[str, TrainConfig]:
-    """The train config of each model: its recipe for real data, shorter for synthetic data."""
+    """The train config of each demo model: its recipe for real data, shorter for synthetic
+    data, 2 epochs per network with ``quick``."""
     configs = {}
-    for model in MODELS:
-        config = TrainConfig(model=model, **RECIPES.get(model, {}))
+    for spec in specs():
+        if spec.demo is None:
+            continue
+        settings = {"model": spec.name, **spec.demo.train}
         if not real_data:
-            config = dataclasses.replace(config, **SYNTHETIC_SCHEDULE[model])
-        if quick and model in NETWORKS:
-            config = dataclasses.replace(config, epochs=2, patience=0)
-        configs[model] = config
+            settings.update(spec.demo.synthetic)
+        if quick and spec.family == NETWORK:
+            settings.update(QUICK)
+        configs[spec.name] = TrainConfig.from_flat(settings)
     return configs
 
 
@@ -81,13 +71,6 @@ def run_demo(
     ``quick`` (for tests) trains each network for 2 epochs; ``tracks_per_genre`` sizes the
     synthetic dataset.
     """
-    from genre_jax.cli import synthetic_data_dir
-    from genre_jax.datasets import generate_synthetic
-    from genre_jax.evaluate import compare_runs, comparison_markdown, evaluate_run
-    from genre_jax.fileio import atomic_write_bytes
-    from genre_jax.runner import train_run
-    from genre_jax.store import prepare
-
     out_dir = Path(out_dir)
     synthetic = data_dir is None or _is_synthetic(data_dir)
     if data_dir is None:
@@ -97,7 +80,7 @@ def run_demo(
     stores: dict[FeatureConfig, Any] = {}
     runs = []
     for model, config in demo_configs(real_data=not synthetic, quick=quick).items():
-        features = MODEL_FEATURES.get(model, FeatureConfig())
+        features = demo_features(model)
         if features not in stores:
             stores[features] = prepare(
                 data_dir, out_dir / "features", features, progress=progress, log=log
@@ -124,6 +107,4 @@ def run_demo(
 
 def _is_synthetic(data_dir: str | Path) -> bool:
     """Whether ``data_dir`` is a dataset written by :func:`generate_synthetic`."""
-    from genre_jax.synthetic import MARKER_NAME
-
     return (Path(data_dir) / MARKER_NAME).is_file()

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from genre_jax.config import ConfigError, FeatureConfig, require_same
+from genre_jax.config import ConfigError, FeatureConfig, model_name
 from genre_jax.fileio import (
     MARKER,
     OutputDirError,
@@ -30,6 +30,7 @@ from genre_jax.fileio import (
     read_json,
     require_folder_or_absent,
 )
+from genre_jax.settings import require_same
 from genre_jax.splits import Split
 
 
@@ -83,7 +84,7 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
         **{k: first[k] for k in ("features", "feature_hash", "store", "split", "genres")},
         "data_fingerprint": first.get("data_fingerprint"),
         "members": paths,
-        "member_models": [c["train"]["model"] for c in configs],
+        "member_models": [model_name(c["train"]) for c in configs],
         "train": first["train"],
     }
     atomic_write_json(out_dir / "config.json", config)

@@ -22,15 +22,16 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from genre_jax.config import ConfigError, FeatureConfig, require_same
+from genre_jax import plots
+from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.datasets import Manifest, Track
+from genre_jax.ensemble import is_ensemble
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.inference import load_predictor
+from genre_jax.models import specs
+from genre_jax.settings import require_same
 from genre_jax.splits import Split
 from genre_jax.store import FeatureStore, StoreError, resolve_store
-
-# The seed study's reported test accuracies: segment level, on its leaky random split.
-SEED_REPORTED = {"cnn": 0.8249, "gru": 0.7114, "svm": 0.65}
 
 
 @dataclass
@@ -260,8 +261,6 @@ def evaluate_run(
         ConfigError: ``features`` was extracted with other settings (the field is named), or
             its songs cannot be matched to the run's split (see :func:`select_segments`).
     """
-    from genre_jax import plots
-
     if part not in ("test", "val"):
         raise ValueError(f"part={part!r}: 'test' or 'val'")
     run_dir = Path(run_dir)
@@ -288,6 +287,12 @@ def evaluate_run(
         "model": predictor.model_name,
         "evaluated_on": selection.source,
         "store": str(store.path.resolve()),
+        "data_dir": store.manifest.root,
+        # An ensemble's settings are its members' (each member's own report has them).
+        "model_settings": (
+            None if is_ensemble(run_config) else predictor.train_config.model_section()
+        ),
+        "ran": ran_text(store.manifest.root, store.config, run_config.get("provenance")),
         "leaky_split": selection.leaky,
         "segments": len(index),
         "songs": len(songs.tracks),
@@ -329,6 +334,35 @@ def evaluate_run(
     return {**report, "report_file": str(report_file)}
 
 
+def ran_text(
+    data_dir: str | None, features: FeatureConfig, provenance: dict[str, Any] | None
+) -> str:
+    """What ran, in one paragraph: the data folder, the features (kind, coefficients, segment
+    length), and the experiment file with every setting given beside it, whose protocol line
+    describes the file's own settings, not necessarily these."""
+    text = (
+        f"Ran on {data_dir or 'an unrecorded data folder'}: {features.kind} features, "
+        f"{features.n_features} coefficients per frame, {features.segment_seconds:g} s "
+        f"segments at {features.sample_rate} Hz."
+    )
+    provenance = provenance or {}
+    if provenance.get("experiment_file"):
+        text += f" Experiment file {provenance['experiment_file']}"
+        given = provenance.get("given") or {}
+        if given:
+            text += ", with these settings given beside it: " + ", ".join(
+                f"{k}={v!r}" for k, v in sorted(given.items())
+            )
+        text += "."
+        if provenance.get("protocol"):
+            text += f" The file's own protocol: {provenance['protocol']}"
+    elif provenance.get("given"):
+        text += " Settings given: " + ", ".join(
+            f"{k}={v!r}" for k, v in sorted(provenance["given"].items())
+        )
+    return text
+
+
 def markdown_report(report: dict[str, Any]) -> str:
     """The report as a markdown summary (accuracies, per-genre table, averages)."""
     pct = lambda v: f"{100 * v:.2f} %"  # noqa: E731
@@ -340,6 +374,8 @@ def markdown_report(report: dict[str, Any]) -> str:
     ]
     if report.get("store"):
         lines += ["", f"Feature store: {report['store']}"]
+    if report.get("ran"):
+        lines += ["", report["ran"]]
     if report["leaky_split"]:
         lines += [
             "",
@@ -399,16 +435,18 @@ def compare_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
                 "evaluated_now": evaluated_now,
             }
         )
-    for model, accuracy in SEED_REPORTED.items():
+    for spec in specs():
+        if spec.seed is None:
+            continue
         rows.append(
             {
                 "run": "seed report",
-                "model": model,
+                "model": spec.name,
                 "protocol": "seed's leaky segment split (inflated; reference only)",
-                "segment_accuracy": accuracy,
+                "segment_accuracy": spec.seed.segment_accuracy,
                 "song_accuracy": None,
                 "macro_f1": None,
-                "parameters": {"cnn": 65_994, "gru": 76_170}.get(model),
+                "parameters": spec.seed.parameters,
                 "train_seconds": None,
                 "evaluated_now": False,
             }

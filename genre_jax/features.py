@@ -23,6 +23,7 @@ one pass over them costs more than the FFT itself. The values are the same eithe
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -233,7 +234,6 @@ def _in_chunks(fn: Callable[[jax.Array], jax.Array], signals: jax.Array, cfg: Fe
 
 
 def _resolve(config: FeatureConfig | None, kind: str, overrides: dict) -> FeatureConfig:
-    import dataclasses
 
     base = config if config is not None else FeatureConfig()
     return dataclasses.replace(base, kind=kind, **overrides)

@@ -12,6 +12,7 @@ path never costs a folder that genre-jax did not write.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import importlib.metadata
 import json
 import os
@@ -184,7 +185,6 @@ def dir_kind(path: str | os.PathLike) -> str | None:
 def _is_legacy(path: Path, kind: str, keep: tuple[str, ...] = ()) -> bool:
     """A folder of ``kind`` written before markers: only the names such a folder holds (and
     those in ``keep``), and a config naming genre-jax's fields."""
-    import fnmatch
 
     patterns = _LEGACY_ENTRIES.get(kind)
     if patterns is None:

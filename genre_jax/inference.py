@@ -17,9 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from genre_jax.checkpoint import CheckpointError, load_model
 from genre_jax.config import FeatureConfig, TrainConfig
+from genre_jax.ensemble import ensemble_name, is_ensemble, member_dirs
 from genre_jax.fileio import read_json
-from genre_jax.models import SVM_MODELS
+from genre_jax.fit_pipeline import segment_labels
+from genre_jax.models import PIPELINE
+from genre_jax.models.rbf import flatten
+from genre_jax.models.sklearn_io import PIPELINE_FILE, load_pipeline
+from genre_jax.parallel import replicated, shard_batch
+from genre_jax.settings import config_diff
 
 
 def make_predict(graphdef: nnx.GraphDef, batch_size: int, mesh: Any = None) -> Callable:
@@ -28,7 +35,6 @@ def make_predict(graphdef: nnx.GraphDef, batch_size: int, mesh: Any = None) -> C
     With a ``mesh`` (see :mod:`genre_jax.parallel`), each batch is split along its ``data``
     axis; ``batch_size`` must then be a multiple of the number of devices.
     """
-    from genre_jax.parallel import replicated, shard_batch
 
     @jax.jit
     def predict(model_state: Any, x: jax.Array) -> jax.Array:
@@ -99,7 +105,6 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
 def _load_predictor(run_dir: Path, batch_size: int, loading: tuple[Path, ...]) -> Predictor:
     """:func:`load_predictor`; ``loading`` holds the resolved ensembles being loaded, outermost
     first, of which ``run_dir`` is a member."""
-    from genre_jax.checkpoint import CheckpointError
 
     config_path = run_dir / "config.json"
     if not config_path.is_file():
@@ -107,8 +112,6 @@ def _load_predictor(run_dir: Path, batch_size: int, loading: tuple[Path, ...]) -
     config = read_json(config_path)
     train_config = TrainConfig.from_json(config["train"])
     feature_config = FeatureConfig.from_json(config["features"])
-    from genre_jax.ensemble import ensemble_name, is_ensemble, member_dirs
-
     if is_ensemble(config):
         inside = (*loading, run_dir.resolve())
         members = []
@@ -136,21 +139,17 @@ def _load_predictor(run_dir: Path, batch_size: int, loading: tuple[Path, ...]) -
             feature_config,
             mean_probabilities,
         )
-    if train_config.model in SVM_MODELS:
-        from genre_jax.models.svm import flatten, load_svm, predict_labels
-
-        pipeline = load_svm(run_dir / "svm.skops")  # checks config.json against its sidecar
+    if train_config.spec.family == PIPELINE:
+        pipeline = load_pipeline(run_dir / PIPELINE_FILE)  # checks config.json by its sidecar
 
         def predict(x: np.ndarray) -> np.ndarray:
             return pipeline.predict_proba(flatten(x))
 
         def labels(x: np.ndarray) -> np.ndarray:
-            return predict_labels(pipeline, x)
+            return segment_labels(train_config.spec, pipeline, x)
 
         genres = config["genres"]
     else:
-        from genre_jax.checkpoint import load_model
-
         model, meta = load_model(run_dir)
         graphdef, state = nnx.split(model)
         logits_fn = make_predict(graphdef, batch_size)
@@ -172,9 +171,6 @@ def _load_predictor(run_dir: Path, batch_size: int, loading: tuple[Path, ...]) -
 
 def _check_member(member: Predictor, config: dict[str, Any], run_dir: Path) -> None:
     """An ensemble's member must read the features and know the genres its config.json names."""
-    from genre_jax.checkpoint import CheckpointError
-    from genre_jax.config import config_diff
-
     ensemble_features = FeatureConfig.from_json(config["features"])
     differences = config_diff(member.feature_config, ensemble_features)
     if differences:

@@ -27,7 +27,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from genre_jax.audio import iter_audio_blocks
 from genre_jax.config import ConfigError
+from genre_jax.features import hz_to_mel, log_mel, mel_to_hz, num_frames
 from genre_jax.fileio import atomic_write_bytes
 
 WAVEFORM_FIGSIZE = (12.0, 7.0)  # inches; at 100 dpi a 1200 x 700 PNG
@@ -112,7 +114,6 @@ def mel_db(
     samples, a whole number of hops, so its frames are the whole signal's frames; the
     ``top_db`` floor is applied afterwards against the whole signal's maximum.
     """
-    from genre_jax.features import log_mel, num_frames
 
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames={chunk_frames}: must be >= 1")
@@ -169,7 +170,6 @@ def waveform_and_mel_figure(
     80) against time in seconds, on a mel-spaced frequency axis labelled in Hz, with a dB
     colour bar; above 2,000 frames, frames are max-pooled in time for display only.
     """
-    from genre_jax.features import hz_to_mel, mel_to_hz
 
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 1 or audio.shape[0] == 0:
@@ -253,7 +253,6 @@ def plot_file(
         AudioError: the file cannot be decoded (the reason names it).
         ConfigError: ``seconds`` is not positive.
     """
-    from genre_jax.audio import iter_audio_blocks
 
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError(f"plot setting seconds={seconds}: must be a finite number > 0")

@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
 from genre_jax.audio import AUDIO_EXTENSIONS, AudioError, is_audio_file, iter_audio_blocks
 from genre_jax.config import ConfigError
@@ -324,9 +327,6 @@ def predict_paths(
     results: list[TrackPrediction] = []
     bar = None
     if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
         bar = Progress(console=Console(file=progress_file or sys.stderr), transient=True)
         task = bar.add_task("Predicting", total=len(items))
         bar.start()
@@ -355,8 +355,6 @@ def predict_paths(
 
 
 def _table(results: Sequence[TrackPrediction], top_k: int, out: TextIO) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title="Genre predictions")
     table.add_column("file", overflow="fold")

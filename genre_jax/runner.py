@@ -6,9 +6,13 @@ Run directory::
     labels.json     the genre names in index order
     history.json    per-epoch training and validation loss and accuracy
     summary.json    best epoch, its metrics, parameters, training time
-    checkpoints/    orbax: latest/ (to resume) and best/ (to evaluate)   [cnn, gru]
-    svm.skops       the fitted pipeline                                   [svm]
+    checkpoints/    orbax: latest/ (to resume) and best/ (to evaluate)   [networks]
+    svm.skops, svm.json   the fitted pipeline and its binding sidecar     [pipelines]
     plots/training_curves.png
+
+Nothing here knows a model by name: the model's spec (:mod:`genre_jax.models`) says which
+family trains it (:mod:`genre_jax.train` for networks, :mod:`genre_jax.fit_pipeline` for
+pipelines), which features it needs and whether reversed copies of segments teach it anything.
 
 Resume order: an existing run directory with ``--resume`` continues from its latest checkpoint
 (the config must match, field by field); ``--overwrite`` starts it afresh; otherwise an existing
@@ -17,15 +21,16 @@ run is refused, never overwritten.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from genre_jax.config import ConfigError, TrainConfig, require_same
+from genre_jax.checkpoint import RunCheckpoints
+from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.fileio import (
     JSONFileError,
     OutputDirError,
@@ -37,70 +42,18 @@ from genre_jax.fileio import (
     remove_own_dir,
     require_folder_or_absent,
 )
-from genre_jax.models import MODEL_NAMES, is_network
+from genre_jax.fit_pipeline import train_pipeline
+from genre_jax.models import NETWORK, ModelSpec
 from genre_jax.parallel import barrier, default_mesh, is_main_process
-from genre_jax.splits import (
-    Split,
-    fault_filtered_split,
-    seed_segment_split,
-    song_kfold,
-    song_split,
-)
+from genre_jax.plots import training_curves
+from genre_jax.settings import require_same
+from genre_jax.splits import make_split, split_arrays
 from genre_jax.store import FeatureStore, resolve_store
+from genre_jax.train import fit
 
 
 class RunDirError(OutputDirError):
     """A run directory cannot be used as asked (exists, or holds another run)."""
-
-
-def make_split(store: FeatureStore, config: TrainConfig) -> Split:
-    """The split ``config.split`` names, over the store's usable tracks (or its segments).
-
-    Raises:
-        ConfigError: the split cannot be made on this store (too many folds for a genre's
-            songs, too many validation songs per genre, no published id among the tracks),
-            naming the setting.
-    """
-    try:
-        return _make_split(store, config)
-    except ValueError as error:
-        if isinstance(error, ConfigError):
-            raise
-        settings = {
-            "kfold": f"folds={config.folds}, val_per_genre={config.val_per_genre}",
-            "song": f"split_seed={config.split_seed}",
-        }.get(config.split, "")
-        raise ConfigError(
-            f"train setting split={config.split!r}{' (' + settings + ')' if settings else ''} "
-            f"on store {store.path}: {error}"
-        ) from None
-
-
-def _make_split(store: FeatureStore, config: TrainConfig) -> Split:
-    if config.split == "seed-leaky":
-        return seed_segment_split(len(store), seed=config.split_seed)
-    usable = np.array(
-        [i for i, t in enumerate(store.manifest.tracks) if t.status == "ok"], dtype=np.int64
-    )
-    labels = store.track_labels[usable]
-    if config.split == "song":
-        local = song_split(labels, seed=config.split_seed)
-    elif config.split == "kfold":
-        folds = song_kfold(
-            labels, k=config.folds, seed=config.split_seed, val_per_genre=config.val_per_genre
-        )
-        local = folds[config.fold]
-    else:
-        local = fault_filtered_split([store.manifest.tracks[i].id for i in usable])
-    return Split(
-        name=local.name,
-        level=local.level,
-        train=usable[local.train],
-        val=usable[local.val],
-        test=usable[local.test],
-        leaky=local.leaky,
-        missing=local.missing,
-    )
 
 
 def _prepare_run_dir(
@@ -173,24 +126,22 @@ def train_run(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``config.model`` on the store at ``features``; write everything to ``run_dir``.
 
-    Returns the summary (also written as ``summary.json``).
+    ``provenance`` (the experiment file, its description and protocol, the settings given
+    beside it) is kept in ``config.json`` for the reports. Returns the summary (also written
+    as ``summary.json``).
     """
-    if config.model not in MODEL_NAMES:
-        raise ConfigError(f"train setting model={config.model!r}: one of {', '.join(MODEL_NAMES)}")
+    spec = config.spec
     run_dir = Path(run_dir)
     require_folder_or_absent(run_dir, "a run")
     store = FeatureStore.open(resolve_store(features))
     split = make_split(store, config)
-    if not is_network(config.model):
-        _refuse_network_settings(config)
-    if config.model == "musicnnsvm":
-        from genre_jax.models.musicnn import check_features
-
-        check_features(store.config)
-    if is_network(config.model) and len(split.val) == 0 and config.select != "last":
+    check_input_features(spec, store.config)
+    network = spec.family == NETWORK
+    if network and len(split.val) == 0 and config.select != "last":
         raise ConfigError(
             "the split has no validation songs, which choosing the best epoch needs "
             "(select='best-val'); for split=kfold set val_per_genre >= 1, or keep the last "
@@ -207,6 +158,8 @@ def train_run(
         "versions": library_versions(),
         "device": str(jax.devices()[0]),
     }
+    if provenance:
+        resolved["provenance"] = provenance
     main = is_main_process()
     resuming = _prepare_run_dir(run_dir, resolved, resume, overwrite, write=main)
     barrier("run-dir-ready")
@@ -217,11 +170,10 @@ def train_run(
         log("         its accuracy is inflated and kept only to reproduce the seed's numbers")
     if split.missing:
         log(f"{len(split.missing)} track(s) of the published split are missing: {split.missing}")
-    from genre_jax.train import split_arrays
 
     doubled = config.time_flip and config.time_flip_mode == "double"
-    if doubled and config.model == "statsvm":
-        log("statsvm: no time flip (its statistics are the same for a reversed segment)")
+    if doubled and spec.time_reversal_invariant:
+        log(f"{config.model}: no time flip (its output is the same for a reversed segment)")
         doubled = False
     data = split_arrays(store, split, doubled)
     flip = "random time flip" if config.time_flip and not doubled else "time flip"
@@ -239,32 +191,30 @@ def train_run(
         "feature_hash": store.config.hash(),
         "versions": resolved["versions"],
     }
-    if is_network(config.model) and config.batch_size > len(data.y_train):
+    if network and config.batch_size > len(data.y_train):
         log(
             f"batch_size {config.batch_size} is more than the {len(data.y_train)} training "
             "examples: each step takes them all"
         )
-    if is_network(config.model):
+    if network:
         summary = _train_network(run_dir, config, data, meta, resuming, progress, log)
     else:
-        summary = _train_svm(run_dir, config, data, log)
+        summary = train_pipeline(run_dir, config, data, log)
     summary = {"model": config.model, "split": split.name, **summary}
     if main:
         atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
 
-def _refuse_network_settings(config: TrainConfig) -> None:
-    """The SVM trains once on fixed arrays: settings of the network step do not apply."""
-    defaults = TrainConfig()
-    names = ("lr_schedule", "label_smoothing", "specaug_masks", "select")
-    given = [n for n in names if getattr(config, n) != getattr(defaults, n)]
-    if config.time_flip and config.time_flip_mode == "random":
-        given.append("time_flip_mode")
-    if given:
+def check_input_features(spec: ModelSpec, features: FeatureConfig) -> None:
+    """Refuse a store whose features are not those the model reads, naming each setting."""
+    wrong = [k for k, v in spec.input_features.items() if getattr(features, k) != v]
+    if wrong:
+        given = ", ".join(f"{k}={getattr(features, k)!r}" for k in wrong)
+        needed = ", ".join(f"{k}={spec.input_features[k]!r}" for k in wrong)
         raise ConfigError(
-            f"train setting(s) {', '.join(given)}: apply to networks only, not model="
-            f"{config.model!r} (its time flip doubles the training set: time_flip_mode='double')"
+            f"model={spec.name!r} reads other input features: feature setting(s) {given} "
+            f"must be {needed}"
         )
 
 
@@ -277,9 +227,6 @@ def _train_network(
     progress: bool,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    from genre_jax.checkpoint import RunCheckpoints
-    from genre_jax.plots import training_curves
-    from genre_jax.train import fit
 
     checkpoints = RunCheckpoints(run_dir)
     main = is_main_process()
@@ -323,52 +270,12 @@ def _train_network(
     }
 
 
-def _train_svm(
-    run_dir: Path, config: TrainConfig, data: Any, log: Callable[[str], None]
-) -> dict[str, Any]:
-    from genre_jax.models.svm import (
-        fit_svm,
-        predict_labels,
-        save_svm,
-        stored_values,
-        support_vector_count,
-    )
-
-    started = time.perf_counter()
-    model = fit_svm(data.x_train, data.y_train, config)
-    seconds = time.perf_counter() - started
-    save_svm(model, run_dir / "svm.skops")
-    train_acc = float(np.mean(predict_labels(model, data.x_train) == data.y_train))
-    val_acc = (
-        float(np.mean(predict_labels(model, data.x_val) == data.y_val))
-        if len(data.y_val)
-        else float("nan")
-    )
-    history = [{"epoch": 1, "accuracy": train_acc, "val_accuracy": val_acc}]
-    atomic_write_json(run_dir / "history.json", history)
-    vectors = support_vector_count(model)
-    log(
-        f"{config.model}: training accuracy {100 * train_acc:.2f} %, validation "
-        f"{100 * val_acc:.2f} % ({vectors} support vectors; fit {seconds:.1f} s)"
-    )
-    width = model.named_steps["scale"].n_features_in_  # what the SVC reads
-    return {
-        "train_accuracy": train_acc,
-        "val_accuracy": val_acc,
-        "support_vectors": vectors,
-        "parameters": stored_values(model, width),
-        "train_seconds": round(seconds, 2),
-    }
-
-
 class _EpochBar:
     """A rich progress bar over epochs showing the latest loss and accuracy."""
 
     def __init__(self, epochs: int, name: str, enabled: bool) -> None:
         self.enabled = enabled
         if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),

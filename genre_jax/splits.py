@@ -19,6 +19,10 @@ Builders:
   Kereliuk et al. / Sturm (443/197/290 tracks) mapped onto a local copy's track ids.
 * :func:`seed_segment_split`: the seed study's leaky segment-level split.
 
+On a feature store: :func:`make_split` builds the split a :class:`~genre_jax.config.TrainConfig`
+names over the store's usable tracks, and :func:`split_arrays` gathers its segments as
+:class:`SplitArrays`.
+
 All randomness comes from ``np.random.default_rng`` (or scikit-learn's ``random_state``) seeded
 explicitly, so every split is a deterministic function of its arguments.
 """
@@ -35,13 +39,19 @@ from typing import Any
 
 import numpy as np
 
+from genre_jax.config import ConfigError, TrainConfig
+from genre_jax.store import FeatureStore
+
 __all__ = [
     "Split",
+    "SplitArrays",
     "fault_filtered_split",
     "load_fault_filtered_ids",
+    "make_split",
     "seed_segment_split",
     "song_kfold",
     "song_split",
+    "split_arrays",
 ]
 
 _PARTS: tuple[str, str, str] = ("train", "val", "test")
@@ -326,7 +336,7 @@ def song_kfold(
             tracks (the genre index and its count are named), or some fold leaves a genre
             with no more than ``val_per_genre`` non-test tracks (so no training track).
     """
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold  # heavy (~1 s): only k-fold needs it
 
     y = _check_labels(labels)
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
@@ -492,3 +502,83 @@ def seed_segment_split(
     default = all(math.isclose(a, b) for a, b in zip(f, _DEFAULT_FRACTIONS, strict=True))
     tag = "" if default else f"{_fraction_tag(f)}-"
     return Split(f"seed-segment-leaky-{tag}seed{seed}", "segment", train, val, test, leaky=True)
+
+
+def make_split(store: FeatureStore, config: TrainConfig) -> Split:
+    """The split ``config.split`` names, over the store's usable tracks (or its segments).
+
+    Raises:
+        ConfigError: the split cannot be made on this store (too many folds for a genre's
+            songs, too many validation songs per genre, no published id among the tracks),
+            naming the setting.
+    """
+    try:
+        return _make_split(store, config)
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        settings = {
+            "kfold": f"folds={config.folds}, val_per_genre={config.val_per_genre}",
+            "song": f"split_seed={config.split_seed}",
+        }.get(config.split, "")
+        raise ConfigError(
+            f"train setting split={config.split!r}{' (' + settings + ')' if settings else ''} "
+            f"on store {store.path}: {error}"
+        ) from None
+
+
+def _make_split(store: FeatureStore, config: TrainConfig) -> Split:
+    """:func:`make_split` before its errors are named: song-level splits are made over the
+    store's ``"ok"`` tracks and mapped back to manifest track indices."""
+    if config.split == "seed-leaky":
+        return seed_segment_split(len(store), seed=config.split_seed)
+    usable = np.array(
+        [i for i, t in enumerate(store.manifest.tracks) if t.status == "ok"], dtype=np.int64
+    )
+    labels = store.track_labels[usable]
+    if config.split == "song":
+        local = song_split(labels, seed=config.split_seed)
+    elif config.split == "kfold":
+        folds = song_kfold(
+            labels, k=config.folds, seed=config.split_seed, val_per_genre=config.val_per_genre
+        )
+        local = folds[config.fold]
+    else:
+        local = fault_filtered_split([store.manifest.tracks[i].id for i in usable])
+    return Split(
+        name=local.name,
+        level=local.level,
+        train=usable[local.train],
+        val=usable[local.val],
+        test=usable[local.test],
+        leaky=local.leaky,
+        missing=local.missing,
+    )
+
+
+@dataclass
+class SplitArrays:
+    """Segments of one split as arrays: ``x`` ``(n, frames, coefficients)``, ``y`` ``(n,)``."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def split_arrays(store: FeatureStore, split: Split, time_flip: bool) -> SplitArrays:
+    """Gather the split's segments; with ``time_flip`` add every training segment reversed.
+
+    (That is the seed's ``time_flip_mode="double"``; ``"random"`` flips inside the step.)
+    """
+    parts = {}
+    for part in ("train", "val", "test"):
+        index = split.segment_indices(part, store.tracks)
+        parts[part] = (np.asarray(store.features[index]), np.asarray(store.labels[index]))
+    x_train, y_train = parts["train"]
+    if time_flip:
+        x_train = np.concatenate([x_train, x_train[:, ::-1, :]])
+        y_train = np.concatenate([y_train, y_train])
+    return SplitArrays(x_train, y_train, *parts["val"], *parts["test"])

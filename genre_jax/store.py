@@ -12,9 +12,13 @@
 | ``store.json`` | feature config, its hash, data fingerprint, counts, library versions, the |
 | | SHA-256 digest of each array file |
 
-The folder is built under a temporary name and renamed into place only when complete, with
-``store.json`` written last, so a store that opens is never half-written. Running ``prepare``
-again with the same config reuses the store; another config writes another folder.
+The tracks are decoded and extracted by :func:`genre_jax.extraction.extract_tracks`; the
+folder is built under a temporary name and renamed into place only when complete, with
+``store.json`` written last (:func:`write_store`), so a store that opens is never half-written.
+Running ``prepare`` again with the same config reuses the store; another config writes another
+folder. In a multi-host run each process extracts its shard of the tracks
+(:func:`extract_shard`, files of :mod:`genre_jax.store_shards`) and process 0 assembles them,
+in single-process order, into the same store (:func:`merge_shards`).
 
 :meth:`FeatureStore.open` checks everything it can cheaply: both JSON files, the shapes and
 dtypes of the arrays against the config, that every label is a genre and agrees with its
@@ -27,22 +31,22 @@ with the other checks only.
 
 from __future__ import annotations
 
-import collections
+import dataclasses
 import hashlib
 import os
+import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any
 
+import jax
 import numpy as np
 
-from genre_jax.audio import AudioError, load_audio, segment, truncation_warning
-from genre_jax.config import ConfigError, FeatureConfig, require_same
+from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.datasets import Manifest, discover
-from genre_jax.features import extract_jit
+from genre_jax.extraction import ARRAYS, extract_tracks
 from genre_jax.fileio import (
     JSONFileError,
     atomic_write_json,
@@ -51,17 +55,15 @@ from genre_jax.fileio import (
     read_json_object,
     staging_dir,
 )
+from genre_jax.parallel import barrier
+from genre_jax.settings import require_same
+from genre_jax.store_shards import read_shards, shard_dir, shard_path, write_shard
 
 STORE_VERSION = 1
-_ARRAYS = ("features", "labels", "tracks", "positions")
 STORE_VERIFY_BYTES = 1 << 30
 """Largest store (all four array files together) whose ``features.npy`` digest
 :meth:`FeatureStore.open` verifies; the small arrays are verified at any size."""
 _HASH_CHUNK = 4 << 20  # bytes read at a time when hashing an array file
-_AUDIO_SCALE = 100.0  # a peak sample above this is reported as not audio-scale
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class StoreError(ValueError):
@@ -116,7 +118,7 @@ class FeatureStore:
         config = _check_info(path, info)
         manifest = _read_manifest(path, info)
         arrays = {}
-        for name in _ARRAYS:
+        for name in ARRAYS:
             try:
                 arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r")
             except (OSError, ValueError) as error:
@@ -212,7 +214,7 @@ def _check_info(store: Path, info: dict[str, Any]) -> FeatureConfig:
         isinstance(v, str) and len(v) == 64 for v in digests.values()
     ):
         raise StoreError(f"{where}: sha256 is {_short(digests)}, not file name -> hex digest")
-    unknown = sorted(set(digests) - {f"{name}.npy" for name in _ARRAYS})
+    unknown = sorted(set(digests) - {f"{name}.npy" for name in ARRAYS})
     if unknown:
         raise StoreError(f"{where}: sha256 names files a store does not hold: {unknown}")
     return config
@@ -281,7 +283,7 @@ def _check_arrays(
         )
     if arrays["features"].dtype != np.float32:
         raise StoreError(f"{store}: features.npy is {arrays['features'].dtype}, not float32")
-    for name in _ARRAYS[1:]:
+    for name in ARRAYS[1:]:
         if arrays[name].shape != (count,):
             raise StoreError(
                 f"{store}: {name}.npy has shape {arrays[name].shape}, expected ({count},) "
@@ -289,7 +291,7 @@ def _check_arrays(
             )
         if arrays[name].dtype != np.int32:
             raise StoreError(f"{store}: {name}.npy is {arrays[name].dtype}, not int32")
-    labels, tracks, positions = (np.asarray(arrays[n]) for n in _ARRAYS[1:])
+    labels, tracks, positions = (np.asarray(arrays[n]) for n in ARRAYS[1:])
     genres, entries = manifest.genres, manifest.tracks
     bad = (labels < 0) | (labels >= len(genres))
     if bad.any():
@@ -338,7 +340,7 @@ def _check_arrays(
 def _verify_digests(store: Path, info: dict[str, Any], full: bool) -> tuple[str, ...]:
     """Compare the recorded digests with the files; return the names of those compared."""
     digests = info.get("sha256", {})
-    names = [f"{name}.npy" for name in _ARRAYS]
+    names = [f"{name}.npy" for name in ARRAYS]
     if not full and sum((store / name).stat().st_size for name in names) > STORE_VERIFY_BYTES:
         names.remove("features.npy")
     verified = []
@@ -392,87 +394,6 @@ def resolve_store(path: str | os.PathLike) -> Path:
     raise StoreError(f"{path}: holds several feature stores ({names}); name one of them")
 
 
-def _prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int, depth: int) -> Iterator[R]:
-    """``map(fn, items)`` on a thread pool, in order, with at most ``depth`` results pending."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: collections.deque = collections.deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= depth:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-class _Extractor:
-    """Runs the jitted extraction on fixed-size batches (the last one zero-padded)."""
-
-    def __init__(self, config: FeatureConfig, batch_size: int) -> None:
-        self.config = config
-        self.batch_size = batch_size
-        self.buffer: list[np.ndarray] = []
-        self.outputs: list[np.ndarray] = []
-        self.finite: list[np.ndarray] = []  # per output row: every value finite
-
-    def add(self, segments: np.ndarray) -> None:
-        self.buffer.extend(segments)
-        while len(self.buffer) >= self.batch_size:
-            self._run(self.buffer[: self.batch_size])
-            del self.buffer[: self.batch_size]
-
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        """All features ``(rows, frames, coefficients)`` and whether each row is finite."""
-        if self.buffer:
-            self._run(self.buffer)
-            self.buffer = []
-        if not self.outputs:
-            shape = (0, self.config.n_frames, self.config.n_features)
-            return np.zeros(shape, np.float32), np.zeros(0, bool)
-        return np.concatenate(self.outputs), np.concatenate(self.finite)
-
-    def _run(self, rows: list[np.ndarray]) -> None:
-        batch = np.zeros((self.batch_size, self.config.segment_samples), np.float32)
-        batch[: len(rows)] = np.stack(rows)
-        features = np.asarray(extract_jit(batch, self.config))[: len(rows)]
-        self.outputs.append(features)
-        self.finite.append(np.isfinite(features.reshape(len(rows), -1)).all(axis=1))
-
-
-class _Decoded(NamedTuple):
-    """One track decoded: its segments (None when it cannot be decoded, ``reason`` says why),
-    its duration in s, its largest absolute sample, and the warning about it, if any."""
-
-    segments: np.ndarray | None
-    duration: float = 0.0
-    reason: str = ""
-    peak: float = 0.0
-    warning: str | None = None
-
-
-def _decode_track(path: str, config: FeatureConfig) -> _Decoded:
-    try:
-        audio = load_audio(path, config.sample_rate)
-    except AudioError as error:
-        return _Decoded(None, reason=error.reason)
-    duration = audio.shape[0] / config.sample_rate
-    return _Decoded(
-        segments=segment(audio, config.segment_samples),
-        duration=duration,
-        peak=float(np.abs(audio).max()) if audio.size else 0.0,
-        warning=truncation_warning(path, duration),
-    )
-
-
-def _not_finite_reason(peak: float) -> str:
-    """Why a decoded track's features are refused, with what is known of its samples."""
-    if peak > _AUDIO_SCALE:
-        return (
-            f"features are not finite (NaN or infinite values; samples up to {peak:.1e} are "
-            "not audio-scale)"
-        )
-    return f"features are not finite (NaN or infinite values; largest sample {peak:.3g})"
-
-
 def _check_positive(**settings: Any) -> None:
     """Raise :class:`ConfigError` naming each ``prepare`` setting that is not a count >= 1."""
     for name, value in settings.items():
@@ -521,9 +442,7 @@ def prepare(
         return store
 
     started = time.perf_counter()
-    if _process_count() > 1:
-        from genre_jax.store_shards import prepare_distributed
-
+    if jax.process_count() > 1:
         return prepare_distributed(
             data_dir,
             out_dir,
@@ -534,8 +453,10 @@ def prepare(
             progress=progress,
             log=log,
         )
-    arrays = _extract(manifest, range(len(manifest.tracks)), config, batch_size, workers, progress)
-    return _write_store(final, manifest, arrays, config, started, overwrite, log)
+    arrays = extract_tracks(
+        manifest, range(len(manifest.tracks)), config, batch_size, workers, progress
+    )
+    return write_store(final, manifest, arrays, config, started, overwrite, log)
 
 
 def _data_difference(built: Manifest, now: Manifest) -> str:
@@ -555,72 +476,7 @@ def _data_difference(built: Manifest, now: Manifest) -> str:
     )
 
 
-def _process_count() -> int:
-    import jax
-
-    return jax.process_count()
-
-
-def _extract(
-    manifest: Manifest,
-    indices: Iterable[int],
-    config: FeatureConfig,
-    batch_size: int,
-    workers: int,
-    progress: bool,
-) -> dict[str, np.ndarray]:
-    """Decode, segment and extract the tracks ``indices``; record each one's status.
-
-    A track any of whose feature values is not finite is marked ``"error"`` and its rows are
-    left out of the arrays returned.
-    """
-    indices = list(indices)
-    extractor = _Extractor(config, batch_size)
-    labels, tracks, positions = [], [], []
-    genre_index = manifest.genre_index
-    peaks: dict[int, float] = {}
-
-    def decode(i: int) -> tuple[int, _Decoded]:
-        return i, _decode_track(manifest.tracks[i].path, config)
-
-    results = _prefetch(decode, indices, workers, depth=4 * workers)
-    for i, decoded in _progress(results, len(indices), progress):
-        track = manifest.tracks[i]
-        segments, duration = decoded.segments, decoded.duration
-        if segments is None:
-            track.status, track.error = "error", decoded.reason
-            continue
-        track.warning = decoded.warning
-        peaks[i] = decoded.peak
-        track.duration = round(duration, 4)
-        track.segments = int(segments.shape[0])
-        if track.segments == 0:
-            track.status = "too-short"
-            track.error = f"{duration:.2f} s is shorter than one {config.segment_seconds} s segment"
-            continue
-        track.status = "ok"
-        extractor.add(segments)
-        labels += [genre_index[track.genre]] * track.segments
-        tracks += [i] * track.segments
-        positions += list(range(track.segments))
-    features, finite = extractor.finish()
-    arrays = {
-        "features": features,
-        "labels": np.asarray(labels, np.int32),
-        "tracks": np.asarray(tracks, np.int32),
-        "positions": np.asarray(positions, np.int32),
-    }
-    if finite.all():
-        return arrays
-    bad = np.unique(arrays["tracks"][~finite])
-    for i in bad.tolist():
-        track = manifest.tracks[i]
-        track.status, track.error = "error", _not_finite_reason(peaks[i])
-    keep = ~np.isin(arrays["tracks"], bad)
-    return {name: values[keep] for name, values in arrays.items()}
-
-
-def _write_store(
+def write_store(
     final: Path,
     manifest: Manifest,
     arrays: dict[str, np.ndarray],
@@ -652,7 +508,7 @@ def _write_store(
     }
     with staging_dir(final) as staged:
         digests = {}
-        for name in _ARRAYS:
+        for name in ARRAYS:
             np.save(staged / f"{name}.npy", arrays[name])
             digests[f"{name}.npy"] = file_digest(staged / f"{name}.npy")
         info["sha256"] = digests
@@ -672,12 +528,86 @@ def _write_store(
     return FeatureStore.open(final)
 
 
-def _progress(items: Iterable[T], total: int, enabled: bool) -> Iterable[T]:
-    if not enabled:
-        return items
-    from rich.progress import track
+def extract_shard(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: FeatureConfig,
+    index: int,
+    count: int,
+    *,
+    batch_size: int = 16,
+    workers: int = 2,
+    progress: bool = False,
+) -> Path:
+    """Extract tracks ``index, index + count, ...`` of the manifest into one shard file.
 
-    return track(items, total=total, description="Extracting features")
+    The shard (arrays and the statuses of its tracks) is written atomically next to the
+    store (:func:`genre_jax.store_shards.shard_path`); :func:`merge_shards` assembles the
+    store from all ``count`` shards.
+    """
+    manifest = discover(data_dir)
+    indices = range(index, len(manifest.tracks), count)
+    arrays = extract_tracks(manifest, indices, config, batch_size, workers, progress)
+    path = shard_path(store_path(out_dir, config), index, count)
+    write_shard(path, [dataclasses.asdict(manifest.tracks[i]) for i in indices], arrays)
+    return path
+
+
+def merge_shards(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: FeatureConfig,
+    count: int,
+    *,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> FeatureStore:
+    """Assemble the store from ``count`` shards, in the order one process would have written.
+
+    Raises:
+        StoreError: a shard is missing (naming it), or the store cannot be written.
+    """
+    started = time.perf_counter()
+    manifest = discover(data_dir)
+    final = store_path(out_dir, config)
+    paths = [shard_path(final, index, count) for index in range(count)]
+    for path in paths:
+        if not path.is_file():
+            raise StoreError(f"{path}: shard missing; did every process finish extracting?")
+    arrays = read_shards(paths, manifest)
+    store = write_store(final, manifest, arrays, config, started, overwrite, log)
+    shutil.rmtree(shard_dir(final), ignore_errors=True)
+    return store
+
+
+def prepare_distributed(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: FeatureConfig,
+    *,
+    batch_size: int,
+    workers: int,
+    overwrite: bool,
+    progress: bool,
+    log: Callable[[str], None],
+) -> FeatureStore:
+    """Every process extracts its shard; process 0 assembles; all open the same store."""
+    index, count = jax.process_index(), jax.process_count()
+    extract_shard(
+        data_dir,
+        out_dir,
+        config,
+        index,
+        count,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress and index == 0,
+    )
+    barrier("feature-shards-written")
+    if index == 0:
+        merge_shards(data_dir, out_dir, config, count, overwrite=overwrite, log=log)
+    barrier("feature-store-published")
+    return FeatureStore.open(store_path(out_dir, config))
 
 
 def require_config(store: FeatureStore, expected: FeatureConfig) -> None:

@@ -4,6 +4,9 @@ Every clip is a small procedural arrangement (drum kit, bass, chord instrument a
 whose tempo range, rhythm patterns, swing, timbres, distortion and pitch registers depend on the
 genre. Per-clip randomness (tempo, key, progression, notes, mix levels, equalisation, noise,
 loudness) makes the classes overlap, so the data is learnable but not trivially separable.
+
+:func:`generate_synthetic` writes the dataset; :func:`synthetic_data_dir` names the folder of
+the cache where the built-in one of a given size and seed is kept.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from rich.progress import track as progress_bar
 from scipy.signal import lfilter
 
 from genre_jax.config import ConfigError
+from genre_jax.fileio import cache_dir
 
 GENRES: tuple[str, ...] = (
     "blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock",
@@ -304,6 +309,11 @@ def _write_clip(job: tuple[Path, str, int, float, int, int]) -> None:
     sf.write(path, clip, sample_rate, subtype="PCM_16")
 
 
+def synthetic_data_dir(tracks_per_genre: int, seed: int, cache: Path | None = None) -> Path:
+    """Where the built-in synthetic dataset of this size and seed is cached."""
+    return (cache or cache_dir()) / f"synthetic-{tracks_per_genre}x30s-seed{seed}"
+
+
 def generate_synthetic(
     out_dir: str | Path,
     *,
@@ -376,9 +386,7 @@ def generate_synthetic(
                 pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
                 done = pool.map(_write_clip, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
             if progress:
-                from rich.progress import track
-
-                done = track(done, total=len(jobs), description="Synthesising clips")
+                done = progress_bar(done, total=len(jobs), description="Synthesising clips")
             for _ in done:
                 pass
         (tmp / MARKER_NAME).write_text(json.dumps(params, indent=2) + "\n")  # marker last

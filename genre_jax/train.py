@@ -2,11 +2,13 @@
 
 Sections:
 
-1. Data: the split's segments as arrays, the seed's time-flip augmentation, kept on the device.
-2. Pure functions: loss, one optimiser step, one epoch (shuffled on the device, last batch padded
+1. Pure functions: loss, one optimiser step, one epoch (shuffled on the device, last batch padded
    and masked so nothing recompiles), batched prediction.
-3. The loop: per-epoch metrics fetched once, early stopping on validation loss that restores the
+2. The loop: per-epoch metrics fetched once, early stopping on validation loss that restores the
    best weights, NaN guard, orbax checkpoints every epoch, resume, history and plots.
+
+The data arrive as :class:`~genre_jax.splits.SplitArrays` (the split's segments, with the
+seed's time-flip doubling), put on the device once.
 
 Keys: ``key = jax.random.key(seed)``; epoch ``e`` shuffles with ``fold_in(fold_in(key, 1), e)``
 and global step ``s`` drops out with ``fold_in(fold_in(key, 2), s)``, so a resumed run draws
@@ -34,40 +36,9 @@ from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.inference import make_predict
 from genre_jax.models import build_network
 from genre_jax.parallel import DATA_AXIS, check_batch, replicate, shard_batch
-from genre_jax.store import FeatureStore
+from genre_jax.splits import SplitArrays
 
-# --- 1. data --------------------------------------------------------------------------------------
-
-
-@dataclass
-class SplitArrays:
-    """Segments of one split as arrays: ``x`` ``(n, frames, coefficients)``, ``y`` ``(n,)``."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-
-def split_arrays(store: FeatureStore, split: Any, time_flip: bool) -> SplitArrays:
-    """Gather the split's segments; with ``time_flip`` add every training segment reversed.
-
-    (That is the seed's ``time_flip_mode="double"``; ``"random"`` flips inside the step.)
-    """
-    parts = {}
-    for part in ("train", "val", "test"):
-        index = split.segment_indices(part, store.tracks)
-        parts[part] = (np.asarray(store.features[index]), np.asarray(store.labels[index]))
-    x_train, y_train = parts["train"]
-    if time_flip:
-        x_train = np.concatenate([x_train, x_train[:, ::-1, :]])
-        y_train = np.concatenate([y_train, y_train])
-    return SplitArrays(x_train, y_train, *parts["val"], *parts["test"])
-
-
-# --- 2. pure functions ----------------------------------------------------------------------------
+# --- 1. pure functions ----------------------------------------------------------------------------
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> float | optax.Schedule:
@@ -233,7 +204,7 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {"loss": float(loss), "accuracy": accuracy}
 
 
-# --- 3. the loop ----------------------------------------------------------------------------------
+# --- 2. the loop ----------------------------------------------------------------------------------
 
 
 class TrainingError(RuntimeError):
@@ -255,9 +226,9 @@ def epoch_driver(config: TrainConfig) -> str:
     if config.epoch_driver != "auto":
         return config.epoch_driver
     # On CPU, XLA runs convolutions inside a loop body several times slower (measured for the
-    # seed's CNN and for melstat), while the GRU's recurrence gains from the single scan.
-    on_cpu = jax.default_backend() == "cpu"
-    return "steps" if on_cpu and config.model != "gru" else "scan"
+    # seed's CNN and for melstat), while the GRU's recurrence gains from the single scan: each
+    # spec names the driver measured faster for it on CPU.
+    return config.spec.cpu_epoch_driver if jax.default_backend() == "cpu" else "scan"
 
 
 def init_state(
@@ -272,7 +243,9 @@ def init_state(
     A network with a fixed input standardisation (``fit_input_statistics``) takes it from
     ``x_train``, the training segments; ``steps_per_epoch`` sets the length of a schedule.
     """
-    model = build_network(config.model, n_features, n_classes, config, seed=config.seed)
+    model = build_network(
+        config.model, config.model_settings, n_features, n_classes, seed=config.seed
+    )
     if x_train is not None and hasattr(model, "fit_input_statistics"):
         model.fit_input_statistics(x_train)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)

@@ -17,15 +17,18 @@ from genre_jax import store as store_module
 from genre_jax.audio import load_audio
 from genre_jax.cli import main
 from genre_jax.config import ConfigError, FeatureConfig
+from genre_jax.fileio import atomic_write_json
 from genre_jax.store import (
+    ARRAYS,
     FeatureStore,
     StoreError,
+    extract_shard,
+    merge_shards,
     prepare,
     resolve_store,
     store_path,
     verify_store,
 )
-from genre_jax.store_shards import extract_shard, merge_shards
 
 
 def _small_dataset(synthetic_small: Path, root: Path) -> Path:
@@ -148,10 +151,6 @@ def test_cli_prepare(small_dataset: Path, tmp_path: Path, capsys: pytest.Capture
 
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
-    import os
-
-    from genre_jax.fileio import atomic_write_json
-
     atomic_write_json(tmp_path / "a.json", {"x": 1})
     (tmp_path / "b.json").write_text("{}")
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == (
@@ -325,7 +324,7 @@ def _flip_byte(file: Path, offset: int) -> None:
 def test_a_flipped_byte_is_caught_by_open_and_verify(store_copy: Path) -> None:
     info = json.loads((store_copy / "store.json").read_text())
     assert sorted(info["sha256"]) == ["features.npy", "labels.npy", "positions.npy", "tracks.npy"]
-    assert verify_store(store_copy).verified == tuple(f"{n}.npy" for n in store_module._ARRAYS)
+    assert verify_store(store_copy).verified == tuple(f"{n}.npy" for n in ARRAYS)
     _flip_byte(store_copy / "features.npy", (store_copy / "features.npy").stat().st_size - 5)
     expected = (
         rf"^{store_copy}: features\.npy does not match its digest in store\.json \(corrupt or "
@@ -421,8 +420,19 @@ def test_sharded_prepare_skips_non_finite_and_records_digests(tmp_path: Path) ->
     statuses = {t.id: t.status for t in merged.manifest.tracks}
     assert statuses.pop("metal.huge") == "error" and set(statuses.values()) == {"ok"}
     assert np.isfinite(merged.features).all() and len(merged) == 8
-    assert set(merged.info["sha256"]) == {f"{n}.npy" for n in store_module._ARRAYS}
+    assert set(merged.info["sha256"]) == {f"{n}.npy" for n in ARRAYS}
     assert len(verify_store(merged.path).verified) == 4
+
+
+def test_merging_refuses_a_missing_shard_and_writes_no_store(tmp_path: Path) -> None:
+    data = _tone_folder(tmp_path / "data")
+    config = FeatureConfig(segment_seconds=5.0)
+    written = extract_shard(data, tmp_path / "out", config, 0, 2, batch_size=3)
+    missing = written.with_name("shard-00001-of-00002.npz")
+    with pytest.raises(StoreError) as caught:
+        merge_shards(data, tmp_path / "out", config, 2, log=lambda _: None)
+    assert str(caught.value) == f"{missing}: shard missing; did every process finish extracting?"
+    assert not store_path(tmp_path / "out", config).exists() and written.is_file()
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genre_jax import synthetic
-from genre_jax.synthetic import GENRES, generate_synthetic, synthesize_clip
+from genre_jax.synthetic import GENRES, generate_synthetic, synthesize_clip, synthetic_data_dir
 
 TRACKS = 10
 SR = 22050
@@ -115,6 +115,14 @@ def test_cache_hit_does_not_rewrite(dataset: Path) -> None:
     assert generate_synthetic(dataset, tracks_per_genre=TRACKS) == dataset / "genres_original"
     assert sorted(dataset.rglob("*")) == files
     assert [p.stat().st_mtime_ns for p in files] == before
+
+
+def test_the_built_in_dataset_is_cached_per_size_and_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GENRE_JAX_CACHE", str(tmp_path / "cache"))
+    assert synthetic_data_dir(10, 0) == tmp_path / "cache" / "synthetic-10x30s-seed0"
+    assert synthetic_data_dir(3, 7, tmp_path) == tmp_path / "synthetic-3x30s-seed7"
 
 
 @pytest.mark.parametrize(

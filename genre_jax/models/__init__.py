@@ -1,63 +1,167 @@
-"""Model registry: every command finds a model by its name.
+"""The model registry: the only list of model names.
 
-Networks (``cnn`` and ``gru``, the seed's; ``melstat``, ours for log-mel input) are Flax NNX
-modules called as ``model(x, train=..., key=..., mask=...) -> logits`` on features
-``(batch, frames, coefficients)``; ``svm`` (the seed's), ``statsvm`` (ours, on summary
-statistics) and ``musicnnsvm`` (ours, on embeddings of the pretrained musicnn,
-:mod:`genre_jax.models.musicnn`) are scikit-learn pipelines (:mod:`genre_jax.models.svm`).
+Each model module exports a ``SPEC`` (:class:`~genre_jax.models.spec.ModelSpec`); the
+built-in ones are registered below, in the order ``--help`` and the demo list them. A
+researcher's own model is one module with a spec, registered by :func:`register` from their
+code, or named in ``GENRE_JAX_MODELS`` (comma-separated modules, imported by the command
+line), or offered by an installed package under the entry-point group ``genre_jax.models``
+(each entry a module that registers its models when imported, or a ``ModelSpec``).
+
+Built in: networks ``cnn`` and ``gru`` (the seed's) and ``melstat`` (ours, for log-mel
+input); pipelines ``svm`` (the seed's), ``statsvm`` (ours, on summary statistics) and
+``musicnnsvm`` (ours, on embeddings of the pretrained musicnn).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import importlib
+import os
+import sys
+import typing
+from importlib.metadata import entry_points
 
-import jax
 from flax import nnx
 
-from genre_jax.config import ConfigError, TrainConfig
-from genre_jax.models.cnn import SeedCNN
-from genre_jax.models.gru import SeedGRU
-from genre_jax.models.ours import MelStatNet
+from genre_jax.models import cnn, gru, melstat, musicnnsvm, statsvm, svm
+from genre_jax.models.spec import (
+    NETWORK,
+    PIPELINE,
+    DemoRecipe,
+    ModelSpec,
+    NoSettings,
+    SeedFigures,
+)
+from genre_jax.settings import ConfigError, scalar_type
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "NETWORK",
+    "PIPELINE",
+    "DemoRecipe",
+    "ModelSpec",
+    "NoSettings",
+    "SeedFigures",
+    "build_network",
+    "get_spec",
+    "load_plugins",
+    "model_names",
+    "register",
+    "specs",
+]
+
+DEFAULT_MODEL = "cnn"  # what a train config without a model trains: the seed's CNN
+PLUGINS_ENV = "GENRE_JAX_MODELS"
+ENTRY_POINT_GROUP = "genre_jax.models"
+
+_REGISTRY: dict[str, ModelSpec] = {}
 
 
-def gru_unroll(config: TrainConfig) -> int:
-    """The GRU's scan unrolling: the configured one, or for 0 the fastest measured.
+def _setting_types(spec: ModelSpec) -> dict[str, object]:
+    hints = typing.get_type_hints(spec.settings)
+    return {f.name: scalar_type(hints[f.name]) for f in dataclasses.fields(spec.settings)}
 
-    Measured at batch 32 (``benchmarks``, GRU unroll rows): on a 2-core CPU unrolling is no
-    faster than 1; on an H100 1, 2, 4, 8, 16 gave 1,320, 2,077, 2,608, 2,915, 3,035 samples/s,
-    with compilation 0.4, 5, 7, 15, 46 s, so 8 is kept there.
+
+def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Add ``spec`` to the registry and return it.
+
+    Its name must be new (``replace=True`` swaps a registered spec, e.g. when a notebook
+    re-runs the cell). A setting name another model also uses must have the same type there,
+    since both share one command-line option.
     """
-    if config.gru_unroll:
-        return config.gru_unroll
-    return 1 if jax.default_backend() == "cpu" else 8
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"register() takes a ModelSpec, not {type(spec).__name__}")
+    if not spec.name.isidentifier() or spec.name != spec.name.lower():
+        raise ValueError(f"model name {spec.name!r}: use lower-case letters, digits and _")
+    if spec.name in _REGISTRY and not replace:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    types = _setting_types(spec)
+    if "name" in types:
+        raise ValueError(f"model {spec.name!r}: a setting cannot be called 'name'")
+    for other in _REGISTRY.values():
+        if other.name == spec.name:
+            continue
+        for key, kind in _setting_types(other).items():
+            if key in types and types[key] != kind:
+                raise ValueError(
+                    f"model {spec.name!r}: setting {key!r} has another type than in model "
+                    f"{other.name!r}, which shares its option --model-{key.replace('_', '-')}"
+                )
+    _REGISTRY[spec.name] = spec
+    return spec
 
 
-NETWORKS: dict[str, Callable[..., nnx.Module]] = {
-    "cnn": lambda n_features, n_classes, config, rngs: SeedCNN(n_classes, rngs=rngs),
-    "gru": lambda n_features, n_classes, config, rngs: SeedGRU(
-        n_features, n_classes, rngs=rngs, unroll=gru_unroll(config)
-    ),
-    # Modulation features need the bands to split into 16 equal groups (log-mel 64, 128 ...).
-    "melstat": lambda n_features, n_classes, config, rngs: MelStatNet(
-        n_features,
-        n_classes,
-        modulation_groups=16 if n_features % 16 == 0 else 0,
-        rngs=rngs,
-    ),
-}
-# scikit-learn pipelines (genre_jax.models.svm); musicnnsvm: on pretrained musicnn embeddings.
-SVM_MODELS = ("svm", "statsvm", "musicnnsvm")
-MODEL_NAMES = (*NETWORKS, *SVM_MODELS)
+def get_spec(name: str) -> ModelSpec:
+    """The spec of model ``name``; a :class:`ConfigError` naming the registered ones if none."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"train setting model={name!r}: not a registered model; one of "
+            f"{', '.join(_REGISTRY)} (a model of your own is registered with "
+            f"genre_jax.models.register, or by naming its module in {PLUGINS_ENV})"
+        ) from None
 
 
-def is_network(name: str) -> bool:
-    return name in NETWORKS
+def model_names() -> tuple[str, ...]:
+    """Every registered model's name, in registration order."""
+    return tuple(_REGISTRY)
 
 
-def build_network(
-    name: str, n_features: int, n_classes: int, config: TrainConfig, seed: int = 0
-) -> nnx.Module:
-    """A freshly initialised network ``name`` for inputs with ``n_features`` per frame."""
-    if name not in NETWORKS:
-        raise ConfigError(f"model={name!r}: not a network; choose one of {', '.join(NETWORKS)}")
-    return NETWORKS[name](n_features, n_classes, config, nnx.Rngs(params=seed))
+def specs() -> tuple[ModelSpec, ...]:
+    """Every registered spec, in registration order."""
+    return tuple(_REGISTRY.values())
+
+
+def load_plugins() -> list[str]:
+    """Import the modules named in ``GENRE_JAX_MODELS`` and the installed packages' entry
+    points of group ``genre_jax.models``; return what was loaded.
+
+    A module registers its models when imported; an entry point may instead name a
+    ``ModelSpec``, which is registered here. A module that cannot be imported is a
+    :class:`ConfigError` naming it.
+    """
+    loaded = []
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            _import_here(module)
+        except ImportError as error:
+            raise ConfigError(f"{PLUGINS_ENV}: cannot import {module!r} ({error})") from None
+        loaded.append(module)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        value = entry.load()
+        if isinstance(value, ModelSpec):
+            register(value, replace=True)
+        loaded.append(entry.value)
+    return loaded
+
+
+def _import_here(module: str) -> None:
+    """Import ``module``, also from the current folder, as ``python -m`` would find it (the
+    ``genre-jax`` script does not look there): ``GENRE_JAX_MODELS=my_models genre-jax ...``
+    finds ``./my_models.py``."""
+    try:
+        importlib.import_module(module)
+        return
+    except ModuleNotFoundError as error:
+        if error.name != module.split(".")[0]:
+            raise  # the module was found; something it imports was not
+    here = os.getcwd()
+    sys.path.insert(0, here)
+    try:
+        importlib.import_module(module)
+    finally:
+        sys.path.remove(here)
+
+
+def build_network(name: str, settings: object, n_features: int, n_classes: int, seed: int = 0):
+    """A freshly initialised network ``name`` (its ``settings``) for inputs with
+    ``n_features`` per frame."""
+    spec = get_spec(name)
+    if spec.family != NETWORK:
+        raise ConfigError(f"model={name!r}: a {spec.family}, not a network")
+    return spec.build(settings, n_features, n_classes, nnx.Rngs(params=seed))
+
+
+for _module in (cnn, gru, svm, melstat, statsvm, musicnnsvm):
+    register(_module.SPEC)

@@ -22,6 +22,7 @@ from genre_jax.models.layers import (
     layer_key,
     max_pool_2x2,
 )
+from genre_jax.models.spec import NETWORK, DemoRecipe, ModelSpec, NoSettings, SeedFigures
 
 CHANNELS = (32, 64, 64)
 
@@ -70,3 +71,19 @@ class SeedCNN(nnx.Module):
         h = jax.nn.relu(self.hidden(h))
         h = dropout(h, 0.4, layer_key(key, 3) if train else None)
         return self.out(h)
+
+
+def build(settings: NoSettings, n_features: int, n_classes: int, rngs: nnx.Rngs) -> SeedCNN:
+    """The seed's CNN (its architecture has no settings; any coefficient count fits)."""
+    return SeedCNN(n_classes, rngs=rngs)
+
+
+SPEC = ModelSpec(
+    name="cnn",
+    family=NETWORK,
+    description="the seed's CNN: 3 conv blocks on the MFCC image, 65,994 values",
+    build=build,
+    # The synthetic demo's short schedule: fewer epochs, a larger step.
+    demo=DemoRecipe(synthetic={"epochs": 20, "learning_rate": 1e-3}),
+    seed=SeedFigures(segment_accuracy=0.8249, parameters=65_994),
+)

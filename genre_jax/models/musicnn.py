@@ -54,8 +54,8 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.fileio import atomic_write_bytes, cache_dir
+from genre_jax.settings import ConfigError
 from genre_jax.tf_checkpoint import read_checkpoint
 
 WHEEL_REQUIREMENT = "musicnn==0.1.0"
@@ -65,9 +65,18 @@ CHECKPOINT = "musicnn/MSD_musicnn/"  # checkpoint prefix inside the wheel (empty
 WHEEL_ENV = "GENRE_JAX_MUSICNN_WHEEL"  # a local copy of the wheel, for machines without pip access
 CACHE_ENV = "GENRE_JAX_CACHE"  # read by genre_jax.fileio.cache_dir
 
-INPUT_FEATURES = FeatureConfig(
-    kind="logc", sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, segment_seconds=3.0
-)
+# The feature settings the network reads (genre_jax.config.FeatureConfig's fields), and the
+# length of one input patch (PATCH_FRAMES frames).
+INPUT_FEATURES = {
+    "kind": "logc",
+    "sample_rate": 16000,
+    "n_fft": 512,
+    "hop_length": 256,
+    "n_mels": 96,
+    "fmin": 0.0,
+    "fmax": None,
+}
+PATCH_SECONDS = 3.0
 PATCH_FRAMES = 187  # 3 s at 16 kHz, hop 256
 EMBEDDING_WIDTH = 753 + 753 + 200
 EPSILON = 1e-3
@@ -166,19 +175,6 @@ def load_weights(
 
 
 # --- the network ---------------------------------------------------------------------------------
-
-
-def check_features(config: FeatureConfig) -> None:
-    """Refuse features other than the network's input, naming each setting that differs."""
-    names = ("kind", "sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax")
-    wrong = [n for n in names if getattr(config, n) != getattr(INPUT_FEATURES, n)]
-    if wrong:
-        given = ", ".join(f"{n}={getattr(config, n)!r}" for n in wrong)
-        needed = ", ".join(f"{n}={getattr(INPUT_FEATURES, n)!r}" for n in wrong)
-        raise ConfigError(
-            f"model='musicnnsvm' reads musicnn's input features: feature setting(s) {given} "
-            f"must be {needed}"
-        )
 
 
 def _norm(w: Weights, name: str, x: jax.Array) -> jax.Array:
@@ -291,10 +287,10 @@ class MusicnnEmbedding(TransformerMixin, BaseEstimator):
         self.block = block
 
     def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> MusicnnEmbedding:
-        if self.coefficients != INPUT_FEATURES.n_mels:
+        if self.coefficients != INPUT_FEATURES["n_mels"]:
             raise ConfigError(
                 f"model='musicnnsvm': features of {self.coefficients} coefficients per frame; "
-                f"musicnn reads {INPUT_FEATURES.n_mels} mel bands"
+                f"musicnn reads {INPUT_FEATURES['n_mels']} mel bands"
             )
         self.weights_ = load_weights()
         return self

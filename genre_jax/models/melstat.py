@@ -1,33 +1,27 @@
-"""Our own networks for short log-mel segments (issue 8).
+"""``melstat``, our network for short log-mel segments (issue 8), the best we measured on real
+music.
 
-:class:`MelStatNet` is registered as ``melstat`` (the best measured on real music); the other
-two are research models kept with their measurements (``benchmarks/ours_experiments.py``).
-All take features ``(batch, frames, coefficients)`` (87 x 128 log-mel bands for 2 s at hop 512)
-and are called as the seed's networks: ``model(x, train=..., key=..., mask=...) -> logits``.
-
-- :class:`MelTCN`: a temporal convolutional network. Every mel band is a channel, so each layer
-  sees the whole spectrum of a few frames; residual blocks of two 1-D convolutions with
-  BatchNorm, max pooling over time between them, then mean and max over time concatenated.
-- :class:`MelCNN`: a small 2-D CNN with frequency-aware pooling. Conv 3x3 blocks pool time and
-  frequency, but the last feature map keeps its frequency positions (flattened with the
-  channels) instead of being averaged over them as the seed's CNN does, since where in the
-  spectrum energy sits is most of what tells genres apart.
-
-``MelStatNet`` standardises each coefficient with the mean and standard deviation of the
-training segments (:class:`Standardize`, set before training and saved with the model); the
-research models start with an optional input BatchNorm instead. BatchNorm layers skip padded
-rows through ``mask`` as in the seed's CNN.
+Features ``(batch, frames, coefficients)`` (87 x 128 log-mel bands for 2 s at hop 512); called
+as the seed's networks: ``model(x, train=..., key=..., mask=...) -> logits``. The input is
+standardised per coefficient with the mean and standard deviation of the training segments
+(:class:`Standardize`, set before training and saved with the model); BatchNorm layers skip
+padded rows through ``mask`` as in the seed's CNN. Unregistered research networks built from the
+same blocks live in ``experiments/``, outside the package.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from genre_jax.models.layers import dropout, layer_key, max_pool_2x2
+from genre_jax.models.layers import dropout, layer_key
+from genre_jax.models.spec import NETWORK, DemoRecipe, ModelSpec
 from genre_jax.models.summary import std, summary_statistics, summary_width
+from genre_jax.settings import ConfigError, setting
 
 
 class InputStatistic(nnx.Variable):
@@ -69,152 +63,33 @@ class Standardize(nnx.Module):
         return (x - self.mean[...]) / self.std[...]
 
 
-def _norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+def batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
     return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=rngs)
 
 
-def _row_mask(mask: jax.Array | None, ndim: int) -> jax.Array | None:
+def row_mask(mask: jax.Array | None, ndim: int) -> jax.Array | None:
     """``(batch,)`` mask broadcast against an activation of ``ndim`` dimensions."""
     return None if mask is None else mask.reshape(mask.shape + (1,) * (ndim - 1))
 
 
-class _Residual1D(nnx.Module):
+class Residual1D(nnx.Module):
     """Conv(k) -> BN -> ReLU -> Conv(k) -> BN, plus a (projected) shortcut, then ReLU."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, *, rngs: nnx.Rngs) -> None:
         self.conv1 = nnx.Conv(c_in, c_out, (kernel,), padding="SAME", use_bias=False, rngs=rngs)
-        self.norm1 = _norm(c_out, rngs)
+        self.norm1 = batch_norm(c_out, rngs)
         self.conv2 = nnx.Conv(c_out, c_out, (kernel,), padding="SAME", use_bias=False, rngs=rngs)
-        self.norm2 = _norm(c_out, rngs)
+        self.norm2 = batch_norm(c_out, rngs)
         self.skip = (
             nnx.Conv(c_in, c_out, (1,), use_bias=False, rngs=rngs) if c_in != c_out else None
         )
 
     def __call__(self, x: jax.Array, train: bool, mask: jax.Array | None) -> jax.Array:
-        m = _row_mask(mask, 3)
+        m = row_mask(mask, 3)
         h = jax.nn.relu(self.norm1(self.conv1(x), use_running_average=not train, mask=m))
         h = self.norm2(self.conv2(h), use_running_average=not train, mask=m)
         shortcut = x if self.skip is None else self.skip(x)
         return jax.nn.relu(h + shortcut)
-
-
-class MelTCN(nnx.Module):
-    """Temporal CNN over log-mel frames (bands as channels) with a mean+max pooled head.
-
-    ``input BN -> Conv1D(k=3, c0) -> BN -> ReLU -> [residual block -> MaxPool(2) over time
-    -> dropout] x len(channels) -> concat(mean, max over time) -> dropout -> Dense``.
-    """
-
-    def __init__(
-        self,
-        n_features: int,
-        num_classes: int = 10,
-        *,
-        channels: tuple[int, ...] = (96, 96, 128),
-        kernel: int = 3,
-        dropout_rate: float = 0.2,
-        head_dropout: float = 0.5,
-        input_norm: bool = True,
-        rngs: nnx.Rngs,
-    ) -> None:
-        self.input_norm = _norm(n_features, rngs) if input_norm else None
-        self.stem = nnx.Conv(n_features, channels[0], (kernel,), padding="SAME", rngs=rngs)
-        self.stem_norm = _norm(channels[0], rngs)
-        ins = (channels[0], *channels[:-1])
-        self.blocks = nnx.List(
-            [_Residual1D(i, o, kernel, rngs=rngs) for i, o in zip(ins, channels, strict=True)]
-        )
-        self.out = nnx.Linear(2 * channels[-1], num_classes, rngs=rngs)
-        self.dropout_rate = dropout_rate
-        self.head_dropout = head_dropout
-
-    def __call__(
-        self,
-        x: jax.Array,
-        *,
-        train: bool = False,
-        key: jax.Array | None = None,
-        mask: jax.Array | None = None,
-    ) -> jax.Array:
-        """Logits ``(batch, classes)`` of features ``(batch, frames, coefficients)``."""
-        m = _row_mask(mask, 3)
-        h = x
-        if self.input_norm is not None:
-            h = self.input_norm(h, use_running_average=not train, mask=m)
-        h = jax.nn.relu(self.stem_norm(self.stem(h), use_running_average=not train, mask=m))
-        for i, block in enumerate(self.blocks):
-            h = block(h, train, mask)
-            b, t, c = h.shape
-            h = h[:, : t // 2 * 2].reshape(b, t // 2, 2, c).max(axis=2)
-            h = dropout(h, self.dropout_rate, layer_key(key, i) if train else None)
-        h = jnp.concatenate([h.mean(axis=1), h.max(axis=1)], axis=-1)
-        h = dropout(h, self.head_dropout, layer_key(key, 100) if train else None)
-        return self.out(h)
-
-
-class MelCNN(nnx.Module):
-    """2-D CNN whose head keeps frequency positions (frequency-aware pooling).
-
-    ``input BN -> [Conv 3x3 -> BN -> ReLU -> MaxPool 2x2 -> dropout] x len(channels)
-    -> flatten (frequency, channels) per frame -> Dense(hidden) -> ReLU
-    -> concat(mean, max over time) -> dropout -> Dense``.
-    """
-
-    def __init__(
-        self,
-        n_features: int,
-        num_classes: int = 10,
-        *,
-        channels: tuple[int, ...] = (16, 32, 64, 64),
-        hidden: int = 128,
-        dropout_rate: float = 0.1,
-        head_dropout: float = 0.5,
-        input_norm: bool = True,
-        rngs: nnx.Rngs,
-    ) -> None:
-        self.input_norm = _norm(n_features, rngs) if input_norm else None
-        ins = (1, *channels[:-1])
-        self.convs = nnx.List(
-            [
-                nnx.Conv(i, o, (3, 3), padding="SAME", use_bias=False, rngs=rngs)
-                for i, o in zip(ins, channels, strict=True)
-            ]
-        )
-        self.norms = nnx.List([_norm(c, rngs) for c in channels])
-        freq = n_features
-        for _ in channels:
-            freq //= 2
-        self.project = nnx.Linear(freq * channels[-1], hidden, rngs=rngs)
-        self.project_norm = _norm(hidden, rngs)
-        self.out = nnx.Linear(2 * hidden, num_classes, rngs=rngs)
-        self.dropout_rate = dropout_rate
-        self.head_dropout = head_dropout
-
-    def __call__(
-        self,
-        x: jax.Array,
-        *,
-        train: bool = False,
-        key: jax.Array | None = None,
-        mask: jax.Array | None = None,
-    ) -> jax.Array:
-        """Logits ``(batch, classes)`` of features ``(batch, frames, coefficients)``."""
-        h = x
-        if self.input_norm is not None:
-            h = self.input_norm(h, use_running_average=not train, mask=_row_mask(mask, 3))
-        h = h[..., None]
-        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            h = norm(conv(h), use_running_average=not train, mask=_row_mask(mask, 4))
-            h = max_pool_2x2(jax.nn.relu(h))
-            h = dropout(h, self.dropout_rate, layer_key(key, i) if train else None)
-        b, t, f, c = h.shape
-        h = self.project(h.reshape(b, t, f * c))
-        h = jax.nn.relu(
-            self.project_norm(h, use_running_average=not train, mask=_row_mask(mask, 3))
-        )
-        h = jnp.concatenate([h.mean(axis=1), h.max(axis=1)], axis=-1)
-        h = dropout(h, self.head_dropout, layer_key(key, 100) if train else None)
-        return self.out(h)
 
 
 class MelStatNet(nnx.Module):
@@ -257,17 +132,17 @@ class MelStatNet(nnx.Module):
         self.modulation_bins = modulation_bins
         if input_norm not in ("standardize", "batchnorm", "none"):
             raise ValueError(f"input_norm={input_norm!r}: 'standardize', 'batchnorm' or 'none'")
-        self.input_norm = _norm(n_features, rngs) if input_norm == "batchnorm" else None
+        self.input_norm = batch_norm(n_features, rngs) if input_norm == "batchnorm" else None
         self.standardize = Standardize(n_features) if input_norm == "standardize" else None
         ins = (n_features, *channels[:-1])
         self.blocks = nnx.List(
-            [_Residual1D(i, o, kernel, rngs=rngs) for i, o in zip(ins, channels, strict=True)]
+            [Residual1D(i, o, kernel, rngs=rngs) for i, o in zip(ins, channels, strict=True)]
         )
         width = 2 * channels[-1] + summary_width(
             n_features, modulation_groups, modulation_bins, cepstral
         )
         self.hidden = nnx.Linear(width, hidden, rngs=rngs)
-        self.hidden_norm = _norm(hidden, rngs)
+        self.hidden_norm = batch_norm(hidden, rngs)
         self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
         self.dropout_rate = dropout_rate
         self.head_dropout = head_dropout
@@ -281,7 +156,7 @@ class MelStatNet(nnx.Module):
         mask: jax.Array | None = None,
     ) -> jax.Array:
         """Logits ``(batch, classes)`` of features ``(batch, frames, coefficients)``."""
-        m3 = _row_mask(mask, 3)
+        m3 = row_mask(mask, 3)
         if self.standardize is not None:
             x = self.standardize(x)
         if self.input_norm is not None:
@@ -293,7 +168,7 @@ class MelStatNet(nnx.Module):
         skip = summary_statistics(x, self.modulation_groups, self.modulation_bins, self.cepstral)
         h = jnp.concatenate([h.mean(axis=1), std(h, 1), skip], axis=-1)
         h = dropout(h, self.head_dropout, layer_key(key, 100) if train else None)
-        h = self.hidden_norm(self.hidden(h), use_running_average=not train, mask=_row_mask(mask, 2))
+        h = self.hidden_norm(self.hidden(h), use_running_average=not train, mask=row_mask(mask, 2))
         h = dropout(jax.nn.relu(h), self.head_dropout, layer_key(key, 101) if train else None)
         return self.out(h)
 
@@ -308,3 +183,91 @@ def count_values(model: nnx.Module) -> dict[str, int]:
     params = sum(a.size for a in jax.tree.leaves(nnx.state(model, nnx.Param)))
     total = sum(a.size for a in jax.tree.leaves(nnx.state(model)))
     return {"params": int(params), "total": int(total)}
+
+
+INPUT_NORMS = ("standardize", "batchnorm", "none")
+
+
+@dataclass(frozen=True)
+class MelStatSettings:
+    """melstat's architecture (the values measured best on gtzan-dev, issue 8).
+
+    Attributes:
+        width: channels of each residual 1-D block.
+        blocks: residual blocks of the frame encoder.
+        kernel: time kernel of the blocks' convolutions, frames.
+        hidden: units of the hidden dense layer.
+        dropout_rate: dropout after each block.
+        head_dropout: dropout before and after the hidden dense layer.
+        input_norm: ``standardize`` (training-set mean and deviation per band, fixed),
+            ``batchnorm`` or ``none``.
+        modulation_groups: band groups of the modulation spectrum in the skip statistics,
+            used when it divides the bands (otherwise no modulation spectrum); 0: none.
+        modulation_bins: modulation frequencies kept per group.
+        cepstral: DCT coefficients whose statistics join the skip; 0: none.
+    """
+
+    width: int = setting(128, minimum=1)
+    blocks: int = setting(1, minimum=1)
+    kernel: int = setting(3, minimum=1)
+    hidden: int = setting(128, minimum=1)
+    dropout_rate: float = setting(0.1, minimum=0, below=1)
+    head_dropout: float = setting(0.5, minimum=0, below=1)
+    input_norm: str = setting("standardize", choices=INPUT_NORMS)
+    modulation_groups: int = setting(16, minimum=0)
+    modulation_bins: int = setting(11, minimum=1)
+    cepstral: int = setting(0, minimum=0)
+
+
+def build(settings: MelStatSettings, n_features: int, n_classes: int, rngs: nnx.Rngs) -> MelStatNet:
+    """melstat for ``n_features`` bands; the modulation spectrum needs bands that split into
+    ``modulation_groups`` equal groups (log-mel 64, 128 ... for 16), else it is left out."""
+    groups = settings.modulation_groups
+    if groups and n_features % groups:
+        groups = 0
+    if settings.cepstral > n_features:
+        raise ConfigError(
+            f"model setting cepstral={settings.cepstral}: more than the {n_features} "
+            "coefficients per frame"
+        )
+    return MelStatNet(
+        n_features,
+        n_classes,
+        channels=(settings.width,) * settings.blocks,
+        kernel=settings.kernel,
+        hidden=settings.hidden,
+        dropout_rate=settings.dropout_rate,
+        head_dropout=settings.head_dropout,
+        input_norm=settings.input_norm,
+        modulation_groups=groups,
+        modulation_bins=settings.modulation_bins,
+        cepstral=settings.cepstral,
+        rngs=rngs,
+    )
+
+
+# Our recipe (configs/gtzan-dev-melstat.json), on 128 log-mel bands.
+RECIPE = {
+    "epochs": 60,
+    "learning_rate": 1e-3,
+    "lr_schedule": "cosine",
+    "warmup_steps": 60,
+    "patience": 0,
+    "select": "last",
+    "time_flip_mode": "random",
+    "label_smoothing": 0.1,
+    "specaug_masks": 2,
+}
+
+SPEC = ModelSpec(
+    name="melstat",
+    family=NETWORK,
+    description="ours: a residual frame encoder + statistics pooling over log-mel bands",
+    build=build,
+    settings=MelStatSettings,
+    demo=DemoRecipe(
+        features={"kind": "logmel", "n_mels": 128},
+        train=RECIPE,
+        synthetic={"epochs": 20, "warmup_steps": 20},
+    ),
+)

@@ -1,0 +1,66 @@
+"""``musicnnsvm`` (ours): an RBF SVM on embeddings of the pretrained musicnn.
+
+Each ``logc`` segment becomes musicnn's 1,706-value embedding (:mod:`genre_jax.models.musicnn`),
+standardised, then an RBF SVC whose probabilities are isotonic calibrations averaged over 5
+folds, as in ``statsvm``. The store must hold musicnn's input features
+(:data:`~genre_jax.models.musicnn.INPUT_FEATURES`); the weights are fetched once
+(``genre-jax fetch-musicnn``) and saved inside the fitted pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from genre_jax.models import rbf
+from genre_jax.models.musicnn import INPUT_FEATURES, MusicnnEmbedding
+from genre_jax.models.spec import PIPELINE, ModelSpec
+from genre_jax.settings import setting
+
+
+@dataclass(frozen=True)
+class MusicnnSVMSettings:
+    """The SVC on musicnn's embeddings.
+
+    Attributes:
+        c: SVM regularisation ``C``.
+        gamma: RBF ``gamma``: ``scale``, ``auto`` or a positive number.
+    """
+
+    c: float = setting(1.0, above=0)
+    gamma: str = "scale"
+
+    def __post_init__(self) -> None:
+        rbf.check_gamma(self.gamma)
+
+
+def build(
+    settings: MusicnnSVMSettings, frames: int, coefficients: int, labels: np.ndarray
+) -> Pipeline:
+    """Unfitted ``musicnnsvm``: pretrained musicnn embeddings -> StandardScaler -> isotonic-
+    calibrated RBF SVC."""
+    pipeline = Pipeline(
+        [
+            ("embed", MusicnnEmbedding(frames, coefficients)),
+            ("scale", StandardScaler()),
+            ("svm", rbf.calibrated_svc(settings.c, settings.gamma)),
+        ]
+    )
+    return rbf.calibration_folds(pipeline, labels, "musicnnsvm")
+
+
+SPEC = ModelSpec(
+    name="musicnnsvm",
+    family=PIPELINE,
+    description="ours: an RBF SVM on embeddings of the pretrained musicnn (needs its weights)",
+    build=build,
+    settings=MusicnnSVMSettings,
+    input_features=INPUT_FEATURES,
+    trusted_types=frozenset(
+        {"genre_jax.models.musicnn.MusicnnEmbedding", "sklearn.isotonic.IsotonicRegression"}
+    ),
+    describe=rbf.describe,
+)

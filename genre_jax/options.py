@@ -1,0 +1,225 @@
+"""Command-line options generated from the settings dataclasses.
+
+Every field of :class:`~genre_jax.config.FeatureConfig` and :class:`~genre_jax.config.TrainConfig`
+becomes an option (``segment_seconds`` -> ``--segment-seconds``), and every setting of every
+registered model becomes ``--model-<name>`` (``c`` -> ``--model-c``); each option's help is its
+field's description from the class docstring, with its default and its range or choices.
+Options not given stay unset, so an experiment file's values survive them. The flags of the
+days before model sections (``--svm-c``, ``--gru-unroll`` ...) still work, with a notice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from typing import Any, TypeVar
+
+from genre_jax.config import LEGACY_MODEL_SETTINGS, FeatureConfig, TrainConfig
+from genre_jax.models import DEFAULT_MODEL, ModelSpec, specs
+from genre_jax.settings import field_docs, range_text, scalar_type
+
+T = TypeVar("T")
+
+UNSET = object()  # an option's default: "not given", distinct from an explicit 'none'
+MODEL_PREFIX = "model_"
+TRAIN_SKIP = ("model", "model_settings")  # TrainConfig fields with options of their own
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _optional(base: type) -> Any:
+    def convert(text: str) -> Any:
+        return None if text.lower() == "none" else base(text)
+
+    convert.__name__ = base.__name__
+    return convert
+
+
+def _help(doc: str, default: Any, meta: Any, optional: bool) -> str:
+    """``doc [default: 1.0; > 0]``, escaped for argparse's %-formatting; ``default`` is a
+    value, or the text of several models' defaults."""
+    text = (doc or "").replace("``", "")
+    shown = default if isinstance(default, _Defaults) else repr(default)
+    detail = f"default: {shown}" + (", 'none' disables" if optional else "")
+    if meta and "choices" not in meta:
+        detail += f"; {range_text(meta)}"
+    return f"{text} [{detail}]".strip().replace("%", "%%")
+
+
+class _Defaults(str):
+    """The defaults of a setting several models have, each named: ``128 (melstat), 64 (mlp)``."""
+
+
+def _add_field(
+    group: argparse._ArgumentGroup,
+    dest: str,
+    annotation: Any,
+    f: dataclasses.Field,
+    doc: str,
+    default: Any = None,
+) -> None:
+    base, optional = scalar_type(annotation)
+    flags = (_flag(dest),)
+    meta = f.metadata
+    help_text = _help(doc, f.default if default is None else default, meta, optional)
+    if base is bool:
+        group.add_argument(
+            *flags,
+            dest=dest,
+            default=UNSET,
+            action=argparse.BooleanOptionalAction,
+            help=help_text,
+        )
+        return
+    convert = _optional(base) if optional else base
+    choices = meta.get("choices") if meta else None
+    group.add_argument(
+        *flags, dest=dest, default=UNSET, type=convert, choices=choices, help=help_text
+    )
+
+
+def add_dataclass_options(
+    parser: argparse.ArgumentParser, cls: type, title: str | None = None, skip: tuple = ()
+) -> None:
+    """Add ``--<field>`` options for every field of ``cls`` (but ``skip``); defaults unset."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    group = parser.add_argument_group(title or f"{cls.__name__} settings")
+    for f in dataclasses.fields(cls):
+        if f.name not in skip:
+            _add_field(group, f.name, hints[f.name], f, docs.get(f.name, ""))
+
+
+class _LegacyFlag(argparse.Action):
+    """An old spelling of an option: sets the new one and says so once, on standard error."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: str | None = None) -> None:
+        new = self.new if not option.startswith("--no-") else "--no-" + self.new[2:]
+        print(f"{parser.prog}: notice: {option} is now {new}", file=sys.stderr)
+        if self.nargs == 0:
+            values = not option.startswith("--no-")
+        setattr(namespace, self.dest, values)
+
+
+def add_legacy_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    old: str,
+    new: str,
+    dest: str,
+    **kwargs: Any,
+) -> None:
+    """Accept ``old`` for the option ``new`` (same ``dest``), hidden from ``--help``."""
+    parser.add_argument(
+        old, dest=dest, default=UNSET, action=_LegacyFlag, new=new, help=argparse.SUPPRESS, **kwargs
+    )
+
+
+def _model_settings() -> dict[str, tuple[dataclasses.Field, Any, str, dict[str, Any]]]:
+    """Every registered model's settings by name: (field, annotation, doc, {model: default})
+    (the field and doc of the first model that has it)."""
+    found: dict[str, tuple[dataclasses.Field, Any, str, dict[str, Any]]] = {}
+    for spec in specs():
+        hints = typing.get_type_hints(spec.settings)
+        docs = field_docs(spec.settings)
+        for f in dataclasses.fields(spec.settings):
+            if f.name not in found:
+                found[f.name] = (f, hints[f.name], docs.get(f.name, ""), {})
+            found[f.name][3][spec.name] = f.default
+    return found
+
+
+def _model_help(spec: ModelSpec) -> str:
+    names = ", ".join(spec.setting_names()) or "none"
+    return f"{spec.name} ({spec.family}): {spec.description}; settings: {names}"
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """``--model`` (the registered models), the shared training settings, and every model's
+    own settings as ``--model-<name>``."""
+    models = specs()
+    parser.add_argument(
+        "--model",
+        dest="model",
+        default=UNSET,
+        choices=[s.name for s in models],
+        help=f"the model [default: {DEFAULT_MODEL!r}]; "
+        + "; ".join(_model_help(s) for s in models).replace("%", "%%"),
+    )
+    add_dataclass_options(parser, TrainConfig, "shared training settings", skip=TRAIN_SKIP)
+    group = parser.add_argument_group(
+        "model settings (--model-<setting>; each applies to the models named, others refuse it)"
+    )
+    for name, (f, annotation, doc, owners) in _model_settings().items():
+        aliases = tuple(
+            _flag(old) for old, (new, _) in LEGACY_MODEL_SETTINGS.items() if new == name
+        )
+        defaults = None
+        if len(set(map(repr, owners.values()))) > 1:
+            defaults = _Defaults(", ".join(f"{v!r} ({m})" for m, v in owners.items()))
+        _add_field(
+            group, MODEL_PREFIX + name, annotation, f, f"[{', '.join(owners)}] {doc}", defaults
+        )
+        new = _flag(MODEL_PREFIX + name)
+        base, _ = scalar_type(annotation)
+        for alias in aliases:
+            if base is bool:  # both spellings, as BooleanOptionalAction made them
+                for old in (alias, "--no-" + alias[2:]):
+                    add_legacy_option(group, old, new, MODEL_PREFIX + name, nargs=0)
+            else:
+                add_legacy_option(group, alias, new, MODEL_PREFIX + name, type=base)
+
+
+def dataclass_from_options(cls: type[T], args: argparse.Namespace, base: T | None = None) -> T:
+    """Apply the options given on the command line on top of ``base`` (or the defaults)."""
+    changes = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = getattr(args, f.name, UNSET)
+        if value is not UNSET:
+            changes[f.name] = value
+    start = base if base is not None else cls()
+    return dataclasses.replace(start, **changes)  # type: ignore[type-var]
+
+
+def train_config_from_options(
+    args: argparse.Namespace, base: TrainConfig | None = None
+) -> TrainConfig:
+    """The train config of ``base`` (or the defaults) with the options given on top.
+
+    ``--model`` naming another model than ``base``'s starts from that model's default
+    settings (``base``'s were another model's); ``--model-<setting>`` options then apply,
+    and one the model does not have is refused, naming it.
+    """
+    base = base if base is not None else TrainConfig()
+    flat = base.flat()
+    chosen = getattr(args, "model", UNSET)
+    if chosen not in (UNSET, base.model):
+        flat = {"model": chosen, **base.shared()}
+    for name in base.shared():
+        value = getattr(args, name, UNSET)
+        if value is not UNSET:
+            flat[name] = value
+    for key, value in vars(args).items():
+        if key.startswith(MODEL_PREFIX) and value is not UNSET:
+            flat[key[len(MODEL_PREFIX) :]] = value
+    return TrainConfig.from_flat(flat)
+
+
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (feature, shared training, ``model`` and
+    ``model_<setting>``), by their settings' names: what a report lists as given beside an
+    experiment file."""
+    names = {f.name for f in dataclasses.fields(FeatureConfig)}
+    names |= {f.name for f in dataclasses.fields(TrainConfig)} - {"model_settings"}
+    return {
+        key: value
+        for key, value in vars(args).items()
+        if value is not UNSET and (key in names or key.startswith(MODEL_PREFIX))
+    }

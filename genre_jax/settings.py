@@ -1,0 +1,191 @@
+"""Settings as frozen dataclasses: declared ranges, type checks, JSON round trip, hashes, diffs.
+
+The machinery every settings class uses (:class:`genre_jax.config.FeatureConfig`,
+:class:`genre_jax.config.TrainConfig` and each model's own settings,
+:mod:`genre_jax.models`); it knows no setting by name. A field declares its range with
+:func:`setting` and its meaning in the class docstring's ``Attributes:`` section
+(:func:`field_docs`), which the command line shows as the option's help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import math
+import re
+import types
+import typing
+from dataclasses import field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value, or two configs that must agree do not."""
+
+
+def setting(
+    default: Any,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field with its allowed range: ``minimum <= value <= maximum``, ``value >
+    above``, ``value < below``, or one of ``choices``. :func:`check_fields` enforces it."""
+    bounds = {"minimum": minimum, "above": above, "below": below, "maximum": maximum}
+    meta = {k: v for k, v in bounds.items() if v is not None}
+    if choices is not None:
+        meta["choices"] = choices
+    return field(default=default, metadata=meta)
+
+
+def scalar_type(annotation: Any) -> tuple[Any, bool]:
+    """(base type, optional?) of a field annotation such as ``float | None``."""
+    hint = annotation
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+    return hint, optional
+
+
+def range_text(meta: Any) -> str:
+    """``>= 1``, ``> 0``, ``in [0, 1)``, ``one of a, b``: the range a field's metadata sets."""
+    if "choices" in meta:
+        return "one of " + ", ".join(meta["choices"])
+    parts = []
+    for key, sign in (("minimum", ">="), ("above", ">"), ("below", "<"), ("maximum", "<=")):
+        if key in meta:
+            parts.append(f"{sign} {meta[key]:g}")
+    return " and ".join(parts)
+
+
+def _type_problem(value: Any, base: type, optional: bool) -> str | None:
+    """Why ``value`` is not of the declared type (None when it is)."""
+    if value is None:
+        return None if optional else f"must be {base.__name__}, not None"
+    if base is bool:
+        return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number, not {value!r}"
+        return None
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"must be a number, not {value!r}"
+        return None if math.isfinite(value) else f"must be a finite number, not {value!r}"
+    if base is str:
+        return None if isinstance(value, str) else f"must be text, not {value!r}"
+    return None
+
+
+def check_fields(config: Any, what: str) -> None:
+    """Check every field of a dataclass instance against its declared type and range.
+
+    Types come from the annotations (``int``, ``float``, ``str``, ``bool``, ``X | None``):
+    a float must be finite, an int must not be a bool or a float. Ranges and choices come
+    from :func:`setting`. The first problem is a :class:`ConfigError` naming the field, e.g.
+    ``train setting epochs=2.5: must be a whole number, not 2.5``.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        base, optional = scalar_type(hints[f.name])
+        problem = _type_problem(value, base, optional)
+        if problem is None and value is not None and f.metadata:
+            meta = f.metadata
+            if "choices" in meta:
+                ok = value in meta["choices"]
+            else:
+                ok = (
+                    value >= meta.get("minimum", -math.inf)
+                    and value > meta.get("above", -math.inf)
+                    and value < meta.get("below", math.inf)
+                    and value <= meta.get("maximum", math.inf)
+                )
+            if not ok:
+                problem = f"must be {range_text(meta)}"
+        if problem is not None:
+            raise ConfigError(f"{what} {f.name}={value!r}: {problem}")
+
+
+def config_hash(config: Any) -> str:
+    """SHA-256 of the canonical JSON of a dataclass config, first 12 hex digits."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def from_json(cls: type[T], data: dict[str, Any]) -> T:
+    """Build dataclass ``cls`` from a JSON dict; unknown fields are an error naming them."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}")
+    return cls(**data)
+
+
+def flat_settings(config: Any) -> dict[str, Any]:
+    """A config's settings as one flat mapping: its ``flat()`` where it has one (a config with
+    a nested section names the section's fields), else its fields."""
+    flat = getattr(config, "flat", None)
+    return flat() if callable(flat) else dataclasses.asdict(config)
+
+
+def config_diff(expected: Any, actual: Any) -> list[tuple[str, Any, Any]]:
+    """Settings where two configs of the same dataclass differ: ``(name, expected, actual)``."""
+    a, b = flat_settings(expected), flat_settings(actual)
+    missing = object()
+    names = [*a, *(k for k in b if k not in a)]
+    return [(k, a.get(k), b.get(k)) for k in names if a.get(k, missing) != b.get(k, missing)]
+
+
+def require_same(expected: Any, actual: Any, what: str) -> None:
+    """Raise :class:`ConfigError` naming every differing field of two configs."""
+    diff = config_diff(expected, actual)
+    if diff:
+        fields = "; ".join(f"{k}: expected {x!r}, found {y!r}" for k, x, y in diff)
+        raise ConfigError(f"{what} does not match: {fields}")
+
+
+_ATTRIBUTE = re.compile(r"^(\s+)(\w+):\s?(.*)$")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's description from the class docstring's ``Attributes:`` section.
+
+    Google style, as every settings class here writes it::
+
+        Attributes:
+            epochs: maximum epochs (the seed ran 100).
+            batch_size: examples per optimiser step.
+
+    A description runs on over the more deeply indented lines below its name; the result is
+    one line per field, with the spaces of the docstring collapsed.
+    """
+    doc = inspect.getdoc(cls) or ""
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:")
+    except StopIteration:
+        return {}
+    docs: dict[str, list[str]] = {}
+    name, indent = None, None
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        if not line.startswith(" "):
+            break  # the section ended
+        match = _ATTRIBUTE.match(line)
+        if match and (indent is None or len(match.group(1)) == indent):
+            indent, name = len(match.group(1)), match.group(2)
+            docs[name] = [match.group(3).strip()]
+        elif name is not None:
+            docs[name].append(line.strip())
+    return {k: " ".join(" ".join(v).split()) for k, v in docs.items()}
