@@ -1,0 +1,139 @@
+"""Run directories written before the model protocol (issue 16) still evaluate and predict,
+with the numbers they gave then.
+
+``tests/data/legacy/`` holds run directories of every built-in model but musicnnsvm (whose
+weights are a download) and a cross-validation folder, written by the code of commit
+``058eba0`` (its README has every command), with what that code's ``evaluate`` and
+``predict`` gave (``expected.json``). Their ``config.json`` files have the flat settings of
+those days (``"model": "statsvm", "svm_c": 3.0``); the pipelines' skops files name classes at
+their old module paths. The feature stores are rebuilt here from the built-in synthetic data
+with the recorded settings and checked against the recorded array digests first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genre_jax.config import FeatureConfig, TrainConfig
+from genre_jax.evaluate import evaluate_run, select_segments
+from genre_jax.inference import load_predictor
+from genre_jax.store import FeatureStore, prepare
+from genre_jax.synthetic import generate_synthetic
+
+LEGACY = Path(__file__).parent / "data" / "legacy"
+EXPECTED = json.loads((LEGACY / "expected.json").read_text())
+RUNS = sorted(EXPECTED["runs"])
+# Probabilities on this machine were bit-identical; another CPU may order float sums
+# differently, so networks' softmax outputs may move in the last digits.
+ATOL = 1e-6
+
+
+def _assert_close(got: object, recorded: object, where: str) -> None:
+    """Equal JSON values, floats to :data:`ATOL`."""
+    if isinstance(recorded, dict):
+        assert isinstance(got, dict) and got.keys() == recorded.keys(), where
+        for key in recorded:
+            _assert_close(got[key], recorded[key], f"{where}.{key}")
+    elif isinstance(recorded, list):
+        assert isinstance(got, list) and len(got) == len(recorded), where
+        for i, (a, b) in enumerate(zip(got, recorded, strict=True)):
+            _assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(recorded, float):
+        assert got == pytest.approx(recorded, abs=ATOL), where
+    else:
+        assert got == recorded, where
+
+
+@pytest.fixture(scope="module")
+def legacy_stores(tmp_path_factory) -> dict[str, FeatureStore]:
+    """The stores the legacy runs were trained on, rebuilt and checked array by array."""
+    root = tmp_path_factory.mktemp("legacy")
+    data = generate_synthetic(root / "data", tracks_per_genre=4, seed=0, progress=False)
+    stores = {}
+    for name, recorded in EXPECTED["stores"].items():
+        config = FeatureConfig.from_json(recorded["feature_config"])
+        store = prepare(data, root / "stores" / name, config, progress=False, log=lambda _: None)
+        assert store.config.hash() == recorded["feature_hash"]
+        for array, digest in recorded["sha256"].items():
+            path = store.path / array
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, array
+        stores[name] = store
+    return stores
+
+
+@pytest.fixture(scope="module")
+def legacy_runs(tmp_path_factory) -> Path:
+    """A copy of the recorded run directories (evaluate writes its reports into them)."""
+    copy = tmp_path_factory.mktemp("legacy-runs") / "rundirs"
+    shutil.copytree(LEGACY / "rundirs", copy)
+    return copy
+
+
+def test_old_flat_settings_become_the_model_sections() -> None:
+    """The legacy flags of statsvm's run (``--svm-c 3 --harmonic-percussive``) are its model
+    section now; every other model's legacy fields, at the defaults all runs wrote, vanish."""
+    for run in RUNS:
+        saved = json.loads((LEGACY / "rundirs" / run / "config.json").read_text())["train"]
+        assert isinstance(saved["model"], str) and "svm_c" in saved  # the old, flat form
+        config = TrainConfig.from_json(saved)
+        assert config.model == saved["model"]
+        assert TrainConfig.from_json(config.to_json()) == config
+    statsvm = json.loads((LEGACY / "rundirs" / "statsvm" / "config.json").read_text())["train"]
+    section = TrainConfig.from_json(statsvm).model_section()
+    assert section["c"] == 3.0 and section["harmonic_percussive"] is True
+    gru = json.loads((LEGACY / "rundirs" / "gru" / "config.json").read_text())["train"]
+    assert TrainConfig.from_json(gru).model_section() == {"name": "gru", "unroll": 0}
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_a_legacy_run_evaluates_as_it_did(run, legacy_stores, legacy_runs) -> None:
+    expected = EXPECTED["runs"][run]
+    store = legacy_stores[expected["store"]]
+    run_dir = legacy_runs / run
+    report = evaluate_run(run_dir, features=store.path)
+    recorded = expected["report"]
+    for key, value in recorded.items():
+        if key != "evaluated_on":  # names the store, at another path here
+            _assert_close(report[key], value, key)
+    selection = select_segments(store, json.loads((run_dir / "config.json").read_text()), "test")
+    assert selection.index.tolist() == expected["test_segment_index"]
+    predictor = load_predictor(run_dir)
+    x = np.asarray(store.features[selection.index])
+    probabilities = predictor.predict_proba(x)
+    np.testing.assert_allclose(probabilities, expected["test_segment_probabilities"], atol=ATOL)
+    assert predictor.predict(x, probabilities).tolist() == expected["test_segment_predicted"]
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_a_legacy_run_predicts_as_it_did(run, legacy_runs, capsys) -> None:
+    from genre_jax.cli import main
+
+    assert (
+        main(["predict", str(LEGACY / "clip.wav"), "--run-dir", str(legacy_runs / run), "--json"])
+        == 0
+    )
+    (result,) = json.loads(capsys.readouterr().out)
+    (recorded,) = EXPECTED["runs"][run]["predict"]
+    assert result["genre"] == recorded["genre"]
+    assert result["segments"] == recorded["segments"] and result["padded"] == recorded["padded"]
+    got = [result["probabilities"][g] for g in recorded["probabilities"]]
+    np.testing.assert_allclose(got, list(recorded["probabilities"].values()), atol=ATOL)
+
+
+def test_a_legacy_crossval_report_still_renders() -> None:
+    """A cross-validation folder written before reports said what ran (no data folder, no
+    experiment file recorded) still reads as a report."""
+    from genre_jax.crossval import crossval_markdown
+
+    report = json.loads((LEGACY / "rundirs" / "crossval-svm" / "report.json").read_text())
+    text = crossval_markdown(report)
+    assert "2-fold song-level cross-validation" in text
+    assert "an unrecorded data folder" in text
+    mean = 100 * report["mean"]["song_accuracy"]
+    assert f"{mean:.2f}" in text
