@@ -1,1 +1,73 @@
-"""genre_jax: music genre classification in JAX."""
+"""genre_jax: music genre classification in JAX.
+
+A folder of music becomes a feature store, a trained model (a registered network or pipeline,
+:mod:`genre_jax.models`), and song-level evaluations and predictions, in one direction::
+
+    audio files ──► manifest ──► split ──► segments ──► features ──► feature store
+     (any format)   (datasets)  (splits)   (audio)     (features,    (store: arrays +
+                                                         jitted JAX)   manifest + config hash)
+                                                                            │
+            ┌───────────────────────────────┬───────────────────────────────┤
+            ▼                               ▼                               ▼
+       network family                  pipeline family                 benchmarks
+       (cnn, gru, melstat: train.py's  (svm, statsvm, musicnnsvm:      (time each path,
+        pure jitted steps, Optax Adam)  sklearn on the SAME arrays)     JSON + table)
+            │                               │
+            └──────────► run directory ◄────┘
+                         config.json, labels.json, history.json, checkpoints/ or svm.skops, plots/
+                             │
+                             ├──► evaluate (from the run's files alone) → reports, confusion PNGs
+                             └──► predict  (any audio file → genre probabilities)
+
+Modules, in flow order::
+
+    genre_jax/
+      settings.py      settings machinery: declared ranges, type checks, JSON, hashes, diffs
+      config.py        FeatureConfig; TrainConfig = shared settings + one model section
+      experiment.py    experiment files (configs/*.json) and ensembles of them
+      options.py       command-line options generated from the settings dataclasses
+      datasets.py      find a dataset's tracks (GTZAN layouts, any folder per genre); the manifest
+      synthetic.py     the built-in synthetic 10-genre dataset
+      audio.py         decode any format to mono float32 at the target rate; segments
+      features.py      MFCC and log-mel as pure JAX functions, matching librosa
+      extraction.py    decode + segment + extract tracks (shared by store, store_shards, check)
+      store.py         the feature store, keyed by a hash of the feature settings
+      store_shards.py  each process's shard of a multi-host prepare
+      check.py         validate a dataset folder file by file
+      splits.py        song-level splits, k-fold, fault-filtered (data/), the seed's leaky split
+      models/
+        __init__.py    the registry: the only list of model names; register(), plug-ins
+        spec.py        ModelSpec: what the rest of the package knows about a model
+        cnn.py gru.py  the seed's CNN and GRU, layer for layer (networks)
+        melstat.py     ours: residual frame encoder + statistics pooling on log-mel (network)
+        layers.py      pieces shared by the networks; summary.py: statistics over time
+        svm.py         the seed's SVM on the flattened segments (pipeline)
+        statsvm.py     ours: RBF SVM on summary statistics (pipeline)
+        musicnnsvm.py  ours: RBF SVM on embeddings of the pretrained musicnn (pipeline)
+        musicnn.py     the pretrained musicnn tagger in JAX; its weights
+        rbf.py         RBF SVCs shared by the pipelines; the kernel matrix computed by JAX
+        sklearn_io.py  skops save/load with a trusted-type list; the run's binding sidecar
+      tf_checkpoint.py read a TensorFlow checkpoint without TensorFlow (musicnn's weights)
+      augment.py       time flip, SpecAugment, label smoothing (pure JAX)
+      parallel.py      the data mesh, batch sharding, multi-process start-up
+      train.py         the network family: pure jitted step, epoch loop, early stopping
+      checkpoint.py    orbax checkpoints (latest to resume, best to evaluate), bound to the run
+      fit_pipeline.py  the pipeline family: fit once, save, report
+      runner.py        a training run: run directory, resume rules; dispatch by family
+      inference.py     load a finished run from its files alone
+      evaluate.py      song- and segment-level metrics, reports, compare
+      predict.py       genre probabilities of any audio file, streamed
+      ensemble.py      several runs as one model (mean probability)
+      crossval.py      song-level k-fold as one command and one report
+      plots.py         training curves, waveform / mel views, confusion matrices (PNG)
+      demo.py          the whole pipeline in one command
+      cli.py           the genre-jax command: thin wrappers over the modules above
+      fileio.py        atomic writes, output-folder markers, run metadata
+    configs/           experiment files, one per row of the results
+    benchmarks/        timing of every path against librosa, Keras and PyTorch
+    experiments/       research code and unregistered models (not installed)
+    scripts/           thin launchers for cluster jobs
+    tests/             pytest: parity with references, golden losses, kill -9 resume
+
+README.md has the set-up, "add a model" and the headline results; docs/ has the rest.
+"""
