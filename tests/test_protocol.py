@@ -242,3 +242,28 @@ def test_no_module_outside_the_registry_and_specs_asks_a_models_name() -> None:
                 code[token.start[0]] = code.get(token.start[0], "") + " " + token.string
         found += [f"{path.name}:{n}: {text}" for n, text in code.items() if name_check.search(text)]
     assert found == [], "\n".join(found)
+
+
+def test_reports_say_what_ran_beside_the_experiment_file(synthetic_small, tmp_path) -> None:
+    """An experiment file's protocol line describes the file's own settings; given another
+    folder and other settings beside it, the reports say what actually ran."""
+    out = tmp_path / "cv"
+    config = Path(__file__).parent.parent / "configs" / "gtzan-dev-svm.json"
+    argv = ["crossval", "--config", str(config), "--data-dir", str(synthetic_small)]
+    given = ["--segment-seconds", "3", "--folds", "2", "--model-c", "2"]
+    assert main([*argv, "--out", str(out), *given, "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    data = str(synthetic_small.resolve())
+    assert report["data_dir"].startswith(data)  # the genres' folder inside it
+    assert report["given"] == {"segment_seconds": 3.0, "folds": 2, "model_c": 2.0}
+    assert report["experiment_file"] == str(config)
+    text = (out / "report.md").read_text()
+    ran = next(line for line in text.splitlines() if line.startswith("Ran on"))
+    assert report["data_dir"] in ran and "3 s segments" in ran
+    assert "folds=2" in ran and "model_c=2.0" in ran and "segment_seconds=3.0" in ran
+    assert "The file's own protocol: gtzan-dev excerpts" in ran  # labelled as the file's
+    assert "\nProtocol: gtzan-dev" not in text  # never as what ran
+    fold = json.loads((out / "fold-0" / "report.json").read_text())
+    assert fold["data_dir"] == report["data_dir"]
+    assert "3 s segments" in fold["ran"] and "model_c=2.0" in fold["ran"]
+    assert fold["model_settings"] == {"name": "svm", "c": 2.0, "gamma": "scale", "backend": "jax"}
