@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from genre_jax.config import FeatureConfig, TrainConfig
+from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.datasets import generate_synthetic
 from genre_jax.evaluate import compare_runs, comparison_markdown, evaluate_run
 from genre_jax.fileio import atomic_write_bytes
@@ -38,7 +38,10 @@ def demo_models() -> tuple[str, ...]:
 
 def demo_features(model: str) -> FeatureConfig:
     """The feature settings of ``model``'s demo recipe."""
-    return FeatureConfig(**get_spec(model).demo.features)
+    spec = get_spec(model)
+    if spec.demo is None:
+        raise ConfigError(f"model={model!r}: has no demo recipe (its spec's demo is None)")
+    return FeatureConfig(**spec.demo.features)
 
 
 def demo_configs(real_data: bool, quick: bool = False) -> dict[str, TrainConfig]:

@@ -154,12 +154,15 @@ def _import_here(module: str) -> None:
         sys.path.remove(here)
 
 
-def build_network(name: str, settings: object, n_features: int, n_classes: int, seed: int = 0):
-    """A freshly initialised network ``name`` (its ``settings``) for inputs with
-    ``n_features`` per frame."""
+def build_network(
+    name: str, settings: object, n_features: int, n_classes: int, seed: int = 0
+) -> nnx.Module:
+    """A freshly initialised network ``name`` (its ``settings``; ``None``: the defaults) for
+    inputs with ``n_features`` per frame."""
     spec = get_spec(name)
     if spec.family != NETWORK:
         raise ConfigError(f"model={name!r}: a {spec.family}, not a network")
+    settings = spec.settings() if settings is None else settings
     return spec.build(settings, n_features, n_classes, nnx.Rngs(params=seed))
 
 

@@ -52,6 +52,13 @@ def build(
     return rbf.calibration_folds(pipeline, labels, "musicnnsvm")
 
 
+def describe(model: Pipeline) -> dict[str, int]:
+    """The RBF figures, with the pretrained network's weights among the values kept."""
+    figures = rbf.describe(model)
+    weights = model.named_steps["embed"].weights_.values()
+    return {**figures, "parameters": figures["parameters"] + int(sum(v.size for v in weights))}
+
+
 SPEC = ModelSpec(
     name="musicnnsvm",
     family=PIPELINE,
@@ -62,5 +69,5 @@ SPEC = ModelSpec(
     trusted_types=frozenset(
         {"genre_jax.models.musicnn.MusicnnEmbedding", "sklearn.isotonic.IsotonicRegression"}
     ),
-    describe=rbf.describe,
+    describe=describe,
 )

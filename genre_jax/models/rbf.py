@@ -270,14 +270,10 @@ def support_vector_count(model: Pipeline) -> int:
 
 
 def stored_values(model: Pipeline, input_width: int) -> int:
-    """Values a fitted model keeps to predict: support vectors (``input_width`` values each,
-    the width the SVC reads) and dual coefficients, over every SVC it holds, and the weights
-    of a pretrained network in front of them (``musicnnsvm``)."""
+    """Values a fitted model's SVCs keep to predict: support vectors (``input_width`` values
+    each, the width the SVC reads) and dual coefficients, over every SVC it holds."""
     svcs = ensemble_svcs(model) or [final_svc(model)]
-    count = sum(svc.n_support_.sum() * input_width + svc.dual_coef_.size for svc in svcs)
-    if "embed" in model.named_steps:
-        count += sum(v.size for v in model.named_steps["embed"].weights_.values())
-    return int(count)
+    return int(sum(svc.n_support_.sum() * input_width + svc.dual_coef_.size for svc in svcs))
 
 
 def describe(model: Pipeline) -> dict[str, int]:
