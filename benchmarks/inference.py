@@ -21,12 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import soundfile
+
 from benchmarks.common import Options
 from benchmarks.timing import Row, progress, report, time_call
 from benchmarks.training import MODELS, initial_state, model_coeffs, synthetic_batch
 from genre_jax.config import TrainConfig
+from genre_jax.datasets import generate_synthetic
 from genre_jax.inference import load_predictor
 from genre_jax.predict import predict_file
+from genre_jax.runner import train_run
+from genre_jax.store import prepare
 from genre_jax.train import make_predict, model_state_of
 
 TINY_TRACKS_PER_GENRE = 3  # the fewest for which the song split has a song in every part
@@ -60,10 +65,6 @@ def predict_rows(options: Options) -> list[Row]:
 
 def tiny_run(work: Path, model: str = "cnn") -> tuple[Path, Path]:
     """Train a one-epoch ``model`` run on the synthetic dataset; return (run dir, a 30 s WAV)."""
-    from genre_jax.datasets import generate_synthetic
-    from genre_jax.runner import train_run
-    from genre_jax.store import prepare
-
     quiet = lambda _: None  # noqa: E731
     root = generate_synthetic(work / "data", tracks_per_genre=TINY_TRACKS_PER_GENRE, seed=0)
     store = prepare(work / "data", work / "features", progress=False, log=quiet)
@@ -96,8 +97,6 @@ def file_rows(options: Options) -> list[Row]:
         call = file_pipeline(run_dir, audio)
         progress(f"inference: end to end on {audio.name}")
         timing = time_call(call, options.repeats)
-        import soundfile
-
         info = soundfile.info(str(audio))
         setting = {
             "model": "cnn",
@@ -112,5 +111,5 @@ def file_rows(options: Options) -> list[Row]:
 
 
 def run(options: Options) -> tuple[list[Row], list[dict]]:
-    """Prediction-throughput rows for both models and the end-to-end file row."""
+    """Prediction-throughput rows for every network and the end-to-end file row."""
     return predict_rows(options) + file_rows(options), []

@@ -16,7 +16,6 @@ skipped row that says why. The tests use :func:`tensorflow_musicnn` as their ref
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 import zipfile
@@ -28,6 +27,7 @@ import numpy as np
 
 from benchmarks.common import Options
 from benchmarks.timing import Row, progress, ratio, report, time_interleaved
+from genre_jax.config import FeatureConfig
 from genre_jax.models import musicnn
 
 # The published graph's tensors for what genre_jax.models.musicnn.network() returns.
@@ -36,7 +36,7 @@ GRAPH_OUTPUTS = {
     "pooled": "model/concat_2",  # (batch, 753, 2): max and mean over time
     "penultimate": "model/dropout_1/cond/Merge",  # the batch-normed dense layer, dropout off
 }
-SEGMENT = dataclasses.replace(musicnn.INPUT_FEATURES, segment_seconds=2.0)  # 126 frames
+SEGMENT = FeatureConfig(**musicnn.INPUT_FEATURES, segment_seconds=2.0)  # 126 frames
 
 
 def tensorflow_musicnn(prefix: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:

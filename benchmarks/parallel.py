@@ -25,7 +25,8 @@ import json, sys, time
 import jax, numpy as np
 from genre_jax.config import TrainConfig
 from genre_jax.parallel import data_mesh
-from genre_jax.train import SplitArrays, fit
+from genre_jax.splits import SplitArrays
+from genre_jax.train import fit
 model, frames, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
 n = 32 * steps

@@ -9,7 +9,8 @@ names the size it used.
 
 Each way of fitting the SVM is one :class:`SvmVariant` in :data:`VARIANTS` (today libsvm's own
 kernel, ``sklearn-rbf``, and the Gram matrix computed by JAX, ``jax-gram``; both the pipeline of
-:mod:`genre_jax.models.svm`); a new path is one more entry and gets the same rows on the same
+:mod:`genre_jax.models.svm`, fitted by :func:`genre_jax.fit_pipeline.fit_pipeline` with its
+``backend`` setting); a new path is one more entry and gets the same rows on the same
 data: fit seconds, label and probability throughput, test accuracy and support vectors.
 """
 
@@ -24,7 +25,8 @@ import numpy as np
 from benchmarks.common import CLASSES, COEFFS, FRAMES, GTZAN_TEST, GTZAN_TRAIN, Options
 from benchmarks.timing import Row, progress, ratio, report, time_call
 from genre_jax.config import TrainConfig
-from genre_jax.models import svm as svm_module
+from genre_jax.fit_pipeline import fit_pipeline, segment_labels
+from genre_jax.models import get_spec, rbf
 
 CLASS_SEPARATION = 0.05  # scale of the class means against unit noise (about 60 % accuracy)
 
@@ -51,18 +53,23 @@ class SvmVariant:
 
 
 def _pipeline_variant(name: str, backend: str, description: str) -> SvmVariant:
-    """A variant of :mod:`genre_jax.models.svm`'s pipeline, chosen by ``svm_backend``."""
+    """A variant of :mod:`genre_jax.models.svm`'s pipeline, chosen by its ``backend``
+    setting."""
 
     def fit(features: np.ndarray, labels: np.ndarray, config: TrainConfig) -> Any:
-        return svm_module.fit_svm(features, labels, replace(config, svm_backend=backend))
+        settings = replace(config.model_settings, backend=backend)
+        return fit_pipeline(features, labels, replace(config, model_settings=settings))
+
+    def labels(model: Any, features: np.ndarray) -> np.ndarray:
+        return segment_labels(get_spec("svm"), model, features)  # the seed's vote
 
     def proba(model: Any, features: np.ndarray) -> np.ndarray:
-        return model.predict_proba(svm_module.flatten(features))
+        return model.predict_proba(rbf.flatten(features))
 
     def describe(model: Any) -> dict[str, Any]:
-        return {"support_vectors": int(svm_module.final_svc(model).n_support_.sum())}
+        return {"support_vectors": int(rbf.final_svc(model).n_support_.sum())}
 
-    return SvmVariant(name, description, fit, svm_module.predict_labels, proba, describe)
+    return SvmVariant(name, description, fit, labels, proba, describe)
 
 
 VARIANTS: dict[str, SvmVariant] = {
@@ -109,8 +116,8 @@ def bench_variant(variant: SvmVariant, data: tuple[np.ndarray, ...], options: Op
         "train": f"{len(y_train)} x {FRAMES * COEFFS}",
         "test": len(y_test),
         "classes": CLASSES,
-        "C": config.svm_c,
-        "gamma": config.svm_gamma,
+        "C": config.model_settings.c,
+        "gamma": config.model_settings.gamma,
         "gtzan_size": len(y_train) == GTZAN_TRAIN and len(y_test) == GTZAN_TEST,
     }
     progress(f"svm {variant.name}: fit on {len(y_train)} segments ({options.svm_repeats} fits)")

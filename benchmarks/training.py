@@ -2,8 +2,10 @@
 driver, and seconds per epoch.
 
 Inputs are 10 s segments: the seed's 431 x 13 MFCCs for the CNN and GRU, 431 x 128 log-mel
-bands for melstat, which trains with its own recipe (:data:`genre_jax.demo.MELSTAT_RECIPE`:
-random time flip, SpecAugment, label smoothing, cosine schedule), as ``crossval`` runs it.
+bands for melstat: each network's input and recipe are its demo recipe's
+(:class:`genre_jax.models.DemoRecipe`; melstat's, :data:`genre_jax.models.melstat.RECIPE`:
+random time flip, SpecAugment, label smoothing, cosine schedule, as ``crossval`` runs it).
+The networks timed are the registered ones with a demo recipe.
 
 Rows:
 
@@ -12,7 +14,8 @@ Rows:
   (``Options.train_samples``), i.e. the real epoch path: on-device shuffle, gather, step;
 - ``gru train steps, <driver> driver, batch B, unroll U``: the same at the epoch batch for
   each GRU scan unrolling of ``Options.gru_unrolls`` (the other GRU rows use the backend's
-  default, :func:`genre_jax.models.gru_unroll`, named in their setting);
+  default, :func:`genre_jax.models.gru.scan_unroll`, named in their setting); any network
+  with an ``unroll`` setting gets these rows;
 - ``<model> epoch, GTZAN size``: seconds per epoch of 4,752 segments (2,376 training segments
   doubled by the time flip) at batch 32 with the model's ``auto`` driver, as ``fit`` runs it.
 
@@ -22,7 +25,8 @@ quick preset's, and the peer comparison's) compile once.
 Every row names the parameter count (trainable, and as Keras counts it, BatchNorm statistics
 included) and, when asked, the FLOPs of one train step from XLA's cost analysis of the lowered
 step, with the GFLOP/s the row achieved. XLA counts a loop body once, so for the GRU the step
-is lowered with its scan fully unrolled (``gru_unroll = frames``) to count every time step;
+is lowered with its scan fully unrolled (its ``unroll`` setting = frames) to count every time
+step;
 that lowering is only analysed, never run.
 
 Train-step rows stop repeating after ``Options.budget_s`` seconds (the CNN's scan driver at
@@ -33,7 +37,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import jax
@@ -43,7 +46,9 @@ import numpy as np
 from benchmarks.common import CLASSES, COEFFS, FRAMES, GTZAN_TRAIN, Options
 from benchmarks.timing import Row, progress, report, time_call
 from genre_jax.config import TrainConfig
-from genre_jax.models import gru_unroll
+from genre_jax.demo import demo_features, demo_models
+from genre_jax.models import NETWORK, get_spec
+from genre_jax.models.gru import scan_unroll
 from genre_jax.train import (
     epoch_driver,
     init_state,
@@ -52,24 +57,34 @@ from genre_jax.train import (
     model_state_of,
 )
 
-MODELS = ("cnn", "gru", "melstat")
-LOGMEL_BANDS = 128
+# The networks with a demo recipe, in registry order: the seed's cnn and gru, our melstat.
+MODELS = tuple(name for name in demo_models() if get_spec(name).family == NETWORK)
+
+
+def has_unroll(model: str) -> bool:
+    """Whether the network has a scan ``unroll`` setting (the GRU)."""
+    return "unroll" in get_spec(model).setting_names()
 
 
 def model_config(model: str, unroll: int = 0) -> TrainConfig:
-    """The recipe a model trains with: the seed's for cnn and gru, its own for melstat.
+    """The recipe a model trains with: its demo recipe on real data (the seed's for cnn and
+    gru, its own for melstat).
 
-    ``unroll`` is the GRU's scan unrolling (time steps per loop iteration; 0: the backend's
-    default, :func:`genre_jax.models.gru_unroll`).
+    ``unroll`` is the scan unrolling of a model with that setting (time steps per loop
+    iteration; 0: the backend's default, :func:`genre_jax.models.gru.scan_unroll`); ignored
+    for the others.
     """
-    from genre_jax.demo import RECIPES
-
-    return TrainConfig(model=model, gru_unroll=unroll, **RECIPES.get(model, {}))
+    spec = get_spec(model)
+    settings = {"model": model, **(spec.demo.train if spec.demo is not None else {})}
+    if has_unroll(model):
+        settings["unroll"] = unroll
+    return TrainConfig.from_flat(settings)
 
 
 def model_coeffs(model: str) -> int:
-    """Coefficients per frame of the model's input (MFCCs or log-mel bands)."""
-    return LOGMEL_BANDS if model == "melstat" else COEFFS
+    """Coefficients per frame of the model's input (its demo features: MFCCs or log-mel
+    bands)."""
+    return demo_features(model).n_features
 
 
 def synthetic_batch(n: int, seed: int = 0, coeffs: int = COEFFS) -> tuple[jax.Array, jax.Array]:
@@ -127,8 +142,8 @@ def parameter_counts(model: str) -> dict[str, int]:
 
 def step_flops(model: str, batch_size: int) -> float | None:
     """FLOPs of one train step at ``batch_size`` from XLA's cost analysis of the lowered step."""
-    unroll = FRAMES if model == "gru" else 1  # count every GRU time step, not the body once
-    config = replace(model_config(model), gru_unroll=unroll)
+    # Count every time step of a scan with an unroll setting (the GRU), not the body once.
+    config = model_config(model, FRAMES if has_unroll(model) else 0)
     graphdef, state, tx = init_state(config, model_coeffs(model), CLASSES)
     x, y = synthetic_batch(batch_size, coeffs=model_coeffs(model))
     lowered = jax.jit(make_train_step(graphdef, tx, config=config)).lower(
@@ -150,32 +165,33 @@ def _flops_extra(flops: dict[int, float | None], batch: int, steps: int, seconds
     return {"gflops_per_step": round(per_step, 3), "gflops_per_s": round(achieved, 2)}
 
 
-def unroll_rows(options: Options, driver: str, info: dict, optimizer: str) -> list[Row]:
-    """GRU train steps at ``epoch_batch`` for each scan unrolling of ``options.gru_unrolls``."""
+def unroll_rows(model: str, options: Options, driver: str, info: dict, optimizer: str) -> list[Row]:
+    """Train steps of a network with an ``unroll`` setting (the GRU) at ``epoch_batch`` for
+    each scan unrolling of ``options.gru_unrolls``."""
     rows = []
     batch = options.epoch_batch
     n = batch * max(2, options.train_samples // batch)
     for unroll in options.gru_unrolls:
-        progress(f"training: gru {driver} driver, batch {batch}, unroll {unroll}")
-        runner = epoch_runner("gru", driver, batch, n, unroll)
+        progress(f"training: {model} {driver} driver, batch {batch}, unroll {unroll}")
+        runner = epoch_runner(model, driver, batch, n, unroll)
         timing = time_call(runner, options.train_repeats, budget_s=options.budget_s)
         setting = {
-            "model": "gru",
+            "model": model,
             "driver": driver,
             "batch": batch,
             "unroll": unroll,
             "samples_per_call": n,
-            "input": f"({batch}, {FRAMES}, {COEFFS})",
+            "input": f"({batch}, {FRAMES}, {model_coeffs(model)})",
             "optimizer": optimizer,
         }
-        name = f"gru train steps, {driver} driver, batch {batch}, unroll {unroll}"
+        name = f"{model} train steps, {driver} driver, batch {batch}, unroll {unroll}"
         rows.append(Row.rate("training", name, "samples/s", timing, n, setting=setting, extra=info))
         report(rows[-1])
     return rows
 
 
 def run(options: Options) -> tuple[list[Row], list[dict]]:
-    """Train-step rows (both drivers, every batch size) and epoch rows, for both models."""
+    """Train-step rows (both drivers, every batch size) and epoch rows, for every model."""
     rows: list[Row] = []
     for model in MODELS:
         info = parameter_counts(model)
@@ -185,7 +201,7 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
         config = model_config(model)
         optimizer = f"adam {config.learning_rate:g}, {config.lr_schedule}"
         drivers = [auto if d == "auto" else d for d in options.drivers]
-        unroll_setting = {"unroll": gru_unroll(config)} if model == "gru" else {}
+        unroll_setting = {"unroll": scan_unroll(config.model_settings)} if has_unroll(model) else {}
         for batch in options.train_batches:
             n = batch * max(2, options.train_samples // batch)
             for driver in drivers:
@@ -208,8 +224,8 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
                     Row.rate("training", name, "samples/s", timing, n, setting=setting, extra=extra)
                 )
                 report(rows[-1])
-        if model == "gru":
-            rows += unroll_rows(options, auto, info, optimizer)
+        if has_unroll(model):
+            rows += unroll_rows(model, options, auto, info, optimizer)
         n, batch = options.epoch_samples, options.epoch_batch
         progress(f"training: {model} epoch of {n} samples, batch {batch}, {auto} driver")
         timing = time_call(epoch_runner(model, auto, batch, n), options.epoch_repeats)

@@ -1,7 +1,7 @@
 """Issue 8 experiments: our networks on the gtzan-dev excerpts, 5-fold song-level CV.
 
 The protocol is the one of ``tests/test_real_music.py`` and ``../shared/data/README.md``: 2 s
-segments (one per excerpt), folds of ``genre_jax.runner.make_split`` with
+segments (one per excerpt), folds of :func:`genre_jax.splits.make_split` with
 ``TrainConfig(split="kfold", folds=5, fold=i, val_per_genre=1)``, test accuracy per fold, mean
 and standard deviation over the folds.
 
@@ -10,12 +10,17 @@ as ``genre-jax crossval --config configs/gtzan-dev-melstat.json``. Training here
 jitted loop of its own, for options the library does not carry (each measured and not kept):
 mixup, AdamW, random 2 s crops of the whole (2-3 s) excerpt, seed ensembles, flipped
 test-time copies, best-validation selection on 10 songs. It shares the library's augmentation
-(random time flip, SpecAugment, label smoothing); the schedule is warmup + cosine. Examples::
+(random time flip, SpecAugment, label smoothing); the schedule is warmup + cosine. The
+networks: ``tcn`` and ``cnn2d`` (:mod:`experiments.models`, not registered), ``stat``
+(:class:`genre_jax.models.melstat.MelStatNet` with the options below) and ``seedcnn`` (the
+registered ``cnn``). Run from the repository root (``experiments`` is not installed)::
 
-    python -m benchmarks.ours_experiments --model tcn --features logmel128 --epochs 60
-    python -m benchmarks.ours_experiments --model cnn2d --mixup 0.4 --specaug 2 --crops
+    python -m experiments.ours_experiments --model tcn --features logmel128 --epochs 60
+    python -m experiments.ours_experiments --model cnn2d --mixup 0.4 --specaug 2 --crops
 
-Each run prints one line per fold and a summary, and appends a JSON record to ``--log``.
+The excerpts are ``<shared-data>/gtzan-dev``; ``--shared-data`` defaults to
+``$GENRE_JAX_SHARED_DATA``, else ``../shared/data`` beside the repository (as the tests read
+it). Each run prints one line per fold and a summary, and appends a JSON record to ``--log``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -33,17 +39,22 @@ import numpy as np
 import optax
 from flax import nnx
 
+from experiments.models import MelCNN, MelTCN
 from genre_jax.audio import load_audio
 from genre_jax.augment import random_time_flip, smoothed_targets, spec_augment
 from genre_jax.config import FeatureConfig, TrainConfig
 from genre_jax.features import extract_jit
 from genre_jax.inference import make_predict
-from genre_jax.models.cnn import SeedCNN
-from genre_jax.models.ours import MelCNN, MelStatNet, MelTCN, count_values
-from genre_jax.runner import make_split
+from genre_jax.models import build_network, get_spec
+from genre_jax.models.melstat import MelStatNet, count_values
+from genre_jax.splits import make_split
 from genre_jax.store import FeatureStore, prepare
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan-dev"
+# The shared real-audio folder, as the tests find it (tests/conftest.py).
+SHARED_DATA = os.environ.get("GENRE_JAX_SHARED_DATA") or str(
+    Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
+DATASET = "gtzan-dev"
 FEATURES = {
     "logmel128": FeatureConfig(kind="logmel", n_mels=128, segment_seconds=2.0),
     "logmel64": FeatureConfig(kind="logmel", n_mels=64, segment_seconds=2.0),
@@ -111,7 +122,8 @@ def build(args: argparse.Namespace, n_features: int, n_classes: int, seed: int) 
             **common,
         )
     if args.model == "seedcnn":
-        return SeedCNN(n_classes, rngs=rngs)
+        settings = get_spec("cnn").settings()  # the seed's CNN has none of its own
+        return build_network("cnn", settings, n_features, n_classes, seed=seed)
     raise ValueError(f"unknown model {args.model!r}")
 
 
@@ -277,6 +289,11 @@ def run_fold(args, store, crops, count, fold: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--name", default="")
+    p.add_argument(
+        "--shared-data",
+        default=SHARED_DATA,
+        help=f"folder holding {DATASET}/ (default: $GENRE_JAX_SHARED_DATA or ../shared/data)",
+    )
     p.add_argument("--model", default="tcn", choices=("tcn", "cnn2d", "stat", "seedcnn"))
     p.add_argument("--features", default="logmel128", choices=tuple(FEATURES))
     p.add_argument("--channels", default="")
@@ -311,7 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log", default="/tmp/ours_results.jsonl")
     args = p.parse_args(argv)
     started = time.perf_counter()
-    store = prepare(DATA, args.stores, FEATURES[args.features], progress=False, log=lambda _: None)
+    data = Path(args.shared_data) / DATASET
+    store = prepare(data, args.stores, FEATURES[args.features], progress=False, log=lambda _: None)
     args.n_classes = len(store.genres)
     wanted = args.crops or args.tta_crops
     crops, count = crop_bank(store, args.crop_hop) if wanted else (None, None)

@@ -9,9 +9,11 @@
 # line, as a user would: `genre-jax train` (data loading, compilation, every epoch, checkpoints,
 # plots) and `genre-jax evaluate`. The default song split leaves 790 training songs: 2,370
 # segments, 4,740 per epoch with the time flip (the GTZAN size is 4,752).
-# TRAIN_OPTIONs go to every `genre-jax train` (e.g. --gru-unroll 8); $GPU_RUNS_MODELS picks the
-# models (default "cnn gru"). Writes OUT_DIR/gpu_runs.json (seconds of each step, the device),
-# OUT_DIR/gpu_runs.log, and each run's summary_<model>.json and report_<model>.json.
+# TRAIN_OPTIONs go to every `genre-jax train` (e.g. --epoch-driver scan); $GPU_RUNS_MODELS picks
+# the models (default "cnn gru"). A model's own setting applies to that model only, so pair it
+# with the model (e.g. GPU_RUNS_MODELS=gru ... --model-unroll 8, once --gru-unroll). Writes
+# OUT_DIR/gpu_runs.json (seconds of each step, the device), OUT_DIR/gpu_runs.log, and each
+# run's summary_<model>.json and report_<model>.json.
 # Python: $GENRE_JAX_PYTHON (default python3), with genre_jax importable.
 set -euo pipefail
 out=${1:?usage: scripts/gpu_runs.sh OUT_DIR [TRACKS_PER_GENRE] [EPOCHS] [TRAIN_OPTION...]}
