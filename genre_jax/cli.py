@@ -371,8 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = sub.add_parser("synth", help="write the built-in synthetic dataset (GTZAN layout)")
     synth.add_argument("--out", required=True, help="folder to write the dataset into")
-    synth.add_argument("--tracks-per-genre", type=positive_int, default=10)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--tracks-per-genre",
+        type=positive_int,
+        default=10,
+        help="tracks of each genre [default: 10]",
+    )
+    synth.add_argument("--seed", type=int, default=0, help="the generator's seed [default: 0]")
     synth.set_defaults(func=cmd_synth)
 
     prep = sub.add_parser(
@@ -439,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     ens.set_defaults(func=cmd_ensemble)
 
     evaluate = sub.add_parser("evaluate", help="metrics, reports and confusion matrices of a run")
-    evaluate.add_argument("--run-dir", required=True)
+    evaluate.add_argument("--run-dir", required=True, help="the run (or ensemble) to evaluate")
     evaluate.add_argument(
         "--part",
         choices=("test", "val"),
@@ -459,8 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="genre probabilities of audio files or folders")
     predict.add_argument("paths", nargs="+", metavar="PATH")
-    predict.add_argument("--run-dir", required=True)
-    predict.add_argument("--top-k", type=positive_int, default=3)
+    predict.add_argument("--run-dir", required=True, help="the run (or ensemble) that predicts")
+    predict.add_argument(
+        "--top-k", type=positive_int, default=3, help="genres listed per file [default: 3]"
+    )
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=cmd_predict)
 
@@ -475,12 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole pipeline: data, features, every model with a demo recipe, comparison",
     )
     demo.add_argument("--data-dir", help="a real dataset (default: the built-in synthetic one)")
-    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--out", default="runs/demo", help="where it all goes [default: runs/demo]")
     demo.add_argument(
         "--tracks-per-genre", type=positive_int, default=10, help="synthetic dataset size"
     )
     demo.add_argument("--quick", action="store_true", help="2 epochs per network (smoke test)")
-    demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
 
     fetch = sub.add_parser(
