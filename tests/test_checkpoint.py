@@ -142,7 +142,7 @@ def test_edited_split_in_config_json_is_refused_by_key(runs, tmp_path: Path) -> 
 def test_edited_sidecar_or_svm_file_is_refused(runs, tmp_path: Path) -> None:
     import skops.io as sio
 
-    from genre_jax.models.svm import fit_svm
+    from genre_jax.fit_pipeline import fit_pipeline
 
     run = copy_run(runs["svm"], tmp_path, "sidecar")
     edit_json(run / "svm.json", swap_first_genres)
@@ -151,7 +151,9 @@ def test_edited_sidecar_or_svm_file_is_refused(runs, tmp_path: Path) -> None:
 
     run = copy_run(runs["svm"], tmp_path, "replaced")  # another valid model in its place
     rng = np.random.default_rng(0)
-    other = fit_svm(rng.normal(size=(60, 4, 3)), np.repeat(np.arange(6), 10), TrainConfig())
+    other = fit_pipeline(
+        rng.normal(size=(60, 4, 3)), np.repeat(np.arange(6), 10), TrainConfig(model="svm")
+    )
     (run / "svm.skops").write_bytes(sio.dumps(other))
     with pytest.raises(CheckpointError, match=r"svm\.skops: its bytes are not those"):
         load_predictor(run)

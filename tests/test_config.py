@@ -7,13 +7,9 @@ import dataclasses
 
 import pytest
 
-from genre_jax.config import (
-    ConfigError,
-    FeatureConfig,
-    add_dataclass_options,
-    dataclass_from_options,
-    require_same,
-)
+from genre_jax.config import ConfigError, FeatureConfig
+from genre_jax.options import add_dataclass_options, dataclass_from_options
+from genre_jax.settings import require_same
 
 
 def test_seed_defaults() -> None:

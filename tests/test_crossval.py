@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from genre_jax.cli import main
-from genre_jax.config import ConfigError, TrainConfig, load_experiment
+from genre_jax.config import ConfigError, TrainConfig, model_name
 from genre_jax.crossval import crossval
-from genre_jax.runner import make_split
+from genre_jax.experiment import load_experiment
+from genre_jax.splits import make_split
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"progress": False, "log": lambda _: None}
@@ -69,8 +70,8 @@ def test_rerun_keeps_finished_folds_and_retrains_a_missing_one(svm_cv, synthetic
 
 def test_other_settings_in_the_same_folder_are_refused(svm_cv, synthetic_store) -> None:
     out, _ = svm_cv
-    config = TrainConfig(model="svm", time_flip=False, folds=3, svm_c=10.0)
-    with pytest.raises(ConfigError, match="svm_c"):
+    config = TrainConfig.from_flat({"model": "svm", "time_flip": False, "folds": 3, "c": 10.0})
+    with pytest.raises(ConfigError, match=r"\bc: expected 10\.0, found 1\.0"):
         crossval(synthetic_store.path, out, config, **QUIET)
 
 
@@ -80,11 +81,14 @@ def test_experiment_files_are_read_and_bad_ones_named(tmp_path: Path) -> None:
         assert experiment.train.split == "kfold" and experiment.protocol
         assert experiment.features is not None and experiment.features.segment_seconds == 2.0
     # The demo's recipes for our models are the experiment files'.
-    from genre_jax.demo import MELSTAT_RECIPE, STATSVM_RECIPE
+    from genre_jax.models import get_spec
 
-    for name, recipe in (("melstat", MELSTAT_RECIPE), ("statsvm", STATSVM_RECIPE)):
+    for name in ("melstat", "statsvm"):
+        recipe = get_spec(name).demo.train
+        assert recipe  # each has its own recipe
         train = load_experiment(ROOT / "configs" / f"gtzan-dev-{name}.json").train
-        assert train.model == name and {k: getattr(train, k) for k in recipe} == recipe
+        flat = train.flat()
+        assert train.model == name and {k: flat[k] for k in recipe} == recipe
     bad = tmp_path / "bad.json"
     bad.write_text('{"train": {"model": "cnn", "epochs": 0}}')
     with pytest.raises(ConfigError, match=r"bad\.json.*epochs"):
@@ -131,13 +135,13 @@ def test_crossval_command_with_an_experiment_file(synthetic_store, tmp_path: Pat
     code = main([*args, "--out", str(out), "--epochs", "20", "--no-progress"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["train"]["epochs"] == 20 and report["train"]["model"] == "melstat"
+    assert report["train"]["epochs"] == 20 and model_name(report["train"]) == "melstat"
     assert report["description"] == "melstat on synthetic MFCCs"
     # 50 held-out songs per fold, chance 10 %: >= 40 % has probability < 1e-6 by chance.
     assert report["mean"]["song_accuracy"] >= 0.4, report["per_fold"]
     assert "melstat: 2-fold" in capsys.readouterr().out
     # Trained without validation songs: evaluating the empty part is a one-line error.
-    assert main(["evaluate", "--run-dir", str(out / "fold-0"), "--split", "val"]) == 2
+    assert main(["evaluate", "--run-dir", str(out / "fold-0"), "--part", "val"]) == 2
     assert "val part of the split is empty" in capsys.readouterr().err
     # A store with other feature settings than the file names is refused, naming the field.
     experiment["features"]["n_mfcc"] = 20

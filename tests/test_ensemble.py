@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from genre_jax.cli import main
-from genre_jax.config import ConfigError, FeatureConfig, TrainConfig, load_experiment
+from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.ensemble import make_ensemble
 from genre_jax.evaluate import evaluate_run
+from genre_jax.experiment import load_experiment
 from genre_jax.inference import load_predictor
 from genre_jax.runner import train_run
 from genre_jax.store import prepare

@@ -23,7 +23,8 @@ from genre_jax.evaluate import (
     select_segments,
 )
 from genre_jax.inference import load_predictor
-from genre_jax.runner import make_split, train_run
+from genre_jax.runner import train_run
+from genre_jax.splits import make_split
 from genre_jax.store import FeatureStore, prepare
 
 PNG = b"\x89PNG\r\n\x1a\n"

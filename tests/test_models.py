@@ -12,7 +12,7 @@ from flax import nnx
 
 from genre_jax.models.cnn import SeedCNN
 from genre_jax.models.gru import KerasGRU, SeedGRU
-from genre_jax.models.ours import Standardize
+from genre_jax.models.melstat import Standardize
 from genre_jax.models.summary import (
     harmonic_percussive,
     median_filter,
@@ -41,15 +41,20 @@ def test_gru_parameter_count_per_layer() -> None:
 def test_gru_unroll_zero_is_the_backend_default() -> None:
     from genre_jax.config import ConfigError, TrainConfig
     from genre_jax.models import build_network
+    from genre_jax.models.gru import GRUSettings, scan_unroll
 
     expected = 1 if jax.default_backend() == "cpu" else 8
-    built = build_network("gru", 13, 10, TrainConfig(model="gru"), seed=0)
-    assert TrainConfig().gru_unroll == 0
+    default = TrainConfig(model="gru")
+    built = build_network("gru", default.model_settings, 13, 10, seed=0)
+    assert default.model_settings.unroll == 0
+    assert scan_unroll(default.model_settings) == expected
     assert built.gru1.unroll == built.gru2.unroll == expected
-    chosen = build_network("gru", 13, 10, TrainConfig(model="gru", gru_unroll=4), seed=0)
+    config = TrainConfig.from_flat({"model": "gru", "unroll": 4})
+    assert config.model_settings == GRUSettings(unroll=4)
+    chosen = build_network("gru", config.model_settings, 13, 10, seed=0)
     assert chosen.gru1.unroll == chosen.gru2.unroll == 4
-    with pytest.raises(ConfigError, match="gru_unroll=-1"):
-        TrainConfig(gru_unroll=-1)
+    with pytest.raises(ConfigError, match="unroll=-1"):
+        TrainConfig.from_flat({"model": "gru", "unroll": -1})
 
 
 def numpy_keras_gru(x, kernel, recurrent, bias):
@@ -113,7 +118,10 @@ def test_evaluation_reads_but_never_updates_batchnorm() -> None:
 
 
 def _ours():
-    from genre_jax.models.ours import MelCNN, MelStatNet, MelTCN
+    # experiments/ is research code beside the package, importable from the repository root
+    # (on sys.path for the tests: tests/ is a package).
+    from experiments.models import MelCNN, MelTCN
+    from genre_jax.models.melstat import MelStatNet
 
     return [
         lambda: MelStatNet(32, 10, input_norm="batchnorm", rngs=nnx.Rngs(1)),

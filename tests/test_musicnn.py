@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 
 from benchmarks.musicnn import find_wheel, tensorflow_musicnn, unpack_checkpoint
-from genre_jax.config import ConfigError, TrainConfig
+from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.models import musicnn
 from genre_jax.models.musicnn import (
     CHECKPOINT,
     INPUT_FEATURES,
     PATCH_FRAMES,
+    PATCH_SECONDS,
     WeightsError,
     embeddings,
     network,
@@ -192,7 +193,7 @@ def test_musicnnsvm_trains_saves_and_predicts(
 
     monkeypatch.setenv(musicnn.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(musicnn.WHEEL_ENV, str(wheel))
-    features = INPUT_FEATURES  # 3 s segments: one whole patch each
+    features = FeatureConfig(**INPUT_FEATURES, segment_seconds=PATCH_SECONDS)  # one patch each
     store = prepare(
         synthetic_small, tmp_path / "features", features, progress=False, log=lambda _: None
     )

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from genre_jax.config import FeatureConfig
-from genre_jax.store import prepare
-from genre_jax.store_shards import extract_shard, merge_shards
+from genre_jax.store import extract_shard, merge_shards, prepare
 from tests.conftest import child_env
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from genre_jax.config import load_experiment
 from genre_jax.crossval import crossval
+from genre_jax.experiment import load_experiment
 from genre_jax.store import prepare
 from tests.conftest import shared
 

@@ -21,6 +21,7 @@ from genre_jax.checkpoint import CheckpointError
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.fileio import OutputDirError
 from genre_jax.inference import load_predictor
+from genre_jax.models import get_spec, specs
 from genre_jax.runner import train_run
 from tests.conftest import child_env
 
@@ -357,7 +358,7 @@ def svm_runs(synthetic_store, tmp_path_factory) -> tuple[Path, Path]:
     """Two finished SVM runs on the same store and split (C = 1 and 3), and the store."""
     base = tmp_path_factory.mktemp("svm-runs")
     for name, c in (("a", 1.0), ("b", 3.0)):
-        config = TrainConfig(model="svm", time_flip=False, svm_c=c)
+        config = TrainConfig.from_flat({"model": "svm", "time_flip": False, "c": c})
         train_run(synthetic_store.path, base / name, config, progress=False, log=lambda _: None)
     return base / "a", base / "b", synthetic_store.path
 
@@ -444,7 +445,10 @@ def test_overwrite_replaces_our_own_runs_old_and_new(synthetic_store, tmp_path: 
 
 
 FEATURE_FIELDS = [f.name for f in dataclasses.fields(FeatureConfig)]
-TRAIN_FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+# model_settings holds the model's own settings (a dataclass per model): those are checked
+# one by one below (MODEL_FIELDS), as the other fields are here.
+TRAIN_FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "model_settings"]
+MODEL_FIELDS = [(spec.name, f.name) for spec in specs() for f in dataclasses.fields(spec.settings)]
 
 
 def bad_values(cls: type, name: str) -> list[object]:
@@ -471,31 +475,54 @@ def test_every_setting_refuses_nan_infinity_negative_and_wrong_types(cls, name: 
         assert "\n" not in str(caught.value)
 
 
-NUMERIC_OPTIONS = [
-    ("prepare", f.name)
-    for f in dataclasses.fields(FeatureConfig)
-    if f.name != "kind"  # a text choice
-] + [
-    ("train", f.name)
-    for f in dataclasses.fields(TrainConfig)
-    if typing.get_type_hints(TrainConfig)[f.name] in (int, float)
-]
-
-
-@pytest.mark.parametrize(("command", "name"), NUMERIC_OPTIONS)
-def test_cli_options_give_one_line_errors_for_nan_infinity_and_negatives(
-    capsys, tmp_path: Path, command: str, name: str
+@pytest.mark.parametrize(("model", "name"), MODEL_FIELDS)
+def test_every_model_setting_refuses_nan_infinity_negative_and_wrong_types(
+    model: str, name: str
 ) -> None:
-    flag = "--" + name.replace("_", "-")
+    """Items 4 and 10 for each model's own settings, from JSON as an experiment file gives them
+    (the model section, or flat beside the model's name)."""
+    for value in bad_values(get_spec(model).settings, name):
+        for train in ({"model": {"name": model, name: value}}, {"model": model, name: value}):
+            with pytest.raises(ConfigError, match=rf"\b{name}=") as caught:
+                TrainConfig.from_json(train)
+            assert "\n" not in str(caught.value)
+
+
+NUMERIC_OPTIONS = (
+    [
+        ("prepare", f.name, None)
+        for f in dataclasses.fields(FeatureConfig)
+        if f.name != "kind"  # a text choice
+    ]
+    + [
+        ("train", f.name, None)
+        for f in dataclasses.fields(TrainConfig)
+        if typing.get_type_hints(TrainConfig)[f.name] in (int, float)
+    ]
+    + [
+        ("train", name, model)  # a model's own setting: --model-<name>, given with --model
+        for model, name in MODEL_FIELDS
+        if typing.get_type_hints(get_spec(model).settings)[name] in (int, float)
+    ]
+)
+
+
+@pytest.mark.parametrize(("command", "name", "model"), NUMERIC_OPTIONS)
+def test_cli_options_give_one_line_errors_for_nan_infinity_and_negatives(
+    capsys, tmp_path: Path, command: str, name: str, model: str | None
+) -> None:
+    flag = ("--model-" if model else "--") + name.replace("_", "-")
     where = (
         ["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "out")]
         if command == "prepare"
         else ["--features", str(tmp_path / "none"), "--run-dir", str(tmp_path / "run")]
     )
+    where += ["--model", model] if model else []
     for value in ("nan", "inf", "-1"):
         code, err = cli(capsys, command, *where, flag, value)
         assert code == 2, (flag, value, err)
-        one_line_error(err, name if "invalid" not in err else flag)
+        named = f"{name}=" if model else name  # a short model setting (c) by its assignment
+        one_line_error(err, named if "invalid" not in err else flag)
     assert not list(tmp_path.iterdir())  # nothing touched
 
 

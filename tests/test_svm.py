@@ -10,15 +10,11 @@ import pytest
 import skops.io as sio
 
 from genre_jax.config import TrainConfig
-from genre_jax.models.svm import (
-    UntrustedModelError,
-    fit_svm,
-    flatten,
-    load_svm,
-    predict_labels,
-    save_svm,
-    squared_distances,
-)
+from genre_jax.fit_pipeline import fit_pipeline, segment_labels
+from genre_jax.models import get_spec
+from genre_jax.models.rbf import flatten, squared_distances
+from genre_jax.models.sklearn_io import UntrustedModelError, load_pipeline, save_pipeline
+from genre_jax.models.svm import SVMSettings, vote_labels
 
 
 def test_squared_distances_match_numpy_float64() -> None:
@@ -34,10 +30,14 @@ def test_jax_backend_equals_scikit_learn_rbf(synthetic_store, gamma: str) -> Non
     y = np.asarray(synthetic_store.labels)
     train, test = np.arange(len(y)) % 5 != 0, np.arange(len(y)) % 5 == 0
     models = {
-        backend: fit_svm(x[train], y[train], TrainConfig(svm_backend=backend, svm_gamma=gamma))
+        backend: fit_pipeline(
+            x[train],
+            y[train],
+            TrainConfig(model="svm", model_settings=SVMSettings(backend=backend, gamma=gamma)),
+        )
         for backend in ("jax", "sklearn")
     }
-    labels = {k: predict_labels(m, x[test]) for k, m in models.items()}
+    labels = {k: vote_labels(m, flatten(x[test])) for k, m in models.items()}
     probs = {k: m.predict_proba(flatten(x[test])) for k, m in models.items()}
     assert np.mean(labels["jax"] == labels["sklearn"]) == 1.0
     np.testing.assert_allclose(probs["jax"], probs["sklearn"], atol=1e-6)
@@ -46,10 +46,10 @@ def test_jax_backend_equals_scikit_learn_rbf(synthetic_store, gamma: str) -> Non
 def test_saved_svm_round_trips(synthetic_small, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(60, 8, 3)), np.repeat(np.arange(6), 10)
-    model = fit_svm(x, y, TrainConfig())
-    save_svm(model, tmp_path / "svm.skops")
-    loaded = load_svm(tmp_path / "svm.skops")
-    np.testing.assert_array_equal(predict_labels(loaded, x), predict_labels(model, x))
+    model = fit_pipeline(x, y, TrainConfig(model="svm"))
+    save_pipeline(model, tmp_path / "svm.skops")
+    loaded = load_pipeline(tmp_path / "svm.skops")
+    np.testing.assert_array_equal(vote_labels(loaded, flatten(x)), vote_labels(model, flatten(x)))
     np.testing.assert_array_equal(loaded.predict_proba(flatten(x)), model.predict_proba(flatten(x)))
 
 
@@ -57,11 +57,11 @@ def test_untrusted_or_corrupt_files_are_refused(tmp_path: Path) -> None:
     hostile = tmp_path / "hostile.skops"
     hostile.write_bytes(sio.dumps({"payload": os.system}))
     with pytest.raises(UntrustedModelError, match="untrusted types"):
-        load_svm(hostile)
+        load_pipeline(hostile)
     broken = tmp_path / "broken.skops"
     broken.write_bytes(b"PK\x03\x04 this is not a zip archive")
     with pytest.raises(UntrustedModelError, match=r"broken\.skops"):
-        load_svm(broken)
+        load_pipeline(broken)
 
 
 def numpy_summary(x: np.ndarray, groups: int, bins: int, cepstral: int) -> np.ndarray:
@@ -81,7 +81,7 @@ def numpy_summary(x: np.ndarray, groups: int, bins: int, cepstral: int) -> np.nd
 
 
 def test_summary_statistics_match_numpy_float64() -> None:
-    from genre_jax.models.svm import SummaryStatistics
+    from genre_jax.models.statsvm import SummaryStatistics
 
     rng = np.random.default_rng(2)
     x = (rng.normal(size=(9, 87, 32)) * 10 - 40).astype(np.float32)  # dB-like values
@@ -100,7 +100,7 @@ def test_statsvm_equals_scikit_learn_on_numpy_statistics(synthetic_store, tmp_pa
     x = np.asarray(synthetic_store.features)  # 13 MFCCs: no modulation groups, 13 DCT values
     y = np.asarray(synthetic_store.labels)
     train, test = np.arange(len(y)) % 5 != 0, np.arange(len(y)) % 5 == 0
-    model = fit_svm(x[train], y[train], TrainConfig(model="statsvm", svm_c=3.0))
+    model = fit_pipeline(x[train], y[train], TrainConfig.from_flat({"model": "statsvm", "c": 3.0}))
     stats = numpy_summary(x.astype(np.float64), groups=1, bins=0, cepstral=13)
     stats = stats[:, : 3 * 13 + 3 * 13]  # no modulation spectrum for 13 coefficients
     scaler = StandardScaler().fit(stats[train])
@@ -108,12 +108,13 @@ def test_statsvm_equals_scikit_learn_on_numpy_statistics(synthetic_store, tmp_pa
     reference.fit(scaler.transform(stats[train]), y[train])
     expected = reference.predict_proba(scaler.transform(stats[test]))
     got = model.predict_proba(flatten(x[test]))
-    assert np.mean(predict_labels(model, x[test]) == expected.argmax(1)) >= 0.95
+    labels = segment_labels(get_spec("statsvm"), model, x[test])
+    assert np.mean(labels == expected.argmax(1)) >= 0.95
     # float32 statistics against float64 ones: measured 3e-4 apart, agreement 1.0.
     np.testing.assert_allclose(got, expected, atol=5e-3)
-    save_svm(model, tmp_path / "statsvm.skops")  # its transformer is on the trusted list
+    save_pipeline(model, tmp_path / "statsvm.skops")  # its transformer is on the trusted list
     np.testing.assert_array_equal(
-        load_svm(tmp_path / "statsvm.skops").predict_proba(flatten(x[test])), got
+        load_pipeline(tmp_path / "statsvm.skops").predict_proba(flatten(x[test])), got
     )
 
 
@@ -123,6 +124,6 @@ def test_statsvm_names_a_genre_too_small_to_calibrate() -> None:
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(13, 20, 16)), np.array([0] * 6 + [1] * 6 + [2])
     with pytest.raises(ConfigError, match="at least 2 training segments"):
-        fit_svm(x, y, TrainConfig(model="statsvm", time_flip=False))
-    model = fit_svm(x[:12], y[:12], TrainConfig(model="statsvm", time_flip=False))
+        fit_pipeline(x, y, TrainConfig(model="statsvm", time_flip=False))
+    model = fit_pipeline(x[:12], y[:12], TrainConfig(model="statsvm", time_flip=False))
     assert model.named_steps["svm"].cv == 5

@@ -18,8 +18,9 @@ import pytest
 
 from genre_jax.config import TrainConfig
 from genre_jax.inference import load_predictor
-from genre_jax.runner import RunDirError, make_split, train_run
-from genre_jax.train import init_state, make_train_step, split_arrays
+from genre_jax.runner import RunDirError, train_run
+from genre_jax.splits import make_split, split_arrays
+from genre_jax.train import init_state, make_train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,20 +133,21 @@ def test_best_epoch_selection_without_validation_songs_is_refused(synthetic_stor
     with pytest.raises(ConfigError, match="val_per_genre"):
         train_run(synthetic_store.path, tmp_path / "run", config, progress=False)
     assert not (tmp_path / "run").exists()  # refused before anything was written
-    svm = TrainConfig(model="svm", time_flip_mode="random", label_smoothing=0.1)
+    # Network-only settings for a pipeline are refused when its TrainConfig is built.
     with pytest.raises(ConfigError, match="label_smoothing, time_flip_mode"):
-        train_run(synthetic_store.path, tmp_path / "run", svm, progress=False)
+        TrainConfig(model="svm", time_flip_mode="random", label_smoothing=0.1)
 
 
 def test_svm_sees_exactly_the_network_arrays(synthetic_store, tmp_path: Path) -> None:
     """The SVM's training matrix is the networks' training array, flattened (no re-extraction)."""
-    from genre_jax.models.svm import flatten, load_svm
+    from genre_jax.models.rbf import flatten
+    from genre_jax.models.sklearn_io import load_pipeline
 
     config = TrainConfig(model="svm")
     train_run(synthetic_store.path, tmp_path / "svm", config, progress=False)
     data = split_arrays(synthetic_store, make_split(synthetic_store, config), time_flip=True)
     assert flatten(data.x_train).shape == (480, 431 * 13)
-    scaler = load_svm(tmp_path / "svm" / "svm.skops").named_steps["scale"]
+    scaler = load_pipeline(tmp_path / "svm" / "svm.skops").named_steps["scale"]
     np.testing.assert_allclose(
         scaler.mean_, flatten(data.x_train).astype(np.float64).mean(0), rtol=1e-5, atol=1e-4
     )
@@ -158,11 +160,11 @@ def test_existing_run_is_refused_without_resume_or_overwrite(synthetic_store, tm
         train_run(synthetic_store.path, tmp_path / "run", config, progress=False)
     from genre_jax.config import ConfigError
 
-    with pytest.raises(ConfigError, match="svm_c"):
+    with pytest.raises(ConfigError, match=r"\bc: expected 2\.0, found 1\.0"):
         train_run(
             synthetic_store.path,
             tmp_path / "run",
-            TrainConfig(model="svm", svm_c=2.0),
+            TrainConfig.from_flat({"model": "svm", "c": 2.0}),
             resume=True,
             progress=False,
         )
@@ -277,7 +279,8 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp
     """Real inputs that turn non-finite after one good epoch: the error names the epoch, and the
     latest checkpoint is the last good one (restorable, finite)."""
     from genre_jax.checkpoint import RunCheckpoints
-    from genre_jax.train import SplitArrays, TrainingError, fit
+    from genre_jax.splits import SplitArrays
+    from genre_jax.train import TrainingError, fit
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 40, 13)).astype(np.float32)
@@ -300,7 +303,8 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp
 
 
 def test_without_validation_data_the_last_epoch_is_kept() -> None:
-    from genre_jax.train import SplitArrays, fit
+    from genre_jax.splits import SplitArrays
+    from genre_jax.train import fit
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 40, 13)).astype(np.float32)

@@ -32,7 +32,7 @@ from genre_jax.models.spec import (
     NoSettings,
     SeedFigures,
 )
-from genre_jax.settings import ConfigError, scalar_type
+from genre_jax.settings import ConfigError, check_fields, scalar_type
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -163,6 +163,7 @@ def build_network(
     if spec.family != NETWORK:
         raise ConfigError(f"model={name!r}: a {spec.family}, not a network")
     settings = spec.settings() if settings is None else settings
+    check_fields(settings, "model setting")  # a TrainConfig checks them; a caller may not
     return spec.build(settings, n_features, n_classes, nnx.Rngs(params=seed))
 
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.parallel import data_mesh, initialize
-from genre_jax.train import SplitArrays, fit
+from genre_jax.splits import SplitArrays
+from genre_jax.train import fit
 
 
 def fixed_data(n: int) -> SplitArrays:
