@@ -154,7 +154,7 @@ def require_same(expected: Any, actual: Any, what: str) -> None:
         raise ConfigError(f"{what} does not match: {fields}")
 
 
-_ATTRIBUTE = re.compile(r"^(\s+)(\w+):\s?(.*)$")
+_ATTRIBUTE = re.compile(r"^(\s*)(\w+):\s?(.*)$")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -180,12 +180,13 @@ def field_docs(cls: type) -> dict[str, str]:
     for line in lines[start + 1 :]:
         if not line.strip():
             continue
-        if not line.startswith(" "):
-            break  # the section ended
+        depth = len(line) - len(line.lstrip())
         match = _ATTRIBUTE.match(line)
-        if match and (indent is None or len(match.group(1)) == indent):
-            indent, name = len(match.group(1)), match.group(2)
+        if match and indent in (None, depth):
+            indent, name = depth, match.group(2)
             docs[name] = [match.group(3).strip()]
-        elif name is not None:
+        elif name is not None and depth > indent:
             docs[name].append(line.strip())
+        else:
+            break  # the section ended
     return {k: " ".join(" ".join(v).split()) for k, v in docs.items()}

@@ -267,3 +267,36 @@ def test_reports_say_what_ran_beside_the_experiment_file(synthetic_small, tmp_pa
     assert fold["data_dir"] == report["data_dir"]
     assert "3 s segments" in fold["ran"] and "model_c=2.0" in fold["ran"]
     assert fold["model_settings"] == {"name": "svm", "c": 2.0, "gamma": "scale", "backend": "jax"}
+
+
+def test_field_docs_reads_both_docstring_layouts() -> None:
+    """Option help comes from the Attributes section, as Google style writes it (indented
+    under a summary) or as a one-line-summary docstring starts with it."""
+    from genre_jax.settings import field_docs
+
+    @dataclass(frozen=True)
+    class Indented:
+        """Summary.
+
+        Attributes:
+            first: one line.
+            second: runs on
+                over two lines.
+
+        Notes: not a field.
+        """
+
+        first: int = 1
+        second: int = 2
+
+    @dataclass(frozen=True)
+    class Leading:
+        """Attributes:
+        only: the first line is the section's head.
+        """
+
+        only: int = 0
+
+    assert field_docs(Indented) == {"first": "one line.", "second": "runs on over two lines."}
+    assert field_docs(Leading) == {"only": "the first line is the section's head."}
+    assert field_docs(MLPSettings) == {"hidden": "units of the hidden layer."}
