@@ -1,6 +1,6 @@
 """Learning on real music (slow; run with ``pytest -m slow``): the gtzan-dev excerpts, 2 s
 segments, 5-fold song-level stratified cross-validation (split seed 0), through ``crossval``
-and the experiment files in ``configs/`` (the README's results table)."""
+and the experiment files in ``configs/`` (the results tables of the README and docs/results.md)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_svm_reproduces_the_reference_on_gtzan_dev(tmp_path: Path) -> None:
 
 
 def test_melstat_beats_the_seed_recipes_on_gtzan_dev(tmp_path: Path) -> None:
-    # Measured 65.3 % with the file's seed 0 and 63.3-65.3 % over init seeds 0-2 (README); the
+    # Measured 65.3 % with the file's seed 0 and 63.3-65.3 % over init seeds 0-2 (docs/results.md); the
     # seed's recipes give 53-59 % song accuracy here and the reference SVM 59.9 %.
     report = run_experiment("gtzan-dev-melstat", tmp_path)
     assert report["mean"]["song_accuracy"] >= REFERENCE_SVM, report["per_fold"]
