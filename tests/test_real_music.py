@@ -37,8 +37,9 @@ def test_svm_reproduces_the_reference_on_gtzan_dev(tmp_path: Path) -> None:
 
 
 def test_melstat_beats_the_seed_recipes_on_gtzan_dev(tmp_path: Path) -> None:
-    # Measured 65.3 % with the file's seed 0 and 63.3-65.3 % over init seeds 0-2 (docs/results.md); the
-    # seed's recipes give 53-59 % song accuracy here and the reference SVM 59.9 %.
+    # Measured 65.3 % with the file's seed 0 and 63.3-65.3 % over init seeds 0-2
+    # (docs/results.md); the seed's recipes give 53-59 % song accuracy here and the reference
+    # SVM 59.9 %.
     report = run_experiment("gtzan-dev-melstat", tmp_path)
     assert report["mean"]["song_accuracy"] >= REFERENCE_SVM, report["per_fold"]
 
