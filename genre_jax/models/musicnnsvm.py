@@ -66,8 +66,6 @@ SPEC = ModelSpec(
     build=build,
     settings=MusicnnSVMSettings,
     input_features=INPUT_FEATURES,
-    trusted_types=frozenset(
-        {"genre_jax.models.musicnn.MusicnnEmbedding", "sklearn.isotonic.IsotonicRegression"}
-    ),
+    trusted_types=frozenset({"genre_jax.models.musicnn.MusicnnEmbedding"}),
     describe=describe,
 )

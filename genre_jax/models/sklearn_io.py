@@ -29,7 +29,8 @@ from genre_jax.models import specs
 
 PIPELINE_FILE = "svm.skops"
 
-# What every pipeline may hold: scikit-learn's steps, calibration and SVC, and numpy's values.
+# What every pipeline may hold: scikit-learn's steps, calibrations (sigmoid, and the isotonic
+# one of rbf.calibrated_svc) and SVC, and numpy's values.
 BASE_TRUSTED_TYPES = frozenset(
     {
         "sklearn.pipeline.Pipeline",
@@ -37,6 +38,7 @@ BASE_TRUSTED_TYPES = frozenset(
         "sklearn.calibration.CalibratedClassifierCV",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
+        "sklearn.isotonic.IsotonicRegression",
         "sklearn.svm._classes.SVC",
         "numpy.ndarray",
         "numpy.dtype",

@@ -139,7 +139,6 @@ SPEC = ModelSpec(
     trusted_types=frozenset(
         {
             "genre_jax.models.statsvm.SummaryStatistics",
-            "sklearn.isotonic.IsotonicRegression",
             # Pipelines saved before this module was split out of genre_jax.models.svm.
             "genre_jax.models.svm.SummaryStatistics",
         }
