@@ -12,6 +12,7 @@ error and the other subcommands do not need.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -550,7 +551,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"genre-jax {args.command}: interrupted" + (f"; {hint}" if hint else ""),
             file=sys.stderr,
         )
-        return 130
+        _exit_now(130)
+
+
+def _exit_now(status: int) -> typing.NoReturn:
+    """End the process at once, without the interpreter's teardown.
+
+    Only after an interrupt, when every write has already been finished or abandoned whole
+    (checkpoints are closed and metrics fsynced in ``finally`` blocks, other files are written
+    atomically): computations XLA dispatched before the interrupt may still be running, and
+    tearing the runtime down under them crashed the process (SIGSEGV instead of status 130 in
+    4 of 6 interrupted CNN trainings on this machine)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
+            stream.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

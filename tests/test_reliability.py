@@ -737,6 +737,9 @@ def test_interrupt_and_a_closed_pipe_end_in_one_line(svm_runs, tmp_path: Path) -
         [sys.executable, "-m", "genre_jax.cli", "train", "--features", str(svm_runs[2]),
          "--run-dir", str(run), "--no-progress", "--epochs", "50", "--patience", "0"],
         env=child_env(),
+        # A shell without job control starts background jobs with SIGINT ignored, and a
+        # child inherits that: give it the default, as a terminal's foreground process has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
