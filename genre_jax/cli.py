@@ -226,6 +226,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         provenance=_provenance(args, experiment),
+        tensorboard=args.tensorboard,
     )
     print(f"Run: {args.run_dir}")
     return 0
@@ -253,6 +254,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         args.out,
         _train_configs(args, experiment),
         provenance=_provenance(args, experiment),
+        tensorboard=args.tensorboard,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
@@ -347,6 +349,12 @@ CONFIG_HELP = (
 )
 
 
+TENSORBOARD_HELP = (
+    "also write every epoch's scalars (and evaluate's) as TensorBoard event files under "
+    "RUN/tensorboard (needs the extra: pip install 'genre-jax[tensorboard]')"
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage error is one line (the option and the reason), exit 2."""
 
@@ -419,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue a killed run")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     train.add_argument("--config", help=CONFIG_HELP)
     add_train_options(train)
     train.set_defaults(func=cmd_train)
@@ -433,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", required=True, help="folder of the experiment (one run per fold)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing experiment")
     cv.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cv.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     add_dataclass_options(cv, FeatureConfig, "feature settings (with --data-dir)")
     add_train_options(cv)
     cv.set_defaults(func=cmd_crossval)

@@ -45,6 +45,13 @@ from genre_jax.fileio import (
     remove_own_dir,
     require_folder_or_absent,
 )
+from genre_jax.metrics import (
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    MetricsLog,
+    log_event,
+    require_tensorboard,
+)
 from genre_jax.parallel import barrier, is_main_process
 from genre_jax.runner import train_run
 from genre_jax.settings import require_same
@@ -111,12 +118,16 @@ def crossval(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate ``config.model`` on every fold of the store at ``features``.
 
     ``provenance`` (the command line's: experiment file, its description and protocol, the
     settings given beside it) goes into the report and every fold's run; without one,
-    ``description`` and ``protocol`` describe the experiment.
+    ``description`` and ``protocol`` describe the experiment. ``metrics.jsonl`` in
+    ``out_dir`` gets each fold's headline figures and then their mean; with ``tensorboard``
+    every fold's run writes its event files (``fold-i/tensorboard/``) and the folds' figures
+    go to ``out_dir/tensorboard/`` too.
 
     With several configs, each is trained on every fold (``fold-i/<model>/``) and the fold's
     model is their ensemble (``fold-i/`` itself, :mod:`genre_jax.ensemble`): the mean of their
@@ -157,8 +168,14 @@ def crossval(
     for member in configs:  # every fold's split must exist before anything is written
         for fold in range(first.folds):
             make_split(store, fold_config(member, fold))
+    if tensorboard:
+        require_tensorboard()  # refused now, before any fold, when the extra is missing
     _prepare_out_dir(out_dir, experiment, overwrite)
     barrier("crossval-ready")
+    if is_main_process():
+        MetricsLog(out_dir / METRICS_FILE).restart([])  # the folds' lines, written anew
+        if tensorboard:
+            (out_dir / TENSORBOARD_DIR).mkdir(exist_ok=True)
     rows = []
     for fold in range(first.folds):
         fold_dir = out_dir / f"fold-{fold}"
@@ -176,6 +193,7 @@ def crossval(
                 progress=progress,
                 log=log,
                 provenance=provenance,
+                tensorboard=tensorboard,
             )
             barrier(f"crossval-fold-{fold}-{name}")
         if is_main_process():
@@ -184,6 +202,8 @@ def crossval(
             if not (fold_dir / "report.json").is_file():
                 evaluate_run(fold_dir)
             rows.append(_fold_row(fold, fold_dir))
+            figures = {k: rows[-1][k] for k in FOLD_METRICS}
+            log_event(out_dir, "fold", {"fold": fold, **figures}, step=fold)
             log(
                 f"fold {fold + 1}/{first.folds}: song accuracy "
                 f"{100 * rows[-1]['song_accuracy']:.2f} %, segment "
@@ -192,6 +212,13 @@ def crossval(
     if not is_main_process():
         return {}
     report = summarise(rows, experiment, out_dir)
+    log_event(
+        out_dir,
+        "crossval",
+        {**{f"mean_{k}": v for k, v in report["mean"].items()},
+         **{f"std_{k}": v for k, v in report["std"].items()}},
+        step=first.folds,
+    )  # fmt: skip
     mean, std = report["mean"]["song_accuracy"], report["std"]["song_accuracy"]
     log(f"{model}, {first.folds}-fold: song accuracy {100 * mean:.2f} % +- {100 * std:.2f}")
     return report

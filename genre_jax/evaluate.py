@@ -28,6 +28,7 @@ from genre_jax.datasets import Manifest, Track
 from genre_jax.ensemble import is_ensemble
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.inference import load_predictor
+from genre_jax.metrics import log_event
 from genre_jax.models import specs
 from genre_jax.settings import require_same
 from genre_jax.splits import Split
@@ -331,7 +332,33 @@ def evaluate_run(
     report_file = run_dir / f"report{suffix}.json"
     atomic_write_json(report_file, report)
     atomic_write_bytes(run_dir / f"report{suffix}.md", markdown_report(report).encode())
+    log_event(
+        run_dir,
+        "evaluate",
+        {"part": part, "report": report_file.name, **headline(report)},
+        step=_last_epoch(run_dir),
+        images={
+            f"evaluate/{part}/confusion_song": run_dir
+            / "plots"
+            / f"confusion_song_normalized{suffix}.png"
+        },
+    )
     return {**report, "report_file": str(report_file)}
+
+
+HEADLINE = ("song_accuracy", "song_accuracy_vote", "segment_accuracy")
+
+
+def headline(report: dict[str, Any]) -> dict[str, Any]:
+    """A report's headline figures: the accuracies and the song-level macro F1."""
+    return {**{k: report[k] for k in HEADLINE}, "macro_f1": report["macro_avg"]["f1"]}
+
+
+def _last_epoch(run_dir: Path) -> int:
+    """The step of a run's final figures in TensorBoard: its last epoch (1 for a pipeline or
+    an ensemble)."""
+    history = run_dir / "history.json"
+    return len(read_json(history)) if history.is_file() else 1
 
 
 def ran_text(

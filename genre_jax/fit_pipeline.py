@@ -44,10 +44,16 @@ def _accuracy(spec: ModelSpec, model: Any, x: np.ndarray, y: np.ndarray) -> floa
 
 
 def train_pipeline(
-    run_dir: Path, config: TrainConfig, data: Any, log: Callable[[str], None]
+    run_dir: Path,
+    config: TrainConfig,
+    data: Any,
+    log: Callable[[str], None],
+    on_fit: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Fit, save to ``run_dir/svm.skops`` and summarise a pipeline model on ``data``
-    (:class:`~genre_jax.splits.SplitArrays`); writes ``history.json``, returns the summary."""
+    (:class:`~genre_jax.splits.SplitArrays`); writes ``history.json``, gives ``on_fit`` the
+    fit's record (its one "epoch", with timing: a line of ``metrics.jsonl``), returns the
+    summary."""
     spec = config.spec
     started = time.perf_counter()
     model = fit_pipeline(data.x_train, data.y_train, config)
@@ -57,6 +63,16 @@ def train_pipeline(
     val_acc = _accuracy(spec, model, data.x_val, data.y_val)
     history = [{"epoch": 1, "accuracy": train_acc, "val_accuracy": val_acc}]
     atomic_write_json(run_dir / "history.json", history)
+    if on_fit is not None:
+        samples = len(data.y_train)
+        on_fit(
+            {
+                **history[0],
+                "step": 1,
+                "seconds": round(seconds, 4),
+                "samples_per_second": round(samples / seconds, 2) if seconds > 0 else None,
+            }
+        )
     figures = spec.describe(model) if spec.describe is not None else {}
     extra = (
         f"{figures['support_vectors']} support vectors; " if "support_vectors" in figures else ""

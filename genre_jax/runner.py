@@ -5,6 +5,8 @@ Run directory::
     config.json     the full resolved config (train + features), split, store, library versions
     labels.json     the genre names in index order
     history.json    per-epoch training and validation loss and accuracy
+    metrics.jsonl   the same as each epoch ends, with step, learning rate and timing
+    tensorboard/    event files of the same scalars                      [--tensorboard]
     summary.json    best epoch, its metrics, parameters, training time
     checkpoints/    orbax: latest/ (to resume) and best/ (to evaluate)   [networks]
     svm.skops, svm.json   the fitted pipeline and its binding sidecar     [pipelines]
@@ -43,6 +45,7 @@ from genre_jax.fileio import (
     require_folder_or_absent,
 )
 from genre_jax.fit_pipeline import train_pipeline
+from genre_jax.metrics import RunLog, require_tensorboard
 from genre_jax.models import NETWORK, ModelSpec
 from genre_jax.parallel import barrier, default_mesh, is_main_process
 from genre_jax.plots import training_curves
@@ -127,16 +130,21 @@ def train_run(
     progress: bool = True,
     log: Callable[[str], None] = print,
     provenance: dict[str, Any] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train ``config.model`` on the store at ``features``; write everything to ``run_dir``.
 
     ``provenance`` (the experiment file, its description and protocol, the settings given
-    beside it) is kept in ``config.json`` for the reports. Returns the summary (also written
-    as ``summary.json``).
+    beside it) is kept in ``config.json`` for the reports. Every epoch (or a pipeline's fit)
+    is a line of ``metrics.jsonl`` as it finishes, and with ``tensorboard`` TensorBoard
+    scalars under ``tensorboard/`` (:mod:`genre_jax.metrics`). Returns the summary (also
+    written as ``summary.json``).
     """
     spec = config.spec
     run_dir = Path(run_dir)
     require_folder_or_absent(run_dir, "a run")
+    if tensorboard:
+        require_tensorboard()
     store = FeatureStore.open(resolve_store(features))
     split = make_split(store, config)
     check_input_features(spec, store.config)
@@ -196,10 +204,19 @@ def train_run(
             f"batch_size {config.batch_size} is more than the {len(data.y_train)} training "
             "examples: each step takes them all"
         )
-    if network:
-        summary = _train_network(run_dir, config, data, meta, resuming, progress, log)
-    else:
-        summary = train_pipeline(run_dir, config, data, log)
+    run_log = RunLog(run_dir, tensorboard=tensorboard) if main else None
+    try:
+        if network:
+            summary = _train_network(run_dir, config, data, meta, resuming, progress, log, run_log)
+        else:
+            if run_log is not None:
+                run_log.restart([])
+            summary = train_pipeline(
+                run_dir, config, data, log, on_fit=run_log.epoch if run_log else None
+            )
+    finally:
+        if run_log is not None:
+            run_log.close()
     summary = {"model": config.model, "split": split.name, **summary}
     if main:
         atomic_write_json(run_dir / "summary.json", summary)
@@ -226,11 +243,17 @@ def _train_network(
     resuming: bool,
     progress: bool,
     log: Callable[[str], None],
+    run_log: RunLog | None,
 ) -> dict[str, Any]:
-
     checkpoints = RunCheckpoints(run_dir)
     main = is_main_process()
     bar = _EpochBar(config.epochs, config.model, enabled=progress and main)
+
+    def on_epoch(record: dict[str, float]) -> None:
+        bar.update(record)
+        if run_log is not None:
+            run_log.epoch(record)
+
     try:
         with bar:
             result = fit(
@@ -240,7 +263,8 @@ def _train_network(
                 checkpoints=checkpoints,
                 meta=meta,
                 resume=resuming,
-                on_epoch=bar.update,
+                on_epoch=on_epoch,
+                on_restore=run_log.restart if run_log is not None else None,
                 mesh=default_mesh(),
             )
     finally:

@@ -295,12 +295,16 @@ def fit(
     meta: dict[str, Any] | None = None,
     resume: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_restore: Callable[[list[dict[str, float]]], None] | None = None,
     mesh: Mesh | None = None,
 ) -> FitResult:
     """Train a network on ``data``; checkpoint every epoch; early stopping restores the best.
 
     With ``resume``, the latest checkpoint (state, history, early-stopping counters) is
-    restored first and training continues from the next epoch. With a ``mesh`` (see
+    restored first and training continues from the next epoch. ``on_epoch`` gets each
+    finished epoch's record with its step, learning rate and timing (what
+    :mod:`genre_jax.metrics` writes); ``on_restore`` gets the records of the epochs a resumed
+    checkpoint holds, before training goes on (an empty list for a fresh run). With a ``mesh`` (see
     :mod:`genre_jax.parallel`), state and data are replicated and every batch is split over
     the mesh's devices; the global batch stays ``config.batch_size``.
     """
@@ -322,13 +326,19 @@ def fit(
         eval_batch = -(-eval_batch // mesh.size) * mesh.size
     predict = make_predict(graphdef, eval_batch, mesh)
     key = jax.random.key(config.seed)
+    learning_rate = learning_rate_schedule(config, steps_per_epoch)
     history: list[dict[str, float]] = []
+    records: list[dict[str, float]] = []  # history with steps and timing: metrics.jsonl
     best = {"loss": math.inf, "epoch": -1, "wait": 0}
     best_state = None
     if resume and checkpoints is not None and checkpoints.latest_epoch() is not None:
         state, saved = checkpoints.restore_latest(state)
         history, best = saved["history"], saved["early_stopping"]
+        # Checkpoints written before metrics.jsonl existed hold the history alone.
+        records = saved.get("metrics_log", [dict(r) for r in history])
         best_state, _ = checkpoints.restore_best(jax.tree.map(np.asarray, model_state_of(state)))
+    if on_restore is not None:
+        on_restore(records)
     if mesh is not None:
         state = replicate(state, mesh)
         x_train, y_train, x_val = replicate((data.x_train, data.y_train, data.x_val), mesh)
@@ -338,6 +348,7 @@ def fit(
         x_val = jax.device_put(data.x_val)
     stopped = bool(config.patience and best["wait"] >= config.patience)  # a finished run
     for epoch in range(len(history), 0 if stopped else config.epochs):
+        epoch_started = time.perf_counter()
         state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key)
         train_metrics = {k: float(v) for k, v in train_metrics.items()}
         if not math.isfinite(train_metrics["loss"]):
@@ -363,6 +374,18 @@ def fit(
             "val_accuracy": val["accuracy"],
         }
         history.append(record)
+        seconds = time.perf_counter() - epoch_started
+        step = (epoch + 1) * steps_per_epoch
+        rate = learning_rate(step - 1) if callable(learning_rate) else learning_rate
+        records.append(
+            {
+                **record,
+                "step": step,
+                "learning_rate": float(rate),
+                "seconds": round(seconds, 4),
+                "samples_per_second": round(len(data.y_train) / seconds, 2),
+            }
+        )
         # Without validation data there is nothing to select on: the latest epoch is the best.
         improved = (
             best_state is None
@@ -375,15 +398,17 @@ def fit(
             best_state = jax.tree.map(lambda a: np.array(a, copy=True), current)
         else:
             best["wait"] += 1
+        if on_epoch is not None:  # first: a line of metrics.jsonl is on disk before the
+            on_epoch(records[-1])  # checkpoint, so a kill in between loses no finished epoch
         if checkpoints is not None:
             info = {**(meta or {}), "epoch": epoch + 1, "metrics": record}
             if improved:
                 checkpoints.save_best(epoch + 1, best_state, info)
             checkpoints.save_latest(
-                epoch + 1, state, {**info, "history": history, "early_stopping": best}
+                epoch + 1,
+                state,
+                {**info, "history": history, "metrics_log": records, "early_stopping": best},
             )
-        if on_epoch is not None:
-            on_epoch(record)
         if config.patience and best["wait"] >= config.patience:
             stopped = True
             break
