@@ -51,12 +51,14 @@ Modules, in flow order::
       augment.py       time flip, SpecAugment, label smoothing (pure JAX)
       parallel.py      the data mesh, batch sharding, multi-process start-up
       train.py         the network family: pure jitted step, epoch loop, early stopping
+      metrics.py       live metrics: metrics.jsonl line by line, TensorBoard (optional)
       checkpoint.py    orbax checkpoints (latest to resume, best to evaluate), bound to the run
       fit_pipeline.py  the pipeline family: fit once, save, report
       runner.py        a training run: run directory, resume rules; dispatch by family
       inference.py     load a finished run from its files alone
       evaluate.py      song- and segment-level metrics, reports, compare
       predict.py       genre probabilities of any audio file, streamed
+      export.py        a network as one StableHLO program; exported.py: its stand-alone loader
       ensemble.py      several runs as one model (mean probability)
       crossval.py      song-level k-fold as one command and one report
       plots.py         training curves, waveform / mel views, confusion matrices (PNG)

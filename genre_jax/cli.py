@@ -302,6 +302,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return predict_command(args.paths, args.run_dir, top_k=args.top_k, as_json=args.json)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from genre_jax.export import export_run
+
+    record = export_run(args.run_dir, args.out, overwrite=args.overwrite)
+    print(
+        f"Exported {record['model']['name']} ({len(record['genres'])} genres, "
+        f"{record['segment_seconds']:g} s segments at {record['sample_rate']} Hz) to {args.out}"
+    )
+    print(f"Load it with genre_jax.exported.load({str(args.out)!r}); sidecar {args.out}.json")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from genre_jax.plots import plot_file
 
@@ -481,6 +493,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=cmd_predict)
+
+    exp = sub.add_parser(
+        "export",
+        help="a trained network as one StableHLO program: audio segments -> probabilities",
+    )
+    exp.add_argument("--run-dir", required=True, help="the run whose best network is exported")
+    exp.add_argument("--out", required=True, help="the program's file (its sidecar: OUT.json)")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    exp.set_defaults(func=cmd_export)
 
     plot = sub.add_parser("plot", help="waveform and mel spectrogram of an audio file (PNG)")
     plot.add_argument("file")

@@ -221,10 +221,13 @@ def _in_chunks(fn: Callable[[jax.Array], jax.Array], signals: jax.Array, cfg: Fe
     """``fn`` over the leading dimensions of ``signals``, a chunk of signals at a time on CPU.
 
     Each signal's features depend on that signal alone (the ``top_db`` floor included), so the
-    chunks give the batch's values.
+    chunks give the batch's values. A batch of symbolic size (:mod:`jax.export`) is computed
+    whole.
     """
     signals = jnp.asarray(signals, jnp.float32)
     lead, samples = signals.shape[:-1], signals.shape[-1]
+    if not all(isinstance(n, int) for n in lead):
+        return fn(signals)
     count = math.prod(lead)
     per_chunk = chunk_items(num_frames(samples, cfg.hop_length))
     if per_chunk is None or count <= per_chunk:
