@@ -151,8 +151,19 @@ _LEGACY_ENTRIES = {
         "plots",
         "report*.json",
         "report*.md",
+        # What evaluate adds to a run written before markers (genre_jax.metrics).
+        "metrics.jsonl",
+        "tensorboard",
     ),
-    "crossval": ("experiment.json", "fold-*", "report.json", "report.md", "plots"),
+    "crossval": (
+        "experiment.json",
+        "fold-*",
+        "report.json",
+        "report.md",
+        "plots",
+        "metrics.jsonl",
+        "tensorboard",
+    ),
 }
 _LEGACY_CONFIG = {"run": "config.json", "crossval": "experiment.json"}
 
