@@ -302,6 +302,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return predict_command(args.paths, args.run_dir, top_k=args.top_k, as_json=args.json)
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from genre_jax.embed import embed_command
+
+    return embed_command(
+        args.paths,
+        args.out,
+        model=args.model,
+        run_dir=args.run_dir,
+        segment_seconds=args.segment_seconds,
+        overwrite=args.overwrite,
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from genre_jax.export import export_run
 
@@ -493,6 +506,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=cmd_predict)
+
+    emb = sub.add_parser(
+        "embed",
+        help="per-segment and per-track embeddings (musicnn or a trained network) to an .npz",
+    )
+    emb.add_argument(
+        "paths", nargs="+", metavar="PATH", help="audio files and folders, or one feature store"
+    )
+    emb.add_argument("--out", required=True, help="the .npz file to write")
+    emb.add_argument(
+        "--model", choices=("musicnn",), help="the pretrained musicnn (1,706 values per segment)"
+    )
+    emb.add_argument("--run-dir", help="a trained network's run: its penultimate layer")
+    emb.add_argument(
+        "--segment-seconds",
+        type=positive_float,
+        help="musicnn on audio: segment length [default: 3, one musicnn patch]",
+    )
+    emb.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    emb.set_defaults(func=cmd_embed)
 
     exp = sub.add_parser(
         "export",

@@ -25,6 +25,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from genre_jax import plots
 from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.datasets import Manifest, Track
+from genre_jax.embedding_cache import store_cache
 from genre_jax.ensemble import is_ensemble
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.inference import load_predictor
@@ -280,8 +281,9 @@ def evaluate_run(
         raise ConfigError(f"{run_dir}: the {part} part of the split is empty; nothing to evaluate")
     x = np.asarray(store.features[index])
     truth = np.asarray(store.labels[index])
-    probabilities = predictor.predict_proba(x)
-    predicted = predictor.predict(x, probabilities)
+    with store_cache(store):  # a frozen network's embeddings of the store, computed once
+        probabilities = predictor.predict_proba(x)
+        predicted = predictor.predict(x, probabilities)
     songs = aggregate_songs(np.asarray(store.tracks[index]), truth, probabilities, predicted)
     report = {
         "run": str(run_dir),

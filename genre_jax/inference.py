@@ -29,8 +29,12 @@ from genre_jax.parallel import replicated, shard_batch
 from genre_jax.settings import config_diff
 
 
-def make_predict(graphdef: nnx.GraphDef, batch_size: int, mesh: Any = None) -> Callable:
-    """Jitted ``predict(model_state, x) -> logits`` in evaluation mode, in fixed-size batches.
+def make_predict(
+    graphdef: nnx.GraphDef, batch_size: int, mesh: Any = None, *, embed: bool = False
+) -> Callable:
+    """Jitted ``predict(model_state, x) -> logits`` in evaluation mode, in fixed-size batches;
+    with ``embed``, the network's penultimate layer instead (its ``embed`` method, see
+    :mod:`genre_jax.models.spec`).
 
     With a ``mesh`` (see :mod:`genre_jax.parallel`), each batch is split along its ``data``
     axis; ``batch_size`` must then be a multiple of the number of devices.
@@ -39,11 +43,12 @@ def make_predict(graphdef: nnx.GraphDef, batch_size: int, mesh: Any = None) -> C
     @jax.jit
     def predict(model_state: Any, x: jax.Array) -> jax.Array:
         model = nnx.merge(graphdef, model_state)
+        apply = model.embed if embed else model
         n = x.shape[0]
         batches = math.ceil(n / batch_size)
         padded = jnp.pad(x, [(0, batches * batch_size - n), (0, 0), (0, 0)])
         chunks = padded.reshape(batches, batch_size, *x.shape[1:])
-        logits = jax.lax.map(lambda chunk: model(shard_batch(chunk, mesh), train=False), chunks)
+        logits = jax.lax.map(lambda chunk: apply(shard_batch(chunk, mesh), train=False), chunks)
         logits = logits.reshape(batches * batch_size, -1)[:n]
         if mesh is not None:  # every process can read the result
             logits = jax.lax.with_sharding_constraint(logits, replicated(mesh))

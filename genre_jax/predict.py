@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,7 +38,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from genre_jax.audio import AUDIO_EXTENSIONS, AudioError, is_audio_file, iter_audio_blocks
-from genre_jax.config import ConfigError
+from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.features import extract_jit
 from genre_jax.inference import Predictor, load_predictor
 
@@ -156,16 +156,23 @@ def score_segments(segments: np.ndarray, predictor: Predictor) -> np.ndarray:
         ValueError: ``segments`` is not ``(n, segment_samples)``, or some segment's features
             are not finite (samples far beyond audio scale).
     """
-    probabilities = _score(segments, predictor)
+    probabilities = _rows(segments, predictor.feature_config, predictor.predict_proba)
     if probabilities is None:
         raise ValueError("features are not finite (samples far beyond audio scale)")
+    if probabilities.shape[0] == 0:
+        return np.zeros((0, len(predictor.genres)))
     return probabilities
 
 
-def _score(segments: np.ndarray, predictor: Predictor) -> np.ndarray | None:
-    """:func:`score_segments`, or None as soon as a batch's features are not finite (a model
-    is never given them: the SVM refuses NaN, a network returns NaN)."""
-    config = predictor.feature_config
+RowsOf = Callable[[np.ndarray], np.ndarray]
+"""What is computed per segment: ``(n, frames, coefficients)`` features -> ``(n, k)`` rows,
+each row depending on its own segment only (a model's probabilities, an embedding)."""
+
+
+def _rows(segments: np.ndarray, config: FeatureConfig, rows_of: RowsOf) -> np.ndarray | None:
+    """``rows_of`` the features of audio segments, in padded device batches; None as soon as
+    a batch's features are not finite (a model is never given them: the SVM refuses NaN, a
+    network returns NaN)."""
     if segments.ndim != 2 or segments.shape[1] != config.segment_samples:
         raise ValueError(
             f"segments of shape {segments.shape}; this run needs (n, {config.segment_samples})"
@@ -178,10 +185,8 @@ def _score(segments: np.ndarray, predictor: Predictor) -> np.ndarray | None:
         features = np.asarray(extract_jit(batch, config))
         if not np.isfinite(features[: part.shape[0]]).all():
             return None
-        rows.append(predictor.predict_proba(features)[: part.shape[0]])
-    if not rows:
-        return np.zeros((0, len(predictor.genres)))
-    return np.concatenate(rows)
+        rows.append(np.asarray(rows_of(features))[: part.shape[0]])
+    return np.concatenate(rows) if rows else np.zeros((0, 0))
 
 
 def _not_finite(what: str, peak: float) -> str:
@@ -209,6 +214,75 @@ def _check_top_k(top_k: int) -> None:
         raise ConfigError(f"predict setting top_k={top_k}: must be >= 1")
 
 
+class FileRefused(Exception):
+    """An audio file that gives no rows; ``reason`` says why (one file's error: the others
+    are still read)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class FileRows:
+    """What :func:`file_rows` computed for one file.
+
+    Attributes:
+        rows: per segment, in order, ``(segments, k)``.
+        padded: the file was shorter than one segment and was zero-padded to one.
+        duration: decoded length in seconds at the feature settings' sample rate.
+    """
+
+    rows: np.ndarray
+    padded: bool
+    duration: float
+
+
+def file_rows(
+    path: str | Path,
+    config: FeatureConfig,
+    rows_of: RowsOf,
+    *,
+    what: str,
+    max_segments_in_memory: int = 64,
+) -> FileRows:
+    """``rows_of`` the features (``config``) of every full segment of one audio file.
+
+    The file is decoded as a stream: at most ``max_segments_in_memory`` segments of audio
+    (each ``config.segment_samples`` float32 samples: 0.88 MB for 10 s at 22050 Hz) are held
+    on the host at once, and at most :data:`DEVICE_BATCH` on the device; only the rows are
+    kept. ``what`` names the rows in the reason for rows that are not finite.
+
+    Raises:
+        FileRefused: a name without an extension of :data:`~genre_jax.audio.AUDIO_EXTENSIONS`,
+            an unreadable file (any :class:`~genre_jax.audio.AudioError`), no samples, or
+            features or rows that are not finite (the reason gives the peak sample magnitude).
+        ConfigError: ``max_segments_in_memory`` is below 1.
+    """
+    if max_segments_in_memory < 1:
+        raise ConfigError(f"setting max_segments_in_memory={max_segments_in_memory}: must be >= 1")
+    refused = _extension_error(path)
+    if refused is not None:
+        raise FileRefused(refused)
+    segmenter = _Segmenter(config.segment_samples, max_segments_in_memory)
+    parts = []
+    peak = 0.0
+    try:
+        for chunk in segmenter.chunks(iter_audio_blocks(path, config.sample_rate)):
+            peak = max(peak, float(np.max(np.abs(chunk))))
+            rows = _rows(chunk, config, rows_of)
+            if rows is None:
+                raise FileRefused(_not_finite("features", peak))
+            if not np.isfinite(rows).all():
+                raise FileRefused(_not_finite(what, peak))
+            parts.append(rows)
+    except AudioError as error:
+        raise FileRefused(error.reason) from None
+    if not parts:
+        raise FileRefused(f"no audio samples at {config.sample_rate} Hz after resampling")
+    return FileRows(np.concatenate(parts), segmenter.padded, segmenter.samples / config.sample_rate)
+
+
 def predict_file(
     path: str | Path,
     predictor: Predictor,
@@ -218,9 +292,8 @@ def predict_file(
 ) -> TrackPrediction:
     """Predict the genre of one audio file of any format, rate, channel count and length.
 
-    The file is streamed: at most ``max_segments_in_memory`` segments of audio (each
-    ``predictor.feature_config.segment_samples`` float32 samples: 0.88 MB for 10 s at 22050 Hz)
-    are held on the host at once, and at most :data:`DEVICE_BATCH` on the device.
+    The file is streamed (:func:`file_rows`): at most ``max_segments_in_memory`` segments of
+    audio are held on the host at once, and at most :data:`DEVICE_BATCH` on the device.
 
     Args:
         path: the audio file.
@@ -230,40 +303,21 @@ def predict_file(
 
     Returns:
         The prediction; a file refused gives a :class:`TrackPrediction` with ``error`` set to
-        the reason instead of raising: a name without an extension of
-        :data:`~genre_jax.audio.AUDIO_EXTENSIONS`, an unreadable file (any
-        :class:`~genre_jax.audio.AudioError`), or features or probabilities that are not finite
-        (the reason gives the peak sample magnitude).
+        the reason instead of raising (see :class:`FileRefused`).
     """
     _check_top_k(top_k)
-    if max_segments_in_memory < 1:
-        raise ConfigError(
-            f"predict setting max_segments_in_memory={max_segments_in_memory}: must be >= 1"
-        )
-    refused = _extension_error(path)
-    if refused is not None:
-        return TrackPrediction.failed(str(path), refused)
     config = predictor.feature_config
-    segmenter = _Segmenter(config.segment_samples, max_segments_in_memory)
-    parts = []
-    peak = 0.0
     try:
-        blocks = iter_audio_blocks(path, config.sample_rate)
-        for chunk in segmenter.chunks(blocks):
-            peak = max(peak, float(np.max(np.abs(chunk))))
-            probs = _score(chunk, predictor)
-            if probs is None:
-                return TrackPrediction.failed(str(path), _not_finite("features", peak))
-            if not np.isfinite(probs).all():
-                return TrackPrediction.failed(str(path), _not_finite("probabilities", peak))
-            parts.append(probs)
-    except AudioError as error:
-        return TrackPrediction.failed(str(path), error.reason)
-    if not parts:
-        return TrackPrediction.failed(
-            str(path), f"no audio samples at {config.sample_rate} Hz after resampling"
+        found = file_rows(
+            path,
+            config,
+            predictor.predict_proba,
+            what="probabilities",
+            max_segments_in_memory=max_segments_in_memory,
         )
-    probs = np.concatenate(parts)
+    except FileRefused as refused:
+        return TrackPrediction.failed(str(path), refused.reason)
+    probs = found.rows
     mean = probs.mean(axis=0)
     genres = predictor.genres
     return TrackPrediction(
@@ -273,8 +327,8 @@ def predict_file(
         segments=int(probs.shape[0]),
         segment_probabilities=probs.tolist(),
         top_k=_top_k(mean, genres, top_k),
-        padded=segmenter.padded,
-        duration=segmenter.samples / config.sample_rate,
+        padded=found.padded,
+        duration=found.duration,
     )
 
 

@@ -33,6 +33,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from genre_jax.checkpoint import RunCheckpoints
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
+from genre_jax.embedding_cache import store_cache
 from genre_jax.fileio import (
     JSONFileError,
     OutputDirError,
@@ -211,9 +212,10 @@ def train_run(
         else:
             if run_log is not None:
                 run_log.restart([])
-            summary = train_pipeline(
-                run_dir, config, data, log, on_fit=run_log.epoch if run_log else None
-            )
+            with store_cache(store):  # a frozen network embeds each segment once per store
+                summary = train_pipeline(
+                    run_dir, config, data, log, on_fit=run_log.epoch if run_log else None
+                )
     finally:
         if run_log is not None:
             run_log.close()

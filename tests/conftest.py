@@ -75,3 +75,28 @@ def synthetic_store(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("synthetic10")
     generate_synthetic(base / "data", tracks_per_genre=10, seed=0)
     return prepare(base / "data", base / "features", progress=False, log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``musicnn`` wheel (the pretrained weights), downloaded once per session with pip or
+    taken from ``$GENRE_JAX_MUSICNN_WHEEL``; tests that need it skip where it cannot be had."""
+    from benchmarks.musicnn import find_wheel
+    from genre_jax.models.musicnn import WeightsError
+
+    try:
+        return find_wheel(tmp_path_factory.mktemp("musicnn"))
+    except WeightsError as error:
+        pytest.skip(f"the musicnn wheel cannot be downloaded here: {error}")
+
+
+@pytest.fixture(scope="session")
+def cnn_run(synthetic_store, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CNN trained one epoch on :func:`synthetic_store` (tests copy it before changing it)."""
+    from genre_jax.config import TrainConfig
+    from genre_jax.runner import train_run
+
+    run = tmp_path_factory.mktemp("cnn-run") / "cnn"
+    config = TrainConfig(model="cnn", epochs=1, patience=0, time_flip=False)
+    train_run(synthetic_store.path, run, config, progress=False, log=lambda _: None)
+    return run

@@ -25,14 +25,6 @@ ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def cnn_run(synthetic_store, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("export") / "cnn"
-    argv = ["train", "--features", str(synthetic_store.path), "--run-dir", str(run)]
-    assert main([*argv, "--model", "cnn", "--epochs", "2", "--patience", "0", "--no-progress"]) == 0
-    return run
-
-
-@pytest.fixture(scope="module")
 def exported(cnn_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("program") / "cnn.stablehlo"
     assert main(["export", "--run-dir", str(cnn_run), "--out", str(out)]) == 0

@@ -17,7 +17,7 @@ import librosa
 import numpy as np
 import pytest
 
-from benchmarks.musicnn import find_wheel, tensorflow_musicnn, unpack_checkpoint
+from benchmarks.musicnn import tensorflow_musicnn, unpack_checkpoint
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.models import musicnn
 from genre_jax.models.musicnn import (
@@ -32,14 +32,6 @@ from genre_jax.models.musicnn import (
 )
 from genre_jax.tf_checkpoint import TFCheckpointError, read_checkpoint, read_checkpoint_files
 from tests.conftest import shared
-
-
-@pytest.fixture(scope="session")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:
-        return find_wheel(tmp_path_factory.mktemp("musicnn"))
-    except WeightsError as error:
-        pytest.skip(f"the musicnn wheel cannot be downloaded here: {error}")
 
 
 @pytest.fixture(scope="session")

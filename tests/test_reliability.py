@@ -28,14 +28,6 @@ from tests.conftest import child_env
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def cnn_run(synthetic_store, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("reliability") / "cnn"
-    config = TrainConfig(model="cnn", epochs=1, patience=0, time_flip=False)
-    train_run(synthetic_store.path, run, config, progress=False, log=lambda _: None)
-    return run
-
-
 def copy_run(run: Path, tmp_path: Path) -> Path:
     import shutil
 

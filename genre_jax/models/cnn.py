@@ -42,6 +42,27 @@ class SeedCNN(nnx.Module):
         self.hidden = nnx.Linear(CHANNELS[-1], 128, kernel_init=glorot_uniform, rngs=rngs)
         self.out = nnx.Linear(128, num_classes, kernel_init=glorot_uniform, rngs=rngs)
 
+    def embed(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        key: jax.Array | None = None,
+        mask: jax.Array | None = None,
+    ) -> jax.Array:
+        """The penultimate layer ``(batch, 128)``: the hidden dense layer's ReLU outputs,
+        which the output layer reads (after dropout in training). Arguments as
+        :meth:`__call__`'s."""
+        h = x[..., None]
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            h = jax.nn.relu(conv(h))
+            bn_mask = None if mask is None else mask[:, None, None, None]
+            h = norm(h, use_running_average=not train, mask=bn_mask)
+            h = max_pool_2x2(h)
+            h = dropout(h, 0.3, layer_key(key, i) if train else None)
+        h = jnp.mean(h, axis=(1, 2))
+        return jax.nn.relu(self.hidden(h))
+
     def __call__(
         self,
         x: jax.Array,
@@ -60,15 +81,7 @@ class SeedCNN(nnx.Module):
             mask: ``(batch,)`` bool, False for padding rows that must not enter the
                 BatchNorm statistics.
         """
-        h = x[..., None]
-        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            h = jax.nn.relu(conv(h))
-            bn_mask = None if mask is None else mask[:, None, None, None]
-            h = norm(h, use_running_average=not train, mask=bn_mask)
-            h = max_pool_2x2(h)
-            h = dropout(h, 0.3, layer_key(key, i) if train else None)
-        h = jnp.mean(h, axis=(1, 2))
-        h = jax.nn.relu(self.hidden(h))
+        h = self.embed(x, train=train, key=key, mask=mask)
         h = dropout(h, 0.4, layer_key(key, 3) if train else None)
         return self.out(h)
 

@@ -90,6 +90,21 @@ class SeedGRU(nnx.Module):
 
         ``train``, ``key`` and ``mask`` as in :class:`genre_jax.models.cnn.SeedCNN`.
         """
+        h = self.embed(x, train=train, key=key, mask=mask)
+        h = dropout(h, 0.4, layer_key(key, 2) if train else None)
+        return self.out(h)
+
+    def embed(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        key: jax.Array | None = None,
+        mask: jax.Array | None = None,
+    ) -> jax.Array:
+        """The penultimate layer ``(batch, 128)``: the hidden dense layer's ReLU outputs on
+        the time-averaged second GRU, which the output layer reads. Arguments as
+        :meth:`__call__`'s."""
         bn_mask = None if mask is None else mask[:, None, None]
         use_average = not train
         h = self.gru1(x)
@@ -99,9 +114,7 @@ class SeedGRU(nnx.Module):
         h = dropout(h, 0.3, layer_key(key, 1) if train else None)
         h = self.norm2(h, use_running_average=use_average, mask=bn_mask)
         h = jnp.mean(h, axis=1)
-        h = jax.nn.relu(self.hidden(h))
-        h = dropout(h, 0.4, layer_key(key, 2) if train else None)
-        return self.out(h)
+        return jax.nn.relu(self.hidden(h))
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,20 @@ class MelStatNet(nnx.Module):
         mask: jax.Array | None = None,
     ) -> jax.Array:
         """Logits ``(batch, classes)`` of features ``(batch, frames, coefficients)``."""
+        h = self.embed(x, train=train, key=key, mask=mask)
+        h = dropout(h, self.head_dropout, layer_key(key, 101) if train else None)
+        return self.out(h)
+
+    def embed(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        key: jax.Array | None = None,
+        mask: jax.Array | None = None,
+    ) -> jax.Array:
+        """The penultimate layer ``(batch, hidden)``: the hidden dense layer after its
+        BatchNorm and ReLU, which the output layer reads. Arguments as :meth:`__call__`'s."""
         m3 = row_mask(mask, 3)
         if self.standardize is not None:
             x = self.standardize(x)
@@ -169,8 +183,7 @@ class MelStatNet(nnx.Module):
         h = jnp.concatenate([h.mean(axis=1), std(h, 1), skip], axis=-1)
         h = dropout(h, self.head_dropout, layer_key(key, 100) if train else None)
         h = self.hidden_norm(self.hidden(h), use_running_average=not train, mask=row_mask(mask, 2))
-        h = dropout(jax.nn.relu(h), self.head_dropout, layer_key(key, 101) if train else None)
-        return self.out(h)
+        return jax.nn.relu(h)
 
     def fit_input_statistics(self, x: np.ndarray) -> None:
         """Set the input standardisation from the training segments (no-op without one)."""

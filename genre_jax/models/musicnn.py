@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from genre_jax.embedding_cache import frozen_rows
 from genre_jax.fileio import atomic_write_bytes, cache_dir
 from genre_jax.settings import ConfigError
 from genre_jax.tf_checkpoint import read_checkpoint
@@ -296,6 +297,17 @@ class MusicnnEmbedding(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
+        """Embeddings ``(n, 1706)`` float64 (float32 values) of flattened segments ``x``.
+
+        Inside :func:`genre_jax.embedding_cache.store_cache`, segments of that store are read
+        from its cache of musicnn embeddings (computed once per store and weights)."""
+        key = cache_key(self.weights_)
+        return frozen_rows(key, np.asarray(x, np.float32), self.embed_rows).astype(np.float64)
+
+    def embed_rows(self, x: np.ndarray) -> np.ndarray:
+        """The network on flattened segments ``x``: ``(n, 1706)`` float32, in blocks of
+        ``block`` segments (padded, so one compiled shape; each row's values do not depend on
+        the other rows of its block)."""
         weights = {k: jnp.asarray(v) for k, v in self.weights_.items()}
         x = np.asarray(x, np.float32).reshape(len(x), self.frames, self.coefficients)
         blocks = []
@@ -303,6 +315,20 @@ class MusicnnEmbedding(TransformerMixin, BaseEstimator):
             part = x[i : i + self.block]
             padded = np.zeros((self.block, *part.shape[1:]), np.float32)  # one compiled shape
             padded[: len(part)] = part
-            out = embeddings(weights, jnp.asarray(padded))[: len(part)]
-            blocks.append(np.asarray(out, np.float64))
-        return np.concatenate(blocks) if blocks else np.zeros((0, EMBEDDING_WIDTH))
+            blocks.append(np.asarray(embeddings(weights, jnp.asarray(padded))[: len(part)]))
+        return np.concatenate(blocks) if blocks else np.zeros((0, EMBEDDING_WIDTH), np.float32)
+
+
+def weights_digest(weights: Weights) -> str:
+    """SHA-256 of the weights: every variable's name, shape and float32 bytes, by name."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        value = np.ascontiguousarray(weights[name], np.float32)
+        digest.update(f"{name}:{value.shape}\n".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(weights: Weights) -> str:
+    """The name of these weights' embeddings in a store's cache: ``musicnn-<16 hex>``."""
+    return f"musicnn-{weights_digest(weights)[:16]}"

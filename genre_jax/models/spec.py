@@ -9,6 +9,9 @@ Two families:
 - ``network``: a Flax NNX module trained by :mod:`genre_jax.train`'s jitted step. ``build``
   is ``build(settings, n_features, n_classes, rngs) -> nnx.Module``; the module is called as
   ``model(x, train=..., key=..., mask=...) -> logits`` on ``(batch, frames, coefficients)``.
+  A network that also has ``model.embed(x, train=..., key=..., mask=...) -> (batch, width)``,
+  the activations its output layer reads, can be embedded (``genre-jax embed --run-dir``);
+  the built-in networks have one, and ``embed`` refuses a network without it by name.
 - ``pipeline``: a scikit-learn-style estimator fitted once on the flattened segments
   (:mod:`genre_jax.fit_pipeline`). ``build`` is ``build(settings, frames, coefficients,
   labels) -> estimator`` (unfitted; ``labels`` are the training labels, for choices such as
