@@ -725,17 +725,22 @@ def test_interrupt_and_a_closed_pipe_end_in_one_line(svm_runs, tmp_path: Path) -
     assert process.wait(timeout=300) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     run = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "genre_jax.cli", "train", "--features", str(svm_runs[2]),
-         "--run-dir", str(run), "--no-progress", "--epochs", "50", "--patience", "0"],
-        env=child_env(),
-        # A shell without job control starts background jobs with SIGINT ignored, and a
-        # child inherits that: give it the default, as a terminal's foreground process has.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    # A shell without job control starts background jobs with SIGINT ignored, and an ignored
+    # signal stays ignored across exec: handle it here while the child starts, so that the
+    # child gets the default, as a terminal's foreground process has (a handler is reset on
+    # exec). A preexec_fn would do it in the child, but forks a multithreaded JAX process.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "genre_jax.cli", "train", "--features", str(svm_runs[2]),
+             "--run-dir", str(run), "--no-progress", "--epochs", "50", "--patience", "0"],
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert "training examples" in process.stdout.readline()  # training has begun
     time.sleep(2.0)
     process.send_signal(signal.SIGINT)
