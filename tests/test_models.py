@@ -12,6 +12,7 @@ from flax import nnx
 
 from genre_jax.models.cnn import SeedCNN
 from genre_jax.models.gru import KerasGRU, SeedGRU
+from genre_jax.models.layers import conv2d_same, conv2d_same_banded, conv2d_same_im2col
 from genre_jax.models.melstat import Standardize
 from genre_jax.models.summary import (
     harmonic_percussive,
@@ -217,3 +218,46 @@ def test_summary_statistics_with_harmonic_percussive_parts() -> None:
     harmonic, percussive = harmonic_percussive(x)
     np.testing.assert_allclose(both[:, width : 2 * width], summary_statistics(harmonic, 8, 11, 10))
     np.testing.assert_allclose(both[:, 2 * width :], summary_statistics(percussive, 8, 11, 10))
+
+
+# The seed CNN's three convolutions (batch 4): 13, 6 and 3 coefficients wide; and a wider one.
+CONV_SHAPES = [(431, 13, 1, 32), (215, 6, 32, 64), (107, 3, 64, 64), (20, 17, 5, 7)]
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES)
+@pytest.mark.parametrize("conv", [conv2d_same_banded, conv2d_same_im2col])
+def test_matrix_product_convolutions_equal_xla_forward_and_in_gradients(conv, shape) -> None:
+    """Both CPU formulations against ``jax.lax.conv_general_dilated`` ('SAME', stride 1):
+    outputs, and the gradients to the input, kernel and bias, within 1e-5 of the largest
+    value (float32 sums in another order)."""
+    h, w, c_in, c_out = shape
+    rng = np.random.default_rng(sum(shape))
+    x = jnp.asarray(rng.standard_normal((4, h, w, c_in)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, c_in, c_out)) / np.sqrt(9 * c_in), jnp.float32)
+    bias = jnp.asarray(rng.standard_normal(c_out), jnp.float32)
+    cotangent = jnp.asarray(rng.standard_normal((4, h, w, c_out)), jnp.float32)
+
+    def xla(x, kernel, bias):
+        dims = ("NHWC", "HWIO", "NHWC")
+        return (
+            jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims) + bias
+        )
+
+    for got, want in zip(
+        (*jax.vjp(conv, x, kernel, bias)[1](cotangent), conv(x, kernel, bias)),
+        (*jax.vjp(xla, x, kernel, bias)[1](cotangent), xla(x, kernel, bias)),
+        strict=True,
+    ):
+        scale = float(jnp.abs(want).max())
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-5 * scale)
+
+
+def test_the_cnn_computes_its_convolutions_from_the_same_parameters() -> None:
+    """``conv2d_same`` reads an ``nnx.Conv``'s own kernel and bias: the module's call and it
+    agree (on CPU the matrix product, elsewhere the call itself)."""
+    model = SeedCNN(rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 40, 13, 1))
+    want = model.convs[0](x)
+    np.testing.assert_allclose(
+        conv2d_same(model.convs[0], x), want, atol=1e-5 * float(jnp.abs(want).max())
+    )

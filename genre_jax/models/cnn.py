@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genre_jax.models.layers import (
+    conv2d_same,
     dropout,
     glorot_uniform,
     keras_batch_norm,
@@ -55,7 +56,7 @@ class SeedCNN(nnx.Module):
         :meth:`__call__`'s."""
         h = x[..., None]
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            h = jax.nn.relu(conv(h))
+            h = jax.nn.relu(conv2d_same(conv, h))
             bn_mask = None if mask is None else mask[:, None, None, None]
             h = norm(h, use_running_average=not train, mask=bn_mask)
             h = max_pool_2x2(h)
