@@ -97,36 +97,28 @@ def make_train_step(
     mesh: Mesh | None = None,
     config: TrainConfig | None = None,
 ) -> Callable:
-    """``step(state, x, y, mask, key, full=False) -> (state, (loss_sum, correct))``, pure.
+    """``step(state, x, y, mask, key) -> (state, (loss_sum, correct))``, a pure function.
 
     ``state`` is ``{"params", "rest", "opt"}``: trainable parameters, the other model state
     (BatchNorm statistics) and the optimiser state. Gradients flow to the parameters only.
     With a ``mesh``, the batch is split along its ``data`` axis (the state is replicated);
     the computation is the same as on one device. With a ``config``, its augmentation
     (random time flip, SpecAugment) and label smoothing apply; dropout keeps drawing from
-    ``key`` itself, augmentation from keys folded out of it. ``full`` (static) says that
-    every row of the batch is valid: the network is then not given the mask, which spares
-    BatchNorm its masked statistics (the same values; a CNN step 8 % faster on CPU).
+    ``key`` itself, augmentation from keys folded out of it.
     """
     smoothing = config.label_smoothing if config is not None else 0.0
 
-    def loss_fn(
-        params: Any, rest: Any, x: jax.Array, y: jax.Array, mask: jax.Array, key: Any, full: bool
-    ):
+    def loss_fn(params: Any, rest: Any, x: jax.Array, y: jax.Array, mask: jax.Array, key: Any):
         model = nnx.merge(graphdef, params, rest, copy=True)  # fresh Variables in this trace
-        logits = model(x, train=True, key=key, mask=None if full else mask)
+        logits = model(x, train=True, key=key, mask=mask)
         new_rest = nnx.state(model, nnx.Not(nnx.Param))
         return masked_cross_entropy(logits, y, mask, smoothing), (logits, new_rest)
 
-    def step(
-        state: dict, x: jax.Array, y: jax.Array, mask: jax.Array, key: jax.Array, full: bool = False
-    ):
+    def step(state: dict, x: jax.Array, y: jax.Array, mask: jax.Array, key: jax.Array):
         x, y, mask = (shard_batch(a, mesh) for a in (x, y, mask))
         x = augment_batch(x, jax.random.fold_in(key, 0x5EED), config)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, (logits, rest)), grads = grad_fn(
-            state["params"], state["rest"], x, y, mask, key, full
-        )
+        (loss, (logits, rest)), grads = grad_fn(state["params"], state["rest"], x, y, mask, key)
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         count = jnp.sum(mask)
@@ -164,10 +156,10 @@ def make_train_epoch(
         valid = jnp.arange(batches * batch_size) < n
         return order.reshape(batches, -1), valid.reshape(batches, -1), batches
 
-    def one_step(state, totals, x, y, order, valid, i, epoch, batches, key, full=False):
+    def one_step(state, totals, x, y, order, valid, i, epoch, batches, key):
         step_key = jax.random.fold_in(jax.random.fold_in(key, 2), epoch * batches + i)
         rows = order[i]
-        state, (loss_sum, correct) = step(state, x[rows], y[rows], valid[i], step_key, full)
+        state, (loss_sum, correct) = step(state, x[rows], y[rows], valid[i], step_key)
         return state, (totals[0] + loss_sum, totals[1] + correct)
 
     def scan_epoch(state: dict, x: jax.Array, y: jax.Array, epoch: jax.Array, key: jax.Array):
@@ -188,7 +180,7 @@ def make_train_epoch(
         raise ValueError(f"epoch driver {driver!r}: 'scan' or 'steps'")
 
     plan_jit = jax.jit(lambda n, epoch, key: plan(n, epoch, key)[:2], static_argnums=0)
-    step_jit = jax.jit(one_step, static_argnums=(8, 10), donate_argnums=(0, 1))
+    step_jit = jax.jit(one_step, static_argnums=8, donate_argnums=(0, 1))
 
     def steps_epoch(state: dict, x: jax.Array, y: jax.Array, epoch: jax.Array, key: jax.Array):
         n = x.shape[0]
@@ -196,9 +188,8 @@ def make_train_epoch(
         batches = order.shape[0]
         totals = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
         for i in range(batches):
-            full = (i + 1) * batch_size <= n  # no padding rows: BatchNorm needs no mask
             state, totals = step_jit(
-                state, totals, x, y, order, valid, np.int32(i), epoch, batches, key, full
+                state, totals, x, y, order, valid, np.int32(i), epoch, batches, key
             )
         return state, {"loss": totals[0] / n, "accuracy": totals[1] / n}
 

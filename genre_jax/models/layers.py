@@ -103,8 +103,8 @@ def conv2d_same(conv: nnx.Conv, x: jax.Array) -> jax.Array:
     On CPU, XLA's convolution is slow for narrow images: a matrix product is used instead,
     over patches (:func:`conv2d_same_im2col`), or over banded kernel rows
     (:func:`conv2d_same_banded`) when the image is at most the kernel's width. Measured on the
-    seed's CNN on a 2-core CPU: a training step 1.19x faster than with ``conv(x)`` at batch 32,
-    1.52x at batch 256 (``docs/benchmarks.md``). Elsewhere, ``conv(x)`` itself.
+    seed's CNN on a 2-core CPU: a training step 1.16x faster than with ``conv(x)`` at batch 32,
+    1.43x at batch 256 (``docs/benchmarks.md``). Elsewhere, ``conv(x)`` itself.
     """
     if jax.default_backend() != "cpu":
         return conv(x)
