@@ -43,8 +43,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-from rich.console import Console
-from rich.progress import Progress
 
 from genre_jax.checkpoint import CheckpointError, load_model, state_digest
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
@@ -53,7 +51,7 @@ from genre_jax.ensemble import is_ensemble
 from genre_jax.fileio import atomic_write_bytes, library_versions, read_json
 from genre_jax.models import PIPELINE, get_spec
 from genre_jax.models.musicnn import INPUT_FEATURES, PATCH_SECONDS, MusicnnEmbedding, cache_key
-from genre_jax.predict import FileRefused, expand_paths, file_rows
+from genre_jax.predict import FileRefused, expand_paths, file_rows, with_progress
 from genre_jax.settings import require_same
 from genre_jax.store import FeatureStore, resolve_store
 
@@ -189,41 +187,30 @@ def embed_audio(
     genres: list[str] = []
     failed: list[dict[str, str]] = []
     seen: set[Path] = set()
-    bar = None
-    if progress:
-        bar = Progress(console=Console(file=progress_file or sys.stderr), transient=True)
-        task = bar.add_task("Embedding", total=len(items))
-        bar.start()
-    try:
-        for file, reason, given in items:
-            if bar is not None:
-                bar.update(task, advance=1)
-            if file.resolve() in seen:
-                continue
-            seen.add(file.resolve())
-            if reason is not None:
-                failed.append({"path": str(file), "reason": reason})
-                continue
-            try:
-                found = file_rows(
-                    file,
-                    embedder.feature_config,
-                    embedder.rows_of,
-                    what="embeddings",
-                    max_segments_in_memory=max_segments_in_memory,
-                )
-            except FileRefused as refused:
-                failed.append({"path": str(file), "reason": refused.reason})
-                continue
-            count = len(found.rows)
-            parts.append(np.asarray(found.rows, np.float32))
-            tracks.append(np.full(count, len(ids), np.int32))
-            positions.append(np.arange(count, dtype=np.int32))
-            ids.append(str(file))
-            genres.append(_genre_of(file, given))
-    finally:
-        if bar is not None:
-            bar.stop()
+    for file, reason, given in with_progress(items, "Embedding", progress, progress_file):
+        if file.resolve() in seen:
+            continue
+        seen.add(file.resolve())
+        if reason is not None:
+            failed.append({"path": str(file), "reason": reason})
+            continue
+        try:
+            found = file_rows(
+                file,
+                embedder.feature_config,
+                embedder.rows_of,
+                what="embeddings",
+                max_segments_in_memory=max_segments_in_memory,
+            )
+        except FileRefused as refused:
+            failed.append({"path": str(file), "reason": refused.reason})
+            continue
+        count = len(found.rows)
+        parts.append(np.asarray(found.rows, np.float32))
+        tracks.append(np.full(count, len(ids), np.int32))
+        positions.append(np.arange(count, dtype=np.int32))
+        ids.append(str(file))
+        genres.append(_genre_of(file, given))
     width = parts[0].shape[1] if parts else 0
     return Embeddings(
         np.concatenate(parts) if parts else np.zeros((0, width), np.float32),
@@ -241,12 +228,11 @@ def embed_store(store: FeatureStore, embedder: Embedder) -> Embeddings:
 
     Raises:
         ConfigError: the store holds other features than the embedder reads (each setting
-            named); its segment length may be any.
+            named; :func:`embed` gives musicnn the store's segment length, a run has its own).
     """
-    wanted = FeatureConfig.from_json(
-        {**embedder.feature_config.to_json(), "segment_seconds": store.config.segment_seconds}
+    require_same(
+        embedder.feature_config, store.config, f"feature store {store.path} for {embedder.name}"
     )
-    require_same(wanted, store.config, f"feature store {store.path} for {embedder.name}")
     shape = store.features.shape[1:]
 
     def compute(rows: np.ndarray) -> np.ndarray:
@@ -347,11 +333,10 @@ def embed(
             "data_dir": store.manifest.root,
             "tracks_skipped_by_prepare": len(store.manifest.skipped()),
         }
-        features = store.config
     else:
         result = embed_audio(paths, embedder, progress=progress, progress_file=progress_file)
         inputs = {"paths": [str(p) for p in paths]}
-        features = embedder.feature_config
+    features = embedder.feature_config  # a store's own, checked by embed_store
     settings = {
         "embedder": embedder.source,
         "features": features.to_json(),

@@ -136,12 +136,13 @@ def store_table(store: FeatureStore, key: str, compute: Compute) -> np.ndarray:
     return table
 
 
-def frozen_rows(key: str, rows: np.ndarray, compute: Compute) -> np.ndarray:
+def frozen_rows(key: Callable[[], str], rows: np.ndarray, compute: Compute) -> np.ndarray:
     """``compute(rows)`` (``(n, width)`` float32) for flattened segments ``rows``, with rows of
     an active store (:func:`store_cache`) taken from its cached table (:func:`store_table`).
 
-    ``key`` names the frozen network and its weights; ``compute`` must give each row the same
-    values whatever the other rows of its call.
+    ``key()`` names the frozen network and its weights, asked only when rows of an active
+    store are found (a digest of the weights need not be taken for every call); ``compute``
+    must give each row the same values whatever the other rows of its call.
     """
     rows = np.asarray(rows, np.float32)
     width = rows.shape[1] if rows.ndim == 2 else None
@@ -154,7 +155,7 @@ def frozen_rows(key: str, rows: np.ndarray, compute: Compute) -> np.ndarray:
     hit = found >= 0
     if not hit.any():
         return np.asarray(compute(rows), np.float32)
-    table = store_table(store, key, compute)
+    table = store_table(store, key(), compute)
     out = np.empty((len(rows), table.shape[1]), np.float32)
     out[hit] = table[found[hit]]
     if not hit.all():

@@ -377,32 +377,29 @@ def predict_paths(
     (standard error by default, so that standard output stays clean for JSON).
     """
     _check_top_k(top_k)
-    items = expand_paths(paths)
     results: list[TrackPrediction] = []
-    bar = None
-    if progress:
-        bar = Progress(console=Console(file=progress_file or sys.stderr), transient=True)
-        task = bar.add_task("Predicting", total=len(items))
-        bar.start()
-    try:
-        for path, reason in items:
-            if reason is not None:
-                results.append(TrackPrediction.failed(str(path), reason))
-            else:
-                results.append(
-                    predict_file(
-                        path,
-                        predictor,
-                        top_k=top_k,
-                        max_segments_in_memory=max_segments_in_memory,
-                    )
+    for path, reason in with_progress(expand_paths(paths), "Predicting", progress, progress_file):
+        if reason is not None:
+            results.append(TrackPrediction.failed(str(path), reason))
+        else:
+            results.append(
+                predict_file(
+                    path, predictor, top_k=top_k, max_segments_in_memory=max_segments_in_memory
                 )
-            if bar is not None:
-                bar.update(task, advance=1)
-    finally:
-        if bar is not None:
-            bar.stop()
+            )
     return results
+
+
+def with_progress(
+    items: Sequence[Any], label: str, enabled: bool, file: TextIO | None = None
+) -> Iterator[Any]:
+    """``items`` one by one; when ``enabled``, with a transient rich progress bar on ``file``
+    (standard error by default, so that standard output stays clean for JSON)."""
+    if not enabled:
+        yield from items
+        return
+    with Progress(console=Console(file=file or sys.stderr), transient=True) as bar:
+        yield from bar.track(items, description=label)
 
 
 # --- the command ----------------------------------------------------------------------------------

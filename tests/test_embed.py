@@ -197,6 +197,15 @@ def test_embed_refuses_bad_settings_and_names_bad_files(
         embed([str(synthetic_store.path)], tmp_path / "x.npz", model="musicnn", run_dir=cnn_run)
     with pytest.raises(ConfigError, match="the segments are the run's own"):
         embed([str(synthetic_store.path)], tmp_path / "x.npz", run_dir=cnn_run, segment_seconds=3)
+    shorter = prepare(
+        Path(synthetic_store.manifest.root),
+        tmp_path / "f5",
+        FeatureConfig(segment_seconds=5.0),
+        progress=False,
+        log=lambda _: None,
+    )
+    with pytest.raises(ConfigError, match=r"segment_seconds"):  # the run's own segments only
+        embed([str(shorter.path)], tmp_path / "x.npz", run_dir=cnn_run)
     existing = tmp_path / "kept.npz"
     existing.write_bytes(b"mine")
     assert main(["embed", str(synthetic_store.path), *run, "--out", str(existing)]) == 2

@@ -301,8 +301,9 @@ class MusicnnEmbedding(TransformerMixin, BaseEstimator):
 
         Inside :func:`genre_jax.embedding_cache.store_cache`, segments of that store are read
         from its cache of musicnn embeddings (computed once per store and weights)."""
-        key = cache_key(self.weights_)
-        return frozen_rows(key, np.asarray(x, np.float32), self.embed_rows).astype(np.float64)
+        rows = np.asarray(x, np.float32)
+        key = lambda: cache_key(self.weights_)  # noqa: E731  (only when a store is cached)
+        return frozen_rows(key, rows, self.embed_rows).astype(np.float64)
 
     def embed_rows(self, x: np.ndarray) -> np.ndarray:
         """The network on flattened segments ``x``: ``(n, 1706)`` float32, in blocks of
