@@ -221,6 +221,15 @@ class FitResult:
     seconds: float
 
 
+TIMING_FIELDS = ("step", "learning_rate", "seconds", "samples_per_second")
+
+
+def history_of(records: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The history (``history.json``, a checkpoint's ``history``) of ``metrics.jsonl``'s
+    records: each epoch's losses and accuracies, without its step and timing."""
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+
 def epoch_driver(config: TrainConfig) -> str:
     """The configured epoch driver, or for ``auto`` the one measured fastest for the model."""
     if config.epoch_driver != "auto":
@@ -327,15 +336,14 @@ def fit(
     predict = make_predict(graphdef, eval_batch, mesh)
     key = jax.random.key(config.seed)
     learning_rate = learning_rate_schedule(config, steps_per_epoch)
-    history: list[dict[str, float]] = []
-    records: list[dict[str, float]] = []  # history with steps and timing: metrics.jsonl
+    records: list[dict[str, float]] = []  # the history with steps and timing: metrics.jsonl
     best = {"loss": math.inf, "epoch": -1, "wait": 0}
     best_state = None
     if resume and checkpoints is not None and checkpoints.latest_epoch() is not None:
         state, saved = checkpoints.restore_latest(state)
-        history, best = saved["history"], saved["early_stopping"]
+        best = saved["early_stopping"]
         # Checkpoints written before metrics.jsonl existed hold the history alone.
-        records = saved.get("metrics_log", [dict(r) for r in history])
+        records = saved.get("metrics_log", [dict(r) for r in saved["history"]])
         best_state, _ = checkpoints.restore_best(jax.tree.map(np.asarray, model_state_of(state)))
     if on_restore is not None:
         on_restore(records)
@@ -347,14 +355,14 @@ def fit(
         x_train, y_train = jax.device_put(data.x_train), jax.device_put(data.y_train)
         x_val = jax.device_put(data.x_val)
     stopped = bool(config.patience and best["wait"] >= config.patience)  # a finished run
-    for epoch in range(len(history), 0 if stopped else config.epochs):
+    for epoch in range(len(records), 0 if stopped else config.epochs):
         epoch_started = time.perf_counter()
         state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key)
         train_metrics = {k: float(v) for k, v in train_metrics.items()}
         if not math.isfinite(train_metrics["loss"]):
             kept = (
-                f"the last good checkpoint (epoch {len(history)}) is kept"
-                if history and checkpoints is not None
+                f"the last good checkpoint (epoch {len(records)}) is kept"
+                if records and checkpoints is not None
                 else "no checkpoint was written (no epoch finished)"
             )
             raise TrainingError(
@@ -373,7 +381,6 @@ def fit(
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
         }
-        history.append(record)
         seconds = time.perf_counter() - epoch_started
         step = (epoch + 1) * steps_per_epoch
         rate = learning_rate(step - 1) if callable(learning_rate) else learning_rate
@@ -407,14 +414,19 @@ def fit(
             checkpoints.save_latest(
                 epoch + 1,
                 state,
-                {**info, "history": history, "metrics_log": records, "early_stopping": best},
+                {
+                    **info,
+                    "history": history_of(records),
+                    "metrics_log": records,
+                    "early_stopping": best,
+                },
             )
         if config.patience and best["wait"] >= config.patience:
             stopped = True
             break
     return FitResult(
         model_state=best_state,
-        history=history,
+        history=history_of(records),
         best_epoch=best["epoch"],
         stopped_early=stopped,
         seconds=time.perf_counter() - started,
