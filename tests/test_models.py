@@ -12,7 +12,14 @@ from flax import nnx
 
 from genre_jax.models.cnn import SeedCNN
 from genre_jax.models.gru import KerasGRU, SeedGRU
-from genre_jax.models.layers import conv2d_same, conv2d_same_banded, conv2d_same_im2col
+from genre_jax.models.layers import (
+    conv2d_same,
+    conv2d_same_banded,
+    conv2d_same_patch_gradient,
+    keras_batch_norm,
+    max_pool_2x2,
+    relu_batch_norm_pool,
+)
 from genre_jax.models.melstat import Standardize
 from genre_jax.models.summary import (
     harmonic_percussive,
@@ -225,17 +232,18 @@ CONV_SHAPES = [(431, 13, 1, 32), (215, 6, 32, 64), (107, 3, 64, 64), (20, 17, 5,
 
 
 @pytest.mark.parametrize("shape", CONV_SHAPES)
-@pytest.mark.parametrize("conv", [conv2d_same_banded, conv2d_same_im2col])
+@pytest.mark.parametrize("conv", [conv2d_same_banded, conv2d_same_patch_gradient])
 def test_matrix_product_convolutions_equal_xla_forward_and_in_gradients(conv, shape) -> None:
     """Both CPU formulations against ``jax.lax.conv_general_dilated`` ('SAME', stride 1):
     outputs, and the gradients to the input, kernel and bias, within 1e-5 of the largest
-    value (float32 sums in another order)."""
+    value (float32 sums in another order). A batch of 6 splits the kernel gradient's chunks
+    of 4 samples into chunks of 3."""
     h, w, c_in, c_out = shape
     rng = np.random.default_rng(sum(shape))
-    x = jnp.asarray(rng.standard_normal((4, h, w, c_in)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((6, h, w, c_in)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((3, 3, c_in, c_out)) / np.sqrt(9 * c_in), jnp.float32)
     bias = jnp.asarray(rng.standard_normal(c_out), jnp.float32)
-    cotangent = jnp.asarray(rng.standard_normal((4, h, w, c_out)), jnp.float32)
+    cotangent = jnp.asarray(rng.standard_normal((6, h, w, c_out)), jnp.float32)
 
     def xla(x, kernel, bias):
         dims = ("NHWC", "HWIO", "NHWC")
@@ -261,3 +269,58 @@ def test_the_cnn_computes_its_convolutions_from_the_same_parameters() -> None:
     np.testing.assert_allclose(
         conv2d_same(model.convs[0], x), want, atol=1e-5 * float(jnp.abs(want).max())
     )
+
+
+def _norm_with_both_signs(channels: int) -> nnx.BatchNorm:
+    """A BatchNorm whose scales are of both signs, with running statistics. (At a scale of
+    exactly 0 every pooled value ties and the scale's gradient is a kink's: BatchNorm then
+    the pool splits it over the ties, ``relu_batch_norm_pool`` takes the side of positive
+    scales; the outputs are equal.)"""
+    norm = keras_batch_norm(channels, nnx.Rngs(0))
+    norm.scale[...] = jnp.asarray(np.resize([1.5, -0.5, 0.25, 2.0, -1.0], channels), jnp.float32)
+    norm.bias[...] = jnp.linspace(-0.3, 0.4, channels)
+    norm.mean[...] = jnp.linspace(0.0, 0.5, channels)
+    norm.var[...] = jnp.linspace(0.5, 2.0, channels)
+    return norm
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["batch statistics", "running averages"])
+def test_pooling_before_batchnorm_gives_batchnorm_then_pooling(train: bool) -> None:
+    """``relu_batch_norm_pool`` against ``nnx.BatchNorm`` then ``max_pool_2x2`` on the same
+    ReLU outputs, with masked rows and scales of both signs: the outputs (equal with running
+    averages; within float32 round-off of the statistics with batch ones), the updated running
+    averages (1e-6) and the gradients to the input and to the scale and bias (1e-5)."""
+    rng = np.random.default_rng(3)
+    z = jnp.asarray(rng.standard_normal((7, 21, 9, 5)), jnp.float32)
+    mask = jnp.asarray([1, 1, 0, 1, 1, 0, 1], bool)
+    cotangent = jnp.asarray(rng.standard_normal((7, 10, 4, 5)), jnp.float32)
+
+    def reference(norm, z):
+        normed = norm(jax.nn.relu(z), use_running_average=not train, mask=mask[:, None, None, None])
+        return max_pool_2x2(normed)
+
+    def ours(norm, z):
+        return relu_batch_norm_pool(norm, z, train=train, mask=mask)
+
+    def outputs(f):
+        norm = _norm_with_both_signs(5)
+        graphdef, params, stats = nnx.split(norm, nnx.Param, nnx.BatchStat)
+
+        def loss(params, z, stats):
+            module = nnx.merge(graphdef, params, stats, copy=True)  # Variables of this trace
+            y = f(module, z)
+            return jnp.sum(y * cotangent), (y, nnx.state(module, nnx.BatchStat))
+
+        grads, (y, new_stats) = jax.grad(loss, argnums=(0, 1), has_aux=True)(params, z, stats)
+        return y, new_stats, grads
+
+    want, want_stats, want_grads = outputs(reference)
+    got, got_stats, got_grads = outputs(ours)
+    if train:
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    else:
+        np.testing.assert_array_equal(got, want)
+    for a, b in zip(jax.tree.leaves(got_stats), jax.tree.leaves(want_stats), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(jnp.abs(b).max()))

@@ -21,7 +21,7 @@ from genre_jax.models.layers import (
     glorot_uniform,
     keras_batch_norm,
     layer_key,
-    max_pool_2x2,
+    relu_batch_norm_pool,
 )
 from genre_jax.models.spec import NETWORK, DemoRecipe, ModelSpec, NoSettings, SeedFigures
 
@@ -56,10 +56,7 @@ class SeedCNN(nnx.Module):
         :meth:`__call__`'s."""
         h = x[..., None]
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            h = jax.nn.relu(conv2d_same(conv, h))
-            bn_mask = None if mask is None else mask[:, None, None, None]
-            h = norm(h, use_running_average=not train, mask=bn_mask)
-            h = max_pool_2x2(h)
+            h = relu_batch_norm_pool(norm, conv2d_same(conv, h), train=train, mask=mask)
             h = dropout(h, 0.3, layer_key(key, i) if train else None)
         h = jnp.mean(h, axis=(1, 2))
         return jax.nn.relu(self.hidden(h))

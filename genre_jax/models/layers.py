@@ -49,6 +49,44 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
+def relu_batch_norm_pool(
+    norm: nnx.BatchNorm, z: jax.Array, *, train: bool, mask: jax.Array | None = None
+) -> jax.Array:
+    """``max_pool_2x2(norm(relu(z)))`` for ``z (b, h, w, c)``, the seed CNN's block after its
+    convolution, computed with the pooling first: the same values, a quarter of the work.
+
+    BatchNorm is, per channel, ``x -> (x - mean) * m + bias`` with ``m = scale / sqrt(var +
+    eps)``: increasing where ``m >= 0``, decreasing elsewhere. The maximum of an increasing
+    map is the map of the maximum, and of a decreasing one the map of the minimum, so each
+    channel's 2 x 2 maximum (minimum where ``m < 0``: the maximum of the negated values) is
+    taken before normalising, in float32 the very values ``nnx.BatchNorm`` then the pool give.
+    Gradients are the same too, except the scale's where it is exactly 0 (a kink: every
+    pooled value ties; this takes the side of positive scales).
+
+    In training the batch statistics are nnx.BatchNorm's (``E[x]`` and ``E[x^2] - E[x]^2`` over
+    all but the last axis, rows where ``mask`` is False left out) and its running averages
+    are updated as it updates them, from per-row sums, so the row mask is never broadcast
+    over the image; otherwise the running averages are read.
+    """
+    r = jax.nn.relu(z)
+    b, h, w, _ = r.shape
+    if train:
+        rows = jnp.ones((b,), r.dtype) if mask is None else mask.astype(r.dtype)
+        count = jnp.sum(rows) * (h * w)
+        mean = rows @ jnp.sum(r, axis=(1, 2)) / count
+        mean_square = rows @ jnp.sum(r * r, axis=(1, 2)) / count
+        var = jnp.maximum(0.0, mean_square - mean * mean)
+        momentum = norm.momentum
+        norm.mean[...] = jax.lax.stop_gradient(momentum * norm.mean[...] + (1 - momentum) * mean)
+        norm.var[...] = jax.lax.stop_gradient(momentum * norm.var[...] + (1 - momentum) * var)
+    else:
+        mean, var = norm.mean[...], norm.var[...]
+    multiplier = jax.lax.rsqrt(var + norm.epsilon) * norm.scale[...]
+    sign = jax.lax.stop_gradient(jnp.where(multiplier >= 0, 1.0, -1.0).astype(r.dtype))
+    pooled = max_pool_2x2(r * sign) * sign
+    return (pooled - mean) * multiplier + norm.bias[...]
+
+
 def _band(width: int, size: int, dtype: jnp.dtype) -> jax.Array:
     """``(size, width, width)`` 0/1: ``[k, i, o]`` is 1 where input column ``i`` is output
     column ``o``'s tap ``k`` (``i = o + k - size // 2``): one kernel row laid out as a band."""
@@ -81,18 +119,75 @@ def conv2d_same_banded(x: jax.Array, kernel: jax.Array, bias: jax.Array | None) 
     return y if bias is None else y + bias
 
 
-def conv2d_same_im2col(x: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
-    """:func:`conv2d_same_banded`'s convolution as one matrix product over patches: the
-    ``kh * kw`` shifted copies of ``x`` side by side, ``(b, h, w, kh * kw * c_in)``, times
-    the kernel as a ``(kh * kw * c_in, c_out)`` matrix (exactly the convolution's
-    multiplications, in another order)."""
-    _, h, w, c_in = x.shape
-    kh, kw, _, c_out = kernel.shape
+def _patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
+    """The ``kh * kw`` 'SAME'-padded shifts of ``x (b, h, w, c)`` side by side: ``(b, h, w,
+    kh * kw * c)``, ordered as a ``(kh, kw, c)`` kernel flattens."""
+    _, h, w, _ = x.shape
     padded = jnp.pad(x, [(0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)])
-    patches = jnp.concatenate(
+    return jnp.concatenate(
         [padded[:, i : i + h, j : j + w] for i in range(kh) for j in range(kw)], axis=-1
     )
-    y = patches @ kernel.reshape(kh * kw * c_in, c_out)
+
+
+# Samples per chunk of the kernel gradient's patch matrix: 4 keeps the seed CNN's widest
+# chunk (215 x 6 x 288 values a sample) in cache; measured on a 2-core CPU, the gradient of
+# its second convolution took 18 ms at batch 32 this way, 47 ms as XLA's own.
+KERNEL_GRADIENT_CHUNK = 4
+
+
+def _kernel_gradient(x: jax.Array, cotangent: jax.Array, kh: int, kw: int) -> jax.Array:
+    """The gradient of a 'SAME' convolution's ``(kh, kw, c_in, c_out)`` kernel: patches of
+    ``x`` transposed times ``cotangent``, summed over chunks of the batch (a ``lax.scan``),
+    so that no chunk's patch matrix leaves the cache."""
+    b, _, _, c_in = x.shape
+    c_out = cotangent.shape[-1]
+    chunk = max(n for n in range(1, min(b, KERNEL_GRADIENT_CHUNK) + 1) if b % n == 0)
+
+    def add(total: jax.Array, pair: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+        xs, gs = pair
+        rows = _patches(xs, kh, kw).reshape(-1, kh * kw * c_in)
+        return total + rows.T @ gs.reshape(-1, c_out), None
+
+    split = lambda a: a.reshape(b // chunk, chunk, *a.shape[1:])  # noqa: E731
+    zero = jnp.zeros((kh * kw * c_in, c_out), jnp.result_type(x, cotangent))
+    total, _ = jax.lax.scan(add, zero, (split(x), split(cotangent)))
+    return total.reshape(kh, kw, c_in, c_out)
+
+
+def _xla_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    dims = ("NHWC", "HWIO", "NHWC")
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims)
+
+
+@jax.custom_vjp
+def _conv_same_cpu(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return _xla_conv(x, kernel)
+
+
+def _conv_same_cpu_forward(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple]:
+    return _xla_conv(x, kernel), (x, kernel)
+
+
+def _conv_same_cpu_backward(saved: tuple, cotangent: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = saved
+    kh, kw = kernel.shape[:2]
+    # The input's gradient is the cotangent convolved with the kernel turned half round (its
+    # channel axes swapped): a forward convolution, which XLA's CPU runtime does well.
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    return _xla_conv(cotangent, flipped), _kernel_gradient(x, cotangent, kh, kw)
+
+
+_conv_same_cpu.defvjp(_conv_same_cpu_forward, _conv_same_cpu_backward)
+
+
+def conv2d_same_patch_gradient(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array | None
+) -> jax.Array:
+    """:func:`conv2d_same_banded`'s convolution by XLA's own, with its kernel's gradient
+    computed by :func:`_kernel_gradient` (patch matrix products over chunks of the batch)
+    instead of XLA's CPU kernel-gradient convolution, about 3x slower at these shapes; the
+    input's gradient is XLA's convolution of the cotangent with the flipped kernel."""
+    y = _conv_same_cpu(x, kernel)
     return y if bias is None else y + bias
 
 
@@ -100,11 +195,10 @@ def conv2d_same(conv: nnx.Conv, x: jax.Array) -> jax.Array:
     """``conv(x)`` for a 'SAME', stride-1 ``nnx.Conv`` with odd kernel sizes, computed the way
     measured fastest for the backend, from the same parameters (same checkpoint).
 
-    On CPU, XLA's convolution is slow for narrow images: a matrix product is used instead,
-    over patches (:func:`conv2d_same_im2col`), or over banded kernel rows
-    (:func:`conv2d_same_banded`) when the image is at most the kernel's width. Measured on the
-    seed's CNN on a 2-core CPU: a training step 1.16x faster than with ``conv(x)`` at batch 32,
-    1.43x at batch 256 (``docs/benchmarks.md``). Elsewhere, ``conv(x)`` itself.
+    On CPU: banded kernel rows (:func:`conv2d_same_banded`) when the image is at most the
+    kernel's width (XLA's convolution is slow there), else XLA's convolution with the kernel's
+    gradient as patch matrix products (:func:`conv2d_same_patch_gradient`). Elsewhere,
+    ``conv(x)`` itself. The figures are in ``docs/benchmarks.md``.
     """
     if jax.default_backend() != "cpu":
         return conv(x)
@@ -112,4 +206,4 @@ def conv2d_same(conv: nnx.Conv, x: jax.Array) -> jax.Array:
     bias = conv.bias[...] if conv.bias is not None else None
     if x.shape[2] <= kernel.shape[1]:
         return conv2d_same_banded(x, kernel, bias)
-    return conv2d_same_im2col(x, kernel, bias)
+    return conv2d_same_patch_gradient(x, kernel, bias)
