@@ -65,6 +65,12 @@ class Options:
         file_row: time the end-to-end 30 s file prediction (trains a tiny run first).
         flops: the training rows count FLOPs per step (XLA cost analysis).
         gru_unrolls: GRU scan unrollings timed beside the backend's default at ``epoch_batch``.
+        command_songs: synthetic songs per genre of the command rows' store (100: GTZAN's
+            size).
+        command_epochs: epochs of the ``train`` command rows (at least 2: a steady rate).
+        predict_files: 30 s files of the ``predict`` command row.
+        crossval_songs: synthetic songs per genre of the ``crossval`` command rows.
+        crossval_epochs: ``--epochs`` given to the ``crossval`` command rows.
     """
 
     quick: bool = False
@@ -89,6 +95,11 @@ class Options:
     file_row: bool = True
     flops: bool = True
     gru_unrolls: tuple[int, ...] = (4, 16)
+    command_songs: int = 100
+    command_epochs: int = 20
+    predict_files: int = 10
+    crossval_songs: int = 10
+    crossval_epochs: int = 5
 
     @classmethod
     def full(cls, **changes: Any) -> Options:
@@ -107,7 +118,7 @@ class Options:
             train_batches=(8,), drivers=("auto",), train_samples=16, epoch_samples=16,
             epoch_batch=8, predict_samples=16, predict_batch=8, svm_train=60, svm_test=20,
             svm_repeats=1, svm_gtzan_variants=(), peer_samples=16, peer_batch=8, file_row=False,
-            flops=False, gru_unrolls=(),
+            flops=False, gru_unrolls=(), command_songs=3, command_epochs=2, predict_files=2,
         )  # fmt: skip
         return dataclasses.replace(tiny, **changes)
 

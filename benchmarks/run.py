@@ -10,7 +10,8 @@ the load average at start and end), the library versions, the options, and the s
 every row. Paths: ``features`` (MFCC extraction against librosa), ``training`` (CNN and GRU
 train steps per epoch driver, seconds per GTZAN-sized epoch), ``svm`` (fit and predict),
 ``inference`` (prediction throughput, seconds per 30 s file), ``musicnn`` (the pretrained
-musicnn's embeddings, ours against TensorFlow), ``peers`` (Keras and PyTorch).
+musicnn's embeddings, ours against TensorFlow), ``peers`` (Keras and PyTorch), ``commands``
+(the ``genre-jax`` commands a user starts, timed whole, with where the seconds went).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from benchmarks.common import Options, device_info
 from benchmarks.timing import Row, progress
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, library_versions
 
-PATHS = ("features", "training", "svm", "inference", "musicnn", "parallel", "peers")
+PATHS = ("features", "training", "svm", "inference", "musicnn", "parallel", "peers", "commands")
 PEER_LIBRARIES = {  # library -> the distributions that provide it
     "torch": ("torch",),
     "tensorflow": ("tensorflow", "tensorflow-cpu"),

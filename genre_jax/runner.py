@@ -23,6 +23,7 @@ run is refused, never overwritten.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,7 @@ def _train_network(
             )
     finally:
         checkpoints.close()
+    plots_started = time.perf_counter()
     if main:
         atomic_write_json(run_dir / "history.json", result.history)
         training_curves(
@@ -278,6 +280,7 @@ def _train_network(
             run_dir / "plots" / "training_curves.png",
             title=f"{config.model.upper()} training ({run_dir.name})",
         )
+    timing = {**result.timing, "history_and_plots": time.perf_counter() - plots_started}
     best = result.history[result.best_epoch - 1]
     parameters = int(sum(np.size(x) for x in jax.tree.leaves(result.model_state)))
     log(
@@ -293,6 +296,15 @@ def _train_network(
         "val_loss": best["val_loss"],
         "parameters": parameters,
         "train_seconds": round(result.seconds, 2),
+        "timing": _rounded(timing),
+    }
+
+
+def _rounded(timing: dict[str, Any]) -> dict[str, Any]:
+    """``timing``'s seconds to the millisecond (lists element by element)."""
+    return {
+        k: [round(s, 3) for s in v] if isinstance(v, list) else round(v, 3)
+        for k, v in timing.items()
     }
 
 

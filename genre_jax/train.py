@@ -21,7 +21,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -142,10 +142,11 @@ def make_train_epoch(
     and returns mean loss and accuracy as device scalars, fetched by the caller once per
     epoch. The incoming ``state`` is donated. Two drivers run the same pure step:
 
-    - ``"scan"``: the whole epoch is one jitted ``lax.scan`` (fastest for the GRU);
+    - ``"scan"``: the whole epoch is one jitted ``lax.scan`` (fastest for the GRU and the
+      seed's CNN);
     - ``"steps"``: one jitted call per step, dispatched asynchronously with metrics kept on the
-      device (fastest for the CNN on CPU, where XLA runs convolutions inside a loop body
-      several times slower).
+      device (fastest for melstat on CPU, where XLA runs its convolutions' gradients inside a
+      loop body many times slower).
     """
     step = make_train_step(graphdef, tx, mesh, config)
 
@@ -219,6 +220,12 @@ class FitResult:
     best_epoch: int
     stopped_early: bool
     seconds: float
+    # Where ``seconds`` went, this process's epochs only (a resumed run's earlier ones are not
+    # in it): ``setup`` (state, data to the device, a checkpoint restored), ``epochs`` (each
+    # epoch's training steps; the first includes compiling them), ``validation``,
+    # ``logging`` (metrics.jsonl, TensorBoard) and ``checkpoints`` (the best state copied,
+    # both checkpoints written) in seconds.
+    timing: dict[str, Any] = field(default_factory=dict)
 
 
 TIMING_FIELDS = ("step", "learning_rate", "seconds", "samples_per_second")
@@ -234,8 +241,9 @@ def epoch_driver(config: TrainConfig) -> str:
     """The configured epoch driver, or for ``auto`` the one measured fastest for the model."""
     if config.epoch_driver != "auto":
         return config.epoch_driver
-    # On CPU, XLA runs convolutions inside a loop body several times slower (measured for the
-    # seed's CNN and for melstat), while the GRU's recurrence gains from the single scan: each
+    # On CPU, XLA runs its own convolutions' gradients inside a loop body many times slower
+    # (measured for melstat), while the GRU's recurrence and the seed CNN (whose CPU
+    # convolutions avoid XLA's kernel-gradient convolution) gain from the single scan: each
     # spec names the driver measured faster for it on CPU.
     return config.spec.cpu_epoch_driver if jax.default_backend() == "cpu" else "scan"
 
@@ -355,10 +363,14 @@ def fit(
         x_train, y_train = jax.device_put(data.x_train), jax.device_put(data.y_train)
         x_val = jax.device_put(data.x_val)
     stopped = bool(config.patience and best["wait"] >= config.patience)  # a finished run
+    timing: dict[str, Any] = {"setup": time.perf_counter() - started, "epochs": []}
+    timing |= {"validation": 0.0, "logging": 0.0, "checkpoints": 0.0}
     for epoch in range(len(records), 0 if stopped else config.epochs):
         epoch_started = time.perf_counter()
         state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key)
         train_metrics = {k: float(v) for k, v in train_metrics.items()}
+        validation_started = time.perf_counter()
+        timing["epochs"].append(validation_started - epoch_started)
         if not math.isfinite(train_metrics["loss"]):
             kept = (
                 f"the last good checkpoint (epoch {len(records)}) is kept"
@@ -382,6 +394,7 @@ def fit(
             "val_accuracy": val["accuracy"],
         }
         seconds = time.perf_counter() - epoch_started
+        timing["validation"] += seconds - timing["epochs"][-1]
         step = (epoch + 1) * steps_per_epoch
         rate = learning_rate(step - 1) if callable(learning_rate) else learning_rate
         records.append(
@@ -400,13 +413,18 @@ def fit(
             or config.select == "last"
             or val["loss"] < best["loss"]
         )
+        saving_started = time.perf_counter()
         if improved:
             best = {"loss": val["loss"], "epoch": epoch + 1, "wait": 0}
             best_state = jax.tree.map(lambda a: np.array(a, copy=True), current)
         else:
             best["wait"] += 1
         if on_epoch is not None:  # first: a line of metrics.jsonl is on disk before the
+            logging_started = time.perf_counter()
             on_epoch(records[-1])  # checkpoint, so a kill in between loses no finished epoch
+            logged = time.perf_counter() - logging_started
+            timing["logging"] += logged
+            saving_started += logged  # not a checkpoint's time
         if checkpoints is not None:
             info = {**(meta or {}), "epoch": epoch + 1, "metrics": record}
             if improved:
@@ -421,6 +439,7 @@ def fit(
                     "early_stopping": best,
                 },
             )
+        timing["checkpoints"] += time.perf_counter() - saving_started
         if config.patience and best["wait"] >= config.patience:
             stopped = True
             break
@@ -430,4 +449,5 @@ def fit(
         best_epoch=best["epoch"],
         stopped_early=stopped,
         seconds=time.perf_counter() - started,
+        timing=timing,
     )
