@@ -221,10 +221,10 @@ class FitResult:
     stopped_early: bool
     seconds: float
     # Where ``seconds`` went, this process's epochs only (a resumed run's earlier ones are not
-    # in it): ``setup`` (state, data to the device, a checkpoint restored), ``epochs`` (each
-    # epoch's training steps; the first includes compiling them), ``validation``,
-    # ``logging`` (metrics.jsonl, TensorBoard) and ``checkpoints`` (the best state copied,
-    # both checkpoints written) in seconds.
+    # in it), in seconds: ``setup`` (state, data to the device, a checkpoint restored),
+    # ``epochs`` and ``validation`` (per epoch: its training steps, the first compiling them,
+    # and its validation prediction), ``logging`` (metrics.jsonl, TensorBoard) and
+    # ``checkpoints`` (the best state copied, both checkpoints written).
     timing: dict[str, Any] = field(default_factory=dict)
 
 
@@ -364,7 +364,7 @@ def fit(
         x_val = jax.device_put(data.x_val)
     stopped = bool(config.patience and best["wait"] >= config.patience)  # a finished run
     timing: dict[str, Any] = {"setup": time.perf_counter() - started, "epochs": []}
-    timing |= {"validation": 0.0, "logging": 0.0, "checkpoints": 0.0}
+    timing |= {"validation": [], "logging": 0.0, "checkpoints": 0.0}
     for epoch in range(len(records), 0 if stopped else config.epochs):
         epoch_started = time.perf_counter()
         state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key)
@@ -394,7 +394,7 @@ def fit(
             "val_accuracy": val["accuracy"],
         }
         seconds = time.perf_counter() - epoch_started
-        timing["validation"] += seconds - timing["epochs"][-1]
+        timing["validation"].append(seconds - timing["epochs"][-1])
         step = (epoch + 1) * steps_per_epoch
         rate = learning_rate(step - 1) if callable(learning_rate) else learning_rate
         records.append(

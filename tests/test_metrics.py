@@ -137,6 +137,19 @@ def test_tensorboard_event_files_hold_every_epoch(synthetic_store, tmp_path) -> 
     report = json.loads((run / "report.json").read_text())
     assert events["evaluate/song_accuracy"] == {3: pytest.approx(report["song_accuracy"])}
     assert "evaluate/test/confusion_song" in events  # the confusion matrix, as an image
+    # summary.json says where the training seconds went: per epoch its steps and validation
+    # (together the record's seconds), and parts that add up to no more than the fit's time.
+    summary = json.loads((run / "summary.json").read_text())
+    timing = summary["timing"]
+    assert len(timing["epochs"]) == len(timing["validation"]) == 3
+    per_epoch = zip(timing["epochs"], timing["validation"], records, strict=True)
+    for steps, validation, record in per_epoch:
+        assert steps > 0 and validation > 0
+        assert steps + validation == pytest.approx(record["seconds"], abs=2e-3)
+    parts = timing["setup"] + sum(timing["epochs"]) + sum(timing["validation"])
+    parts += timing["logging"] + timing["checkpoints"]
+    assert timing["logging"] > 0 and timing["checkpoints"] > 0
+    assert parts <= summary["train_seconds"] + 0.01
 
 
 def test_crossval_logs_each_fold_and_the_mean(synthetic_store, tmp_path) -> None:
