@@ -25,6 +25,8 @@ from genre_jax.models.summary import (
     harmonic_percussive,
     median_filter,
     modulation_spectrum,
+    odd_even_merge_sort,
+    selection_network,
     summary_statistics,
     summary_width,
 )
@@ -178,7 +180,32 @@ def test_modulation_spectrum_matches_numpy() -> None:
     np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(("size", "axis"), [(1, 1), (5, 1), (31, 1), (9, 2), (3, 0)])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 9, 12, 15])
+def test_the_merge_network_sorts_every_input_of_zeros_and_ones(n: int) -> None:
+    # The 0-1 principle: a comparator network that sorts all 2**n such inputs sorts every input.
+    network = odd_even_merge_sort(n)
+    for bits in range(1 << n):
+        wires = [(bits >> i) & 1 for i in range(n)]
+        expected = sorted(wires)
+        for low, high in network:
+            wires[low], wires[high] = min(wires[low], wires[high]), max(wires[low], wires[high])
+        assert wires == expected, (n, bits)
+
+
+@pytest.mark.parametrize("n", [9, 31])
+def test_the_selection_network_finds_the_median_of_random_values(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for _ in range(200):
+        wires = list(rng.integers(0, 4, size=n) if rng.random() < 0.5 else rng.normal(size=n))
+        expected = sorted(wires)[n // 2]
+        for low, high in selection_network(n, n // 2):
+            wires[low], wires[high] = min(wires[low], wires[high]), max(wires[low], wires[high])
+        assert wires[n // 2] == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "axis"), [(1, 1), (5, 1), (31, 1), (9, 2), (3, 0), (7, 2), (13, 1), (17, 1)]
+)
 def test_median_filter_matches_scipy(size: int, axis: int) -> None:
     x = np.random.default_rng(2).normal(size=(4, 87, 16)).astype(np.float32)
     footprint = [1, 1, 1]

