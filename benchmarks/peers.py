@@ -42,6 +42,19 @@ Trainer = tuple[Callable[[], None], dict[str, Any]]  # (one epoch over the data,
 # --- PyTorch -------------------------------------------------------------------------------------
 
 
+def load_torch_before_tensorflow() -> None:
+    """Import torch, and triton where torch's CUDA build brings it, before TensorFlow loads.
+
+    Torch's first optimiser step imports triton, whose LLVM crashes the process (a segfault in
+    ``libtriton.so``) when TensorFlow's is already loaded (torch 2.14 from PyPI beside
+    tensorflow-cpu 2.21); loaded the other way round both run. A full benchmark run loads
+    TensorFlow in the ``musicnn`` path, before the peers. Nothing happens without torch.
+    """
+    for name in ("torch", "triton"):
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
 def torch_model(name: str) -> Any:
     """The seed's network in PyTorch, logits out (Keras's BatchNorm momentum and epsilon)."""
     import torch

@@ -205,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     out = Path(args.out)
     todo = [p for p in PATHS if p in chosen]
+    if "peers" in todo:  # before the musicnn path loads TensorFlow (see the function)
+        importlib.import_module("benchmarks.peers").load_torch_before_tensorflow()
     for i, path in enumerate(todo):
         new_rows, new_ratios = run_path(path, options)
         rows += new_rows
