@@ -62,6 +62,8 @@ class Options:
         svm_gtzan_variants: SVM variants fast enough to time again at full GTZAN size.
         peer_samples: samples per train-step measurement of the peer comparison.
         peer_batch: batch size of the peer comparison (the seed's 32).
+        peer_large_batch: the CNN's peer comparison again at this batch (None: not), with
+            ``2 * peer_large_batch`` samples per call.
         file_row: time the end-to-end 30 s file prediction (trains a tiny run first).
         flops: the training rows count FLOPs per step (XLA cost analysis).
         gru_unrolls: GRU scan unrollings timed beside the backend's default at ``epoch_batch``.
@@ -92,6 +94,7 @@ class Options:
     svm_gtzan_variants: tuple[str, ...] = ("jax-gram",)
     peer_samples: int = 256
     peer_batch: int = 32
+    peer_large_batch: int | None = 256
     file_row: bool = True
     flops: bool = True
     gru_unrolls: tuple[int, ...] = (4, 16)
@@ -117,8 +120,9 @@ class Options:
             quick=True, repeats=1, train_repeats=1, epoch_repeats=1, feature_clips=1,
             train_batches=(8,), drivers=("auto",), train_samples=16, epoch_samples=16,
             epoch_batch=8, predict_samples=16, predict_batch=8, svm_train=60, svm_test=20,
-            svm_repeats=1, svm_gtzan_variants=(), peer_samples=16, peer_batch=8, file_row=False,
-            flops=False, gru_unrolls=(), command_songs=3, command_epochs=2, predict_files=2,
+            svm_repeats=1, svm_gtzan_variants=(), peer_samples=16, peer_batch=8,
+            peer_large_batch=None, file_row=False, flops=False, gru_unrolls=(), command_songs=3,
+            command_epochs=2, predict_files=2,
         )  # fmt: skip
         return dataclasses.replace(tiny, **changes)
 

@@ -2,7 +2,7 @@
 
 Each peer builds the seed's exact network (layer list of ``reference/seed-report.txt``), Adam
 1e-4 (epsilon 1e-7, Keras's), sparse categorical cross-entropy, batch 32 (``Options.peer_batch``;
-the quick preset uses 8), input (431, 13). For
+the quick preset uses 8; the CNN again at ``Options.peer_large_batch``, 256), input (431, 13). For
 every model, ours (``make_train_epoch`` with the model's ``auto`` driver) and each installed peer
 train on the same shuffled samples per call, timed round-robin in one loop so that they share
 the machine's noise; the ratios are ours / peer in samples per second.
@@ -218,44 +218,58 @@ def unavailable(module: str) -> str | None:
 
 
 def run(options: Options) -> tuple[list[Row], list[dict]]:
-    """Ours and every installed peer per model, and the ratios ours / peer."""
-    batch = options.peer_batch
-    n = batch * max(2, options.peer_samples // batch)
-    x = np.random.default_rng(0).standard_normal((n, FRAMES, COEFFS), np.float32)
-    y = (np.arange(n) % CLASSES).astype(np.int32)
+    """Ours and every installed peer per model at ``peer_batch`` (and the CNN again at
+    ``peer_large_batch``), and the ratios ours / peer."""
     missing = {peer: unavailable(module) for peer, (module, _) in PEERS.items()}
+    batch = options.peer_batch
+    runs = [(model, batch, batch * max(2, options.peer_samples // batch), "") for model in MODELS]
+    if options.peer_large_batch:
+        large = options.peer_large_batch
+        runs.append(("cnn", large, 2 * large, f" at batch {large}"))
     rows: list[Row] = []
     ratios: list[dict] = []
-    for model in MODELS:
-        driver = epoch_driver(TrainConfig(model=model))
-        fns: dict[str, Callable[[], Any]] = {"ours": epoch_runner(model, driver, batch, n)}
-        settings = {"ours": {"framework": "genre_jax", "mode": f"{driver} driver"}}
-        settings["ours"]["keras_count"] = parameter_counts(model)["keras_count"]
-        for peer, (_, build) in PEERS.items():
-            if missing[peer] is None:
-                progress(f"peers: building the {peer} {model}")
-                fns[peer], settings[peer] = build(model, x, y, batch)
-        progress(f"peers: {model}, {' vs '.join(fns)}, {n} samples per call")
-        timings = time_interleaved(fns, options.repeats, budget_s=3 * options.budget_s)
-        common = {"model": model, "batch": batch, "samples_per_call": n, "optimizer": "adam 1e-4"}
-        by_name: dict[str, Row] = {}
-        for name, timing in timings.items():
-            title = f"{model} train steps, {name}"
-            row = Row.rate("peers", title, "samples/s", timing, n)
-            row.setting = {**common, **settings[name]}
-            by_name[name] = row
-            report(row)
-        for peer, reason in missing.items():
-            if reason is not None:
-                by_name[peer] = Row.skipped("peers", f"{model} train steps, {peer}", reason)
-                progress(f"peers: {peer} skipped: {reason}")
-        rows += by_name.values()
-        ran = [p for p in PEERS if by_name[p].ok]
-        for peer in ran:
-            title = f"{model} training: ours / {peer}"
-            ratios.append(ratio(title, by_name["ours"], by_name[peer], paired=True))
-        if len(ran) > 1:
-            fastest = max(ran, key=lambda p: by_name[p].median)
-            title = f"{model} training: ours / faster peer ({fastest})"
-            ratios.append(ratio(title, by_name["ours"], by_name[fastest], paired=True))
+    for model, batch, n, label in runs:
+        new_rows, new_ratios = compare(model, batch, n, label, missing, options)
+        rows += new_rows
+        ratios += new_ratios
     return rows, ratios
+
+
+def compare(
+    model: str, batch: int, n: int, label: str, missing: dict[str, str | None], options: Options
+) -> tuple[list[Row], list[dict]]:
+    """One model's round-robin of ours and the installed peers on ``n`` random samples in
+    batches of ``batch``; rows ``"<model> train steps<label>, <framework>"``."""
+    x = np.random.default_rng(0).standard_normal((n, FRAMES, COEFFS), np.float32)
+    y = (np.arange(n) % CLASSES).astype(np.int32)
+    driver = epoch_driver(TrainConfig(model=model))
+    fns: dict[str, Callable[[], Any]] = {"ours": epoch_runner(model, driver, batch, n)}
+    settings = {"ours": {"framework": "genre_jax", "mode": f"{driver} driver"}}
+    settings["ours"]["keras_count"] = parameter_counts(model)["keras_count"]
+    for peer, (_, build) in PEERS.items():
+        if missing[peer] is None:
+            progress(f"peers: building the {peer} {model}")
+            fns[peer], settings[peer] = build(model, x, y, batch)
+    progress(f"peers: {model}, {' vs '.join(fns)}, batch {batch}, {n} samples per call")
+    timings = time_interleaved(fns, options.repeats, budget_s=3 * options.budget_s)
+    common = {"model": model, "batch": batch, "samples_per_call": n, "optimizer": "adam 1e-4"}
+    by_name: dict[str, Row] = {}
+    for name, timing in timings.items():
+        row = Row.rate("peers", f"{model} train steps{label}, {name}", "samples/s", timing, n)
+        row.setting = {**common, **settings[name]}
+        by_name[name] = row
+        report(row)
+    for peer, reason in missing.items():
+        if reason is not None:
+            by_name[peer] = Row.skipped("peers", f"{model} train steps{label}, {peer}", reason)
+            progress(f"peers: {peer} skipped: {reason}")
+    ratios = []
+    ran = [p for p in PEERS if by_name[p].ok]
+    for peer in ran:
+        title = f"{model} training{label}: ours / {peer}"
+        ratios.append(ratio(title, by_name["ours"], by_name[peer], paired=True))
+    if len(ran) > 1:
+        fastest = max(ran, key=lambda p: by_name[p].median)
+        title = f"{model} training{label}: ours / faster peer ({fastest})"
+        ratios.append(ratio(title, by_name["ours"], by_name[fastest], paired=True))
+    return list(by_name.values()), ratios

