@@ -112,8 +112,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# genre_jax benchmarks",
         "",
-        f"- created: {result['created']} ({'quick' if result['quick'] else 'full'} run, "
+        f"- created: {result['created']} ({'quick' if result['quick'] else 'full'} sizes, "
         f"{result['wall_s']:.0f} s{'' if result['complete'] else ', INCOMPLETE'})",
+        f"- command: `{result['command']}`",
         f"- device: {device['jax_device']} (platform {device['platform']}, "
         f"{device['device_kind']}); CPU {device['cpu_model']}, {device['cpu_cores']} cores "
         f"({device['cpu_cores_usable']} usable); load average {device['load_average_1min']} at "
