@@ -7,13 +7,15 @@ weights are a download) and a cross-validation folder, written by the code of co
 ``predict`` gave (``expected.json``). Their ``config.json`` files have the flat settings of
 those days (``"model": "statsvm", "svm_c": 3.0``); the pipelines' skops files name classes at
 their old module paths. The feature stores are rebuilt here from the built-in synthetic data
-with the recorded settings and checked against the recorded array digests first.
+with the recorded settings and checked against the recorded array digests first; the runs'
+own store is put back where their config names it (:func:`_put_back`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -63,8 +65,40 @@ def legacy_stores(tmp_path_factory) -> dict[str, FeatureStore]:
         for array, digest in recorded["sha256"].items():
             path = store.path / array
             assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, array
+        _put_back(store, recorded["data_fingerprint"], _recorded_path(name))
         stores[name] = store
     return stores
+
+
+def _recorded_path(store_name: str) -> Path:
+    """Where the legacy code wrote the store the runs of ``store_name`` name in their config."""
+    run = next(r for r, e in EXPECTED["runs"].items() if e["store"] == store_name)
+    return Path(json.loads((LEGACY / "rundirs" / run / "config.json").read_text())["store"])
+
+
+def _put_back(store: FeatureStore, fingerprint: str, where: Path) -> None:
+    """The runs' own store, as the legacy code left it, at the path their config names.
+
+    Evaluating a run on a store of other files (these rebuilt ones: the same audio, rewritten,
+    so another data fingerprint) matches its songs through the run's own store. That store's
+    arrays are the rebuilt ones (their digests checked above); its ``data_fingerprint``, which
+    hashes the audio files' modification times, is the one recorded (a rebuild cannot give
+    it). Put in place by a rename, once per machine (pytest workers may race for it).
+    """
+    if where.is_dir():
+        info = json.loads((where / "store.json").read_text())
+        assert info["data_fingerprint"] == fingerprint, f"{where}: another store is there"
+        return
+    where.parent.mkdir(parents=True, exist_ok=True)
+    staging = where.parent / f".{where.name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(store.path, staging)
+    info = json.loads((staging / "store.json").read_text())
+    (staging / "store.json").write_text(json.dumps({**info, "data_fingerprint": fingerprint}))
+    try:
+        os.rename(staging, where)
+    except OSError:  # another worker put it there first
+        shutil.rmtree(staging)
 
 
 @pytest.fixture(scope="module")
