@@ -184,13 +184,19 @@ def _norm(w: Weights, name: str, x: jax.Array) -> jax.Array:
 
 
 def _conv(w: Weights, name: str, x: jax.Array, padding: str) -> jax.Array:
-    """2-D convolution + bias + ReLU, NHWC with TensorFlow's HWIO kernel."""
+    """Convolution + bias + ReLU with TensorFlow's HWIO kernel: 2-D on NHWC ``x``, or on
+    ``(B, T, C)`` ``x`` 1-D over time with the kernel's ``(W, C, 1, O)`` as ``(W, C, O)``."""
+    kernel = w[f"{name}/kernel"]
+    if x.ndim == 3:
+        kernel, dims = kernel[:, :, 0, :], ("NWC", "WIO", "NWC")
+    else:
+        dims = ("NHWC", "HWIO", "NHWC")
     y = jax.lax.conv_general_dilated(
         x,
-        w[f"{name}/kernel"],
-        (1, 1),
+        kernel,
+        (1,) * (x.ndim - 2),
         padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        dimension_numbers=dims,
         precision=jax.lax.Precision.HIGHEST,
     )
     return jax.nn.relu(y + w[f"{name}/bias"])
@@ -215,16 +221,7 @@ def _midend_layer(w: Weights, conv: str, norm: str, x: jax.Array) -> jax.Array:
     with ``channels`` input channels run 3.3x faster in XLA on CPU (35 vs 116 ms for the first
     layer at batch 64) and agree to 3e-6 of the largest output.
     """
-    kernel = w[f"{conv}/kernel"][:, :, 0, :]  # (7, channels, 64): width, in, out
-    y = jax.lax.conv_general_dilated(
-        _pad_time(x),
-        kernel,
-        (1,),
-        "VALID",
-        dimension_numbers=("NWC", "WIO", "NWC"),
-        precision=jax.lax.Precision.HIGHEST,
-    )
-    return _norm(w, norm, jax.nn.relu(y + w[f"{conv}/bias"]))
+    return _norm(w, norm, _conv(w, conv, _pad_time(x), "VALID"))
 
 
 def network(w: Weights, x: jax.Array) -> dict[str, jax.Array]:
