@@ -83,8 +83,8 @@ def where_it_went(wall: float, timing: dict[str, Any]) -> dict[str, float]:
     return {k: round(v, 2) for k, v in parts.items()}
 
 
-def train_rows(options: Options, work: Path) -> tuple[list[Row], Path, Path]:
-    """The train rows, and (the store, the CNN run) for the evaluate and predict rows."""
+def train_rows(options: Options, work: Path) -> tuple[list[Row], Path]:
+    """The train rows, and the CNN run for the evaluate and predict rows."""
     songs = options.command_songs
     data = generate_synthetic(work / "data", tracks_per_genre=songs, seed=0)
     progress(f"commands: prepare, synthetic {songs} songs per genre")
@@ -110,7 +110,7 @@ def train_rows(options: Options, work: Path) -> tuple[list[Row], Path, Path]:
         row.extra = where_it_went(wall, summary["timing"])
         report(row)
         rows.append(row)
-    return rows, store, work / "run-cnn"
+    return rows, work / "run-cnn"
 
 
 def evaluate_predict_rows(options: Options, work: Path, run_dir: Path) -> list[Row]:
@@ -181,7 +181,7 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
     """Every command row (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="genre-jax-bench-commands-") as tmp:
         work = Path(tmp)
-        rows, _, cnn_run = train_rows(options, work)
+        rows, cnn_run = train_rows(options, work)
         rows += evaluate_predict_rows(options, work, cnn_run)
         rows += crossval_rows(options, work)
         rows.append(demo_row(options, work))
