@@ -180,16 +180,20 @@ def test_modulation_spectrum_matches_numpy() -> None:
     np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4)
 
 
+def _compare_exchange(network: list[tuple[int, int]], wires: list) -> list:
+    """``wires`` after each ``(low, high)`` of ``network`` put the smaller value on ``low``."""
+    for low, high in network:
+        wires[low], wires[high] = min(wires[low], wires[high]), max(wires[low], wires[high])
+    return wires
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 9, 12, 15])
 def test_the_merge_network_sorts_every_input_of_zeros_and_ones(n: int) -> None:
     # The 0-1 principle: a comparator network that sorts all 2**n such inputs sorts every input.
     network = odd_even_merge_sort(n)
     for bits in range(1 << n):
         wires = [(bits >> i) & 1 for i in range(n)]
-        expected = sorted(wires)
-        for low, high in network:
-            wires[low], wires[high] = min(wires[low], wires[high]), max(wires[low], wires[high])
-        assert wires == expected, (n, bits)
+        assert _compare_exchange(network, list(wires)) == sorted(wires), (n, bits)
 
 
 @pytest.mark.parametrize("n", [9, 31])
@@ -198,9 +202,7 @@ def test_the_selection_network_finds_the_median_of_random_values(n: int) -> None
     for _ in range(200):
         wires = list(rng.integers(0, 4, size=n) if rng.random() < 0.5 else rng.normal(size=n))
         expected = sorted(wires)[n // 2]
-        for low, high in selection_network(n, n // 2):
-            wires[low], wires[high] = min(wires[low], wires[high]), max(wires[low], wires[high])
-        assert wires[n // 2] == expected
+        assert _compare_exchange(selection_network(n, n // 2), wires)[n // 2] == expected
 
 
 @pytest.mark.parametrize(
