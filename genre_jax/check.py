@@ -1,7 +1,9 @@
-"""``genre-jax check``: validate a dataset folder file by file, without extracting or training.
+"""``genre-jax check``: validate a dataset file by file, without extracting or training.
 
 Every file is decoded exactly as ``prepare`` would decode it; each problem is reported with the
-file and the reason. Errors (the file would be skipped) and warnings (usable, but worth a look:
+file and the reason. Tracks that the dataset's table lists but that are left out before
+decoding (FMA's tracks without a top genre, files that are not there) are counted by reason
+and the first few named. Errors (the file would be skipped) and warnings (usable, but worth a look:
 silent, clipped, resampled, mixed down, or an Ogg or MP3 file whose container shows it was cut,
 :func:`genre_jax.audio.truncation_warning`) are told apart.
 """
@@ -18,7 +20,7 @@ import soundfile as sf
 
 from genre_jax.audio import AudioError, load_audio, truncation_warning
 from genre_jax.config import FeatureConfig
-from genre_jax.datasets import discover, find_genre_root
+from genre_jax.datasets import Manifest, discover
 from genre_jax.extraction import prefetch
 
 
@@ -73,32 +75,54 @@ def check_dataset(
     config: FeatureConfig | None = None,
     *,
     workers: int = 2,
+    subset: str | None = None,
+    manifest: Manifest | None = None,
 ) -> list[FileCheck]:
-    """Check every audio file of the dataset under ``data_dir``, in manifest order.
+    """Check every audio file of the dataset at ``data_dir``, in manifest order.
+
+    ``manifest`` is the dataset's, when the caller has discovered it already.
 
     Raises:
-        DatasetError: the folder is missing or has no genre subfolders with audio files.
+        DatasetError: the path is not a dataset (see :func:`genre_jax.datasets.discover`).
     """
     config = config or FeatureConfig()
-    manifest = discover(data_dir)
+    manifest = manifest or discover(data_dir, subset)
     tracks = manifest.tracks
     results = list(
         prefetch(lambda t: _check_file(t.path, t.genre, config), tracks, workers, 4 * workers)
     )
-    root = find_genre_root(data_dir)
     for genre in manifest.genres:
         count = sum(r.genre == genre for r in results if r.level != "error")
         if count == 0:
-            results.append(FileCheck(str(root / genre), genre, "error", ["no usable file"]))
+            folder = manifest.layout == "folders"
+            path = os.path.join(manifest.root, genre) if folder else manifest.metadata
+            results.append(FileCheck(str(path), genre, "error", ["no usable file"]))
     return results
 
 
+EXCLUDED_NAMED = 5
+"""Left-out tracks named per reason by ``check`` (the rest are counted)."""
+
+
 def check_command(
-    data_dir: str | os.PathLike, config: FeatureConfig, log: Callable[[str], None] = print
+    data_dir: str | os.PathLike,
+    config: FeatureConfig,
+    log: Callable[[str], None] = print,
+    *,
+    subset: str | None = None,
 ) -> int:
     """Print every problem per file and a summary; exit code 1 if any file would be skipped."""
-    results = check_dataset(data_dir, config)
-    root = Path(find_genre_root(data_dir))
+    manifest = discover(data_dir, subset)
+    results = check_dataset(data_dir, config, manifest=manifest)
+    root = Path(manifest.root)
+    if manifest.layout != "folders":
+        log(manifest.describe())
+    by_reason: dict[str, list[str]] = {}
+    for left in manifest.excluded:
+        by_reason.setdefault(left.reason, []).append(left.id)
+    for reason, ids in sorted(by_reason.items()):
+        named = ", ".join(ids[:EXCLUDED_NAMED]) + (", ..." if len(ids) > EXCLUDED_NAMED else "")
+        log(f"left out {len(ids)} listed track(s), {reason}: {named}")
     for result in results:
         if result.level != "ok":
             where = os.path.relpath(result.path, root)

@@ -37,6 +37,7 @@ from genre_jax.options import dataclass_from_options as from_options
 from genre_jax.settings import require_same
 from genre_jax.store import StoreError
 from genre_jax.synthetic import synthetic_data_dir
+from genre_jax.tables import FMA_SUBSETS
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
@@ -164,6 +165,17 @@ def _require_experiment_features(
         )
 
 
+def add_dataset_options(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--data-dir`` and ``--subset``: where a dataset is and, for FMA, which subset."""
+    parser.add_argument("--data-dir", help=help_text)
+    parser.add_argument(
+        "--subset",
+        choices=FMA_SUBSETS,
+        help="FMA only: the subset (small, medium or large) [default: that of the one audio "
+        "folder, fma_<subset>, there]",
+    )
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from genre_jax.store import prepare
 
@@ -179,6 +191,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         workers=args.workers,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        subset=args.subset,
     )
     print(f"Store: {store.path}")
     print(f"  features {tuple(store.features.shape)}  genres {', '.join(store.genres)}")
@@ -188,6 +201,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     if bool(args.data_dir) == bool(args.store):
         raise ConfigError("check: give exactly one of --data-dir DIR or --store STORE")
+    if args.store and args.subset is not None:
+        raise ConfigError("check: --subset chooses FMA's subset with --data-dir, not --store")
     if args.store:
         from genre_jax.store import resolve_store, verify_store
 
@@ -204,7 +219,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 0
     from genre_jax.check import check_command
 
-    return check_command(args.data_dir, from_options(FeatureConfig, args))
+    return check_command(args.data_dir, from_options(FeatureConfig, args), subset=args.subset)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -244,7 +259,13 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         from genre_jax.crossval import FEATURES_DIR
 
         features_dir = args.features_dir or Path(args.out) / FEATURES_DIR
-        store = prepare(args.data_dir, features_dir, config, progress=not args.no_progress)
+        store = prepare(
+            args.data_dir,
+            features_dir,
+            config,
+            progress=not args.no_progress,
+            subset=args.subset,
+        )
         features = store.path
     else:
         features = args.features
@@ -417,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser(
         "prepare", help="decode, segment and extract features into a feature store"
     )
-    prep.add_argument("--data-dir", help="GTZAN copy or any folder-per-genre tree")
+    add_dataset_options(prep, "dataset: GTZAN, FMA, any folder-per-genre tree, or a CSV manifest")
     prep.add_argument(
         "--synthetic", action="store_true", help="use the built-in synthetic dataset (cached)"
     )
@@ -437,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check", help="validate a dataset folder file by file, or a feature store's arrays"
     )
-    check.add_argument("--data-dir", help="dataset folder: decode every file, report problems")
+    add_dataset_options(check, "dataset (as for prepare): decode every file, report problems")
     check.add_argument(
         "--store", help="feature store: verify every array against its digest and the manifest"
     )
@@ -461,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
         "crossval", help="song-level k-fold cross-validation: train + evaluate every fold"
     )
     cv.add_argument("--config", help=CONFIG_HELP)
-    cv.add_argument("--data-dir", help="dataset folder (features are prepared first)")
+    add_dataset_options(cv, "dataset (as for prepare; features are prepared first)")
     cv.add_argument("--features", help="an existing feature store instead of --data-dir")
     cv.add_argument("--features-dir", help="where --data-dir's store goes (default: OUT/features)")
     cv.add_argument("--out", required=True, help="folder of the experiment (one run per fold)")

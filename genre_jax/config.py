@@ -114,7 +114,8 @@ class FeatureConfig:
         return config_hash(self)
 
 
-SPLITS = ("song", "kfold", "fault-filtered", "seed-leaky")
+SPLITS = ("song", "kfold", "official", "fault-filtered", "seed-leaky")
+GROUPS = ("auto", "artist", "song")
 LR_SCHEDULES = ("constant", "cosine")
 TIME_FLIP_MODES = ("double", "random")
 SELECTIONS = ("best-val", "last")
@@ -163,8 +164,12 @@ class TrainConfig:
         specaug_freq: widest coefficient stripe, bands (widths are uniform in 0 ... this).
         seed: initialisation, shuffling and dropout.
         split: ``song`` (stratified 80/10/10 by song), ``kfold`` (song-level, fold ``fold`` of
-            ``folds`` as test), ``fault-filtered`` (published GTZAN split), ``seed-leaky`` (the
+            ``folds`` as test), ``official`` (the dataset's own split: FMA's, a CSV manifest's
+            split column), ``fault-filtered`` (published GTZAN split), ``seed-leaky`` (the
             seed's segment-level split; leaks songs across parts, for reproduction only).
+        group_by: what ``song`` and ``kfold`` keep in one part: ``artist`` (every track of an
+            artist; tracks of no known artist each on their own), ``song``, or ``auto``
+            (artist wherever the dataset names artists, song otherwise).
         split_seed: seed of the split (independent of ``seed``).
         folds: number of folds for ``split=kfold``.
         fold: the test fold for ``split=kfold``.
@@ -191,6 +196,7 @@ class TrainConfig:
     specaug_freq: int = setting(12, minimum=0)
     seed: int = setting(0, minimum=0)
     split: str = setting("song", choices=SPLITS)
+    group_by: str = setting("auto", choices=GROUPS)
     split_seed: int = setting(0, minimum=0)
     folds: int = setting(5, minimum=2)
     fold: int = setting(0, minimum=0)

@@ -55,7 +55,7 @@ from genre_jax.metrics import (
 from genre_jax.parallel import barrier, is_main_process
 from genre_jax.runner import train_run
 from genre_jax.settings import require_same
-from genre_jax.splits import make_split
+from genre_jax.splits import grouped_by_artist, make_split
 from genre_jax.store import FeatureStore, resolve_store
 
 FEATURES_DIR = "features"  # where ``crossval --data-dir`` prepares its store, inside OUT
@@ -138,8 +138,9 @@ def crossval(
     if first.folds < 2:
         raise ConfigError(f"train setting folds={first.folds}: cross-validation needs >= 2")
     for other in configs[1:]:
-        if (other.folds, other.split_seed) != (first.folds, first.split_seed):
-            raise ConfigError("ensemble members: folds and split_seed must be the same")
+        shared = ("folds", "split_seed", "group_by")
+        if any(getattr(other, name) != getattr(first, name) for name in shared):
+            raise ConfigError("ensemble members: folds, split_seed and group_by must be the same")
     ensemble = len(configs) > 1
     names = member_names(configs)
     models = [c.model for c in configs]
@@ -168,6 +169,8 @@ def crossval(
     for member in configs:  # every fold's split must exist before anything is written
         for fold in range(first.folds):
             make_split(store, fold_config(member, fold))
+    artist = grouped_by_artist(store, fold_config(first, 0))
+    experiment["grouped_by"] = "artist" if artist else "song"
     if tensorboard:
         require_tensorboard()  # refused now, before any fold, when the extra is missing
     _prepare_out_dir(out_dir, experiment, overwrite)
@@ -263,6 +266,8 @@ def summarise(
         "given": experiment.get("given", {}),
         "folds": train["folds"],
         "split_seed": train["split_seed"],
+        # Folders written before artist-grouped folds existed were grouped by song.
+        "grouped_by": experiment.get("grouped_by", "song"),
         "val_per_genre": {name: m["val_per_genre"] for name, m in members.items()},
         "features": experiment["features"],
         "train": members if len(members) > 1 else train,
@@ -289,7 +294,8 @@ def crossval_markdown(report: dict[str, Any]) -> str:
     """The cross-validation report as markdown: settings, one row per fold, mean +- std."""
     pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
     features = FeatureConfig.from_json(report["features"])
-    lines = [f"# {report['model']}: {report['folds']}-fold song-level cross-validation", ""]
+    level = "artist-grouped" if report.get("grouped_by") == "artist" else "song-level"
+    lines = [f"# {report['model']}: {report['folds']}-fold {level} cross-validation", ""]
     if report["description"]:
         lines += [report["description"], ""]
     provenance = {k: report.get(k) for k in ("experiment_file", "protocol", "given")}

@@ -1,11 +1,17 @@
 """Find the tracks of a dataset and describe them in a manifest.
 
-Recognised layouts, looked for in this order under the given folder:
+Recognised layouts, looked for in this order:
 
+- a CSV manifest (the path given is a ``.csv`` file): ``path,genre[,artist][,split]``;
+- the Free Music Archive: ``fma_metadata/tracks.csv`` beside or inside the folder, audio in
+  ``fma_<subset>/AAA/AAAAAA.mp3``; labels, artists and the official split from the table
+  (both in :mod:`genre_jax.tables`);
 - Kaggle GTZAN: ``Data/genres_original/<genre>/<genre>.000NN.wav`` (or ``genres_original/...``);
 - original GTZAN: ``genres/<genre>/<genre>.000NN.au``;
 - any folder-per-genre tree: ``<genre>/**/<file>.<audio extension>``.
 
+A collection of fewer than two genres is refused, and so is a folder tree whose "genres" are
+numbered like FMA's audio folders (``000``, ``001``, ...): both are a dataset read wrongly.
 Genre indices follow the sorted genre names. The synthetic dataset used by the demo and the
 tests lives in :mod:`genre_jax.synthetic` and is re-exported here.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +35,7 @@ from genre_jax.synthetic import GENRES, generate_synthetic, synthesize_clip
 __all__ = [
     "GENRES",
     "DatasetError",
+    "Excluded",
     "Manifest",
     "Track",
     "discover",
@@ -37,6 +45,9 @@ __all__ = [
 ]
 
 _LAYOUTS = (("Data", "genres_original"), ("genres_original",), ("genres",))
+_NUMBERED = re.compile(r"\d{3}")  # FMA's audio folders: fma_small/000, 001, ... 155
+PARTS = ("train", "val", "test")
+"""The values of :attr:`Track.split`: the dataset's own (official) part of a track."""
 
 
 class DatasetError(ValueError):
@@ -64,15 +75,38 @@ class Track:
     error: str | None = None
     warning: str | None = None
     size: int | None = None
+    artist: str | None = None
+    split: str | None = None
+
+
+@dataclass
+class Excluded:
+    """A track its dataset's table lists but that is left out before decoding, and why (no top
+    genre in FMA's ``tracks.csv``, say, or a file that is not there)."""
+
+    id: str
+    path: str
+    reason: str
 
 
 @dataclass
 class Manifest:
-    """The tracks of a dataset, the genre-to-index mapping and where they were found."""
+    """The tracks of a dataset, the genre-to-index mapping and where they were found.
+
+    ``layout`` is how the tracks were found: ``"folders"`` (a folder per genre, GTZAN's
+    layouts among them), ``"fma"`` or ``"csv"``. ``metadata`` is the table the labels came
+    from (FMA's ``tracks.csv``, the CSV manifest) and ``subset`` FMA's subset; ``excluded``
+    lists the table's tracks that were left out, each with its reason. Manifests written before
+    these fields existed load as ``"folders"`` with none of them.
+    """
 
     root: str
     genres: list[str]
     tracks: list[Track] = field(default_factory=list)
+    layout: str = "folders"
+    metadata: str | None = None
+    subset: str | None = None
+    excluded: list[Excluded] = field(default_factory=list)
 
     @property
     def genre_index(self) -> dict[str, int]:
@@ -92,13 +126,31 @@ class Manifest:
         """Tracks that contribute no segment (unreadable or too short)."""
         return [t for t in self.tracks if t.status != "ok"]
 
+    @property
+    def artists_known(self) -> bool:
+        """Whether the dataset names the artist of any of its tracks."""
+        return any(t.artist is not None for t in self.tracks)
+
+    def describe(self) -> str:
+        """One line: where the tracks came from and how many were left out (for logs)."""
+        where = {"fma": f"FMA {self.subset} ({self.metadata})", "csv": f"CSV {self.metadata}"}
+        text = f"{where.get(self.layout, self.root)}: {len(self.tracks)} tracks, "
+        text += f"{len(self.genres)} genres"
+        if self.excluded:
+            reasons = Counter(e.reason.split(" (")[0] for e in self.excluded)
+            left = "; ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+            text += f"; {len(self.excluded)} listed tracks left out ({left})"
+        return text
+
     def fingerprint(self) -> str:
-        """Hash of every file's relative path, size and modification time."""
+        """Hash of every file's relative path, size and modification time (and of the table
+        the labels came from, where there is one)."""
         digest = hashlib.sha256()
         for track in self.tracks:
-            stat = os.stat(track.path) if os.path.exists(track.path) else None
-            info = (stat.st_size, stat.st_mtime_ns) if stat else (-1, -1)
-            digest.update(f"{os.path.relpath(track.path, self.root)}|{info}\n".encode())
+            relative = os.path.relpath(track.path, self.root)
+            digest.update(f"{relative}|{_stat(track.path)}\n".encode())
+        if self.metadata is not None:
+            digest.update(f"metadata|{self.subset}|{_stat(self.metadata)}\n".encode())
         return digest.hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
@@ -106,7 +158,11 @@ class Manifest:
             "root": self.root,
             "genres": list(self.genres),
             "genre_index": self.genre_index,
+            "layout": self.layout,
+            "metadata": self.metadata,
+            "subset": self.subset,
             "tracks": [dataclasses.asdict(t) for t in self.tracks],
+            "excluded": [dataclasses.asdict(e) for e in self.excluded],
         }
 
     @classmethod
@@ -115,16 +171,25 @@ class Manifest:
             root=data["root"],
             genres=list(data["genres"]),
             tracks=[Track(**t) for t in data["tracks"]],
+            layout=data.get("layout", "folders"),
+            metadata=data.get("metadata"),
+            subset=data.get("subset"),
+            excluded=[Excluded(**e) for e in data.get("excluded", [])],
         )
 
 
+def _stat(path: str) -> tuple[int, int]:
+    """A file's size and modification time, ``(-1, -1)`` where it is not there."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (stat.st_size, stat.st_mtime_ns)
+
+
 def find_genre_root(data_dir: str | os.PathLike) -> Path:
-    """The folder whose subfolders are the genres, for any of the recognised layouts."""
-    root = Path(data_dir).expanduser()
-    if not root.exists():
-        raise DatasetError(f"{root}: no such folder")
-    if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder")
+    """The folder whose subfolders are the genres, for any of the folder layouts."""
+    root = _existing_folder(data_dir)
     for parts in _LAYOUTS:
         candidate = root.joinpath(*parts)
         if candidate.is_dir() and _genre_folders(candidate):
@@ -133,8 +198,51 @@ def find_genre_root(data_dir: str | os.PathLike) -> Path:
         return root
     raise DatasetError(
         f"{root}: no genre subfolders with audio files (expected <genre>/<file>.wav, "
-        "Data/genres_original/<genre>/..., or genres/<genre>/...)"
+        "Data/genres_original/<genre>/..., genres/<genre>/..., FMA's fma_metadata/ beside "
+        "fma_<subset>/, or a CSV manifest path,genre[,artist][,split])"
     )
+
+
+def _existing_folder(data_dir: str | os.PathLike) -> Path:
+    root = Path(data_dir).expanduser()
+    if not root.exists():
+        raise DatasetError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder")
+    return root
+
+
+def refuse_unlike_genres(where: str | os.PathLike, counts: dict[str, int], source: str) -> None:
+    """Refuse a collection that cannot be a genre dataset read correctly.
+
+    Args:
+        where: the folder or table the genres came from (named in the message).
+        counts: tracks of each genre found.
+        source: what the genres are, e.g. ``"genre folders"`` or ``"genres in its genre
+            column"`` (named in the message).
+
+    Raises:
+        DatasetError: fewer than two genres, or folder names numbered like FMA's audio
+            folders; the message says what was found and what was expected.
+    """
+    found = ", ".join(f"{name} ({n} files)" for name, n in list(counts.items())[:5])
+    if len(counts) > 5:
+        found += f", ... {len(counts) - 5} more"
+    if counts and all(_NUMBERED.fullmatch(name) for name in counts):
+        raise DatasetError(
+            f"{where}: its {len(counts)} {source} ({found}) are numbered like the Free Music "
+            "Archive's audio folders (fma_<subset>/000/000002.mp3), not named by genre; FMA's "
+            "genres are in fma_metadata/tracks.csv: give the folder holding fma_metadata/ and "
+            "fma_<subset>/ (with --subset small|medium|large), or this folder with "
+            "fma_metadata/ beside it"
+        )
+    if len(counts) < 2:
+        raise DatasetError(
+            f"{where}: found {len(counts)} {source}{' (' + found + ')' if found else ''}; a "
+            "genre dataset needs at least two genres (expected <genre>/<file>.wav for each "
+            "genre, GTZAN's layouts, FMA's fma_metadata/ beside fma_<subset>/, or a CSV "
+            "manifest path,genre[,artist][,split])"
+        )
 
 
 def _audio_files(folder: Path) -> list[Path]:
@@ -158,23 +266,48 @@ def _genre_folders(root: Path) -> dict[str, list[Path]]:
     return folders
 
 
-def _size(path: Path) -> int | None:
+def file_size(path: Path) -> int | None:
+    """A file's size in bytes, ``None`` where it cannot be stat'ed."""
     try:
         return path.stat().st_size
     except OSError:
         return None
 
 
-def discover(data_dir: str | os.PathLike) -> Manifest:
-    """List every audio file of the dataset under ``data_dir`` with its genre (folder name).
+def discover(data_dir: str | os.PathLike, subset: str | None = None) -> Manifest:
+    """List every track of the dataset at ``data_dir`` with its genre.
 
-    Track ids are file stems (``blues.00012``), or ``<genre>/<relative path>`` where two files
-    share a stem. Tracks are ordered by genre, then path. Status stays ``"pending"`` until the
-    feature store decodes them. ``size`` is each file's size in bytes (``None`` for one that
-    cannot be stat'ed, such as a dangling symbolic link: decoding reports why).
+    ``data_dir`` is a dataset folder (FMA, GTZAN or any folder-per-genre tree) or a CSV
+    manifest; ``subset`` chooses FMA's subset (``small``, ``medium`` or ``large``) and is
+    refused for other datasets. FMA and CSV manifests are read by :mod:`genre_jax.tables`.
+
+    In a folder-per-genre tree the genre is the folder's name; track ids are file stems
+    (``blues.00012``), or ``<genre>/<relative path>`` where two files share a stem. Tracks are
+    ordered by genre, then path. Status stays ``"pending"`` until the feature store decodes
+    them. ``size`` is each file's size in bytes (``None`` for one that cannot be stat'ed, such
+    as a dangling symbolic link: decoding reports why).
+
+    Raises:
+        DatasetError: the path is not a dataset this reads, its table is malformed, or it
+            holds fewer than two genres; the message names the path and the reason.
     """
-    genre_root = find_genre_root(data_dir)
+    from genre_jax import tables  # FMA and CSV manifests; imports this module
+
+    path = Path(data_dir).expanduser()
+    if path.suffix.lower() == ".csv" and not path.is_dir():
+        return tables.read_csv_manifest(path, subset)
+    root = _existing_folder(path)
+    fma = tables.find_fma(root, subset)
+    if fma is not None:
+        return tables.read_fma(*fma)
+    if subset is not None:
+        raise DatasetError(
+            f"{root}: subset={subset!r} (--subset) chooses a subset of the Free Music Archive, "
+            "and this folder has no fma_metadata/tracks.csv beside or inside it"
+        )
+    genre_root = find_genre_root(root)
     folders = _genre_folders(genre_root)
+    refuse_unlike_genres(genre_root, {g: len(f) for g, f in folders.items()}, "genre folder(s)")
     stems = Counter(p.stem for files in folders.values() for p in files)
     tracks = []
     for genre, files in folders.items():
@@ -182,6 +315,6 @@ def discover(data_dir: str | os.PathLike) -> Manifest:
             unique = stems[path.stem] == 1
             track_id = path.stem if unique else f"{genre}/{path.relative_to(genre_root / genre)}"
             tracks.append(
-                Track(id=track_id, genre=genre, path=str(path.resolve()), size=_size(path))
+                Track(id=track_id, genre=genre, path=str(path.resolve()), size=file_size(path))
             )
     return Manifest(root=str(genre_root.resolve()), genres=sorted(folders), tracks=tracks)

@@ -140,7 +140,7 @@ def _load_ensemble(
             raise ConfigError(
                 f"experiment file {path}: member {name} reads other features than {names[0]}"
             )
-        for shared in ("folds", "split_seed"):
+        for shared in ("folds", "split_seed", "group_by"):
             if getattr(member.train, shared) != getattr(first.train, shared):
                 raise ConfigError(
                     f"experiment file {path}: member {name} has another {shared} than {names[0]}"

@@ -15,6 +15,11 @@ Builders:
 * :func:`song_split`: stratified song-level hold-out split (default 80/10/10).
 * :func:`song_kfold`: stratified song-level k-fold (scikit-learn's ``StratifiedKFold``), with an
   optional per-genre validation hold-out carved out of each training fold.
+* :func:`artist_split` and :func:`artist_kfold`: the same, grouped by artist: every track of
+  an artist in one part (scikit-learn's ``StratifiedGroupKFold``). :func:`make_split` uses
+  them wherever the dataset names artists (``group_by="auto"``).
+* :func:`official_split`: the dataset's own split (FMA's ``set.split``, a CSV manifest's
+  ``split`` column).
 * :func:`fault_filtered_split`: the published artist-filtered ("fault-filtered") GTZAN split of
   Kereliuk et al. / Sturm (443/197/290 tracks) mapped onto a local copy's track ids.
 * :func:`seed_segment_split`: the seed study's leaky segment-level split.
@@ -45,9 +50,13 @@ from genre_jax.store import FeatureStore
 __all__ = [
     "Split",
     "SplitArrays",
+    "artist_groups",
+    "artist_kfold",
+    "artist_split",
     "fault_filtered_split",
     "load_fault_filtered_ids",
     "make_split",
+    "official_split",
     "seed_segment_split",
     "song_kfold",
     "song_split",
@@ -371,6 +380,152 @@ def song_kfold(
     return splits
 
 
+def _check_groups(groups: np.ndarray, y: np.ndarray) -> np.ndarray:
+    g = np.asarray(groups)
+    if g.shape != y.shape:
+        raise ValueError(f"groups must give one group per track ({y.size}), got shape {g.shape}")
+    return g
+
+
+def _group_folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """The test folds of ``StratifiedGroupKFold(k, shuffle=True, random_state=seed)``."""
+    from sklearn.model_selection import StratifiedGroupKFold  # heavy: only grouped splits
+
+    distinct = np.unique(groups).size
+    if distinct < k:
+        raise ValueError(
+            f"{k} folds grouped by artist need at least {k} artists; the tracks have {distinct}"
+        )
+    folds = StratifiedGroupKFold(n_splits=int(k), shuffle=True, random_state=seed)
+    return [test for _, test in folds.split(np.zeros((y.size, 1)), y, groups)]
+
+
+def artist_split(labels: np.ndarray, groups: np.ndarray, seed: int = 0) -> Split:
+    """Stratified 80/10/10 split that keeps every artist's tracks in one part.
+
+    The tracks are cut into ten folds by
+    ``sklearn.model_selection.StratifiedGroupKFold(n_splits=10, shuffle=True,
+    random_state=seed)`` with ``groups`` as the groups: fold 0 is the test part, fold 1 the
+    validation part and the other eight the training part. The fractions are those of whole
+    artists, so they are near, not exactly, 80/10/10 of each genre.
+
+    Args:
+        labels: Genre index of each track (1-D integer array).
+        groups: Artist of each track (any hashable values; a track of no known artist gets a
+            group of its own, see :func:`artist_groups`).
+        seed: ``random_state`` of the folds.
+
+    Returns:
+        A song-level :class:`Split` named ``"artist-80/10/10-seed{seed}"``.
+
+    Raises:
+        ValueError: fewer than ten artists, or ``groups`` does not match ``labels``.
+    """
+    y = _check_labels(labels)
+    folds = _group_folds(y, _check_groups(groups, y), 10, seed)
+    train = np.concatenate(folds[2:])
+    return Split(f"artist-80/10/10-seed{seed}", "song", train, folds[1], folds[0])
+
+
+def artist_kfold(
+    labels: np.ndarray, groups: np.ndarray, k: int = 5, seed: int = 0, val_per_genre: int = 0
+) -> list[Split]:
+    """Stratified k-fold that keeps every artist's tracks in one part.
+
+    The test folds are those of
+    ``sklearn.model_selection.StratifiedGroupKFold(n_splits=k, shuffle=True,
+    random_state=seed)``. Validation is carved out of each fold's other tracks by whole
+    artists: genre by genre (in index order), the artists with tracks of that genre not yet
+    held out are drawn in the order of ``np.random.default_rng((seed, i)).permutation`` and
+    held out, with all their tracks, until the genre has ``val_per_genre`` validation tracks
+    (one artist may take it past that, and may bring tracks of other genres).
+
+    Args:
+        labels: Genre index of each track (1-D integer array).
+        groups: Artist of each track (see :func:`artist_groups`).
+        k: Number of folds (at least 2).
+        seed: ``random_state`` of the folds and seed of the validation draw.
+        val_per_genre: Validation tracks per genre to reach; 0 leaves ``val`` empty.
+
+    Returns:
+        ``k`` song-level :class:`Split` objects named ``"artist-{k}fold-seed{seed}-fold{i}"``.
+
+    Raises:
+        ValueError: ``k < 2``, fewer than ``k`` artists, or a fold whose validation artists
+            would leave a genre without a training track.
+    """
+    y = _check_labels(labels)
+    g = _check_groups(groups, y)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
+        raise ValueError(f"artist_kfold needs an integer k >= 2, got k={k!r}")
+    if isinstance(val_per_genre, bool) or not isinstance(val_per_genre, int | np.integer):
+        raise ValueError(f"val_per_genre must be an integer, got {val_per_genre!r}")
+    if val_per_genre < 0:
+        raise ValueError(f"val_per_genre must be >= 0, got {val_per_genre}")
+    splits = []
+    for i, test in enumerate(_group_folds(y, g, k, seed)):
+        rest = np.setdiff1d(np.arange(y.size), test)
+        rng = np.random.default_rng((seed, i))
+        held: set[Any] = set()
+        for genre in np.unique(y):
+            pool = rest[y[rest] == genre]
+            candidates = np.unique(g[pool])  # sorted: the draw does not depend on track order
+            count = int(np.isin(g[pool], list(held)).sum()) if held else 0
+            for artist in candidates[rng.permutation(candidates.size)]:
+                if count >= val_per_genre:
+                    break
+                if artist not in held:
+                    held.add(artist)
+                    count += int((g[pool] == artist).sum())
+        val = rest[np.isin(g[rest], list(held))] if held else rest[:0]
+        train = np.setdiff1d(rest, val)
+        for genre in np.unique(y[rest]):
+            if not np.any(y[train] == genre):
+                raise ValueError(
+                    f"artist_kfold fold {i}: holding out val_per_genre={val_per_genre} "
+                    f"validation tracks by whole artists leaves genre {int(genre)} without a "
+                    "training track"
+                )
+        splits.append(Split(f"artist-{k}fold-seed{seed}-fold{i}", "song", train, val, test))
+    return splits
+
+
+def artist_groups(tracks: Sequence[Any]) -> np.ndarray:
+    """The group of each track for the artist-grouped splits: its artist, or, for a track of
+    no known artist, a group of its own (its id)."""
+    return np.array(
+        [f"artist:{t.artist}" if t.artist is not None else f"track:{t.id}" for t in tracks],
+        dtype=object,
+    )
+
+
+def official_split(tracks: Sequence[Any]) -> Split:
+    """The dataset's own split: each track in the part its ``split`` names.
+
+    Args:
+        tracks: The tracks (:class:`~genre_jax.datasets.Track`), in track-index order; a track
+            whose ``split`` is ``None`` is in no part.
+
+    Returns:
+        A song-level :class:`Split` named ``"official"``.
+
+    Raises:
+        ValueError: no track names a part, or the test part is empty.
+    """
+    parts: dict[str, list[int]] = {part: [] for part in _PARTS}
+    for index, track in enumerate(tracks):
+        if track.split is not None:
+            parts[track.split].append(index)
+    if not any(parts.values()):
+        raise ValueError(
+            "the dataset names no split of its own (FMA's tracks.csv and a CSV manifest's "
+            "split column do); use split=song, kfold or fault-filtered"
+        )
+    if not parts["test"]:
+        raise ValueError("the dataset's own split has no test track")
+    return Split("official", "song", *(np.asarray(parts[p], np.int64) for p in _PARTS))
+
+
 def load_fault_filtered_ids() -> dict[str, list[str]]:
     """Load the published fault-filtered GTZAN split shipped with the package.
 
@@ -518,13 +673,32 @@ def make_split(store: FeatureStore, config: TrainConfig) -> Split:
         if isinstance(error, ConfigError):
             raise
         settings = {
-            "kfold": f"folds={config.folds}, val_per_genre={config.val_per_genre}",
-            "song": f"split_seed={config.split_seed}",
+            "kfold": f"folds={config.folds}, val_per_genre={config.val_per_genre}, "
+            f"group_by={config.group_by}",
+            "song": f"split_seed={config.split_seed}, group_by={config.group_by}",
         }.get(config.split, "")
         raise ConfigError(
             f"train setting split={config.split!r}{' (' + settings + ')' if settings else ''} "
             f"on store {store.path}: {error}"
         ) from None
+
+
+def grouped_by_artist(store: FeatureStore, config: TrainConfig) -> bool:
+    """Whether ``config``'s split keeps artists together on this store: ``song`` and ``kfold``
+    with ``group_by="artist"``, or ``"auto"`` where the dataset names artists.
+
+    Raises:
+        ConfigError: ``group_by="artist"`` on a store whose dataset names no artist.
+    """
+    if config.split not in ("song", "kfold") or config.group_by == "song":
+        return False
+    known = store.manifest.artists_known
+    if config.group_by == "artist" and not known:
+        raise ConfigError(
+            f"train setting group_by='artist': the dataset of store {store.path} names no "
+            "artist (FMA's tracks.csv and a CSV manifest's artist column do)"
+        )
+    return known
 
 
 def _make_split(store: FeatureStore, config: TrainConfig) -> Split:
@@ -536,15 +710,26 @@ def _make_split(store: FeatureStore, config: TrainConfig) -> Split:
         [i for i, t in enumerate(store.manifest.tracks) if t.status == "ok"], dtype=np.int64
     )
     labels = store.track_labels[usable]
+    tracks = [store.manifest.tracks[i] for i in usable]
+    groups = artist_groups(tracks) if grouped_by_artist(store, config) else None
     if config.split == "song":
-        local = song_split(labels, seed=config.split_seed)
+        local = (
+            song_split(labels, seed=config.split_seed)
+            if groups is None
+            else artist_split(labels, groups, seed=config.split_seed)
+        )
     elif config.split == "kfold":
-        folds = song_kfold(
-            labels, k=config.folds, seed=config.split_seed, val_per_genre=config.val_per_genre
+        seed, k, held = config.split_seed, config.folds, config.val_per_genre
+        folds = (
+            song_kfold(labels, k=k, seed=seed, val_per_genre=held)
+            if groups is None
+            else artist_kfold(labels, groups, k=k, seed=seed, val_per_genre=held)
         )
         local = folds[config.fold]
+    elif config.split == "official":
+        local = official_split(tracks)
     else:
-        local = fault_filtered_split([store.manifest.tracks[i].id for i in usable])
+        local = fault_filtered_split([t.id for t in tracks])
     return Split(
         name=local.name,
         level=local.level,

@@ -412,8 +412,11 @@ def prepare(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    subset: str | None = None,
 ) -> FeatureStore:
-    """Decode, segment and extract every track under ``data_dir`` into a store in ``out_dir``.
+    """Decode, segment and extract every track of the dataset at ``data_dir`` (a folder or a
+    CSV manifest; ``subset`` is FMA's, :func:`genre_jax.datasets.discover`) into a store in
+    ``out_dir``.
 
     Reuses an existing complete store for the same config and data; refuses one built from
     other data unless ``overwrite``. Files that cannot be decoded, hold no full segment, or
@@ -423,11 +426,12 @@ def prepare(
 
     Raises:
         ConfigError: ``batch_size`` or ``workers`` is below 1 (before any folder is touched).
+        DatasetError: ``data_dir`` is not a dataset this reads.
         StoreError: the store there was built from other data, or is damaged.
     """
     _check_positive(batch_size=batch_size, workers=workers)
     config = config or FeatureConfig()
-    manifest = discover(data_dir)
+    manifest = discover(data_dir, subset)
     final = store_path(out_dir, config)
     if final.exists() and not overwrite:
         fingerprint = manifest.fingerprint()
@@ -452,7 +456,10 @@ def prepare(
             overwrite=overwrite,
             progress=progress,
             log=log,
+            subset=subset,
         )
+    if manifest.layout != "folders":
+        log(manifest.describe())
     arrays = extract_tracks(
         manifest, range(len(manifest.tracks)), config, batch_size, workers, progress
     )
@@ -502,6 +509,9 @@ def write_store(
         "segments": len(arrays["labels"]),
         "tracks_used": sum(t.status == "ok" for t in manifest.tracks),
         "tracks_skipped": len(manifest.skipped()),
+        "tracks_excluded": len(manifest.excluded),
+        "layout": manifest.layout,
+        "subset": manifest.subset,
         "genres": manifest.genres,
         "seconds": round(time.perf_counter() - started, 2),
         "versions": library_versions(),
@@ -538,6 +548,7 @@ def extract_shard(
     batch_size: int = 16,
     workers: int = 2,
     progress: bool = False,
+    subset: str | None = None,
 ) -> Path:
     """Extract tracks ``index, index + count, ...`` of the manifest into one shard file.
 
@@ -545,7 +556,7 @@ def extract_shard(
     store (:func:`genre_jax.store_shards.shard_path`); :func:`merge_shards` assembles the
     store from all ``count`` shards.
     """
-    manifest = discover(data_dir)
+    manifest = discover(data_dir, subset)
     indices = range(index, len(manifest.tracks), count)
     arrays = extract_tracks(manifest, indices, config, batch_size, workers, progress)
     path = shard_path(store_path(out_dir, config), index, count)
@@ -561,6 +572,7 @@ def merge_shards(
     *,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    subset: str | None = None,
 ) -> FeatureStore:
     """Assemble the store from ``count`` shards, in the order one process would have written.
 
@@ -568,7 +580,7 @@ def merge_shards(
         StoreError: a shard is missing (naming it), or the store cannot be written.
     """
     started = time.perf_counter()
-    manifest = discover(data_dir)
+    manifest = discover(data_dir, subset)
     final = store_path(out_dir, config)
     paths = [shard_path(final, index, count) for index in range(count)]
     for path in paths:
@@ -590,6 +602,7 @@ def prepare_distributed(
     overwrite: bool,
     progress: bool,
     log: Callable[[str], None],
+    subset: str | None = None,
 ) -> FeatureStore:
     """Every process extracts its shard; process 0 assembles; all open the same store."""
     index, count = jax.process_index(), jax.process_count()
@@ -602,10 +615,11 @@ def prepare_distributed(
         batch_size=batch_size,
         workers=workers,
         progress=progress and index == 0,
+        subset=subset,
     )
     barrier("feature-shards-written")
     if index == 0:
-        merge_shards(data_dir, out_dir, config, count, overwrite=overwrite, log=log)
+        merge_shards(data_dir, out_dir, config, count, overwrite=overwrite, log=log, subset=subset)
     barrier("feature-store-published")
     return FeatureStore.open(store_path(out_dir, config))
 

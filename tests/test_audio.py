@@ -430,8 +430,10 @@ def test_opus_files_are_discovered_and_decoded(tmp_path: Path) -> None:
     from genre_jax.datasets import discover
 
     (tmp_path / "rock").mkdir()
+    (tmp_path / "jazz").mkdir()
     path = tmp_path / "rock" / "song.opus"
     write_tone(path, 2.0, 48000, 2, format="OGG", subtype="OPUS")
-    assert [t.path for t in discover(tmp_path).tracks] == [str(path.resolve())]
+    write_tone(tmp_path / "jazz" / "other.wav", 1.0, SR, 1)
+    assert [t.path for t in discover(tmp_path).tracks][1:] == [str(path.resolve())]
     audio = load_audio(path)
     assert abs(audio.shape[0] - 2 * SR) < SR // 10 and np.abs(audio).max() > 0.1

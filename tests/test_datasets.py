@@ -75,6 +75,7 @@ def test_discover_records_each_file_size_and_survives_a_dangling_link(tmp_path: 
     touch_audio(tmp_path / "rock" / "a.wav")
     touch_audio(tmp_path / "rock" / "b.flac", fmt="FLAC")
     (tmp_path / "rock" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    touch_audio(tmp_path / "jazz" / "c.wav")
     tracks = {t.id: t for t in discover(tmp_path).tracks}
     assert tracks["a"].size == (tmp_path / "rock" / "a.wav").stat().st_size
     assert tracks["b"].size == (tmp_path / "rock" / "b.flac").stat().st_size
@@ -84,12 +85,18 @@ def test_discover_records_each_file_size_and_survives_a_dangling_link(tmp_path: 
 
 def test_manifest_written_without_warning_and_size_still_loads(tmp_path: Path) -> None:
     touch_audio(tmp_path / "rock" / "a.wav")
+    touch_audio(tmp_path / "jazz" / "b.wav")
     manifest = discover(tmp_path)
     manifest.tracks[0].warning = "truncated: the last Ogg page is cut off"
     data = json.loads(json.dumps(manifest.to_json()))
     assert Manifest.from_json(data) == manifest
-    for track in data["tracks"]:  # a manifest of an older store
-        del track["warning"], track["size"]
+    for key in ("layout", "metadata", "subset", "excluded"):  # a manifest of an older store
+        del data[key]
+    for track in data["tracks"]:
+        del track["warning"], track["size"], track["artist"], track["split"]
     old = Manifest.from_json(data)
     assert old.tracks[0].warning is None and old.tracks[0].size is None
+    assert old.tracks[0].artist is None and old.tracks[0].split is None
+    assert old.layout == "folders" and old.excluded == [] and old.metadata is None
     assert old.tracks[0].path == manifest.tracks[0].path
+    assert old.fingerprint() == manifest.fingerprint()

@@ -6,12 +6,17 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from genre_jax.datasets import Track
 from genre_jax.splits import (
     Split,
+    artist_groups,
+    artist_kfold,
+    artist_split,
     fault_filtered_split,
     load_fault_filtered_ids,
+    official_split,
     seed_segment_split,
     song_kfold,
     song_split,
@@ -299,3 +304,102 @@ def test_split_validates_disjointness_and_level() -> None:
     assert s.val.dtype == np.int64 and s.val.size == 0
     with pytest.raises(ValueError):
         s.train[0] = 5  # read-only
+
+
+# ---------------------------------------------------------------- grouped by artist
+
+
+def _artists(seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and artists of 200 tracks: 40 artists of 1-9 tracks, some in two genres."""
+    rng = np.random.default_rng(seed)
+    labels, groups = [], []
+    for artist in range(40):
+        main = artist % 5
+        for _ in range(int(rng.integers(1, 10))):
+            labels.append(main if rng.random() < 0.85 else (main + 1) % 5)
+            groups.append(f"artist:{artist}")
+    return np.array(labels[:200]), np.array(groups[:200], dtype=object)
+
+
+def _assert_no_artist_in_two_parts(split: Split, groups: np.ndarray) -> None:
+    artists = {part: set(groups[getattr(split, part)]) for part in PARTS}
+    assert not artists["train"] & artists["val"]
+    assert not artists["train"] & artists["test"]
+    assert not artists["val"] & artists["test"]
+
+
+@pytest.mark.parametrize("val_per_genre", [0, 2])
+def test_artist_kfold_is_sklearns_grouped_folds_with_whole_artists_held_out(
+    val_per_genre: int,
+) -> None:
+    labels, groups = _artists()
+    folds = artist_kfold(labels, groups, k=4, seed=7, val_per_genre=val_per_genre)
+    reference = StratifiedGroupKFold(n_splits=4, shuffle=True, random_state=7)
+    for i, (split, (_, test)) in enumerate(
+        zip(folds, reference.split(np.zeros((labels.size, 1)), labels, groups), strict=True)
+    ):
+        assert split.name == f"artist-4fold-seed7-fold{i}" and split.level == "song"
+        np.testing.assert_array_equal(split.test, np.sort(test))
+        _assert_partition_of_tracks(split, labels.size)
+        _assert_no_artist_in_two_parts(split, groups)
+        for genre in np.unique(labels):
+            held = int(np.sum(labels[split.val] == genre))
+            rest = int(np.sum(labels[np.concatenate([split.train, split.val])] == genre))
+            assert held >= min(val_per_genre, rest - 1) or val_per_genre == 0
+            assert np.any(labels[split.train] == genre)
+        if val_per_genre == 0:
+            assert split.val.size == 0
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([f.test for f in folds])), np.arange(labels.size)
+    )
+    assert artist_kfold(labels, groups, k=4, seed=7, val_per_genre=val_per_genre) == folds
+
+
+def test_artist_split_is_folds_zero_and_one_of_ten() -> None:
+    labels, groups = _artists(5)
+    split = artist_split(labels, groups, seed=2)
+    reference = StratifiedGroupKFold(n_splits=10, shuffle=True, random_state=2)
+    tests = [t for _, t in reference.split(np.zeros((labels.size, 1)), labels, groups)]
+    assert split.name == "artist-80/10/10-seed2"
+    np.testing.assert_array_equal(split.test, np.sort(tests[0]))
+    np.testing.assert_array_equal(split.val, np.sort(tests[1]))
+    _assert_partition_of_tracks(split, labels.size)
+    _assert_no_artist_in_two_parts(split, groups)
+    assert 0.7 < split.train.size / labels.size < 0.9
+
+
+def test_artist_splits_name_what_they_cannot_do() -> None:
+    labels, groups = _labels([3, 3]), np.array(["a", "a", "b", "b", "c", "c"], dtype=object)
+    with pytest.raises(
+        ValueError, match=r"4 folds grouped by artist need at least 4 artists; .* 3"
+    ):
+        artist_kfold(labels, groups, k=4)
+    with pytest.raises(ValueError, match="10 folds grouped by artist need at least 10 artists"):
+        artist_split(labels, groups)
+    with pytest.raises(ValueError, match="one group per track"):
+        artist_kfold(labels, groups[:5], k=2)
+    one_artist = np.array(["a", "b", "c", "d", "e", "e"], dtype=object)
+    with pytest.raises(ValueError, match="leaves genre 1 without a training track"):
+        artist_kfold(_labels([4, 2]), one_artist, k=2, seed=0, val_per_genre=1)
+
+
+def test_artist_groups_give_unknown_artists_a_group_each() -> None:
+    tracks = [
+        Track("x", "jazz", "x.wav", artist="7"),
+        Track("y", "jazz", "y.wav"),
+        Track("z", "folk", "z.wav", artist="7"),
+        Track("w", "folk", "w.wav"),
+    ]
+    assert list(artist_groups(tracks)) == ["artist:7", "track:y", "artist:7", "track:w"]
+
+
+def test_official_split_takes_each_tracks_own_part() -> None:
+    parts = ["train", "test", None, "val", "train", "test"]
+    tracks = [Track(str(i), "jazz", f"{i}.wav", split=p) for i, p in enumerate(parts)]
+    split = official_split(tracks)
+    assert split.name == "official"
+    assert (list(split.train), list(split.val), list(split.test)) == ([0, 4], [3], [1, 5])
+    with pytest.raises(ValueError, match="names no split of its own"):
+        official_split([Track("a", "jazz", "a.wav")])
+    with pytest.raises(ValueError, match="no test track"):
+        official_split([Track("a", "jazz", "a.wav", split="train")])
