@@ -36,6 +36,7 @@ from genre_jax.options import (
 from genre_jax.options import dataclass_from_options as from_options
 from genre_jax.settings import require_same
 from genre_jax.store import StoreError
+from genre_jax.store_shards import DEFAULT_SHARD_SEGMENTS
 from genre_jax.synthetic import synthetic_data_dir
 from genre_jax.tables import FMA_SUBSETS
 
@@ -192,6 +193,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         subset=args.subset,
+        shard_segments=args.shard_segments,
     )
     print(f"Store: {store.path}")
     print(f"  features {tuple(store.features.shape)}  genres {', '.join(store.genres)}")
@@ -449,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=positive_int, default=16, help="segments per extraction call"
     )
     prep.add_argument("--workers", type=positive_int, default=2, help="decoding threads")
+    prep.add_argument(
+        "--shard-segments",
+        type=positive_int,
+        default=DEFAULT_SHARD_SEGMENTS,
+        help=f"segments per feature shard file [default: {DEFAULT_SHARD_SEGMENTS}]",
+    )
     prep.add_argument("--overwrite", action="store_true", help="rebuild an existing store")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     prep.add_argument("--config", help=CONFIG_HELP)

@@ -54,6 +54,12 @@ def store_cache(store: FeatureStore) -> Iterator[FeatureStore]:
         _ACTIVE.remove(store)
 
 
+def _flat(rows: np.ndarray) -> np.ndarray:
+    """Segments ``(n, frames, coefficients)`` as float32 rows ``(n, frames * coefficients)``."""
+    rows = np.asarray(rows, np.float32)
+    return rows.reshape(len(rows), -1)
+
+
 def row_digests(rows: np.ndarray) -> list[bytes]:
     """16-byte BLAKE2b digests of each row's float32 bytes (``rows``: ``(n, ...)``)."""
     rows = np.ascontiguousarray(rows, np.float32)
@@ -64,6 +70,9 @@ def _identity(store: FeatureStore) -> tuple[str, str]:
     """The store's resolved path and the recorded digest of its features (or its size and
     modification time, for a store written before digests were recorded)."""
     path = store.path.resolve()
+    shards = store.info.get("shards")
+    if shards is not None:  # a store of feature shards: the digests of all, in order
+        return str(path), hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()
     recorded = store.info.get("sha256", {}).get("features.npy")
     if recorded is None:
         stat = (path / "features.npy").stat()
@@ -121,10 +130,9 @@ def store_table(store: FeatureStore, key: str, compute: Compute) -> np.ndarray:
     table = _read_table(table_path, sidecar, expected)
     if table is None:
         features = store.features
-        flat = features.reshape(len(features), -1)
         parts = [
-            np.asarray(compute(np.asarray(flat[i : i + HASH_BLOCK], np.float32)), np.float32)
-            for i in range(0, len(flat), HASH_BLOCK)
+            np.asarray(compute(_flat(features[i : i + HASH_BLOCK])), np.float32)
+            for i in range(0, len(features), HASH_BLOCK)
         ]
         table = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
         with contextlib.suppress(OSError):  # a read-only store: keep it in memory only

@@ -4,9 +4,10 @@
 most a few tracks ahead), cuts each into segments and runs the jitted feature extraction on
 fixed-size batches (:class:`Extractor`), recording each track's status in the manifest: a
 track that cannot be decoded, holds no full segment, or gives features that are not finite is
-marked and left out of the arrays it returns. :func:`genre_jax.store.prepare` writes those
-arrays as a store, :func:`genre_jax.store.extract_shard` as one process's shard, and
-:func:`genre_jax.check.check_dataset` decodes through :func:`prefetch` too.
+marked and left out of the arrays it returns. :func:`genre_jax.store.prepare` passes each
+track's features on to the store's shard files as they come (one process's block of tracks in
+:func:`genre_jax.store.extract_shard`), and :func:`genre_jax.check.check_dataset` decodes
+through :func:`prefetch` too.
 """
 
 from __future__ import annotations
@@ -45,14 +46,15 @@ def prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int, depth: int)
 
 
 class Extractor:
-    """Runs the jitted extraction on fixed-size batches (the last one zero-padded)."""
+    """Runs the jitted extraction on fixed-size batches (the last one zero-padded); the rows
+    extracted wait, in order, until :meth:`take` hands them out."""
 
     def __init__(self, config: FeatureConfig, batch_size: int) -> None:
         self.config = config
         self.batch_size = batch_size
         self.buffer: list[np.ndarray] = []
-        self.outputs: list[np.ndarray] = []
-        self.finite: list[np.ndarray] = []  # per output row: every value finite
+        self.ready: collections.deque[np.ndarray] = collections.deque()
+        self.ready_rows = 0
 
     def add(self, segments: np.ndarray) -> None:
         """Queue ``segments`` ``(n, samples)``; extract every full batch queued so far."""
@@ -61,22 +63,33 @@ class Extractor:
             self._run(self.buffer[: self.batch_size])
             del self.buffer[: self.batch_size]
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        """All features ``(rows, frames, coefficients)`` and whether each row is finite."""
+    def flush(self) -> None:
+        """Extract what is queued (a last, partial batch)."""
         if self.buffer:
             self._run(self.buffer)
             self.buffer = []
-        if not self.outputs:
-            shape = (0, self.config.n_frames, self.config.n_features)
-            return np.zeros(shape, np.float32), np.zeros(0, bool)
-        return np.concatenate(self.outputs), np.concatenate(self.finite)
+
+    def take(self, rows: int) -> np.ndarray | None:
+        """The next ``rows`` rows extracted ``(rows, frames, coefficients)``, or ``None`` while
+        fewer are ready."""
+        if self.ready_rows < rows:
+            return None
+        parts, count = [], 0
+        while count < rows:
+            block = self.ready.popleft()
+            if count + len(block) > rows:
+                self.ready.appendleft(block[rows - count :])
+                block = block[: rows - count]
+            parts.append(block)
+            count += len(block)
+        self.ready_rows -= rows
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _run(self, rows: list[np.ndarray]) -> None:
         batch = np.zeros((self.batch_size, self.config.segment_samples), np.float32)
         batch[: len(rows)] = np.stack(rows)
-        features = np.asarray(extract_jit(batch, self.config))[: len(rows)]
-        self.outputs.append(features)
-        self.finite.append(np.isfinite(features.reshape(len(rows), -1)).all(axis=1))
+        self.ready.append(np.asarray(extract_jit(batch, self.config))[: len(rows)])
+        self.ready_rows += len(rows)
 
 
 class DecodedTrack(NamedTuple):
@@ -122,21 +135,44 @@ def extract_tracks(
     batch_size: int,
     workers: int,
     progress: bool,
+    sink: Callable[[np.ndarray], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode, segment and extract the tracks ``indices``; record each one's status.
 
     Returns the arrays :data:`ARRAYS` names, one row per segment, tracks in the order of
     ``indices``. A track any of whose feature values is not finite is marked ``"error"`` and
-    its rows are left out of the arrays returned.
+    its rows are left out. With ``sink``, each track's features go to it as soon as all its
+    rows are extracted (in order; a track that is not finite never reaches it), and the
+    ``features`` returned is empty: the caller writes them as they come, holding at most a few
+    tracks' rows.
     """
     indices = list(indices)
     extractor = Extractor(config, batch_size)
+    kept: list[np.ndarray] = []
+    sink = sink or kept.append
     labels, tracks, positions = [], [], []
     genre_index = manifest.genre_index
-    peaks: dict[int, float] = {}
+    waiting: collections.deque[tuple[int, float]] = collections.deque()  # (track, peak)
 
     def decode(i: int) -> tuple[int, DecodedTrack]:
         return i, decode_track(manifest.tracks[i].path, config)
+
+    def hand_on() -> None:
+        """Pass on every waiting track whose rows are all extracted, or mark it not finite."""
+        while waiting:
+            i, peak = waiting[0]
+            track = manifest.tracks[i]
+            rows = extractor.take(track.segments)
+            if rows is None:
+                return
+            waiting.popleft()
+            if not np.isfinite(rows).all():
+                track.status, track.error = "error", not_finite_reason(peak)
+                continue
+            sink(rows)
+            labels.extend([genre_index[track.genre]] * track.segments)
+            tracks.extend([i] * track.segments)
+            positions.extend(range(track.segments))
 
     results = prefetch(decode, indices, workers, depth=4 * workers)
     for i, decoded in _progress(results, len(indices), progress):
@@ -146,7 +182,6 @@ def extract_tracks(
             track.status, track.error = "error", decoded.reason
             continue
         track.warning = decoded.warning
-        peaks[i] = decoded.peak
         track.duration = round(duration, 4)
         track.segments = int(segments.shape[0])
         if track.segments == 0:
@@ -155,24 +190,17 @@ def extract_tracks(
             continue
         track.status = "ok"
         extractor.add(segments)
-        labels += [genre_index[track.genre]] * track.segments
-        tracks += [i] * track.segments
-        positions += list(range(track.segments))
-    features, finite = extractor.finish()
-    arrays = {
-        "features": features,
+        waiting.append((i, decoded.peak))
+        hand_on()
+    extractor.flush()
+    hand_on()
+    shape = (0, config.n_frames, config.n_features)
+    return {
+        "features": np.concatenate(kept) if kept else np.zeros(shape, np.float32),
         "labels": np.asarray(labels, np.int32),
         "tracks": np.asarray(tracks, np.int32),
         "positions": np.asarray(positions, np.int32),
     }
-    if finite.all():
-        return arrays
-    bad = np.unique(arrays["tracks"][~finite])
-    for i in bad.tolist():
-        track = manifest.tracks[i]
-        track.status, track.error = "error", not_finite_reason(peaks[i])
-    keep = ~np.isin(arrays["tracks"], bad)
-    return {name: values[keep] for name, values in arrays.items()}
 
 
 def _progress(items: Iterable[T], total: int, enabled: bool) -> Iterable[T]:

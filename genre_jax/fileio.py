@@ -48,8 +48,10 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename).
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
+    """A binary file that becomes ``path`` atomically when the block ends without an error
+    (temporary file, fsync, rename); on an error the temporary file is removed.
 
     The file gets the permissions an ordinary write would (``mkstemp`` alone makes it 0600).
     """
@@ -59,7 +61,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -67,6 +69,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_writer`)."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

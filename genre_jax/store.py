@@ -4,21 +4,27 @@
 
 | file | holds |
 | --- | --- |
-| ``features.npy`` | ``(segments, frames, coefficients)`` float32 |
+| ``features/*.npy`` | ``(segments, frames, coefficients)`` float32 in shards of |
+| | ``shard_segments`` rows (:mod:`genre_jax.store_shards`), read as one array |
 | ``labels.npy`` | genre index of each segment, int32 |
 | ``tracks.npy`` | index into the manifest's tracks of each segment, int32 |
 | ``positions.npy`` | position of each segment within its track (0, 1, 2, ...), int32 |
 | ``manifest.json`` | every track with its status; skipped files and why |
 | ``store.json`` | feature config, its hash, data fingerprint, counts, library versions, the |
-| | SHA-256 digest of each array file |
+| | SHA-256 digest of each array file, the feature shards in order with their rows |
 
-The tracks are decoded and extracted by :func:`genre_jax.extraction.extract_tracks`; the
-folder is built under a temporary name and renamed into place only when complete, with
-``store.json`` written last (:func:`write_store`), so a store that opens is never half-written.
-Running ``prepare`` again with the same config reuses the store; another config writes another
-folder. In a multi-host run each process extracts its shard of the tracks
-(:func:`extract_shard`, files of :mod:`genre_jax.store_shards`) and process 0 assembles them,
-in single-process order, into the same store (:func:`merge_shards`).
+The tracks are decoded and extracted by :func:`genre_jax.extraction.extract_tracks`, each
+track's features written to the current shard as soon as they are extracted, so no process
+holds more than a shard of features whatever the dataset's size. The folder is built under a
+temporary name and renamed into place only when complete, with ``store.json`` written last
+(:func:`write_store`), so a store that opens is never half-written. Running ``prepare`` again
+with the same config reuses the store; another config writes another folder. In a multi-host
+run each process extracts a contiguous block of the tracks into its own shards
+(:func:`extract_shard`) and process 0 completes the store from their small arrays
+(:func:`merge_shards`): the same rows in the same order as one process would write.
+
+Stores of format 1 (written before shards) hold every feature in one ``features.npy``,
+memory-mapped when opened; they open and read as before.
 
 :meth:`FeatureStore.open` checks everything it can cheaply: both JSON files, the shapes and
 dtypes of the arrays against the config, that every label is a genre and agrees with its
@@ -57,9 +63,21 @@ from genre_jax.fileio import (
 )
 from genre_jax.parallel import barrier
 from genre_jax.settings import require_same
-from genre_jax.store_shards import read_shards, shard_dir, shard_path, write_shard
+from genre_jax.store_shards import (
+    DEFAULT_SHARD_SEGMENTS,
+    SMALL_ARRAYS,
+    ShardedFeatures,
+    ShardError,
+    ShardWriter,
+    building_dir,
+    part_path,
+    read_parts,
+    track_block,
+    write_part,
+)
 
-STORE_VERSION = 1
+STORE_VERSION = 2
+STORE_VERSIONS = (1, 2)  # 1: features.npy whole; 2: feature shards
 STORE_VERIFY_BYTES = 1 << 30
 """Largest store (all four array files together) whose ``features.npy`` digest
 :meth:`FeatureStore.open` verifies; the small arrays are verified at any size."""
@@ -72,7 +90,9 @@ class StoreError(ValueError):
 
 @dataclass
 class FeatureStore:
-    """An opened feature store. Arrays are memory-mapped read-only.
+    """An opened feature store. ``features`` reads its shards on demand
+    (:class:`ShardedFeatures`; memory-mapped for a format-1 store), the small arrays are
+    memory-mapped read-only.
 
     ``verified`` names the array files whose SHA-256 digest was checked when it was opened
     (empty for a store written before digests were recorded).
@@ -81,7 +101,7 @@ class FeatureStore:
     path: Path
     config: FeatureConfig
     manifest: Manifest
-    features: np.ndarray
+    features: np.ndarray | ShardedFeatures
     labels: np.ndarray
     tracks: np.ndarray
     positions: np.ndarray
@@ -117,12 +137,18 @@ class FeatureStore:
         info = _read_json(path, "store.json")
         config = _check_info(path, info)
         manifest = _read_manifest(path, info)
-        arrays = {}
-        for name in ARRAYS:
+        arrays: dict[str, Any] = {}
+        for name in ARRAYS if info["version"] == 1 else SMALL_ARRAYS:
             try:
                 arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r")
             except (OSError, ValueError) as error:
                 raise StoreError(f"{path}: cannot read {name}.npy ({error})") from error
+        if info["version"] != 1:
+            row_shape = (config.n_frames, config.n_features)
+            try:
+                arrays["features"] = ShardedFeatures(path, info["shards"], row_shape)
+            except ShardError as error:
+                raise StoreError(f"{path}: {error}; prepare it again with --overwrite") from None
         _check_arrays(path, arrays, info["segments"], config, manifest)
         verified = _verify_digests(path, info, full)
         if full:
@@ -183,9 +209,10 @@ def _is_str_list(value: Any) -> bool:
 def _check_info(store: Path, info: dict[str, Any]) -> FeatureConfig:
     """Check store.json's fields; return its feature config."""
     where = f"{store}: store.json"
-    if info.get("version") != STORE_VERSION or not _is_int(info.get("version")):
+    if info.get("version") not in STORE_VERSIONS or not _is_int(info.get("version")):
         raise StoreError(
-            f"{where}: store format version {_short(info.get('version'))}, expected {STORE_VERSION}"
+            f"{where}: store format version {_short(info.get('version'))}, expected one of "
+            f"{', '.join(map(str, STORE_VERSIONS))}"
         )
     kinds = {
         "feature_config": (dict, "an object"),
@@ -214,10 +241,40 @@ def _check_info(store: Path, info: dict[str, Any]) -> FeatureConfig:
         isinstance(v, str) and len(v) == 64 for v in digests.values()
     ):
         raise StoreError(f"{where}: sha256 is {_short(digests)}, not file name -> hex digest")
-    unknown = sorted(set(digests) - {f"{name}.npy" for name in ARRAYS})
+    names = ARRAYS if info["version"] == 1 else SMALL_ARRAYS
+    unknown = sorted(set(digests) - {f"{name}.npy" for name in names})
     if unknown:
         raise StoreError(f"{where}: sha256 names files a store does not hold: {unknown}")
+    if info["version"] != 1:
+        _check_shard_index(where, info)
     return config
+
+
+def _check_shard_index(where: str, info: dict[str, Any]) -> None:
+    """store.json's ``shards``: a list of ``{"file", "rows", "sha256"}`` whose rows add up to
+    its segments, every file inside the store's ``features/`` folder."""
+    shards = info.get("shards")
+    if not isinstance(shards, list):
+        raise StoreError(f"{where}: shards is {_short(shards)}, not a list of feature shards")
+    for i, shard in enumerate(shards):
+        ok = (
+            isinstance(shard, dict)
+            and isinstance(shard.get("file"), str)
+            and _is_int(shard.get("rows"))
+            and shard["rows"] > 0
+            and isinstance(shard.get("sha256"), str)
+            and len(shard["sha256"]) == 64
+        )
+        if not ok:
+            raise StoreError(f"{where}: shard {i} is {_short(shard)}, not file, rows, sha256")
+        parts = Path(shard["file"]).parts
+        if len(parts) != 2 or parts[0] != "features" or parts[1] in ("..", "."):
+            raise StoreError(f"{where}: shard {i} names {shard['file']!r}, not a features/ file")
+    rows = sum(shard["rows"] for shard in shards)
+    if rows != info["segments"]:
+        raise StoreError(
+            f"{where}: its shards hold {rows} rows, but it says {info['segments']} segments"
+        )
 
 
 def _read_manifest(store: Path, info: dict[str, Any]) -> Manifest:
@@ -277,12 +334,13 @@ def _check_arrays(
 ) -> None:
     """Shapes and dtypes against the config; labels, tracks and positions against the manifest."""
     expected = (count, config.n_frames, config.n_features)
+    what = "features.npy" if isinstance(arrays["features"], np.ndarray) else "the feature shards"
     if arrays["features"].shape != expected:
         raise StoreError(
-            f"{store}: features.npy has shape {arrays['features'].shape}, expected {expected}"
+            f"{store}: {what} hold shape {arrays['features'].shape}, expected {expected}"
         )
     if arrays["features"].dtype != np.float32:
-        raise StoreError(f"{store}: features.npy is {arrays['features'].dtype}, not float32")
+        raise StoreError(f"{store}: {what} hold {arrays['features'].dtype}, not float32")
     for name in ARRAYS[1:]:
         if arrays[name].shape != (count,):
             raise StoreError(
@@ -339,10 +397,14 @@ def _check_arrays(
 
 def _verify_digests(store: Path, info: dict[str, Any], full: bool) -> tuple[str, ...]:
     """Compare the recorded digests with the files; return the names of those compared."""
-    digests = info.get("sha256", {})
-    names = [f"{name}.npy" for name in ARRAYS]
+    digests = dict(info.get("sha256", {}))
+    names = [f"{name}.npy" for name in ARRAYS if (store / f"{name}.npy").is_file()]
+    for shard in info.get("shards", []):
+        digests[shard["file"]] = shard["sha256"]
+        names.append(shard["file"])
+    small = [f"{name}.npy" for name in SMALL_ARRAYS]
     if not full and sum((store / name).stat().st_size for name in names) > STORE_VERIFY_BYTES:
-        names.remove("features.npy")
+        names = [name for name in names if name in small]
     verified = []
     for name in names:
         if name not in digests:
@@ -370,7 +432,7 @@ def _check_finite(
             row = start + int(np.flatnonzero(~finite)[0])
             track = manifest.tracks[tracks[row]]
             raise StoreError(
-                f"{store}: features.npy: row {row} (track {track.id}) holds NaN or infinite "
+                f"{store}: features: row {row} (track {track.id}) holds NaN or infinite "
                 "values; prepare it again with --overwrite"
             )
 
@@ -413,23 +475,25 @@ def prepare(
     progress: bool = True,
     log: Callable[[str], None] = print,
     subset: str | None = None,
+    shard_segments: int = DEFAULT_SHARD_SEGMENTS,
 ) -> FeatureStore:
     """Decode, segment and extract every track of the dataset at ``data_dir`` (a folder or a
     CSV manifest; ``subset`` is FMA's, :func:`genre_jax.datasets.discover`) into a store in
-    ``out_dir``.
+    ``out_dir``, its features in shards of ``shard_segments`` rows.
 
-    Reuses an existing complete store for the same config and data; refuses one built from
-    other data unless ``overwrite``. Files that cannot be decoded, hold no full segment, or
-    give features that are not finite are recorded in the manifest with the reason, reported
-    through ``log``, and skipped; a warning about a file that is kept (a truncation, say) is
-    recorded in its ``warning`` and reported too.
+    Reuses an existing complete store for the same config and data (whatever its shards);
+    refuses one built from other data unless ``overwrite``. Files that cannot be decoded, hold
+    no full segment, or give features that are not finite are recorded in the manifest with the
+    reason, reported through ``log``, and skipped; a warning about a file that is kept (a
+    truncation, say) is recorded in its ``warning`` and reported too.
 
     Raises:
-        ConfigError: ``batch_size`` or ``workers`` is below 1 (before any folder is touched).
+        ConfigError: ``batch_size``, ``workers`` or ``shard_segments`` is below 1 (before any
+            folder is touched).
         DatasetError: ``data_dir`` is not a dataset this reads.
         StoreError: the store there was built from other data, or is damaged.
     """
-    _check_positive(batch_size=batch_size, workers=workers)
+    _check_positive(batch_size=batch_size, workers=workers, shard_segments=shard_segments)
     config = config or FeatureConfig()
     manifest = discover(data_dir, subset)
     final = store_path(out_dir, config)
@@ -444,26 +508,29 @@ def prepare(
             )
         log(f"Reusing feature store {final} ({len(store)} segments)")
         return store
-
-    started = time.perf_counter()
+    if manifest.layout != "folders" and jax.process_index() == 0:
+        log(manifest.describe())
+    options = {"batch_size": batch_size, "workers": workers, "shard_segments": shard_segments}
     if jax.process_count() > 1:
         return prepare_distributed(
             data_dir,
             out_dir,
             config,
-            batch_size=batch_size,
-            workers=workers,
+            **options,
             overwrite=overwrite,
             progress=progress,
             log=log,
             subset=subset,
         )
-    if manifest.layout != "folders":
-        log(manifest.describe())
-    arrays = extract_tracks(
-        manifest, range(len(manifest.tracks)), config, batch_size, workers, progress
-    )
-    return write_store(final, manifest, arrays, config, started, overwrite, log)
+    started = time.perf_counter()
+    with staging_dir(final) as staged:
+        writer = ShardWriter(staged, "0000", shard_segments)
+        every = range(len(manifest.tracks))
+        arrays = extract_tracks(
+            manifest, every, config, batch_size, workers, progress, sink=writer.add
+        )
+        shards = writer.close()
+        return write_store(final, staged, manifest, arrays, shards, config, started, overwrite, log)
 
 
 def _data_difference(built: Manifest, now: Manifest) -> str:
@@ -485,16 +552,20 @@ def _data_difference(built: Manifest, now: Manifest) -> str:
 
 def write_store(
     final: Path,
+    staged: Path,
     manifest: Manifest,
     arrays: dict[str, np.ndarray],
+    shards: list[dict[str, Any]],
     config: FeatureConfig,
     started: float,
     overwrite: bool,
     log: Callable[[str], None],
 ) -> FeatureStore:
-    """Write a complete store under a temporary name and rename it to ``final``.
+    """Complete the store being built in ``staged`` (its feature ``shards`` written there
+    already) and rename it to ``final``.
 
-    store.json, written last, records the SHA-256 digest of each array file as written.
+    Writes the small arrays of ``arrays``, the manifest and, last, store.json, which records
+    the digest of each array file as written and the shards in order.
     """
     if not len(arrays["labels"]):
         raise StoreError(
@@ -516,16 +587,16 @@ def write_store(
         "seconds": round(time.perf_counter() - started, 2),
         "versions": library_versions(),
     }
-    with staging_dir(final) as staged:
-        digests = {}
-        for name in ARRAYS:
-            np.save(staged / f"{name}.npy", arrays[name])
-            digests[f"{name}.npy"] = file_digest(staged / f"{name}.npy")
-        info["sha256"] = digests
-        atomic_write_json(staged / "manifest.json", manifest.to_json())
-        atomic_write_json(staged / "store.json", info)
-        if not publish_dir(staged, final, replace=overwrite):
-            log(f"Another process finished {final} first; using it")
+    digests = {}
+    for name in SMALL_ARRAYS:
+        np.save(staged / f"{name}.npy", arrays[name])
+        digests[f"{name}.npy"] = file_digest(staged / f"{name}.npy")
+    info["sha256"] = digests
+    info["shards"] = shards
+    atomic_write_json(staged / "manifest.json", manifest.to_json())
+    atomic_write_json(staged / "store.json", info)
+    if not publish_dir(staged, final, replace=overwrite):
+        log(f"Another process finished {final} first; using it")
     for track in manifest.skipped():
         log(f"skipped {track.path}: {track.error}")
     for track in manifest.tracks:
@@ -533,7 +604,7 @@ def write_store(
             log(f"warning {track.path}: {track.warning}")
     log(
         f"Feature store {final}: {info['segments']} segments from {info['tracks_used']} tracks "
-        f"({info['tracks_skipped']} skipped) in {info['seconds']} s"
+        f"({info['tracks_skipped']} skipped) in {len(shards)} shard(s), {info['seconds']} s"
     )
     return FeatureStore.open(final)
 
@@ -549,18 +620,25 @@ def extract_shard(
     workers: int = 2,
     progress: bool = False,
     subset: str | None = None,
+    shard_segments: int = DEFAULT_SHARD_SEGMENTS,
 ) -> Path:
-    """Extract tracks ``index, index + count, ...`` of the manifest into one shard file.
+    """Extract block ``index`` of ``count`` of the manifest's tracks (:func:`track_block`).
 
-    The shard (arrays and the statuses of its tracks) is written atomically next to the
-    store (:func:`genre_jax.store_shards.shard_path`); :func:`merge_shards` assembles the
-    store from all ``count`` shards.
+    Its features go to feature shards ``features/<index>-<n>.npy`` in the store's building
+    folder (:func:`genre_jax.store_shards.building_dir`); its tracks' statuses and its small
+    arrays to its part file, written atomically last (returned), which
+    :func:`merge_shards` reads.
     """
     manifest = discover(data_dir, subset)
-    indices = range(index, len(manifest.tracks), count)
-    arrays = extract_tracks(manifest, indices, config, batch_size, workers, progress)
-    path = shard_path(store_path(out_dir, config), index, count)
-    write_shard(path, [dataclasses.asdict(manifest.tracks[i]) for i in indices], arrays)
+    final = store_path(out_dir, config)
+    indices = track_block(len(manifest.tracks), index, count)
+    writer = ShardWriter(building_dir(final), f"{index:04d}", shard_segments)
+    arrays = extract_tracks(
+        manifest, indices, config, batch_size, workers, progress, sink=writer.add
+    )
+    path = part_path(final, index, count)
+    statuses = [dataclasses.asdict(manifest.tracks[i]) for i in indices]
+    write_part(path, statuses, arrays, writer.close())
     return path
 
 
@@ -574,22 +652,31 @@ def merge_shards(
     log: Callable[[str], None] = print,
     subset: str | None = None,
 ) -> FeatureStore:
-    """Assemble the store from ``count`` shards, in the order one process would have written.
+    """Complete the store from the ``count`` parts in its building folder and publish it.
+
+    Only the parts' small arrays are read: the feature shards stay where the processes wrote
+    them, in the order one process would have written their rows.
 
     Raises:
-        StoreError: a shard is missing (naming it), or the store cannot be written.
+        StoreError: a part is missing (naming it), or the store cannot be written.
     """
     started = time.perf_counter()
     manifest = discover(data_dir, subset)
     final = store_path(out_dir, config)
-    paths = [shard_path(final, index, count) for index in range(count)]
+    paths = [part_path(final, index, count) for index in range(count)]
     for path in paths:
         if not path.is_file():
             raise StoreError(f"{path}: shard missing; did every process finish extracting?")
-    arrays = read_shards(paths, manifest)
-    store = write_store(final, manifest, arrays, config, started, overwrite, log)
-    shutil.rmtree(shard_dir(final), ignore_errors=True)
-    return store
+    arrays, shards = read_parts(paths, manifest)
+    building = building_dir(final)
+    for path in paths:
+        path.unlink()
+    try:
+        return write_store(
+            final, building, manifest, arrays, shards, config, started, overwrite, log
+        )
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
 
 
 def prepare_distributed(
@@ -603,9 +690,17 @@ def prepare_distributed(
     progress: bool,
     log: Callable[[str], None],
     subset: str | None = None,
+    shard_segments: int = DEFAULT_SHARD_SEGMENTS,
 ) -> FeatureStore:
-    """Every process extracts its shard; process 0 assembles; all open the same store."""
+    """Every process extracts its block of tracks; process 0 completes the store; all open it.
+
+    Process 0 first clears the building folder of an earlier, interrupted prepare.
+    """
     index, count = jax.process_index(), jax.process_count()
+    building = building_dir(store_path(out_dir, config))
+    if index == 0:
+        shutil.rmtree(building, ignore_errors=True)
+    barrier("feature-building-cleared")
     extract_shard(
         data_dir,
         out_dir,
@@ -616,6 +711,7 @@ def prepare_distributed(
         workers=workers,
         progress=progress and index == 0,
         subset=subset,
+        shard_segments=shard_segments,
     )
     barrier("feature-shards-written")
     if index == 0:

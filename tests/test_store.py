@@ -23,6 +23,7 @@ from genre_jax.store import (
     FeatureStore,
     StoreError,
     extract_shard,
+    file_digest,
     merge_shards,
     prepare,
     resolve_store,
@@ -196,6 +197,16 @@ def _edit_array(name: str, edit: Callable[[np.ndarray], np.ndarray | None]) -> C
     return apply
 
 
+SHARD = "features/0000-00000.npy"  # the one feature shard of the stores of these tests
+
+
+def _edit_shard(edit: Callable[[np.ndarray], np.ndarray]) -> Callable:
+    def apply(store: Path) -> None:
+        np.save(store / SHARD, edit(np.load(store / SHARD)))
+
+    return apply
+
+
 def _set(row: int, value: int) -> Callable[[np.ndarray], None]:
     def edit(values: np.ndarray) -> None:
         values[row] = value
@@ -247,12 +258,38 @@ DAMAGES = {
         r"labels\.npy is int64, not int32",
     ),
     "features-float64": (
-        _edit_array("features", lambda v: v.astype(np.float64)),
-        r"features\.npy is float64, not float32",
+        _edit_shard(lambda v: v.astype(np.float64)),
+        r"features/0000-00000\.npy holds float64 \(18, 431, 13\), where store\.json lists "
+        r"float32 \(18, 431, 13\); prepare it again with --overwrite",
     ),
     "features-wrong-frames": (
-        _edit_array("features", lambda v: v[:, :400]),
-        r"features\.npy has shape \(18, 400, 13\), expected \(18, 431, 13\)",
+        _edit_shard(lambda v: v[:, :400]),
+        r"0000-00000\.npy holds float32 \(18, 400, 13\), where store\.json lists float32 "
+        r"\(18, 431, 13\)",
+    ),
+    "features-cut-short": (
+        lambda s: os.truncate(s / SHARD, (s / SHARD).stat().st_size - 4),
+        r"0000-00000\.npy is cut short: \d+ bytes, where its 18 rows need \d+",
+    ),
+    "features-missing": (
+        lambda s: (s / SHARD).unlink(),
+        r"features/0000-00000\.npy cannot be read \(No such file or directory\)",
+    ),
+    "features-not-npy": (
+        lambda s: (s / SHARD).write_bytes(b"not an array"),
+        r"0000-00000\.npy is not a \.npy array file",
+    ),
+    "shards-rows-differ": (
+        _edit_json("store.json", lambda d: d["shards"][0].update(rows=17)),
+        r"store\.json: its shards hold 17 rows, but it says 18 segments",
+    ),
+    "shard-outside-features": (
+        _edit_json("store.json", lambda d: d["shards"][0].update(file="../x.npy")),
+        r"store\.json: shard 0 names '\.\./x\.npy', not a features/ file",
+    ),
+    "shards-not-a-list": (
+        _edit_json("store.json", lambda d: d.update(shards="all")),
+        r"store\.json: shards is 'all', not a list of feature shards",
     ),
     "manifest-truncated": (_truncate("manifest.json"), r"manifest\.json is not readable JSON"),
     "manifest-missing": (lambda s: (s / "manifest.json").unlink(), r"manifest\.json is missing"),
@@ -277,9 +314,9 @@ DAMAGES = {
         lambda s: (s / "store.json").write_text('"a store"'),
         r"store\.json holds a str, not a JSON object",
     ),
-    "store-json-version-2": (
-        _edit_json("store.json", lambda d: d.update(version=2)),
-        r"store\.json: store format version 2, expected 1",
+    "store-json-version-3": (
+        _edit_json("store.json", lambda d: d.update(version=3)),
+        r"store\.json: store format version 3, expected one of 1, 2",
     ),
     "store-json-no-segments": (
         _edit_json("store.json", lambda d: d.pop("segments")),
@@ -323,12 +360,14 @@ def _flip_byte(file: Path, offset: int) -> None:
 
 def test_a_flipped_byte_is_caught_by_open_and_verify(store_copy: Path) -> None:
     info = json.loads((store_copy / "store.json").read_text())
-    assert sorted(info["sha256"]) == ["features.npy", "labels.npy", "positions.npy", "tracks.npy"]
-    assert verify_store(store_copy).verified == tuple(f"{n}.npy" for n in ARRAYS)
-    _flip_byte(store_copy / "features.npy", (store_copy / "features.npy").stat().st_size - 5)
+    assert sorted(info["sha256"]) == ["labels.npy", "positions.npy", "tracks.npy"]
+    assert [s["file"] for s in info["shards"]] == [SHARD]
+    assert info["shards"][0]["sha256"] == file_digest(store_copy / SHARD)
+    assert verify_store(store_copy).verified == ("labels.npy", "tracks.npy", "positions.npy", SHARD)
+    _flip_byte(store_copy / SHARD, (store_copy / SHARD).stat().st_size - 5)
     expected = (
-        rf"^{store_copy}: features\.npy does not match its digest in store\.json \(corrupt or "
-        r"altered\); prepare it again with --overwrite$"
+        rf"^{store_copy}: features/0000-00000\.npy does not match its digest in store\.json "
+        r"\(corrupt or altered\); prepare it again with --overwrite$"
     )
     with pytest.raises(StoreError, match=expected):
         FeatureStore.open(store_copy)
@@ -341,9 +380,9 @@ def test_small_arrays_are_always_verified_features_only_below_the_limit(
 ) -> None:
     monkeypatch.setattr(store_module, "STORE_VERIFY_BYTES", 0)  # as if the store were huge
     assert FeatureStore.open(store_copy).verified == ("labels.npy", "tracks.npy", "positions.npy")
-    _flip_byte(store_copy / "features.npy", (store_copy / "features.npy").stat().st_size - 5)
+    _flip_byte(store_copy / SHARD, (store_copy / SHARD).stat().st_size - 5)
     FeatureStore.open(store_copy)  # too big to hash at every open ...
-    with pytest.raises(StoreError, match=r"features\.npy does not match its digest"):
+    with pytest.raises(StoreError, match=r"0000-00000\.npy does not match its digest"):
         verify_store(store_copy)  # ... but the check command always does
     positions = np.load(store_copy / "positions.npy")
     positions[[0, 1]] = positions[[1, 0]]  # still valid positions: only the digest can tell
@@ -355,13 +394,17 @@ def test_small_arrays_are_always_verified_features_only_below_the_limit(
 def test_a_store_without_digests_opens_as_before(store_copy: Path) -> None:
     """Stores written before digests were recorded: the other checks only."""
     _edit_json("store.json", lambda d: d.pop("sha256"))(store_copy)
-    assert FeatureStore.open(store_copy).verified == ()
-    assert verify_store(store_copy).verified == ()
-    features = np.load(store_copy / "features.npy")
+    assert FeatureStore.open(store_copy).verified == (SHARD,)  # a shard's digest is its index's
+    features = np.load(store_copy / SHARD)
     features[11, 200, 3] = np.inf
-    np.save(store_copy / "features.npy", features)
+    np.save(store_copy / SHARD, features)
+    with pytest.raises(StoreError, match=r"0000-00000\.npy does not match its digest"):
+        FeatureStore.open(store_copy)
+    _edit_json(
+        "store.json", lambda d: d["shards"][0].update(sha256=file_digest(store_copy / SHARD))
+    )(store_copy)
     assert len(FeatureStore.open(store_copy)) == 18
-    with pytest.raises(StoreError, match=r"features\.npy: row 11 \(track metal\.00000\) holds"):
+    with pytest.raises(StoreError, match=r"features: row 11 \(track metal\.00000\) holds"):
         verify_store(store_copy)
 
 
@@ -370,11 +413,11 @@ def test_prepare_refuses_a_corrupt_store_until_overwrite(store_copy: Path, tmp_p
     out = tmp_path / "out"
     final = store_path(out, FeatureConfig())
     shutil.copytree(store_copy, final)
-    _flip_byte(final / "features.npy", 500)
+    _flip_byte(final / SHARD, 500)
     with pytest.raises(StoreError, match="prepare it again with --overwrite"):
         prepare(manifest["root"], out, progress=False, log=lambda _: None)
     store = prepare(manifest["root"], out, overwrite=True, progress=False, log=lambda _: None)
-    assert store.verified == ("features.npy", "labels.npy", "tracks.npy", "positions.npy")
+    assert store.verified == ("labels.npy", "tracks.npy", "positions.npy", SHARD)
 
 
 # --- prepare: non-finite features, argument checks ---------------------------------------------
@@ -408,7 +451,7 @@ def test_prepare_skips_a_file_whose_features_are_not_finite(tmp_path: Path) -> N
     assert np.isfinite(store.features).all() and store.features.shape == (4, 431, 13)
     ok = [i for i, t in enumerate(store.manifest.tracks) if t.status == "ok"]
     assert store.tracks.tolist() == ok and len(ok) == 4
-    assert verify_store(store.path).verified[0] == "features.npy"
+    assert verify_store(store.path).verified[-1] == SHARD
 
 
 def test_sharded_prepare_skips_non_finite_and_records_digests(tmp_path: Path) -> None:
@@ -420,15 +463,19 @@ def test_sharded_prepare_skips_non_finite_and_records_digests(tmp_path: Path) ->
     statuses = {t.id: t.status for t in merged.manifest.tracks}
     assert statuses.pop("metal.huge") == "error" and set(statuses.values()) == {"ok"}
     assert np.isfinite(merged.features).all() and len(merged) == 8
-    assert set(merged.info["sha256"]) == {f"{n}.npy" for n in ARRAYS}
-    assert len(verify_store(merged.path).verified) == 4
+    assert set(merged.info["sha256"]) == {f"{n}.npy" for n in ARRAYS[1:]}
+    assert [s["file"] for s in merged.info["shards"]] == [
+        "features/0000-00000.npy",
+        "features/0001-00000.npy",
+    ]
+    assert len(verify_store(merged.path).verified) == 5
 
 
 def test_merging_refuses_a_missing_shard_and_writes_no_store(tmp_path: Path) -> None:
     data = _tone_folder(tmp_path / "data")
     config = FeatureConfig(segment_seconds=5.0)
     written = extract_shard(data, tmp_path / "out", config, 0, 2, batch_size=3)
-    missing = written.with_name("shard-00001-of-00002.npz")
+    missing = written.with_name("part-00001-of-00002.npz")
     with pytest.raises(StoreError) as caught:
         merge_shards(data, tmp_path / "out", config, 2, log=lambda _: None)
     assert str(caught.value) == f"{missing}: shard missing; did every process finish extracting?"
@@ -445,3 +492,81 @@ def test_prepare_refuses_bad_counts_before_touching_a_folder(
     with pytest.raises(ConfigError, match=rf"^prepare setting {setting}={value}.*must be >= 1$"):
         prepare(tmp_path / "no-such-data", out, progress=False, **{setting: value})
     assert not out.exists()
+
+
+# --- feature shards --------------------------------------------------------------------------
+
+
+def test_sharded_features_index_like_the_array_they_hold(tmp_path: Path) -> None:
+    from genre_jax.store_shards import ShardedFeatures, ShardWriter
+
+    rows = np.random.default_rng(0).normal(size=(23, 5, 3)).astype(np.float32)
+    writer = ShardWriter(tmp_path, "0000", 4)
+    for start in (0, 3, 4, 11, 12, 20):  # uneven pieces across shard boundaries
+        stop = {0: 3, 3: 4, 4: 11, 11: 12, 12: 20, 20: 23}[start]
+        writer.add(rows[start:stop])
+    shards = writer.close()
+    assert [s["rows"] for s in shards] == [4, 4, 4, 4, 4, 3]
+    assert all(s["sha256"] == file_digest(tmp_path / s["file"]) for s in shards)
+    view = ShardedFeatures(tmp_path, shards, (5, 3))
+    assert view.shape == rows.shape and len(view) == 23 and view.dtype == np.float32
+    picks = [
+        5,
+        -1,
+        slice(None),
+        slice(2, 19, 3),
+        slice(None, None, -2),
+        [22, 0, 7, 7, 8, 9, 3],
+        np.array([[1, 2], [20, 4]]),
+        np.arange(23) % 3 == 0,
+        (slice(3, 9), 2),
+        ([4, 1], slice(None), 0),
+        (7, 1, 2),
+        np.array([], np.int64),
+    ]
+    for key in picks:
+        np.testing.assert_array_equal(view[key], rows[key], err_msg=repr(key))
+    np.testing.assert_array_equal(np.asarray(view), rows)
+    for bad in (23, -24, [0, 23], np.ones(5, bool)):
+        with pytest.raises(IndexError):
+            view[bad]
+    import pickle
+
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(view))[[1, 9]], rows[[1, 9]])
+
+
+def test_shard_size_changes_no_row(tmp_path: Path, synthetic_small: Path) -> None:
+    config = FeatureConfig(segment_seconds=5.0)
+    data = synthetic_small / "genres_original"
+    quiet = {"progress": False, "log": lambda _: None}
+    one = prepare(data, tmp_path / "one", config, shard_segments=10_000, **quiet)
+    many = prepare(data, tmp_path / "many", config, shard_segments=7, **quiet)
+    assert len(one.info["shards"]) == 1 and len(many.info["shards"]) == -(-len(many) // 7)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(many, name)[:], getattr(one, name)[:], err_msg=name)
+    assert many.manifest.to_json() == one.manifest.to_json()
+    reused = prepare(data, tmp_path / "many", config, **quiet)  # other shards, the same store
+    assert reused.info["shards"] == many.info["shards"]
+
+
+def test_a_store_of_format_1_opens_and_reads_as_before(store_copy: Path) -> None:
+    """Stores written before feature shards: every feature in one memory-mapped features.npy,
+    its digest in ``sha256``, ``version`` 1."""
+    sharded = FeatureStore.open(store_copy)
+    features = np.asarray(sharded.features[:])
+    np.save(store_copy / "features.npy", features)
+    shutil.rmtree(store_copy / "features")
+    info = json.loads((store_copy / "store.json").read_text())
+    info.pop("shards")
+    info["version"] = 1
+    info["sha256"]["features.npy"] = file_digest(store_copy / "features.npy")
+    (store_copy / "store.json").write_text(json.dumps(info))
+    old = verify_store(store_copy)
+    assert isinstance(old.features, np.memmap)
+    assert old.verified == tuple(f"{n}.npy" for n in ARRAYS)
+    np.testing.assert_array_equal(old.features, features)
+    for name in ARRAYS[1:]:
+        np.testing.assert_array_equal(getattr(old, name), getattr(sharded, name))
+    _flip_byte(store_copy / "features.npy", (store_copy / "features.npy").stat().st_size - 5)
+    with pytest.raises(StoreError, match=r"features\.npy does not match its digest"):
+        FeatureStore.open(store_copy)
