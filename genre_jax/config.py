@@ -120,6 +120,7 @@ LR_SCHEDULES = ("constant", "cosine")
 TIME_FLIP_MODES = ("double", "random")
 SELECTIONS = ("best-val", "last")
 EPOCH_DRIVER_CHOICES = ("auto", "scan", "steps")
+FEEDS = ("auto", "device", "stream")
 
 # Flat train settings of the days before model sections (2026-12): name -> (the model setting
 # it became, the value every run wrote for it). A run directory or experiment file that names
@@ -134,7 +135,7 @@ LEGACY_MODEL_SETTINGS: dict[str, tuple[str, Any]] = {
 }
 
 # Shared settings that only a network's training step reads; a pipeline model refuses them.
-NETWORK_ONLY = ("lr_schedule", "label_smoothing", "specaug_masks", "select")
+NETWORK_ONLY = ("lr_schedule", "label_smoothing", "specaug_masks", "select", "feed")
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,10 @@ class TrainConfig:
         val_per_genre: ``kfold`` only: songs per genre held out of training for validation.
         epoch_driver: ``scan`` (one jitted scan per epoch), ``steps`` (one jitted call per
             step) or ``auto`` (the faster measured for the model and backend); speed only.
+        feed: where training reads its segments: ``device`` (all on every device, the
+            fastest), ``stream`` (read from the store batch by batch, each process its share:
+            for stores no device holds) or ``auto`` (the device while they fit); the same
+            batches in the same order either way.
         model_settings: the model's own settings (its spec's settings dataclass); ``None``
             gives its defaults.
     """
@@ -202,6 +207,7 @@ class TrainConfig:
     fold: int = setting(0, minimum=0)
     val_per_genre: int = setting(1, minimum=0)
     epoch_driver: str = setting("auto", choices=EPOCH_DRIVER_CHOICES)
+    feed: str = setting("auto", choices=FEEDS)
     model_settings: Any = None
 
     def __post_init__(self) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -28,9 +29,10 @@ from genre_jax.datasets import Manifest, Track
 from genre_jax.embedding_cache import store_cache
 from genre_jax.ensemble import is_ensemble
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
-from genre_jax.inference import load_predictor
+from genre_jax.inference import Predictor, load_predictor
 from genre_jax.metrics import log_event
 from genre_jax.models import specs
+from genre_jax.parallel import is_main_process
 from genre_jax.settings import require_same
 from genre_jax.splits import Split
 from genre_jax.store import FeatureStore, StoreError, resolve_store
@@ -242,6 +244,46 @@ def report_suffix(run_config: dict[str, Any], store: FeatureStore, part: str) ->
     return f"-{part}-on-{name}-{digest}"
 
 
+EVALUATE_CHUNK = 8192
+"""Segments read and predicted at a time by :func:`predict_segments`."""
+
+
+def predict_segments(
+    predictor: Predictor, store: FeatureStore, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities ``(n, classes)`` and labels of the store's segments ``index``.
+
+    Each process predicts its contiguous block of ``index``, :data:`EVALUATE_CHUNK` segments
+    read at a time (memory stays bounded whatever the store's size), and every process gets
+    all blocks back in order.
+    """
+    count = jax.process_count()
+    mine = index[np.array_split(np.arange(len(index)), count)[jax.process_index()]]
+    probabilities, labels = [], []
+    for start in range(0, len(mine), EVALUATE_CHUNK):
+        x = np.asarray(store.features[mine[start : start + EVALUATE_CHUNK]])
+        probabilities.append(predictor.predict_proba(x))
+        labels.append(np.asarray(predictor.predict(x, probabilities[-1])))
+    classes = len(predictor.genres)
+    probs = np.concatenate(probabilities) if probabilities else np.zeros((0, classes))
+    predicted = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    if count == 1:
+        return probs, predicted
+    return _gather_blocks(probs, len(index)), _gather_blocks(predicted, len(index))
+
+
+def _gather_blocks(block: np.ndarray, total: int) -> np.ndarray:
+    """Every process's ``block`` (``np.array_split`` sizes of ``total``), concatenated in
+    process order, on every process."""
+    from jax.experimental import multihost_utils
+
+    sizes = [len(b) for b in np.array_split(np.arange(total), jax.process_count())]
+    padded = np.zeros((max(sizes), *block.shape[1:]), block.dtype)
+    padded[: len(block)] = block
+    gathered = np.asarray(multihost_utils.process_allgather(padded, tiled=False))
+    return np.concatenate([part[:size] for part, size in zip(gathered, sizes, strict=True)])
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -279,11 +321,9 @@ def evaluate_run(
     index = selection.index
     if len(index) == 0:
         raise ConfigError(f"{run_dir}: the {part} part of the split is empty; nothing to evaluate")
-    x = np.asarray(store.features[index])
     truth = np.asarray(store.labels[index])
     with store_cache(store):  # a frozen network's embeddings of the store, computed once
-        probabilities = predictor.predict_proba(x)
-        predicted = predictor.predict(x, probabilities)
+        probabilities, predicted = predict_segments(predictor, store, index)
     songs = aggregate_songs(np.asarray(store.tracks[index]), truth, probabilities, predicted)
     report = {
         "run": str(run_dir),
@@ -318,7 +358,7 @@ def evaluate_run(
             "segment": _confusion(truth, predicted, len(genres)),
         },
     )
-    if not write:
+    if not write or not is_main_process():
         return {**report, "report_file": None}
     suffix = report_suffix(run_config, store, part)
     where = f"{part}, {store.path.name}" if suffix.startswith(f"-{part}-on-") else part

@@ -54,6 +54,7 @@ from genre_jax.plots import training_curves
 from genre_jax.settings import require_same
 from genre_jax.splits import make_split, split_arrays
 from genre_jax.store import FeatureStore, resolve_store
+from genre_jax.streaming import choose_feed, streamed_split
 from genre_jax.train import fit
 
 
@@ -185,12 +186,18 @@ def train_run(
     if doubled and spec.time_reversal_invariant:
         log(f"{config.model}: no time flip (its output is the same for a reversed segment)")
         doubled = False
-    data = split_arrays(store, split, doubled)
+    data = streamed_split(store, split, doubled)
+    feed = (
+        choose_feed(config.feed, data.x_train.nbytes + data.x_val.nbytes) if network else "device"
+    )
+    if feed == "device":
+        data = split_arrays(store, split, doubled)
     flip = "random time flip" if config.time_flip and not doubled else "time flip"
     log(
         f"{config.model}: {len(data.y_train)} training examples "
         f"({'with' if config.time_flip else 'without'} {flip}), {len(data.y_val)} validation, "
         f"{len(data.y_test)} test; split {split.name}"
+        + ("; streamed from the store" if feed == "stream" else "")
     )
     meta = {
         "model": config.model,

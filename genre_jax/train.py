@@ -18,6 +18,7 @@ exactly what an uninterrupted one does.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -33,10 +34,12 @@ from jax.sharding import Mesh
 
 from genre_jax.augment import random_time_flip, smoothed_targets, spec_augment
 from genre_jax.config import ConfigError, TrainConfig
+from genre_jax.extraction import prefetch
 from genre_jax.inference import make_predict
 from genre_jax.models import build_network
-from genre_jax.parallel import DATA_AXIS, check_batch, replicate, shard_batch
+from genre_jax.parallel import DATA_AXIS, batch_sharded, check_batch, replicate, shard_batch
 from genre_jax.splits import SplitArrays
+from genre_jax.streaming import Rows, StreamedSplit
 
 # --- 1. pure functions ----------------------------------------------------------------------------
 
@@ -128,6 +131,32 @@ def make_train_step(
     return step
 
 
+def epoch_order(
+    n: int, batch_size: int, epoch: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """The rows of each batch of epoch ``epoch`` and which are real: ``(batches, batch_size)``
+    int32 and bool. A permutation of ``n`` drawn from ``fold_in(fold_in(key, 1), epoch)``,
+    the last batch padded with row 0, masked."""
+    batches = math.ceil(n / batch_size)
+    order = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, 1), epoch), n)
+    order = jnp.concatenate([order, jnp.zeros(batches * batch_size - n, order.dtype)])
+    valid = jnp.arange(batches * batch_size) < n
+    return order.reshape(batches, -1), valid.reshape(batches, -1)
+
+
+def make_batch_step(step: Callable) -> Callable:
+    """``batch_step(state, totals, x, y, valid, i, epoch, batches, key)``: ``step`` on batch
+    ``i`` of epoch ``epoch`` with its dropout key ``fold_in(fold_in(key, 2), epoch * batches +
+    i)``, the batch's loss sum and correct count added to ``totals``."""
+
+    def batch_step(state, totals, x, y, valid, i, epoch, batches, key):
+        step_key = jax.random.fold_in(jax.random.fold_in(key, 2), epoch * batches + i)
+        state, (loss_sum, correct) = step(state, x, y, valid, step_key)
+        return state, (totals[0] + loss_sum, totals[1] + correct)
+
+    return batch_step
+
+
 def make_train_epoch(
     graphdef: nnx.GraphDef,
     tx: optax.GradientTransformation,
@@ -149,19 +178,15 @@ def make_train_epoch(
       loop body many times slower).
     """
     step = make_train_step(graphdef, tx, mesh, config)
+    batch_step = make_batch_step(step)
 
     def plan(n: int, epoch: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, int]:
-        batches = math.ceil(n / batch_size)
-        order = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, 1), epoch), n)
-        order = jnp.concatenate([order, jnp.zeros(batches * batch_size - n, order.dtype)])
-        valid = jnp.arange(batches * batch_size) < n
-        return order.reshape(batches, -1), valid.reshape(batches, -1), batches
+        order, valid = epoch_order(n, batch_size, epoch, key)
+        return order, valid, order.shape[0]
 
     def one_step(state, totals, x, y, order, valid, i, epoch, batches, key):
-        step_key = jax.random.fold_in(jax.random.fold_in(key, 2), epoch * batches + i)
         rows = order[i]
-        state, (loss_sum, correct) = step(state, x[rows], y[rows], valid[i], step_key)
-        return state, (totals[0] + loss_sum, totals[1] + correct)
+        return batch_step(state, totals, x[rows], y[rows], valid[i], i, epoch, batches, key)
 
     def scan_epoch(state: dict, x: jax.Array, y: jax.Array, epoch: jax.Array, key: jax.Array):
         order, valid, batches = plan(x.shape[0], epoch, key)
@@ -195,6 +220,127 @@ def make_train_epoch(
         return state, {"loss": totals[0] / n, "accuracy": totals[1] / n}
 
     return steps_epoch
+
+
+def local_rows(batch_size: int, mesh: Mesh | None) -> slice:
+    """The rows of each global batch this process's devices hold (all of them without a
+    mesh): a contiguous slice, since the data mesh orders devices by process."""
+    if mesh is None:
+        return slice(0, batch_size)
+    spans = sorted(
+        (index[0].start or 0, batch_size if index[0].stop is None else index[0].stop)
+        for index in batch_sharded(mesh).addressable_devices_indices_map((batch_size,)).values()
+    )
+    for (_, stop), (start, _) in itertools.pairwise(spans):
+        if start != stop:
+            raise ValueError(f"this process's rows of a batch are not contiguous: {spans}")
+    return slice(spans[0][0], spans[-1][1])
+
+
+STREAM_WINDOW_BYTES = 16 << 20
+"""Bytes of training rows a streamed epoch reads for one jitted call of the ``scan`` driver
+(a window of whole batches); a few windows are read ahead."""
+
+
+def stream_window(batch_size: int, row_bytes: int, driver: str) -> int:
+    """Batches per jitted call of a streamed epoch: 1 for the ``steps`` driver, else as many
+    as :data:`STREAM_WINDOW_BYTES` of rows hold (at least 1)."""
+    if driver == "steps":
+        return 1
+    return max(1, STREAM_WINDOW_BYTES // max(1, batch_size * row_bytes))
+
+
+def make_streamed_epoch(
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    batch_size: int,
+    driver: str = "scan",
+    mesh: Mesh | None = None,
+    config: TrainConfig | None = None,
+    *,
+    workers: int = 2,
+    depth: int = 2,
+) -> Callable:
+    """``epoch(state, x, y, epoch, key, order_key) -> (state, metrics)`` over a streamed split.
+
+    ``x`` is :class:`~genre_jax.streaming.Rows` (read on demand), ``y`` the labels in memory.
+    The batches are those of :func:`make_train_epoch`'s epoch, in its order
+    (:func:`epoch_order` of ``order_key``, the unreplicated training key), with its dropout
+    keys (from ``key``) and the same step. The epoch goes a window of batches at a time
+    (:func:`stream_window`): one jitted ``lax.scan`` over the window for the ``scan`` driver,
+    one call per batch for ``steps``. Each process reads only its slice of every global batch
+    (:func:`local_rows`), ``depth`` windows ahead on ``workers`` threads, and the window is
+    assembled on the mesh from the processes' slices. Metrics stay on the device; the
+    incoming ``state`` is donated.
+    """
+    batch_step = make_batch_step(make_train_step(graphdef, tx, mesh, config))
+
+    def window(state, totals, xs, ys, vs, first, epoch, batches, key):
+        def body(carry: tuple, inputs: tuple) -> tuple[tuple, None]:
+            state, totals, i = carry
+            state, totals = batch_step(state, totals, *inputs, i, epoch, batches, key)
+            return (state, totals, i + 1), None
+
+        (state, totals, _), _ = jax.lax.scan(body, (state, totals, first), (xs, ys, vs))
+        return state, totals
+
+    window_jit = jax.jit(window, static_argnums=7, donate_argnums=(0, 1))
+    step_jit = jax.jit(batch_step, static_argnums=7, donate_argnums=(0, 1))
+    order_jit = jax.jit(epoch_order, static_argnums=(0, 1))
+    mine = local_rows(batch_size, mesh)
+
+    def to_global(array: np.ndarray, axis: int) -> Any:
+        if mesh is None:
+            return array
+        shape = list(array.shape)
+        shape[axis] = batch_size
+        sharding = batch_sharded(mesh)
+        if axis == 1:  # a window (batches, rows, ...): its rows split over the mesh
+            spec = jax.sharding.PartitionSpec(None, DATA_AXIS)
+            sharding = jax.sharding.NamedSharding(mesh, spec)
+        return jax.make_array_from_process_local_data(sharding, array, tuple(shape))
+
+    def epoch_fn(state: dict, x: Any, y: np.ndarray, epoch: Any, key: Any, order_key: Any):
+        n = len(x)
+        order, valid = (np.asarray(a) for a in order_jit(n, batch_size, epoch, order_key))
+        batches = order.shape[0]
+        size = stream_window(batch_size, int(np.prod(x.shape[1:])) * 4, driver)
+        starts = range(0, batches, size)
+
+        def read(start: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+            rows = order[start : start + size, mine]
+            xs = x[rows.reshape(-1)].reshape(*rows.shape, *x.shape[1:])
+            return start, xs, y[rows], valid[start : start + size, mine]
+
+        totals = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        if mesh is not None:
+            totals = replicate(totals, mesh)
+        for start, xs, ys, vs in prefetch(read, starts, workers, depth):
+            if size == 1:
+                xb, yb, vb = (to_global(a[0], 0) for a in (xs, ys, vs))
+                args = (xb, yb, vb, np.int32(start), epoch, batches, key)
+                state, totals = step_jit(state, totals, *args)
+            else:
+                xw, yw, vw = (to_global(a, 1) for a in (xs, ys, vs))
+                args = (xw, yw, vw, np.int32(start), epoch, batches, key)
+                state, totals = window_jit(state, totals, *args)
+        return state, {"loss": totals[0] / n, "accuracy": totals[1] / n}
+
+    return epoch_fn
+
+
+def predict_rows(
+    predict: Callable, state: Any, x: Any, mesh: Mesh | None, chunk: int
+) -> np.ndarray:
+    """``predict(state, x)`` as a host array; a streamed ``x`` (:class:`~genre_jax.streaming.Rows`)
+    is read and predicted ``chunk`` rows at a time."""
+    if not isinstance(x, Rows):
+        return np.asarray(predict(state, x))
+    parts = []
+    for start in range(0, len(x), chunk):
+        rows = x[start : start + chunk]
+        parts.append(np.asarray(predict(state, rows if mesh is None else replicate(rows, mesh))))
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -305,7 +451,7 @@ def model_state_of(state: dict) -> Any:
 
 def fit(
     config: TrainConfig,
-    data: SplitArrays,
+    data: SplitArrays | StreamedSplit,
     n_classes: int,
     *,
     checkpoints: Any | None = None,
@@ -323,7 +469,10 @@ def fit(
     :mod:`genre_jax.metrics` writes); ``on_restore`` gets the records of the epochs a resumed
     checkpoint holds, before training goes on (an empty list for a fresh run). With a ``mesh`` (see
     :mod:`genre_jax.parallel`), state and data are replicated and every batch is split over
-    the mesh's devices; the global batch stays ``config.batch_size``.
+    the mesh's devices; the global batch stays ``config.batch_size``. A
+    :class:`~genre_jax.streaming.StreamedSplit` is read from the store batch by batch
+    (:func:`make_streamed_epoch`; each process reads its slice of each batch) instead of put
+    on the devices: the same batches, keys and steps.
     """
     started = time.perf_counter()
     if mesh is not None:
@@ -336,13 +485,15 @@ def fit(
     graphdef, state, tx = init_state(
         config, data.x_train.shape[-1], n_classes, data.x_train, steps_per_epoch
     )
+    streamed = isinstance(data, StreamedSplit)
     driver = epoch_driver(config)
-    epoch_fn = make_train_epoch(graphdef, tx, config.batch_size, driver, mesh, config)
+    make_epoch = make_streamed_epoch if streamed else make_train_epoch
+    epoch_fn = make_epoch(graphdef, tx, config.batch_size, driver, mesh, config)
     eval_batch = max(config.batch_size, 64)
     if mesh is not None:
         eval_batch = -(-eval_batch // mesh.size) * mesh.size
     predict = make_predict(graphdef, eval_batch, mesh)
-    key = jax.random.key(config.seed)
+    key = order_key = jax.random.key(config.seed)
     learning_rate = learning_rate_schedule(config, steps_per_epoch)
     records: list[dict[str, float]] = []  # the history with steps and timing: metrics.jsonl
     best = {"loss": math.inf, "epoch": -1, "wait": 0}
@@ -355,19 +506,21 @@ def fit(
         best_state, _ = checkpoints.restore_best(jax.tree.map(np.asarray, model_state_of(state)))
     if on_restore is not None:
         on_restore(records)
+    x_train, y_train, x_val = data.x_train, data.y_train, data.x_val
     if mesh is not None:
-        state = replicate(state, mesh)
-        x_train, y_train, x_val = replicate((data.x_train, data.y_train, data.x_val), mesh)
-        key = replicate(key, mesh)
-    else:
-        x_train, y_train = jax.device_put(data.x_train), jax.device_put(data.y_train)
-        x_val = jax.device_put(data.x_val)
+        state, key = replicate((state, key), mesh)
+        if not streamed:
+            x_train, y_train, x_val = replicate((x_train, y_train, x_val), mesh)
+    elif not streamed:
+        x_train, y_train = jax.device_put(x_train), jax.device_put(y_train)
+        x_val = jax.device_put(x_val)
+    epoch_args = (order_key,) if streamed else ()
     stopped = bool(config.patience and best["wait"] >= config.patience)  # a finished run
     timing: dict[str, Any] = {"setup": time.perf_counter() - started, "epochs": []}
     timing |= {"validation": [], "logging": 0.0, "checkpoints": 0.0}
     for epoch in range(len(records), 0 if stopped else config.epochs):
         epoch_started = time.perf_counter()
-        state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key)
+        state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key, *epoch_args)
         train_metrics = {k: float(v) for k, v in train_metrics.items()}
         validation_started = time.perf_counter()
         timing["epochs"].append(validation_started - epoch_started)
@@ -383,7 +536,8 @@ def fit(
             )
         current = model_state_of(state)
         if len(data.y_val):
-            val = evaluate_logits(np.asarray(predict(current, x_val)), data.y_val)
+            logits = predict_rows(predict, current, x_val, mesh, 16 * eval_batch)
+            val = evaluate_logits(logits, data.y_val)
         else:
             val = {"loss": math.nan, "accuracy": math.nan}
         record = {

@@ -93,6 +93,20 @@ def test_evaluate_round_trip(runs, synthetic_store, model: str) -> None:
     assert "| blues |" in (run / "report.md").read_text()
 
 
+@pytest.mark.parametrize("model", ["cnn", "svm"])
+def test_evaluate_reads_a_chunk_of_segments_at_a_time(
+    runs, monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    """Segments read and predicted 7 at a time (a large store's way) give the same report as
+    all 30 at once."""
+    from genre_jax import evaluate
+
+    whole = evaluate_run(runs[model], write=False)
+    monkeypatch.setattr(evaluate, "EVALUATE_CHUNK", 7)
+    chunked = evaluate_run(runs[model], write=False)
+    assert chunked == whole and whole["segments"] == 30
+
+
 def test_evaluate_refuses_a_store_with_other_feature_settings(runs, synthetic_small, tmp_path):
     other = prepare(
         synthetic_small,

@@ -1,17 +1,42 @@
 """Train a few steps on fixed data and save the parameters: run by tests/test_parallel.py in
-subprocesses (8 simulated CPU devices, or one process of a two-process run)."""
+subprocesses (8 simulated CPU devices, or one process of a two-process run, device-resident or
+streamed from a feature store)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 
 from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.parallel import data_mesh, initialize
-from genre_jax.splits import SplitArrays
+from genre_jax.splits import SplitArrays, make_split, split_arrays
+from genre_jax.store import FeatureStore
+from genre_jax.streaming import Rows, streamed_split
 from genre_jax.train import fit
+
+STREAMED = TrainConfig(model="cnn", epochs=2, batch_size=36, patience=0, select="last")
+"""What the streamed two-process run trains (two epochs of the store's default split)."""
+
+
+class Watched(Rows):
+    """Rows that remember which rows were read (to show each process reads its own)."""
+
+    def __init__(self, rows: Rows) -> None:
+        super().__init__(rows.features, rows.index, rows.time_flip)
+        self.read: list[np.ndarray] = []
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            self.read.append(np.asarray(key, np.int64))
+        return super().__getitem__(key)
+
+
+def leaves(state) -> dict[str, np.ndarray]:
+    found = jax.tree_util.tree_leaves_with_path(state)
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in found}
 
 
 def fixed_data(n: int) -> SplitArrays:
@@ -23,9 +48,7 @@ def fixed_data(n: int) -> SplitArrays:
 
 def train(model: str, n: int, mesh) -> dict[str, np.ndarray]:
     config = TrainConfig(model=model, epochs=1, batch_size=32, patience=0, time_flip=False)
-    result = fit(config, fixed_data(n), 10, mesh=mesh)
-    leaves = jax.tree_util.tree_leaves_with_path(result.model_state)
-    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+    return leaves(fit(config, fixed_data(n), 10, mesh=mesh).model_state)
 
 
 if __name__ == "__main__":
@@ -43,6 +66,29 @@ if __name__ == "__main__":
             out,
             **{f"one{k}": v for k, v in one.items()},
             **{f"eight{k}": v for k, v in eight.items()},
+        )
+    elif mode == "evaluate":  # one process of two, predicting its half of the test segments
+        import json
+
+        from genre_jax.evaluate import evaluate_run
+
+        assert initialize()
+        report = evaluate_run(model)  # the run's folder, in place of a model
+        Path(out).write_text(json.dumps(report))
+    elif mode == "streamed":  # one process of two, reading its rows of each batch from a store
+        assert initialize()
+        assert jax.process_count() == 2 and jax.device_count() == 2
+        store = FeatureStore.open(model)  # the store's path, in place of a model
+        split = make_split(store, STREAMED)
+        data = streamed_split(store, split, True)
+        data.x_train = Watched(data.x_train)
+        state = fit(STREAMED, data, len(store.genres), mesh=data_mesh()).model_state
+        held = fit(STREAMED, split_arrays(store, split, True), len(store.genres), mesh=data_mesh())
+        np.savez(
+            out,
+            read=np.concatenate(data.x_train.read),
+            **{f"streamed{k}": v for k, v in leaves(state).items()},
+            **{f"held{k}": v for k, v in leaves(held.model_state).items()},
         )
     else:  # one process of a distributed run, settings from GENRE_JAX_* variables
         assert initialize()
