@@ -73,6 +73,8 @@ class Options:
         predict_files: 30 s files of the ``predict`` command row.
         crossval_songs: synthetic songs per genre of the ``crossval`` command rows.
         crossval_epochs: ``--epochs`` given to the ``crossval`` command rows.
+        stream_segments: segments of the smaller store of the streaming memory rows (the
+            larger holds ten times as many).
     """
 
     quick: bool = False
@@ -103,6 +105,7 @@ class Options:
     predict_files: int = 10
     crossval_songs: int = 10
     crossval_epochs: int = 5
+    stream_segments: int = 2000
 
     @classmethod
     def full(cls, **changes: Any) -> Options:
@@ -122,7 +125,7 @@ class Options:
             epoch_batch=8, predict_samples=16, predict_batch=8, svm_train=60, svm_test=20,
             svm_repeats=1, svm_gtzan_variants=(), peer_samples=16, peer_batch=8,
             peer_large_batch=None, file_row=False, flops=False, gru_unrolls=(), command_songs=3,
-            command_epochs=2, predict_files=2,
+            command_epochs=2, predict_files=2, stream_segments=64,
         )  # fmt: skip
         return dataclasses.replace(tiny, **changes)
 

@@ -33,7 +33,17 @@ from benchmarks.common import Options, device_info
 from benchmarks.timing import Row, progress
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, library_versions
 
-PATHS = ("features", "training", "svm", "inference", "musicnn", "parallel", "peers", "commands")
+PATHS = (
+    "features",
+    "training",
+    "streaming",
+    "svm",
+    "inference",
+    "musicnn",
+    "parallel",
+    "peers",
+    "commands",
+)
 PEER_LIBRARIES = {  # library -> the distributions that provide it
     "torch": ("torch",),
     "tensorflow": ("tensorflow", "tensorflow-cpu"),

@@ -55,6 +55,8 @@ def test_quick_run_has_a_row_for_every_path(quick_result: tuple[dict, Path]) -> 
     for model in ("cnn", "gru"):
         assert _ok(rows, path="peers", model=model, framework="genre_jax"), model
     assert _ok(rows, path="svm")
+    for feed in ("device", "streamed"):  # the epoch row and the two memory rows of each feed
+        assert len(_ok(rows, path="streaming", feed=feed)) == 3, feed
     parallel = _ok(rows, path="parallel", model="gru")
     assert parallel and parallel[0]["setting"]["devices"] == 8
     assert parallel[0]["extra"]["max_param_diff"] <= 1e-5  # 8 simulated devices equal one
