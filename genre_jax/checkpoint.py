@@ -283,10 +283,11 @@ class RunCheckpoints:
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         root = self.run_dir / "checkpoints"
-        for series in ("latest", "best"):
+        for series in ("latest", "best", "partial"):
             _refuse_links(root / series)
         self.latest = _manager(root / "latest")
         self.best = _manager(root / "best")
+        self._partial: ocp.CheckpointManager | None = None  # made when first needed
         self._failed = False
         self._quiet = _QuietOrbaxThreads()
         for name in _NOISY_LOGGERS:
@@ -341,6 +342,27 @@ class RunCheckpoints:
     def latest_epoch(self) -> int | None:
         return self.latest.latest_step()
 
+    @property
+    def partial(self) -> ocp.CheckpointManager:
+        """The series of checkpoints inside an epoch (``checkpoints/partial``, its step the
+        global optimiser step): a streamed run's ``checkpoint_steps``."""
+        if self._partial is None:
+            self._partial = _manager(self.run_dir / "checkpoints" / "partial")
+        return self._partial
+
+    def save_partial(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+        """Save the state after global step ``step``, inside an epoch."""
+        self._save(self.partial, step, state, meta)
+
+    def latest_partial(self) -> int | None:
+        """The global step of the newest checkpoint inside an epoch, if any was written."""
+        if not (self.run_dir / "checkpoints" / "partial").is_dir():
+            return None
+        return self.partial.latest_step()
+
+    def restore_partial(self, template: Any) -> tuple[Any, dict[str, Any]]:
+        return _restore(self.partial, template, self.run_dir)
+
     def restore_latest(self, template: Any) -> tuple[Any, dict[str, Any]]:
         return _restore(self.latest, template, self.run_dir)
 
@@ -355,7 +377,8 @@ class RunCheckpoints:
         tasks stay quiet until the process ends.
         """
         try:
-            for manager in (self.latest, self.best):
+            managers = [self.latest, self.best] + ([self._partial] if self._partial else [])
+            for manager in managers:
                 guard = contextlib.suppress(Exception) if self._failed else self._writing(None)
                 with guard:
                     manager.wait_until_finished()

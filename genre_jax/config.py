@@ -135,7 +135,14 @@ LEGACY_MODEL_SETTINGS: dict[str, tuple[str, Any]] = {
 }
 
 # Shared settings that only a network's training step reads; a pipeline model refuses them.
-NETWORK_ONLY = ("lr_schedule", "label_smoothing", "specaug_masks", "select", "feed")
+NETWORK_ONLY = (
+    "lr_schedule",
+    "label_smoothing",
+    "specaug_masks",
+    "select",
+    "feed",
+    "checkpoint_steps",
+)
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,9 @@ class TrainConfig:
             fastest), ``stream`` (read from the store batch by batch, each process its share:
             for stores no device holds) or ``auto`` (the device while they fit); the same
             batches in the same order either way.
+        checkpoint_steps: a streamed run also checkpoints every this many optimiser steps
+            inside an epoch, and a resumed run goes on from there (0: at the end of each epoch
+            only, as a device-resident run does).
         model_settings: the model's own settings (its spec's settings dataclass); ``None``
             gives its defaults.
     """
@@ -208,6 +218,7 @@ class TrainConfig:
     val_per_genre: int = setting(1, minimum=0)
     epoch_driver: str = setting("auto", choices=EPOCH_DRIVER_CHOICES)
     feed: str = setting("auto", choices=FEEDS)
+    checkpoint_steps: int = setting(0, minimum=0)
     model_settings: Any = None
 
     def __post_init__(self) -> None:

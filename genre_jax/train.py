@@ -242,12 +242,14 @@ STREAM_WINDOW_BYTES = 16 << 20
 (a window of whole batches); a few windows are read ahead."""
 
 
-def stream_window(batch_size: int, row_bytes: int, driver: str) -> int:
+def stream_window(batch_size: int, row_bytes: int, driver: str, checkpoint_steps: int = 0) -> int:
     """Batches per jitted call of a streamed epoch: 1 for the ``steps`` driver, else as many
-    as :data:`STREAM_WINDOW_BYTES` of rows hold (at least 1)."""
+    as :data:`STREAM_WINDOW_BYTES` of rows hold (at least 1), and no more than
+    ``checkpoint_steps`` (when set: a checkpoint falls between two calls)."""
     if driver == "steps":
         return 1
-    return max(1, STREAM_WINDOW_BYTES // max(1, batch_size * row_bytes))
+    size = max(1, STREAM_WINDOW_BYTES // max(1, batch_size * row_bytes))
+    return min(size, checkpoint_steps) if checkpoint_steps else size
 
 
 def make_streamed_epoch(
@@ -261,7 +263,8 @@ def make_streamed_epoch(
     workers: int = 2,
     depth: int = 2,
 ) -> Callable:
-    """``epoch(state, x, y, epoch, key, order_key) -> (state, metrics)`` over a streamed split.
+    """``epoch(state, x, y, epoch, key, order_key, resume=None, on_window=None) -> (state,
+    metrics)`` over a streamed split.
 
     ``x`` is :class:`~genre_jax.streaming.Rows` (read on demand), ``y`` the labels in memory.
     The batches are those of :func:`make_train_epoch`'s epoch, in its order
@@ -272,6 +275,10 @@ def make_streamed_epoch(
     (:func:`local_rows`), ``depth`` windows ahead on ``workers`` threads, and the window is
     assembled on the mesh from the processes' slices. Metrics stay on the device; the
     incoming ``state`` is donated.
+
+    ``on_window(next_batch, state, totals)`` is called after each window but the last (a
+    checkpoint inside the epoch; with ``config.checkpoint_steps`` the windows are no longer
+    than that); ``resume=(next_batch, totals)`` goes on from such a point.
     """
     batch_step = make_batch_step(make_train_step(graphdef, tx, mesh, config))
 
@@ -284,6 +291,7 @@ def make_streamed_epoch(
         (state, totals, _), _ = jax.lax.scan(body, (state, totals, first), (xs, ys, vs))
         return state, totals
 
+    every = config.checkpoint_steps if config is not None else 0
     window_jit = jax.jit(window, static_argnums=7, donate_argnums=(0, 1))
     step_jit = jax.jit(batch_step, static_argnums=7, donate_argnums=(0, 1))
     order_jit = jax.jit(epoch_order, static_argnums=(0, 1))
@@ -300,19 +308,30 @@ def make_streamed_epoch(
             sharding = jax.sharding.NamedSharding(mesh, spec)
         return jax.make_array_from_process_local_data(sharding, array, tuple(shape))
 
-    def epoch_fn(state: dict, x: Any, y: np.ndarray, epoch: Any, key: Any, order_key: Any):
+    def epoch_fn(
+        state: dict,
+        x: Any,
+        y: np.ndarray,
+        epoch: Any,
+        key: Any,
+        order_key: Any,
+        resume: tuple[int, Any] | None = None,
+        on_window: Callable[[int, dict, Any], None] | None = None,
+    ):
         n = len(x)
         order, valid = (np.asarray(a) for a in order_jit(n, batch_size, epoch, order_key))
         batches = order.shape[0]
-        size = stream_window(batch_size, int(np.prod(x.shape[1:])) * 4, driver)
-        starts = range(0, batches, size)
+        size = stream_window(batch_size, int(np.prod(x.shape[1:])) * 4, driver, every)
+        first, totals = resume if resume is not None else (0, None)
+        starts = range(first, batches, size)
 
         def read(start: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
             rows = order[start : start + size, mine]
             xs = x[rows.reshape(-1)].reshape(*rows.shape, *x.shape[1:])
             return start, xs, y[rows], valid[start : start + size, mine]
 
-        totals = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        if totals is None:
+            totals = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
         if mesh is not None:
             totals = replicate(totals, mesh)
         for start, xs, ys, vs in prefetch(read, starts, workers, depth):
@@ -324,6 +343,8 @@ def make_streamed_epoch(
                 xw, yw, vw = (to_global(a, 1) for a in (xs, ys, vs))
                 args = (xw, yw, vw, np.int32(start), epoch, batches, key)
                 state, totals = window_jit(state, totals, *args)
+            if on_window is not None and start + size < batches:
+                on_window(start + size, state, totals)
         return state, {"loss": totals[0] / n, "accuracy": totals[1] / n}
 
     return epoch_fn
@@ -449,6 +470,50 @@ def model_state_of(state: dict) -> Any:
     return nnx.merge_state(state["params"], state["rest"])
 
 
+def _restore_inside(
+    checkpoints: Any, state: dict, epoch: int
+) -> tuple[tuple[int, Any] | None, dict]:
+    """A streamed run's checkpoint inside epoch ``epoch`` (0-based: the one to run next), if
+    it has one: ``((next batch, totals), state)``; else ``(None, state)`` unchanged."""
+    if checkpoints.latest_partial() is None:
+        return None, state
+    template = {"state": state, "totals": (np.zeros((), np.float32), np.zeros((), np.int32))}
+    restored, meta = checkpoints.restore_partial(template)
+    if meta.get("inside_epoch") != epoch:  # one of an epoch that has finished since
+        return None, state
+    totals = tuple(jnp.asarray(t) for t in restored["totals"])
+    return (int(meta["next_batch"]), totals), restored["state"]
+
+
+def _inside_saver(
+    checkpoints: Any,
+    config: TrainConfig,
+    meta: dict[str, Any] | None,
+    epoch: int,
+    steps_per_epoch: int,
+    records: list[dict[str, float]],
+    best: dict[str, Any],
+) -> Callable[[int, dict, Any], None] | None:
+    """``on_window`` of a streamed epoch: a checkpoint inside the epoch each time another
+    ``config.checkpoint_steps`` optimiser steps are done (``None`` when there is nothing to
+    write to, or no such setting)."""
+    if checkpoints is None or not config.checkpoint_steps:
+        return None
+    every = config.checkpoint_steps
+    done = {"step": epoch * steps_per_epoch}
+
+    def save(next_batch: int, state: dict, totals: Any) -> None:
+        step = epoch * steps_per_epoch + next_batch
+        if step // every == done["step"] // every:
+            return
+        done["step"] = step
+        info = {**(meta or {}), "inside_epoch": epoch, "next_batch": next_batch}
+        info |= {"epochs_done": len(records), "early_stopping": best}
+        checkpoints.save_partial(step, {"state": state, "totals": totals}, info)
+
+    return save
+
+
 def fit(
     config: TrainConfig,
     data: SplitArrays | StreamedSplit,
@@ -504,6 +569,9 @@ def fit(
         # Checkpoints written before metrics.jsonl existed hold the history alone.
         records = saved.get("metrics_log", [dict(r) for r in saved["history"]])
         best_state, _ = checkpoints.restore_best(jax.tree.map(np.asarray, model_state_of(state)))
+    inside = None  # (next batch, totals) of an epoch a streamed run checkpointed inside
+    if resume and streamed and checkpoints is not None and config.checkpoint_steps:
+        inside, state = _restore_inside(checkpoints, state, len(records))
     if on_restore is not None:
         on_restore(records)
     x_train, y_train, x_val = data.x_train, data.y_train, data.x_val
@@ -514,13 +582,19 @@ def fit(
     elif not streamed:
         x_train, y_train = jax.device_put(x_train), jax.device_put(y_train)
         x_val = jax.device_put(x_val)
-    epoch_args = (order_key,) if streamed else ()
     stopped = bool(config.patience and best["wait"] >= config.patience)  # a finished run
     timing: dict[str, Any] = {"setup": time.perf_counter() - started, "epochs": []}
     timing |= {"validation": [], "logging": 0.0, "checkpoints": 0.0}
     for epoch in range(len(records), 0 if stopped else config.epochs):
         epoch_started = time.perf_counter()
-        state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key, *epoch_args)
+        if streamed:
+            saver = _inside_saver(checkpoints, config, meta, epoch, steps_per_epoch, records, best)
+            state, train_metrics = epoch_fn(
+                state, x_train, y_train, np.int32(epoch), key, order_key, inside, saver
+            )
+            inside = None
+        else:
+            state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key)
         train_metrics = {k: float(v) for k, v in train_metrics.items()}
         validation_started = time.perf_counter()
         timing["epochs"].append(validation_started - epoch_started)

@@ -80,3 +80,73 @@ def test_rows_flip_the_second_half_in_time() -> None:
     assert rows.shape == (4, 3, 2) and rows.nbytes == 4 * 3 * 2 * 4
     expected = np.concatenate([features[[2, 0]], features[[2, 0], ::-1]])
     np.testing.assert_array_equal(rows[[3, 0, 2, 1]], expected[[3, 0, 2, 1]])
+
+
+def _partial_steps(run_dir) -> list[int]:
+    folder = run_dir / "checkpoints" / "partial"
+    return [int(p.name) for p in folder.glob("*") if p.name.isdigit()] if folder.exists() else []
+
+
+def test_a_streamed_run_killed_inside_an_epoch_resumes_there_exactly(
+    synthetic_store, tmp_path
+) -> None:
+    """kill -9 after a checkpoint inside the second epoch (every 4 of its 15 steps); the
+    resumed run goes on from that step and ends with the parameters, history and metrics of
+    a run never interrupted."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from genre_jax.checkpoint import load_model
+    from genre_jax.metrics import read_metrics
+    from genre_jax.runner import train_run
+
+    from .conftest import child_env
+
+    options = {"model": "cnn", "epochs": 3, "batch_size": 16, "patience": 0, "time_flip": False}
+    options |= {"feed": "stream", "checkpoint_steps": 4}
+    config = TrainConfig.from_flat(options)
+    steps = -(-240 // 16)  # 240 training segments (80 songs, 3 each), no time flip
+    reference = tmp_path / "reference"
+    train_run(synthetic_store.path, reference, config, progress=False, log=lambda _: None)
+
+    killed = tmp_path / "killed"
+    flags = [f"--{k.replace('_', '-')}" for k in ("model", "epochs", "batch_size", "patience")]
+    argv = [a for pair in zip(flags, ["cnn", "3", "16", "0"], strict=True) for a in pair]
+    argv += ["--no-time-flip", "--feed", "stream", "--checkpoint-steps", "4"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "genre_jax.cli", "train", "--features", str(synthetic_store.path),
+         "--run-dir", str(killed), "--no-progress", *argv],
+        env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not [s for s in _partial_steps(killed) if s > steps] and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint inside epoch 2"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    inside = max(_partial_steps(killed))
+    assert inside % steps and inside < 3 * steps, f"the kill landed after step {inside}"
+
+    messages: list[str] = []
+    train_run(
+        synthetic_store.path, killed, config, resume=True, progress=False, log=messages.append
+    )
+    for name in ("history.json",):
+        assert json.loads((killed / name).read_text()) == json.loads((reference / name).read_text())
+    keep = ("epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy")
+    assert [{k: r[k] for k in keep} for r in read_metrics(killed)] == [
+        {k: r[k] for k in keep} for r in read_metrics(reference)
+    ]
+    (resumed, _), (uninterrupted, _) = load_model(killed), load_model(reference)
+    one, other = _leaves(nnx_state(uninterrupted)), _leaves(nnx_state(resumed))
+    for name in one:
+        np.testing.assert_array_equal(other[name], one[name], err_msg=name)
+
+
+def nnx_state(model):
+    from flax import nnx
+
+    return nnx.state(model)
