@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import jax
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
@@ -78,6 +79,21 @@ class TrackPrediction:
     def failed(cls, path: str, reason: str) -> TrackPrediction:
         """The record of a file that could not be predicted."""
         return cls(str(path), None, {}, 0, [], [], error=reason)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrackPrediction:
+        """The prediction :meth:`to_json` wrote."""
+        return cls(
+            path=data["path"],
+            genre=data["genre"],
+            probabilities=dict(data["probabilities"]),
+            segments=data["segments"],
+            segment_probabilities=[list(row) for row in data["segment_probabilities"]],
+            top_k=[(item["genre"], item["probability"]) for item in data["top_k"]],
+            padded=data["padded"],
+            duration=data["duration"],
+            error=data["error"],
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: every attribute; ``top_k`` as ``{"genre", "probability"}`` items."""
@@ -369,16 +385,24 @@ def predict_paths(
     progress: bool = False,
     progress_file: TextIO | None = None,
     max_segments_in_memory: int = 64,
+    share: bool = False,
 ) -> list[TrackPrediction]:
     """Predict every file given, and every audio file under every folder given.
+
+    With ``share``, in a multi-process run each process predicts its contiguous block of the
+    files and every process gets all the predictions back, in order.
 
     Files that cannot be read give a :class:`TrackPrediction` whose ``error`` says why; the
     others are still predicted. ``progress`` shows a rich progress bar on ``progress_file``
     (standard error by default, so that standard output stays clean for JSON).
     """
     _check_top_k(top_k)
+    items = expand_paths(paths)
+    count = jax.process_count() if share else 1
+    if count > 1:
+        items = items[slice(*_block(len(items), jax.process_index(), count))]
     results: list[TrackPrediction] = []
-    for path, reason in with_progress(expand_paths(paths), "Predicting", progress, progress_file):
+    for path, reason in with_progress(items, "Predicting", progress, progress_file):
         if reason is not None:
             results.append(TrackPrediction.failed(str(path), reason))
         else:
@@ -387,7 +411,29 @@ def predict_paths(
                     path, predictor, top_k=top_k, max_segments_in_memory=max_segments_in_memory
                 )
             )
-    return results
+    if count == 1:
+        return results
+    return [TrackPrediction.from_json(r) for r in _gather_records([r.to_json() for r in results])]
+
+
+def _block(total: int, index: int, count: int) -> tuple[int, int]:
+    """Start and stop of process ``index``'s contiguous block of ``total`` items."""
+    return index * total // count, (index + 1) * total // count
+
+
+def _gather_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every process's ``records``, in process order, on every process (as JSON bytes)."""
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(json.dumps(records).encode(), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int64)))
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: data.size] = data
+    gathered = np.asarray(multihost_utils.process_allgather(padded, tiled=False))
+    found: list[dict[str, Any]] = []
+    for part, size in zip(gathered, sizes.reshape(-1), strict=True):
+        found += json.loads(part[: int(size)].tobytes().decode())
+    return found
 
 
 def with_progress(
@@ -448,6 +494,8 @@ def predict_command(
     them), prints a table on ``out`` (standard output by default) or, with ``as_json``, a JSON
     list of :meth:`TrackPrediction.to_json` (files with errors included). Each file that could
     not be predicted is reported by name and reason on ``err`` (standard error by default).
+    In a multi-process run each process predicts its share of the files and process 0
+    prints them all.
     ``progress`` (default: ``err`` is a terminal) shows a progress bar on ``err``.
 
     Returns:
@@ -459,7 +507,12 @@ def predict_command(
     predictor = load_predictor(run_dir)
     if progress is None:
         progress = err.isatty()
-    results = predict_paths(paths, predictor, top_k=top_k, progress=progress, progress_file=err)
+    main = jax.process_index() == 0
+    results = predict_paths(
+        paths, predictor, top_k=top_k, progress=progress and main, progress_file=err, share=True
+    )
+    if not main:  # every process predicted its share; process 0 reports them all
+        return 0 if any(r.error is None for r in results) else 1
     failed = [r for r in results if r.error is not None]
     for r in failed:
         print(f"error: {r.path}: {r.error}", file=err)

@@ -160,6 +160,40 @@ def test_two_processes_evaluate_a_half_each_and_process_0_reports(
     assert json.loads((run_dir / "report.json").read_text()) == expected
 
 
+def test_two_processes_predict_a_share_of_the_files_each(
+    cnn_run: Path, synthetic_small: Path, tmp_path: Path
+) -> None:
+    import io
+    import json
+
+    from genre_jax.predict import predict_command
+
+    folder = synthetic_small / "genres_original" / "blues"  # 3 files (one process gets 1)
+    single = io.StringIO()
+    assert predict_command([folder], cnn_run, as_json=True, out=single, err=io.StringIO()) == 0
+    address = f"127.0.0.1:{free_port()}"
+    processes = [
+        run(
+            ["predict", f"{folder}|{cnn_run}", str(tmp_path / f"out{i}.txt")],
+            GENRE_JAX_COORDINATOR=address,
+            GENRE_JAX_NUM_PROCESSES="2",
+            GENRE_JAX_PROCESS_ID=str(i),
+        )
+        for i in range(2)
+    ]
+    for process in processes:
+        finish(process)
+    first, second = ((tmp_path / f"out{i}.txt").read_text().split("\n", 1) for i in range(2))
+    assert first[0] == "0" and second == ["0", ""]  # only process 0 prints
+    got, expected = json.loads(first[1]), json.loads(single.getvalue())
+    assert [r["path"] for r in got] == [r["path"] for r in expected] and len(got) == 3
+    for a, b in zip(got, expected, strict=True):
+        assert a["genre"] == b["genre"] and a["segments"] == b["segments"]
+        np.testing.assert_allclose(
+            list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-6
+        )
+
+
 def test_sharded_extraction_equals_single_process(synthetic_small: Path, tmp_path: Path) -> None:
     config = FeatureConfig(segment_seconds=5.0)
     data = synthetic_small / "genres_original"

@@ -75,6 +75,18 @@ if __name__ == "__main__":
         assert initialize()
         report = evaluate_run(model)  # the run's folder, in place of a model
         Path(out).write_text(json.dumps(report))
+    elif mode == "predict":  # one process of two, predicting its half of a folder's files
+        import contextlib
+        import io
+
+        from genre_jax.predict import predict_command
+
+        assert initialize()
+        folder, run_dir = model.split("|")  # the folder and the run, in place of a model
+        printed = io.StringIO()
+        with contextlib.redirect_stderr(io.StringIO()):
+            code = predict_command([folder], run_dir, as_json=True, out=printed)
+        Path(out).write_text(f"{code}\n{printed.getvalue()}")
     elif mode == "streamed":  # one process of two, reading its rows of each batch from a store
         assert initialize()
         assert jax.process_count() == 2 and jax.device_count() == 2
