@@ -197,7 +197,8 @@ def test_help_lists_the_registered_models_and_every_choice() -> None:
     assert {"cnn", "gru", "svm", "melstat", "statsvm", "musicnnsvm", "mlp", "logreg"} <= set(
         choices
     )
-    for enumerated in ("{constant,cosine}", "{song,kfold,fault-filtered,seed-leaky}",
+    for enumerated in ("{constant,cosine}", "{song,kfold,official,fault-filtered,seed-leaky}",
+                       "{auto,artist,song}", "{auto,device,stream}",
                        "{jax,sklearn}", "{auto,scan,steps}", "{best-val,last}"):  # fmt: skip
         assert enumerated in text, enumerated
     # One option per setting name; its help names the models that have it, each default.
