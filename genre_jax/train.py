@@ -17,6 +17,7 @@ exactly what an uninterrupted one does.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import math
@@ -273,8 +274,8 @@ def make_streamed_epoch(
     (:func:`stream_window`): one jitted ``lax.scan`` over the window for the ``scan`` driver,
     one call per batch for ``steps``. Each process reads only its slice of every global batch
     (:func:`local_rows`), ``depth`` windows ahead on ``workers`` threads, and the window is
-    assembled on the mesh from the processes' slices. Metrics stay on the device; the
-    incoming ``state`` is donated.
+    assembled on the mesh from the processes' slices; no more than ``depth`` calls are in
+    flight at a time. Metrics stay on the device; the incoming ``state`` is donated.
 
     ``on_window(next_batch, state, totals)`` is called after each window but the last (a
     checkpoint inside the epoch; with ``config.checkpoint_steps`` the windows are no longer
@@ -292,8 +293,9 @@ def make_streamed_epoch(
         return state, totals
 
     every = config.checkpoint_steps if config is not None else 0
-    window_jit = jax.jit(window, static_argnums=7, donate_argnums=(0, 1))
-    step_jit = jax.jit(batch_step, static_argnums=7, donate_argnums=(0, 1))
+    # The totals are not donated: the loop waits on those of an earlier call (below).
+    window_jit = jax.jit(window, static_argnums=7, donate_argnums=0)
+    step_jit = jax.jit(batch_step, static_argnums=7, donate_argnums=0)
     order_jit = jax.jit(epoch_order, static_argnums=(0, 1))
     mine = local_rows(batch_size, mesh)
 
@@ -334,7 +336,13 @@ def make_streamed_epoch(
             totals = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
         if mesh is not None:
             totals = replicate(totals, mesh)
+        running: collections.deque = collections.deque()
         for start, xs, ys, vs in prefetch(read, starts, workers, depth):
+            # Calls are dispatched asynchronously, each holding its window's rows until it
+            # runs: with more than ``depth`` in flight, wait for the oldest, so that reading
+            # cannot run ahead of the device by more than that (host memory stays bounded).
+            while len(running) >= depth:
+                jax.block_until_ready(running.popleft())
             if size == 1:
                 xb, yb, vb = (to_global(a[0], 0) for a in (xs, ys, vs))
                 args = (xb, yb, vb, np.int32(start), epoch, batches, key)
@@ -343,6 +351,7 @@ def make_streamed_epoch(
                 xw, yw, vw = (to_global(a, 1) for a in (xs, ys, vs))
                 args = (xw, yw, vw, np.int32(start), epoch, batches, key)
                 state, totals = window_jit(state, totals, *args)
+            running.append(totals)
             if on_window is not None and start + size < batches:
                 on_window(start + size, state, totals)
         return state, {"loss": totals[0] / n, "accuracy": totals[1] / n}
