@@ -295,7 +295,7 @@ class RunCheckpoints:
         _ignore_closed_loop_callbacks()
 
     @contextlib.contextmanager
-    def _writing(self, epoch: int | None) -> Iterator[None]:
+    def _writing(self, epoch: int | None, what: str | None = None) -> Iterator[None]:
         """Turn a failed write (a full disk, a read-only folder) into one CheckpointError that
         says which checkpoint is still whole; orbax's own threads would print tracebacks."""
         try:
@@ -311,7 +311,8 @@ class RunCheckpoints:
                 if kept
                 else "no checkpoint was complete yet"
             )
-            what = f"the checkpoint of epoch {epoch}" if epoch is not None else "checkpoints"
+            if what is None:
+                what = f"the checkpoint of epoch {epoch}" if epoch is not None else "checkpoints"
             raise CheckpointError(
                 f"{self.run_dir}: cannot write {what} ({reason}); {whole}; free space and "
                 "resume with --resume"
@@ -322,10 +323,15 @@ class RunCheckpoints:
         return bind(meta, self.run_dir / "config.json", "state_sha256")
 
     def _save(
-        self, manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict[str, Any]
+        self,
+        manager: ocp.CheckpointManager,
+        epoch: int,
+        state: Any,
+        meta: dict[str, Any],
+        what: str | None = None,
     ) -> None:
         meta = self._bound(state, meta)
-        with self._writing(epoch):
+        with self._writing(epoch, what):
             manager.save(
                 epoch,
                 args=ocp.args.Composite(
@@ -352,7 +358,7 @@ class RunCheckpoints:
 
     def save_partial(self, step: int, state: Any, meta: dict[str, Any]) -> None:
         """Save the state after global step ``step``, inside an epoch."""
-        self._save(self.partial, step, state, meta)
+        self._save(self.partial, step, state, meta, f"the checkpoint after step {step}")
 
     def latest_partial(self) -> int | None:
         """The global step of the newest checkpoint inside an epoch, if any was written."""
