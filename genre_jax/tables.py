@@ -32,7 +32,7 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from genre_jax.datasets import (
+from genre_jax.manifest import (
     DatasetError,
     Excluded,
     Manifest,
