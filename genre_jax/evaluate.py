@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -32,7 +31,7 @@ from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.inference import Predictor, load_predictor
 from genre_jax.metrics import log_event
 from genre_jax.models import specs
-from genre_jax.parallel import is_main_process
+from genre_jax.parallel import gather_blocks, is_main_process, process_block
 from genre_jax.settings import require_same
 from genre_jax.splits import Split
 from genre_jax.store import FeatureStore, StoreError, resolve_store
@@ -257,8 +256,8 @@ def predict_segments(
     read at a time (memory stays bounded whatever the store's size), and every process gets
     all blocks back in order.
     """
-    count = jax.process_count()
-    mine = index[np.array_split(np.arange(len(index)), count)[jax.process_index()]]
+    block = process_block(len(index))
+    mine = index[block.start : block.stop]
     probabilities, labels = [], []
     for start in range(0, len(mine), EVALUATE_CHUNK):
         x = np.asarray(store.features[mine[start : start + EVALUATE_CHUNK]])
@@ -267,21 +266,7 @@ def predict_segments(
     classes = len(predictor.genres)
     probs = np.concatenate(probabilities) if probabilities else np.zeros((0, classes))
     predicted = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    if count == 1:
-        return probs, predicted
-    return _gather_blocks(probs, len(index)), _gather_blocks(predicted, len(index))
-
-
-def _gather_blocks(block: np.ndarray, total: int) -> np.ndarray:
-    """Every process's ``block`` (``np.array_split`` sizes of ``total``), concatenated in
-    process order, on every process."""
-    from jax.experimental import multihost_utils
-
-    sizes = [len(b) for b in np.array_split(np.arange(total), jax.process_count())]
-    padded = np.zeros((max(sizes), *block.shape[1:]), block.dtype)
-    padded[: len(block)] = block
-    gathered = np.asarray(multihost_utils.process_allgather(padded, tiled=False))
-    return np.concatenate([part[:size] for part, size in zip(gathered, sizes, strict=True)])
+    return np.concatenate(gather_blocks(probs)), np.concatenate(gather_blocks(predicted))
 
 
 def evaluate_run(

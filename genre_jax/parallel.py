@@ -75,6 +75,26 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def process_block(total: int, index: int | None = None, count: int | None = None) -> range:
+    """The items of ``total`` that process ``index`` of ``count`` (by default: this process of
+    all) works on: contiguous blocks in process order whose sizes differ by at most one."""
+    index = jax.process_index() if index is None else index
+    count = jax.process_count() if count is None else count
+    return range(index * total // count, (index + 1) * total // count)
+
+
+def gather_blocks(block: np.ndarray) -> list[np.ndarray]:
+    """Every process's ``block`` (of any length along its first axis; the same dtype and
+    other axes everywhere), in process order, on every process."""
+    if jax.process_count() == 1:
+        return [block]
+    sizes = np.asarray(multihost_utils.process_allgather(np.array([len(block)], np.int64)))
+    padded = np.zeros((int(sizes.max()), *block.shape[1:]), block.dtype)
+    padded[: len(block)] = block
+    gathered = np.asarray(multihost_utils.process_allgather(padded, tiled=False))
+    return [part[: int(size)] for part, size in zip(gathered, sizes.reshape(-1), strict=True)]
+
+
 def default_mesh() -> Mesh | None:
     """The data mesh when there is more than one device, else None (plain single-device jit)."""
     return data_mesh() if jax.device_count() > 1 else None

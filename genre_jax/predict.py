@@ -42,6 +42,7 @@ from genre_jax.audio import AUDIO_EXTENSIONS, AudioError, is_audio_file, iter_au
 from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.features import extract_jit
 from genre_jax.inference import Predictor, load_predictor
+from genre_jax.parallel import gather_blocks, process_block
 
 DEVICE_BATCH = 16  # segments per feature-extraction and model call (padded to a power of two)
 AUDIO_SCALE = 1e3  # peak sample magnitude beyond which samples are no audio signal
@@ -398,9 +399,10 @@ def predict_paths(
     """
     _check_top_k(top_k)
     items = expand_paths(paths)
-    count = jax.process_count() if share else 1
-    if count > 1:
-        items = items[slice(*_block(len(items), jax.process_index(), count))]
+    shared = share and jax.process_count() > 1
+    if shared:
+        block = process_block(len(items))
+        items = items[block.start : block.stop]
     results: list[TrackPrediction] = []
     for path, reason in with_progress(items, "Predicting", progress, progress_file):
         if reason is not None:
@@ -411,29 +413,14 @@ def predict_paths(
                     path, predictor, top_k=top_k, max_segments_in_memory=max_segments_in_memory
                 )
             )
-    if count == 1:
+    if not shared:
         return results
-    return [TrackPrediction.from_json(r) for r in _gather_records([r.to_json() for r in results])]
-
-
-def _block(total: int, index: int, count: int) -> tuple[int, int]:
-    """Start and stop of process ``index``'s contiguous block of ``total`` items."""
-    return index * total // count, (index + 1) * total // count
-
-
-def _gather_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every process's ``records``, in process order, on every process (as JSON bytes)."""
-    from jax.experimental import multihost_utils
-
-    data = np.frombuffer(json.dumps(records).encode(), np.uint8)
-    sizes = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int64)))
-    padded = np.zeros(int(sizes.max()), np.uint8)
-    padded[: data.size] = data
-    gathered = np.asarray(multihost_utils.process_allgather(padded, tiled=False))
-    found: list[dict[str, Any]] = []
-    for part, size in zip(gathered, sizes.reshape(-1), strict=True):
-        found += json.loads(part[: int(size)].tobytes().decode())
-    return found
+    mine = np.frombuffer(json.dumps([r.to_json() for r in results]).encode(), np.uint8)
+    return [
+        TrackPrediction.from_json(record)
+        for part in gather_blocks(mine)
+        for record in json.loads(part.tobytes().decode())
+    ]
 
 
 def with_progress(

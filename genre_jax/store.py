@@ -61,7 +61,7 @@ from genre_jax.fileio import (
     read_json_object,
     staging_dir,
 )
-from genre_jax.parallel import barrier
+from genre_jax.parallel import barrier, process_block
 from genre_jax.settings import require_same
 from genre_jax.store_shards import (
     DEFAULT_SHARD_SEGMENTS,
@@ -72,7 +72,6 @@ from genre_jax.store_shards import (
     building_dir,
     part_path,
     read_parts,
-    track_block,
     write_part,
 )
 
@@ -622,7 +621,8 @@ def extract_shard(
     subset: str | None = None,
     shard_segments: int = DEFAULT_SHARD_SEGMENTS,
 ) -> Path:
-    """Extract block ``index`` of ``count`` of the manifest's tracks (:func:`track_block`).
+    """Extract block ``index`` of ``count`` of the manifest's tracks
+    (:func:`genre_jax.parallel.process_block`).
 
     Its features go to feature shards ``features/<index>-<n>.npy`` in the store's building
     folder (:func:`genre_jax.store_shards.building_dir`); its tracks' statuses and its small
@@ -631,7 +631,7 @@ def extract_shard(
     """
     manifest = discover(data_dir, subset)
     final = store_path(out_dir, config)
-    indices = track_block(len(manifest.tracks), index, count)
+    indices = process_block(len(manifest.tracks), index, count)
     writer = ShardWriter(building_dir(final), f"{index:04d}", shard_segments)
     arrays = extract_tracks(
         manifest, indices, config, batch_size, workers, progress, sink=writer.add

@@ -9,13 +9,13 @@ segment: the rows asked for are read with positioned reads (``os.pread``), nothi
 memory-mapped, so what a process has read does not stay in its memory.
 
 **Parts of a multi-process prepare.** Process ``i`` of ``n`` extracts the ``i``-th of ``n``
-contiguous blocks of the manifest's tracks (:func:`track_block`), writes its feature shards
-into the store's building folder (:func:`building_dir`, shared by every process) and, in its
-part file (:func:`part_path`, :func:`write_part`), the statuses of its tracks and the labels,
-track indices and positions of its rows. Process 0 reads the parts back in process order
-(:func:`read_parts`), which is the order one process would have written, and completes the
-store. This module knows these files only, not the store, so :mod:`genre_jax.store` imports
-it, one way.
+contiguous blocks of the manifest's tracks (:func:`genre_jax.parallel.process_block`), writes
+its feature shards into the store's building folder (:func:`building_dir`, shared by every
+process) and, in its part file (:func:`part_path`, :func:`write_part`), the statuses of its
+tracks and the labels, track indices and positions of its rows. Process 0 reads the parts
+back in process order (:func:`read_parts`), which is the order one process would have
+written, and completes the store. This module knows these files only, not the store, so
+:mod:`genre_jax.store` imports it, one way.
 """
 
 from __future__ import annotations
@@ -54,13 +54,6 @@ def building_dir(store: Path) -> Path:
 def part_path(store: Path, index: int, count: int) -> Path:
     """Where process ``index`` of ``count`` writes its part (read back by process 0)."""
     return building_dir(store) / f"part-{index:05d}-of-{count:05d}.npz"
-
-
-def track_block(tracks: int, index: int, count: int) -> range:
-    """The tracks process ``index`` of ``count`` extracts: the ``index``-th of ``count``
-    contiguous blocks whose sizes differ by at most one."""
-    start = index * tracks // count
-    return range(start, (index + 1) * tracks // count)
 
 
 class _Hashing:
