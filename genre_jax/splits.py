@@ -317,6 +317,16 @@ def song_split(
     return Split(f"song-{_fraction_tag(f)}-seed{seed}", "song", train, val, test)
 
 
+def _check_kfold(k: Any, val_per_genre: Any, name: str) -> None:
+    """``k`` an integer >= 2 and ``val_per_genre`` one >= 0, or ValueError naming ``name``."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
+        raise ValueError(f"{name} needs an integer k >= 2, got k={k!r}")
+    if isinstance(val_per_genre, bool) or not isinstance(val_per_genre, int | np.integer):
+        raise ValueError(f"val_per_genre must be an integer, got {val_per_genre!r}")
+    if val_per_genre < 0:
+        raise ValueError(f"val_per_genre must be >= 0, got {val_per_genre}")
+
+
 def song_kfold(
     labels: np.ndarray, k: int = 5, seed: int = 0, val_per_genre: int = 0
 ) -> list[Split]:
@@ -348,12 +358,7 @@ def song_kfold(
     from sklearn.model_selection import StratifiedKFold  # heavy (~1 s): only k-fold needs it
 
     y = _check_labels(labels)
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
-        raise ValueError(f"song_kfold needs an integer k >= 2, got k={k!r}")
-    if isinstance(val_per_genre, bool) or not isinstance(val_per_genre, int | np.integer):
-        raise ValueError(f"val_per_genre must be an integer, got {val_per_genre!r}")
-    if val_per_genre < 0:
-        raise ValueError(f"val_per_genre must be >= 0, got {val_per_genre}")
+    _check_kfold(k, val_per_genre, "song_kfold")
     genres, counts = np.unique(y, return_counts=True)
     for genre, count in zip(genres, counts, strict=True):
         if count < k:
@@ -456,12 +461,7 @@ def artist_kfold(
     """
     y = _check_labels(labels)
     g = _check_groups(groups, y)
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
-        raise ValueError(f"artist_kfold needs an integer k >= 2, got k={k!r}")
-    if isinstance(val_per_genre, bool) or not isinstance(val_per_genre, int | np.integer):
-        raise ValueError(f"val_per_genre must be an integer, got {val_per_genre!r}")
-    if val_per_genre < 0:
-        raise ValueError(f"val_per_genre must be >= 0, got {val_per_genre}")
+    _check_kfold(k, val_per_genre, "artist_kfold")
     splits = []
     for i, test in enumerate(_group_folds(y, g, k, seed)):
         rest = np.setdiff1d(np.arange(y.size), test)
