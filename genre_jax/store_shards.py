@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,7 @@ class ShardedFeatures:
                 )
             self._starts.append(start)
         self._fds: dict[int, int] = {}
+        self._opening = threading.Lock()  # reads come from several threads
 
     ndim = property(lambda self: len(self.shape))
     size = property(lambda self: math.prod(self.shape))
@@ -166,7 +168,11 @@ class ShardedFeatures:
         return self.shape[0]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_fds"} | {"_fds": {}}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_fds", "_opening")}
+        return state | {"_fds": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _opening=threading.Lock())
 
     def __del__(self) -> None:
         self.close()
@@ -210,9 +216,10 @@ class ShardedFeatures:
         return rows[rest] if rest else rows
 
     def _fd(self, shard: int) -> int:
-        if shard not in self._fds:
-            self._fds[shard] = os.open(self.files[shard], os.O_RDONLY)
-        return self._fds[shard]
+        with self._opening:  # two threads must not both open a shard (one descriptor leaks)
+            if shard not in self._fds:
+                self._fds[shard] = os.open(self.files[shard], os.O_RDONLY)
+            return self._fds[shard]
 
     def _gather(self, index: np.ndarray) -> np.ndarray:
         out = np.empty((index.size, *self.row_shape), self.dtype)
