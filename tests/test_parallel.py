@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,17 +52,13 @@ def test_eight_simulated_devices_equal_one(tmp_path: Path, model: str) -> None:
             )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_train_to_identical_parameters(tmp_path: Path) -> None:
+def run_two(args: Callable[[int], list[str]]) -> None:
+    """Run the script as both processes of a two-process run on this machine (process ``i``
+    with ``args(i)``) and wait for both to succeed."""
     address = f"127.0.0.1:{free_port()}"
     processes = [
         run(
-            ["distributed", "gru", str(tmp_path / f"p{i}.npz")],
+            args(i),
             GENRE_JAX_COORDINATOR=address,
             GENRE_JAX_NUM_PROCESSES="2",
             GENRE_JAX_PROCESS_ID=str(i),
@@ -70,6 +67,16 @@ def test_two_processes_train_to_identical_parameters(tmp_path: Path) -> None:
     ]
     for process in processes:
         finish(process)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_to_identical_parameters(tmp_path: Path) -> None:
+    run_two(lambda i: ["distributed", "gru", str(tmp_path / f"p{i}.npz")])
     sys.path.insert(0, str(SCRIPT.parent))
     from parallel_train import train  # the same 2 steps on this process's one device
 
@@ -91,18 +98,7 @@ def test_two_processes_streaming_their_rows_train_what_one_does(
     from genre_jax.splits import make_split, split_arrays
     from genre_jax.train import fit
 
-    address = f"127.0.0.1:{free_port()}"
-    processes = [
-        run(
-            ["streamed", str(synthetic_store.path), str(tmp_path / f"p{i}.npz")],
-            GENRE_JAX_COORDINATOR=address,
-            GENRE_JAX_NUM_PROCESSES="2",
-            GENRE_JAX_PROCESS_ID=str(i),
-        )
-        for i in range(2)
-    ]
-    for process in processes:
-        finish(process)
+    run_two(lambda i: ["streamed", str(synthetic_store.path), str(tmp_path / f"p{i}.npz")])
     sys.path.insert(0, str(SCRIPT.parent))
     from parallel_train import STREAMED, leaves
 
@@ -139,18 +135,7 @@ def test_two_processes_evaluate_a_half_each_and_process_0_reports(
     shutil.copytree(cnn_run, run_dir)
     single = evaluate_run(run_dir, write=False)
     (run_dir / "report.json").unlink(missing_ok=True)
-    address = f"127.0.0.1:{free_port()}"
-    processes = [
-        run(
-            ["evaluate", str(run_dir), str(tmp_path / f"report{i}.json")],
-            GENRE_JAX_COORDINATOR=address,
-            GENRE_JAX_NUM_PROCESSES="2",
-            GENRE_JAX_PROCESS_ID=str(i),
-        )
-        for i in range(2)
-    ]
-    for process in processes:
-        finish(process)
+    run_two(lambda i: ["evaluate", str(run_dir), str(tmp_path / f"report{i}.json")])
     reports = [json.loads((tmp_path / f"report{i}.json").read_text()) for i in range(2)]
     assert reports[0].pop("report_file") == str(run_dir / "report.json")
     assert reports[1].pop("report_file") is None  # only process 0 writes
@@ -171,18 +156,7 @@ def test_two_processes_predict_a_share_of_the_files_each(
     folder = synthetic_small / "genres_original" / "blues"  # 3 files (one process gets 1)
     single = io.StringIO()
     assert predict_command([folder], cnn_run, as_json=True, out=single, err=io.StringIO()) == 0
-    address = f"127.0.0.1:{free_port()}"
-    processes = [
-        run(
-            ["predict", f"{folder}|{cnn_run}", str(tmp_path / f"out{i}.txt")],
-            GENRE_JAX_COORDINATOR=address,
-            GENRE_JAX_NUM_PROCESSES="2",
-            GENRE_JAX_PROCESS_ID=str(i),
-        )
-        for i in range(2)
-    ]
-    for process in processes:
-        finish(process)
+    run_two(lambda i: ["predict", f"{folder}|{cnn_run}", str(tmp_path / f"out{i}.txt")])
     first, second = ((tmp_path / f"out{i}.txt").read_text().split("\n", 1) for i in range(2))
     assert first[0] == "0" and second == ["0", ""]  # only process 0 prints
     got, expected = json.loads(first[1]), json.loads(single.getvalue())
