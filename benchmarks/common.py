@@ -6,9 +6,13 @@ The timer, the row and the ratio live in :mod:`benchmarks.timing` and are re-exp
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -29,10 +33,12 @@ __all__ = [
     "progress",
     "ratio",
     "report",
+    "run_script",
     "time_call",
     "time_interleaved",
 ]
 
+ROOT = Path(__file__).resolve().parents[1]
 FRAMES, COEFFS, CLASSES = 431, 13, 10  # the seed's 10 s MFCC segment and its 10 genres
 GTZAN_TRAIN = 4752  # 2,376 training segments doubled by the time flip
 GTZAN_TEST = 594
@@ -156,3 +162,15 @@ def device_info() -> dict[str, Any]:
         "cpu_cores_usable": usable,
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
+
+
+def run_script(script: str, args: list[str], timeout: float, **env: str) -> dict[str, Any]:
+    """Run ``python -c script args...`` in a fresh process (the repository importable, ``env``
+    added to this environment) and return the JSON it prints after ``RESULT ``."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True, text=True, timeout=timeout, check=True,
+    )  # fmt: skip
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])

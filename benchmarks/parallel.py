@@ -8,16 +8,10 @@ batch split over a ``data`` mesh.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Options, Row, Timing, progress
+from benchmarks.common import Options, Row, Timing, progress, run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 DEVICES = 8
 
 _SCRIPT = """
@@ -48,18 +42,9 @@ print("RESULT " + json.dumps(out))
 
 
 def _measure(model: str, frames: int, steps: int) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, model, str(frames), str(steps)],
-        env=env, capture_output=True, text=True, timeout=900, check=True,
-    )  # fmt: skip
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
+    flags = f"--xla_force_host_platform_device_count={DEVICES}"
+    args = [model, str(frames), str(steps)]
+    return run_script(_SCRIPT, args, 900, JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
 
 
 def run(options: Options) -> tuple[list[Row], list[dict[str, Any]]]:

@@ -17,10 +17,7 @@ Rows:
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,11 +28,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from benchmarks.common import CLASSES, COEFFS, FRAMES, Options
+from benchmarks.common import CLASSES, COEFFS, FRAMES, Options, run_script
 from benchmarks.timing import Row, progress, ratio, report, time_interleaved
 from genre_jax.store_shards import DEFAULT_SHARD_SEGMENTS, ShardedFeatures, ShardWriter
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = "cnn"
 
 
@@ -124,13 +120,8 @@ def peak_rss_of_epoch(folder: Path, feed: str, segments: int, batch: int) -> dic
 
 
 def _measure_rss(feed: str, segments: int, batch: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": jax.default_backend()}
-    done = subprocess.run(
-        [sys.executable, "-c", _RSS_SCRIPT, feed, str(segments), str(batch)],
-        env=env, capture_output=True, text=True, timeout=1800, check=True,
-    )  # fmt: skip
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
+    args = [feed, str(segments), str(batch)]
+    return run_script(_RSS_SCRIPT, args, 1800, JAX_PLATFORMS=jax.default_backend())
 
 
 def run(options: Options) -> tuple[list[Row], list[dict[str, Any]]]:
