@@ -78,14 +78,15 @@ def tensorflow_musicnn(prefix: str) -> Callable[[np.ndarray], dict[str, np.ndarr
     return call
 
 
-def unpack_checkpoint(wheel: Path, out: Path) -> str:
-    """Extract the wheel's MSD checkpoint under ``out``; return its prefix (a str: a Path would
-    drop the prefix's trailing separator)."""
+def unpack_checkpoint(wheel: Path, out: Path, checkpoint: str = musicnn.DEFAULT_CHECKPOINT) -> str:
+    """Extract the wheel's ``checkpoint`` (MSD musicnn by default) under ``out``; return its
+    prefix (a str: a Path would drop the prefix's trailing separator)."""
+    prefix = f"musicnn/{checkpoint}/"
     with zipfile.ZipFile(wheel) as archive:
         for name in archive.namelist():
-            if name.startswith(musicnn.CHECKPOINT):
+            if name.startswith(prefix):
                 archive.extract(name, out)
-    return f"{out}/{musicnn.CHECKPOINT}"
+    return f"{out}/{prefix}"
 
 
 def find_wheel(work: Path) -> Path:

@@ -137,6 +137,23 @@ def test_network_matches_tensorflow_on_real_music(checkpoint: str, weights) -> N
     assert musicnn.MSD_TAGS[int(np.argmax(ours["tags"][2]))] == "jazz"
 
 
+def test_the_mtt_checkpoint_matches_tensorflow_on_real_music(wheel: Path, tmp_path: Path) -> None:
+    """The wheel's MagnaTagATune checkpoint: same reader, same network, its own tags."""
+    prefix = unpack_checkpoint(wheel, tmp_path, "MTT_musicnn")
+    expected = tensorflow_reference(prefix)(real_inputs())
+    weights = weights_from_wheel(wheel, "MTT_musicnn")
+    ours = {k: np.asarray(v) for k, v in network(weights, jnp.asarray(real_inputs())).items()}
+    for name in ("tags", "penultimate"):
+        scale = np.abs(expected[name]).max()
+        np.testing.assert_allclose(ours[name], expected[name], rtol=0, atol=1e-5 * scale)
+    # Other weights than the MSD checkpoint's, with tags that make sense: classical's top tag
+    # is one of MagnaTagATune's classical ones.
+    msd = weights_from_wheel(wheel)
+    assert not np.array_equal(weights["conv2d/kernel"], msd["conv2d/kernel"])
+    top = musicnn.MTT_TAGS[int(np.argmax(ours["tags"][1]))]
+    assert top in ("classical", "strings", "violin", "cello", "slow", "piano", "harpsichord")
+
+
 def test_embeddings_average_the_repeated_patches(weights) -> None:
     w = {k: jnp.asarray(v) for k, v in weights.items()}
     rng = np.random.default_rng(0)

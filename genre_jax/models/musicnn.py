@@ -56,6 +56,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from genre_jax.embedding_cache import frozen_rows
 from genre_jax.fileio import atomic_write_bytes, cache_dir
+from genre_jax.models.layers import conv2d_valid_patch_gradient
 from genre_jax.settings import ConfigError
 from genre_jax.tf_checkpoint import read_checkpoint
 
@@ -90,6 +91,43 @@ MSD_TAGS = (
     "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
     "60s", "rnb", "indie pop", "sad", "House", "happy",
 )  # fmt: skip
+# The 50 MagnaTagATune tags of the MTT checkpoint, in the order of its output layer.
+MTT_TAGS = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
+    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
+    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
+    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
+    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
+    "weird", "country", "metal", "female voice", "choral",
+)  # fmt: skip
+# The wheel's musicnn checkpoints (one architecture): name -> (cache name, the tags it predicts).
+# MSD_musicnn learnt from the Million Song Dataset's Last.fm tags, MTT_musicnn from
+# MagnaTagATune's. (The wheel's MSD_vgg and MTT_vgg are another architecture.)
+CHECKPOINTS = {"MSD_musicnn": ("msd", MSD_TAGS), "MTT_musicnn": ("mtt", MTT_TAGS)}
+DEFAULT_CHECKPOINT = "MSD_musicnn"
+
+# The network's layers as the checkpoints name them, with their kernel shapes (TensorFlow's
+# HWIO) or batch-norm widths: the published architecture, which every checkpoint above holds.
+CONVOLUTIONS = {
+    "conv2d": (7, 38, 1, 204),
+    "conv2d_1": (7, 67, 1, 204),
+    "conv2d_2": (128, 1, 1, 51),
+    "conv2d_3": (64, 1, 1, 51),
+    "conv2d_4": (32, 1, 1, 51),
+    "conv2d_5": (7, 561, 1, 64),
+    "conv2d_6": (7, 64, 1, 64),
+    "conv2d_7": (7, 64, 1, 64),
+    "dense": (1506, 200),
+}
+NORMS = {
+    "batch_normalization": 1,
+    **{f"batch_normalization_{i}": 204 for i in (1, 2)},
+    **{f"batch_normalization_{i}": 51 for i in (3, 4, 5)},
+    **{f"batch_normalization_{i}": 64 for i in (6, 7, 8)},
+    "batch_normalization_9": 1506,
+    "batch_normalization_10": 200,
+}
+TAG_LAYER = "dense_1"  # (200, 50): the tags, which a classifier of other classes replaces
 # The checkpoint's training state that inference does not read.
 _TRAINING_ONLY = ("Adam", "beta1_power", "beta2_power")
 
@@ -111,8 +149,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def weights_from_wheel(wheel: str | Path) -> Weights:
-    """The network's variables read from the ``musicnn`` wheel at ``wheel`` (digest checked)."""
+def _checkpoint_of(checkpoint: str) -> tuple[str, tuple[str, ...]]:
+    """(cache name, tags) of the wheel's ``checkpoint``; a :class:`ConfigError` naming the
+    checkpoints otherwise."""
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(
+            f"musicnn checkpoint {checkpoint!r}: not one of the wheel's {', '.join(CHECKPOINTS)}"
+        )
+    return CHECKPOINTS[checkpoint]
+
+
+def weights_from_wheel(wheel: str | Path, checkpoint: str = DEFAULT_CHECKPOINT) -> Weights:
+    """The variables of the wheel's ``checkpoint`` (:data:`CHECKPOINTS`), read from the
+    ``musicnn`` wheel at ``wheel`` (digest checked)."""
+    _checkpoint_of(checkpoint)
     wheel = Path(wheel)
     if not wheel.is_file():
         raise FileNotFoundError(f"{wheel}: no such musicnn wheel")
@@ -123,8 +173,9 @@ def weights_from_wheel(wheel: str | Path) -> Weights:
             "refusing weights from another file"
         )
     with zipfile.ZipFile(wheel) as archive:
-        index = archive.read(CHECKPOINT + ".index")
-        data = archive.read(CHECKPOINT + ".data-00000-of-00001")
+        prefix = f"musicnn/{checkpoint}/"
+        index = archive.read(prefix + ".index")
+        data = archive.read(prefix + ".data-00000-of-00001")
     variables = read_checkpoint(index, [data])
     return {k: v for k, v in variables.items() if not any(t in k for t in _TRAINING_ONLY)}
 
@@ -146,24 +197,29 @@ def download_wheel(directory: Path, log: Callable[[str], None] = print) -> Path:
 
 
 def load_weights(
-    wheel: str | Path | None = None, fetch: bool = True, log: Callable[[str], None] = print
+    wheel: str | Path | None = None,
+    fetch: bool = True,
+    log: Callable[[str], None] = print,
+    checkpoint: str = DEFAULT_CHECKPOINT,
 ) -> Weights:
-    """The MSD musicnn weights, from the cache or converted once from the wheel.
+    """The weights of the wheel's ``checkpoint`` (MSD musicnn by default), from the cache or
+    converted once from the wheel.
 
     The wheel is ``wheel``, else ``$GENRE_JAX_MUSICNN_WHEEL`` when set, else downloaded with
     pip (``fetch``; without it a missing cache is an error). The converted weights are written
-    atomically to ``cache_dir() / musicnn-msd-<digest>.npz``.
+    atomically to ``cache_dir() / musicnn-<msd|mtt>-<digest>.npz``.
     """
-    path = cache_dir() / f"musicnn-msd-{WHEEL_SHA256[:12]}.npz"
+    slug, _ = _checkpoint_of(checkpoint)
+    path = cache_dir() / f"musicnn-{slug}-{WHEEL_SHA256[:12]}.npz"
     if path.is_file():
         with np.load(path) as stored:
             return {k: stored[k] for k in stored.files}
     local = wheel or os.environ.get(WHEEL_ENV)
     if local:
-        weights = weights_from_wheel(local)
+        weights = weights_from_wheel(local, checkpoint)
     elif fetch:
         with tempfile.TemporaryDirectory() as tmp:
-            weights = weights_from_wheel(download_wheel(Path(tmp), log))
+            weights = weights_from_wheel(download_wheel(Path(tmp), log), checkpoint)
     else:
         raise FileNotFoundError(
             f"{path}: the musicnn weights are not cached; run `genre-jax fetch-musicnn`"
@@ -171,7 +227,7 @@ def load_weights(
     buffer = io.BytesIO()
     np.savez(buffer, **weights)
     atomic_write_bytes(path, buffer.getvalue())
-    log(f"musicnn weights cached in {path}")
+    log(f"musicnn weights ({checkpoint}) cached in {path}")
     return weights
 
 
@@ -179,27 +235,38 @@ def load_weights(
 
 
 def _norm(w: Weights, name: str, x: jax.Array) -> jax.Array:
+    """Batch norm ``name`` with its stored moving statistics (inference)."""
     scale = w[f"{name}/gamma"] * jax.lax.rsqrt(w[f"{name}/moving_variance"] + EPSILON)
     return (x - w[f"{name}/moving_mean"]) * scale + w[f"{name}/beta"]
 
 
+Norm = Callable[[Weights, str, jax.Array], jax.Array]
+
+
 def _conv(w: Weights, name: str, x: jax.Array, padding: str) -> jax.Array:
     """Convolution + bias + ReLU with TensorFlow's HWIO kernel: 2-D on NHWC ``x``, or on
-    ``(B, T, C)`` ``x`` 1-D over time with the kernel's ``(W, C, 1, O)`` as ``(W, C, O)``."""
+    ``(B, T, C)`` ``x`` 1-D over time with the kernel's ``(W, C, 1, O)`` as ``(W, C, O)``.
+
+    ``padding`` is ``VALID`` or TensorFlow's ``SAME`` (for even kernels one frame more after
+    than before). The 2-D convolutions pad explicitly and run
+    :func:`~genre_jax.models.layers.conv2d_valid_patch_gradient`: the same sums, with a
+    kernel gradient that fine-tuning can afford on a CPU.
+    """
     kernel = w[f"{name}/kernel"]
     if x.ndim == 3:
-        kernel, dims = kernel[:, :, 0, :], ("NWC", "WIO", "NWC")
-    else:
-        dims = ("NHWC", "HWIO", "NHWC")
-    y = jax.lax.conv_general_dilated(
-        x,
-        kernel,
-        (1,) * (x.ndim - 2),
-        padding,
-        dimension_numbers=dims,
-        precision=jax.lax.Precision.HIGHEST,
-    )
-    return jax.nn.relu(y + w[f"{name}/bias"])
+        y = jax.lax.conv_general_dilated(
+            x,
+            kernel[:, :, 0, :],
+            (1,),
+            padding,
+            dimension_numbers=("NWC", "WIO", "NWC"),
+            precision=jax.lax.Precision.HIGHEST,
+        )
+        return jax.nn.relu(y + w[f"{name}/bias"])
+    if padding == "SAME":
+        widths = [(0, 0)] + [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel.shape[:2]]
+        x = jnp.pad(x, [*widths, (0, 0)])
+    return jax.nn.relu(conv2d_valid_patch_gradient(x, kernel) + w[f"{name}/bias"])
 
 
 def _pad_time(x: jax.Array, frames: int = 3) -> jax.Array:
@@ -208,12 +275,12 @@ def _pad_time(x: jax.Array, frames: int = 3) -> jax.Array:
     return jnp.pad(x, widths)
 
 
-def _band_max(w: Weights, conv: str, norm: str, x: jax.Array, padding: str) -> jax.Array:
+def _band_max(w: Weights, conv: str, norm: str, x: jax.Array, padding: str, bn: Norm) -> jax.Array:
     """A front-end branch: convolution, ReLU, batch norm, maximum over bands -> (B, T, C)."""
-    return _norm(w, norm, _conv(w, conv, x, padding)).max(axis=2)
+    return bn(w, norm, _conv(w, conv, x, padding)).max(axis=2)
 
 
-def _midend_layer(w: Weights, conv: str, norm: str, x: jax.Array) -> jax.Array:
+def _midend_layer(w: Weights, conv: str, norm: str, x: jax.Array, bn: Norm) -> jax.Array:
     """A 1-D convolution over 7 frames spanning all channels, ReLU, batch norm: (B, T, 64).
 
     The checkpoint's kernel is 2-D, ``(7, channels, 1, 64)``: the graph convolves a one-channel
@@ -221,44 +288,58 @@ def _midend_layer(w: Weights, conv: str, norm: str, x: jax.Array) -> jax.Array:
     with ``channels`` input channels run 3.3x faster in XLA on CPU (35 vs 116 ms for the first
     layer at batch 64) and agree to 3e-6 of the largest output.
     """
-    return _norm(w, norm, _conv(w, conv, _pad_time(x), "VALID"))
+    return bn(w, norm, _conv(w, conv, _pad_time(x), "VALID"))
+
+
+def features(
+    w: Weights,
+    x: jax.Array,
+    bn: Norm = _norm,
+    drop: Callable[[jax.Array], jax.Array] | None = None,
+) -> dict[str, jax.Array]:
+    """musicnn up to its penultimate layer, on ``(batch, 187, 96)`` inputs.
+
+    Returns ``max_pool`` and ``mean_pool`` ``(batch, 753)`` and ``penultimate`` ``(batch,
+    200)``. ``bn(w, name, x)`` is each batch norm (by default with the stored statistics, as
+    at inference); ``drop(x)`` is the training graph's dropout before the back end's dense
+    layer (none at inference).
+    """
+    x = bn(w, "batch_normalization", x[..., None])  # (B, T, 96, 1)
+    timbral = _pad_time(x)
+    front = jnp.concatenate(
+        [
+            _band_max(w, "conv2d", "batch_normalization_1", timbral, "VALID", bn),
+            _band_max(w, "conv2d_1", "batch_normalization_2", timbral, "VALID", bn),
+            _band_max(w, "conv2d_2", "batch_normalization_3", x, "SAME", bn),
+            _band_max(w, "conv2d_3", "batch_normalization_4", x, "SAME", bn),
+            _band_max(w, "conv2d_4", "batch_normalization_5", x, "SAME", bn),
+        ],
+        axis=-1,
+    )  # (B, T, 561)
+    first = _midend_layer(w, "conv2d_5", "batch_normalization_6", front, bn)
+    second = _midend_layer(w, "conv2d_6", "batch_normalization_7", first, bn) + first
+    third = _midend_layer(w, "conv2d_7", "batch_normalization_8", second, bn) + second
+    middle = jnp.concatenate([front, first, second, third], axis=-1)  # (B, T, 753)
+    max_pool, mean_pool = middle.max(axis=1), middle.mean(axis=1)
+    pooled = jnp.stack([max_pool, mean_pool], axis=-1).reshape(len(x), -1)
+    pooled = bn(w, "batch_normalization_9", pooled)
+    if drop is not None:
+        pooled = drop(pooled)
+    hidden = jax.nn.relu(jnp.matmul(pooled, w["dense/kernel"]) + w["dense/bias"])
+    penultimate = bn(w, "batch_normalization_10", hidden)
+    return {"max_pool": max_pool, "mean_pool": mean_pool, "penultimate": penultimate}
 
 
 def network(w: Weights, x: jax.Array) -> dict[str, jax.Array]:
     """musicnn on ``(batch, 187, 96)`` inputs: pooled features, penultimate layer and tags.
 
     Returns ``max_pool`` and ``mean_pool`` ``(batch, 753)``, ``penultimate`` ``(batch, 200)``
-    and ``tags`` ``(batch, 50)`` (probabilities of :data:`MSD_TAGS`).
+    and ``tags`` ``(batch, 50)`` (probabilities of the checkpoint's tags: :data:`MSD_TAGS`
+    or :data:`MTT_TAGS`).
     """
-    x = _norm(w, "batch_normalization", x[..., None])  # (B, T, 96, 1)
-    timbral = _pad_time(x)
-    front = jnp.concatenate(
-        [
-            _band_max(w, "conv2d", "batch_normalization_1", timbral, "VALID"),
-            _band_max(w, "conv2d_1", "batch_normalization_2", timbral, "VALID"),
-            _band_max(w, "conv2d_2", "batch_normalization_3", x, "SAME"),
-            _band_max(w, "conv2d_3", "batch_normalization_4", x, "SAME"),
-            _band_max(w, "conv2d_4", "batch_normalization_5", x, "SAME"),
-        ],
-        axis=-1,
-    )  # (B, T, 561)
-    first = _midend_layer(w, "conv2d_5", "batch_normalization_6", front)
-    second = _midend_layer(w, "conv2d_6", "batch_normalization_7", first) + first
-    third = _midend_layer(w, "conv2d_7", "batch_normalization_8", second) + second
-    middle = jnp.concatenate([front, first, second, third], axis=-1)  # (B, T, 753)
-    max_pool, mean_pool = middle.max(axis=1), middle.mean(axis=1)
-    pooled = jnp.stack([max_pool, mean_pool], axis=-1).reshape(len(x), -1)
-    hidden = jax.nn.relu(
-        jnp.matmul(_norm(w, "batch_normalization_9", pooled), w["dense/kernel"]) + w["dense/bias"]
-    )
-    penultimate = _norm(w, "batch_normalization_10", hidden)
-    logits = jnp.matmul(penultimate, w["dense_1/kernel"]) + w["dense_1/bias"]
-    return {
-        "max_pool": max_pool,
-        "mean_pool": mean_pool,
-        "penultimate": penultimate,
-        "tags": jax.nn.sigmoid(logits),
-    }
+    out = features(w, x)
+    logits = jnp.matmul(out["penultimate"], w["dense_1/kernel"]) + w["dense_1/bias"]
+    return {**out, "tags": jax.nn.sigmoid(logits)}
 
 
 def patches(x: jax.Array, frames: int = PATCH_FRAMES) -> tuple[jax.Array, int]:
@@ -289,14 +370,24 @@ def embeddings(w: Weights, x: jax.Array) -> jax.Array:
 class MusicnnEmbedding(TransformerMixin, BaseEstimator):
     """Flattened ``logc`` segments ``(n, frames * 96)`` -> musicnn embeddings ``(n, 1706)``.
 
-    ``fit`` loads the weights (fetching them once, :func:`load_weights`) and keeps them in the
+    ``checkpoint`` names the wheel's weights (:data:`CHECKPOINTS`). ``fit`` loads the weights
+    (fetching them once, :func:`load_weights`) and keeps them in the
     fitted pipeline, so a saved model needs no download to predict.
     """
 
-    def __init__(self, frames: int = PATCH_FRAMES, coefficients: int = 96, block: int = 64) -> None:
+    checkpoint = DEFAULT_CHECKPOINT  # pipelines saved before there was a choice
+
+    def __init__(
+        self,
+        frames: int = PATCH_FRAMES,
+        coefficients: int = 96,
+        block: int = 64,
+        checkpoint: str = DEFAULT_CHECKPOINT,
+    ) -> None:
         self.frames = frames
         self.coefficients = coefficients
         self.block = block
+        self.checkpoint = checkpoint
 
     def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> MusicnnEmbedding:
         if self.coefficients != INPUT_FEATURES["n_mels"]:
@@ -304,7 +395,7 @@ class MusicnnEmbedding(TransformerMixin, BaseEstimator):
                 f"model='musicnnsvm': features of {self.coefficients} coefficients per frame; "
                 f"musicnn reads {INPUT_FEATURES['n_mels']} mel bands"
             )
-        self.weights_ = load_weights()
+        self.weights_ = load_weights(checkpoint=self.checkpoint)
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:

@@ -16,7 +16,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genre_jax.models import rbf
-from genre_jax.models.musicnn import INPUT_FEATURES, MusicnnEmbedding
+from genre_jax.models.musicnn import (
+    CHECKPOINTS,
+    DEFAULT_CHECKPOINT,
+    INPUT_FEATURES,
+    MusicnnEmbedding,
+)
 from genre_jax.models.spec import PIPELINE, ModelSpec
 from genre_jax.settings import setting
 
@@ -28,10 +33,13 @@ class MusicnnSVMSettings:
     Attributes:
         c: SVM regularisation ``C``.
         gamma: RBF ``gamma``: ``scale``, ``auto`` or a positive number.
+        weights: the wheel's checkpoint that embeds: ``MSD_musicnn`` (Million Song Dataset
+            tags) or ``MTT_musicnn`` (MagnaTagATune tags).
     """
 
     c: float = setting(1.0, above=0)
     gamma: str = "scale"
+    weights: str = setting(DEFAULT_CHECKPOINT, choices=tuple(CHECKPOINTS))
 
     def __post_init__(self) -> None:
         rbf.check_gamma(self.gamma)
@@ -44,7 +52,7 @@ def build(
     calibrated RBF SVC."""
     pipeline = Pipeline(
         [
-            ("embed", MusicnnEmbedding(frames, coefficients)),
+            ("embed", MusicnnEmbedding(frames, coefficients, checkpoint=settings.weights)),
             ("scale", StandardScaler()),
             ("svm", rbf.calibrated_svc(settings.c, settings.gamma)),
         ]
