@@ -4,6 +4,7 @@
   instead doubles its training set with every segment reversed; see ``TrainConfig``).
 - :func:`spec_augment`: SpecAugment-style masking (Park et al., 2019) without time warping:
   stripes of frames and of coefficients are replaced by the example's mean value.
+- :func:`mixup`: mixup (Zhang et al., 2018): each example mixed with another of its batch.
 - :func:`smoothed_targets`: label smoothing.
 
 Every function takes an explicit key and returns arrays of the input's shape, so a step stays
@@ -50,6 +51,23 @@ def spec_augment(
         keep &= ~((t >= start_t) & (t < start_t + width_t))
         keep &= ~((f >= start_f) & (f < start_f + width_f))
     return jnp.where(keep, x, fill)
+
+
+def mixup(
+    x: jax.Array, labels: jax.Array, key: jax.Array, alpha: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Mix each example of ``x`` ``(batch, ...)`` with a partner of the same batch.
+
+    Partners are a random permutation of the batch; each example's share ``s`` of itself is
+    drawn from ``Beta(alpha, alpha)``: the input becomes ``s * x + (1 - s) * partner``.
+    Returns ``(mixed x, the partners' labels, s (batch,))``: the loss mixes the targets in the
+    same proportion (:func:`genre_jax.train.training_loss`).
+    """
+    order_key, share_key = jax.random.split(key)
+    partner = jax.random.permutation(order_key, x.shape[0])
+    share = jax.random.beta(share_key, alpha, alpha, (x.shape[0],)).astype(x.dtype)
+    weight = share.reshape((-1,) + (1,) * (x.ndim - 1))
+    return weight * x + (1.0 - weight) * x[partner], labels[partner], share
 
 
 def smoothed_targets(labels: jax.Array, n_classes: int, smoothing: float) -> jax.Array:

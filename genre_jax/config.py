@@ -139,6 +139,9 @@ NETWORK_ONLY = (
     "lr_schedule",
     "label_smoothing",
     "specaug_masks",
+    "mixup",
+    "freeze_epochs",
+    "pretrained_lr_scale",
     "select",
     "feed",
     "checkpoint_steps",
@@ -170,6 +173,13 @@ class TrainConfig:
             training example with the example's mean; 0: off.
         specaug_time: widest time stripe, frames (widths are uniform in 0 ... this).
         specaug_freq: widest coefficient stripe, bands (widths are uniform in 0 ... this).
+        mixup: mixup (Zhang et al., 2018): each training example is mixed with another of its
+            batch, inputs and targets, in a proportion drawn from Beta(mixup, mixup); 0: off.
+        freeze_epochs: a network with pretrained layers (``musicnn``) trains only its new
+            layers for this many first epochs; the pretrained parameters and their optimiser
+            state stay as they are. 0: all trained from the first step.
+        pretrained_lr_scale: the pretrained layers' learning rate as a fraction of
+            ``learning_rate`` (its schedule too); the new layers take ``learning_rate``.
         seed: initialisation, shuffling and dropout.
         split: ``song`` (stratified 80/10/10 by song), ``kfold`` (song-level, fold ``fold`` of
             ``folds`` as test), ``official`` (the dataset's own split: FMA's, a CSV manifest's
@@ -209,6 +219,9 @@ class TrainConfig:
     specaug_masks: int = setting(0, minimum=0)
     specaug_time: int = setting(10, minimum=0)
     specaug_freq: int = setting(12, minimum=0)
+    mixup: float = setting(0.0, minimum=0)
+    freeze_epochs: int = setting(0, minimum=0)
+    pretrained_lr_scale: float = setting(1.0, above=0)
     seed: int = setting(0, minimum=0)
     split: str = setting("song", choices=SPLITS)
     group_by: str = setting("auto", choices=GROUPS)

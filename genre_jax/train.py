@@ -33,11 +33,12 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from genre_jax.augment import random_time_flip, smoothed_targets, spec_augment
+from genre_jax.augment import mixup, random_time_flip, smoothed_targets, spec_augment
 from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.extraction import prefetch
 from genre_jax.inference import make_predict
 from genre_jax.models import build_network
+from genre_jax.models.layers import Pretrained
 from genre_jax.parallel import DATA_AXIS, batch_sharded, check_batch, replicate, shard_batch
 from genre_jax.splits import SplitArrays
 from genre_jax.streaming import Rows, StreamedSplit
@@ -57,9 +58,56 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> float |
     return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warmup, total, end)
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> optax.GradientTransformation:
-    """Adam with Keras's epsilon (1e-7) at the configured learning rate (or schedule)."""
-    return optax.adam(learning_rate_schedule(config, steps_per_epoch), eps=1e-7)
+ADAM_EPSILON = 1e-7  # Keras's
+
+
+def is_pretrained(variable: Any) -> bool:
+    return isinstance(variable, Pretrained)
+
+
+def pretrained_labels(params: Any) -> Any:
+    """``"pretrained"`` or ``"new"`` for each parameter of ``params`` (an ``nnx.State``), by
+    whether it is a :class:`~genre_jax.models.layers.Pretrained` parameter."""
+    return jax.tree.map(
+        lambda v: "pretrained" if is_pretrained(v) else "new",
+        params,
+        is_leaf=lambda v: isinstance(v, nnx.Variable),
+    )
+
+
+def has_pretrained(params: Any) -> bool:
+    leaves = jax.tree.leaves(params, is_leaf=lambda v: isinstance(v, nnx.Variable))
+    return any(is_pretrained(v) for v in leaves)
+
+
+def make_optimizer(
+    config: TrainConfig, steps_per_epoch: int = 1, pretrained: bool = False
+) -> optax.GradientTransformation:
+    """Adam with Keras's epsilon (1e-7) at the configured learning rate (or schedule).
+
+    With ``pretrained`` (the network has :class:`~genre_jax.models.layers.Pretrained`
+    parameters), an ``optax.multi_transform`` of two Adams: the new parameters at the
+    learning rate, the pretrained ones at ``pretrained_lr_scale`` times it, their Adam
+    starting only after ``freeze_epochs`` epochs (before that their updates are zero and
+    their optimiser state untouched, ``optax.transforms.conditionally_mask``).
+    """
+    learning_rate = learning_rate_schedule(config, steps_per_epoch)
+    if not pretrained:
+        return optax.adam(learning_rate, eps=ADAM_EPSILON)
+    scale = config.pretrained_lr_scale
+    if callable(learning_rate):
+        scaled = lambda step: scale * learning_rate(step)  # noqa: E731
+    else:
+        scaled = scale * learning_rate
+    frozen_steps = config.freeze_epochs * steps_per_epoch
+    thawed = optax.transforms.conditionally_mask(
+        optax.scale_by_adam(eps=ADAM_EPSILON), lambda count: count >= frozen_steps
+    )
+    transforms = {
+        "new": optax.adam(learning_rate, eps=ADAM_EPSILON),
+        "pretrained": optax.chain(thawed, optax.scale_by_learning_rate(scaled)),
+    }
+    return optax.multi_transform(transforms, pretrained_labels)
 
 
 def masked_cross_entropy(
@@ -74,6 +122,27 @@ def masked_cross_entropy(
         losses = optax.softmax_cross_entropy(logits, targets)
     else:
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    weights = mask.astype(losses.dtype)
+    return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def training_loss(
+    logits: jax.Array,
+    labels: jax.Array,
+    mask: jax.Array,
+    smoothing: float = 0.0,
+    mixed: tuple[jax.Array, jax.Array] | None = None,
+) -> jax.Array:
+    """:func:`masked_cross_entropy`, or with ``mixed = (partner labels, proportion)`` of a
+    mixup batch (:func:`genre_jax.augment.mixup`) the same mix of the two targets' losses."""
+    if mixed is None:
+        return masked_cross_entropy(logits, labels, mask, smoothing)
+    partners, share = mixed
+    n_classes = logits.shape[-1]
+    targets = share[:, None] * smoothed_targets(labels, n_classes, smoothing) + (
+        1.0 - share[:, None]
+    ) * smoothed_targets(partners, n_classes, smoothing)
+    losses = optax.softmax_cross_entropy(logits, targets)
     weights = mask.astype(losses.dtype)
     return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
@@ -100,6 +169,7 @@ def make_train_step(
     tx: optax.GradientTransformation,
     mesh: Mesh | None = None,
     config: TrainConfig | None = None,
+    frozen: bool = False,
 ) -> Callable:
     """``step(state, x, y, mask, key) -> (state, (loss_sum, correct))``, a pure function.
 
@@ -107,16 +177,29 @@ def make_train_step(
     (BatchNorm statistics) and the optimiser state. Gradients flow to the parameters only.
     With a ``mesh``, the batch is split along its ``data`` axis (the state is replicated);
     the computation is the same as on one device. With a ``config``, its augmentation
-    (random time flip, SpecAugment) and label smoothing apply; dropout keeps drawing from
-    ``key`` itself, augmentation from keys folded out of it.
+    (random time flip, SpecAugment, mixup) and label smoothing apply; dropout keeps drawing
+    from ``key`` itself, augmentation from keys folded out of it. With ``frozen``, the
+    pretrained parameters (:class:`~genre_jax.models.layers.Pretrained`) take no gradient and
+    come out of the step as they went in, bit for bit.
     """
     smoothing = config.label_smoothing if config is not None else 0.0
+    alpha = config.mixup if config is not None else 0.0
 
     def loss_fn(params: Any, rest: Any, x: jax.Array, y: jax.Array, mask: jax.Array, key: Any):
+        if frozen:
+            params = jax.tree.map(
+                lambda v: jax.lax.stop_gradient(v) if is_pretrained(v) else v,
+                params,
+                is_leaf=lambda v: isinstance(v, nnx.Variable),
+            )
+        mixed = None
+        if alpha:
+            x, partners, share = mixup(x, y, jax.random.fold_in(key, 0x313C), alpha)
+            mixed = (partners, share)
         model = nnx.merge(graphdef, params, rest, copy=True)  # fresh Variables in this trace
         logits = model(x, train=True, key=key, mask=mask)
         new_rest = nnx.state(model, nnx.Not(nnx.Param))
-        return masked_cross_entropy(logits, y, mask, smoothing), (logits, new_rest)
+        return training_loss(logits, y, mask, smoothing, mixed), (logits, new_rest)
 
     def step(state: dict, x: jax.Array, y: jax.Array, mask: jax.Array, key: jax.Array):
         x, y, mask = (shard_batch(a, mesh) for a in (x, y, mask))
@@ -125,6 +208,13 @@ def make_train_step(
         (loss, (logits, rest)), grads = grad_fn(state["params"], state["rest"], x, y, mask, key)
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
+        if frozen:  # exactly as they were (a zero update would turn -0.0 into 0.0)
+            params = jax.tree.map(
+                lambda new, old: old if is_pretrained(old) else new,
+                params,
+                state["params"],
+                is_leaf=lambda v: isinstance(v, nnx.Variable),
+            )
         count = jnp.sum(mask)
         correct = jnp.sum((jnp.argmax(logits, -1) == y) & mask)
         return {"params": params, "rest": rest, "opt": opt}, (loss * count, correct)
@@ -165,6 +255,7 @@ def make_train_epoch(
     driver: str = "scan",
     mesh: Mesh | None = None,
     config: TrainConfig | None = None,
+    frozen: bool = False,
 ) -> Callable:
     """``epoch(state, x, y, epoch, key) -> (state, metrics)`` over device-resident data.
 
@@ -177,8 +268,10 @@ def make_train_epoch(
     - ``"steps"``: one jitted call per step, dispatched asynchronously with metrics kept on the
       device (fastest for melstat on CPU, where XLA runs its convolutions' gradients inside a
       loop body many times slower).
+
+    ``frozen``: the steps of :func:`make_train_step` that leave pretrained parameters as they are.
     """
-    step = make_train_step(graphdef, tx, mesh, config)
+    step = make_train_step(graphdef, tx, mesh, config, frozen)
     batch_step = make_batch_step(step)
 
     def plan(n: int, epoch: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, int]:
@@ -260,6 +353,7 @@ def make_streamed_epoch(
     driver: str = "scan",
     mesh: Mesh | None = None,
     config: TrainConfig | None = None,
+    frozen: bool = False,
     *,
     workers: int = 2,
     depth: int = 2,
@@ -281,7 +375,7 @@ def make_streamed_epoch(
     checkpoint inside the epoch; with ``config.checkpoint_steps`` the windows are no longer
     than that); ``resume=(next_batch, totals)`` goes on from such a point.
     """
-    batch_step = make_batch_step(make_train_step(graphdef, tx, mesh, config))
+    batch_step = make_batch_step(make_train_step(graphdef, tx, mesh, config, frozen))
 
     def window(state, totals, xs, ys, vs, first, epoch, batches, key):
         def body(carry: tuple, inputs: tuple) -> tuple[tuple, None]:
@@ -430,20 +524,40 @@ def init_state(
     n_classes: int,
     x_train: np.ndarray | None = None,
     steps_per_epoch: int = 1,
+    log: Callable[[str], None] = print,
 ) -> tuple[nnx.GraphDef, dict, optax.GradientTransformation]:
     """(graphdef, training state, optimiser) of a fresh network.
 
     A network with a fixed input standardisation (``fit_input_statistics``) takes it from
-    ``x_train``, the training segments; ``steps_per_epoch`` sets the length of a schedule.
+    ``x_train``, the training segments; one with pretrained layers (``load_pretrained``) is
+    given their published weights; ``steps_per_epoch`` sets the length of a schedule.
+    Settings for pretrained layers are refused, naming them, for a network without any.
     """
     model = build_network(
         config.model, config.model_settings, n_features, n_classes, seed=config.seed
     )
     if x_train is not None and hasattr(model, "fit_input_statistics"):
         model.fit_input_statistics(x_train)
+    if hasattr(model, "load_pretrained"):
+        model.load_pretrained(log)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = make_optimizer(config, steps_per_epoch)
+    pretrained = has_pretrained(params)
+    if not pretrained:
+        given = [f"{n}={getattr(config, n)}" for n in PRETRAINED_SETTINGS if _given(config, n)]
+        if given:
+            raise ConfigError(
+                f"train setting(s) {', '.join(given)}: model {config.model!r} has no "
+                "pretrained layers for them to apply to"
+            )
+    tx = make_optimizer(config, steps_per_epoch, pretrained)
     return graphdef, {"params": params, "rest": rest, "opt": tx.init(params)}, tx
+
+
+PRETRAINED_SETTINGS = ("freeze_epochs", "pretrained_lr_scale")
+
+
+def _given(config: TrainConfig, name: str) -> bool:
+    return getattr(config, name) != getattr(TrainConfig(), name)
 
 
 def check_fit_settings(config: TrainConfig, frames: int, coefficients: int) -> None:
@@ -562,7 +676,16 @@ def fit(
     streamed = isinstance(data, StreamedSplit)
     driver = epoch_driver(config)
     make_epoch = make_streamed_epoch if streamed else make_train_epoch
-    epoch_fn = make_epoch(graphdef, tx, config.batch_size, driver, mesh, config)
+    epoch_fns = {}  # by whether the epoch keeps pretrained layers frozen: built when first run
+
+    def epoch_fn_of(epoch: int) -> Callable:
+        frozen = epoch < config.freeze_epochs
+        if frozen not in epoch_fns:
+            epoch_fns[frozen] = make_epoch(
+                graphdef, tx, config.batch_size, driver, mesh, config, frozen
+            )
+        return epoch_fns[frozen]
+
     eval_batch = max(config.batch_size, 64)
     if mesh is not None:
         eval_batch = -(-eval_batch // mesh.size) * mesh.size
@@ -598,12 +721,12 @@ def fit(
         epoch_started = time.perf_counter()
         if streamed:
             saver = _inside_saver(checkpoints, config, meta, epoch, steps_per_epoch, records, best)
-            state, train_metrics = epoch_fn(
+            state, train_metrics = epoch_fn_of(epoch)(
                 state, x_train, y_train, np.int32(epoch), key, order_key, inside, saver
             )
             inside = None
         else:
-            state, train_metrics = epoch_fn(state, x_train, y_train, np.int32(epoch), key)
+            state, train_metrics = epoch_fn_of(epoch)(state, x_train, y_train, np.int32(epoch), key)
         train_metrics = {k: float(v) for k, v in train_metrics.items()}
         validation_started = time.perf_counter()
         timing["epochs"].append(validation_started - epoch_started)
