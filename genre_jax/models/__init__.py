@@ -7,9 +7,10 @@ code, or named in ``GENRE_JAX_MODELS`` (comma-separated modules, imported by the
 line), or offered by an installed package under the entry-point group ``genre_jax.models``
 (each entry a module that registers its models when imported, or a ``ModelSpec``).
 
-Built in: networks ``cnn`` and ``gru`` (the seed's) and ``melstat`` (ours, for log-mel
-input); pipelines ``svm`` (the seed's), ``statsvm`` (ours, on summary statistics) and
-``musicnnsvm`` (ours, on embeddings of the pretrained musicnn).
+Built in: networks ``cnn`` and ``gru`` (the seed's), ``melstat`` (ours, for log-mel input) and
+``musicnn`` (ours: the pretrained musicnn fine-tuned); pipelines ``svm`` (the seed's),
+``statsvm`` (ours, on summary statistics) and ``musicnnsvm`` (ours, on embeddings of the
+pretrained musicnn).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from importlib.metadata import entry_points
 
 from flax import nnx
 
-from genre_jax.models import cnn, gru, melstat, musicnnsvm, statsvm, svm
+from genre_jax.models import cnn, gru, melstat, musicnn_net, musicnnsvm, statsvm, svm
 from genre_jax.models.spec import (
     NETWORK,
     PIPELINE,
@@ -167,5 +168,5 @@ def build_network(
     return spec.build(settings, n_features, n_classes, nnx.Rngs(params=seed))
 
 
-for _module in (cnn, gru, svm, melstat, statsvm, musicnnsvm):
+for _module in (cnn, gru, svm, melstat, statsvm, musicnnsvm, musicnn_net):
     register(_module.SPEC)
