@@ -257,20 +257,30 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         raise ConfigError("crossval: give exactly one of --data-dir DIR or --features STORE")
     experiment = _experiment(args)
     if args.data_dir:
-        config = _feature_config(args, experiment)
         from genre_jax.crossval import FEATURES_DIR
 
         features_dir = args.features_dir or Path(args.out) / FEATURES_DIR
-        store = prepare(
-            args.data_dir,
-            features_dir,
-            config,
-            progress=not args.no_progress,
-            subset=args.subset,
-        )
-        features = store.path
+        prepared: dict[FeatureConfig, Path] = {}  # one store per distinct feature setting
+        features = []
+        for base in experiment.member_features if experiment else (None,):
+            config = from_options(FeatureConfig, args, base=base)
+            if config not in prepared:
+                store = prepare(
+                    args.data_dir,
+                    features_dir,
+                    config,
+                    progress=not args.no_progress,
+                    subset=args.subset,
+                )
+                prepared[config] = store.path
+            features.append(prepared[config])
     else:
         features = args.features
+        if experiment is not None and len(set(experiment.member_features)) > 1:
+            raise ConfigError(
+                f"experiment file {args.config}: its members read different features, which one "
+                "store cannot hold; give --data-dir, and a store is prepared for each"
+            )
         _require_experiment_features(args, experiment, features)
     report = crossval(
         features,

@@ -83,6 +83,11 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
                 TrainConfig.from_json(saved["members"][name]),
                 f"cross-validation {out_dir} ({name} train settings; --overwrite starts afresh)",
             )
+        if saved.get("member_features") != experiment.get("member_features"):
+            raise ConfigError(
+                f"cross-validation {out_dir}: its members read other features than the stores "
+                "given now (--overwrite starts afresh)"
+            )
         if saved["feature_hash"] != experiment["feature_hash"]:
             raise ConfigError(
                 f"cross-validation {out_dir}: its store had feature_hash {saved['feature_hash']}, "
@@ -108,7 +113,7 @@ def member_names(configs: Sequence[TrainConfig]) -> list[str]:
 
 
 def crossval(
-    features: str | Path,
+    features: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     config: TrainConfig | Sequence[TrainConfig],
     *,
@@ -131,9 +136,20 @@ def crossval(
 
     With several configs, each is trained on every fold (``fold-i/<model>/``) and the fold's
     model is their ensemble (``fold-i/`` itself, :mod:`genre_jax.ensemble`): the mean of their
-    probabilities. Returns the report (also ``report.json`` and ``report.md`` in ``out_dir``).
+    probabilities. ``features`` is then one store for all, or one per config (members that
+    read different features; the stores must hold the same songs, and every fold's test songs
+    are checked to be the same by track id). Returns the report (also ``report.json`` and
+    ``report.md`` in ``out_dir``).
     """
     configs = [config] if isinstance(config, TrainConfig) else list(config)
+    paths = [features] if isinstance(features, (str, Path)) else list(features)
+    if len(paths) == 1:
+        paths = paths * len(configs)
+    if len(paths) != len(configs):
+        raise ConfigError(
+            f"crossval: {len(paths)} feature stores for {len(configs)} models; give one, or one "
+            "per model"
+        )
     first = configs[0]
     if first.folds < 2:
         raise ConfigError(f"train setting folds={first.folds}: cross-validation needs >= 2")
@@ -145,7 +161,8 @@ def crossval(
     names = member_names(configs)
     models = [c.model for c in configs]
     model = ensemble_name({"member_models": models}) if ensemble else first.model
-    store = FeatureStore.open(resolve_store(features))
+    stores = [FeatureStore.open(resolve_store(p)) for p in paths]
+    store = stores[0]
     out_dir = Path(out_dir)
     provenance = {
         "experiment_file": None,
@@ -166,9 +183,26 @@ def crossval(
         "feature_hash": store.config.hash(),
         "store": str(store.path.resolve()),
     }
-    for member in configs:  # every fold's split must exist before anything is written
-        for fold in range(first.folds):
-            make_split(store, fold_config(member, fold))
+    if any(s.config != store.config for s in stores):
+        experiment["member_features"] = {
+            n: s.config.to_json() for n, s in zip(names, stores, strict=True)
+        }
+        experiment["member_stores"] = {
+            n: str(s.path.resolve()) for n, s in zip(names, stores, strict=True)
+        }
+    for fold in range(first.folds):  # every fold's split must exist before anything is written
+        tests = [
+            test_songs(s, make_split(s, fold_config(m, fold)))
+            for s, m in zip(stores, configs, strict=True)
+        ]
+        for name, songs in zip(names[1:], tests[1:], strict=True):
+            if songs != tests[0]:
+                raise ConfigError(
+                    f"crossval: fold {fold} of {name} tests {len(songs)} songs, "
+                    f"{len(songs - tests[0])} of them not among the {len(tests[0])} of "
+                    f"{names[0]}; members must be tested on the same songs (their stores must "
+                    "hold the same tracks)"
+                )
     artist = grouped_by_artist(store, fold_config(first, 0))
     experiment["grouped_by"] = "artist" if artist else "song"
     if tensorboard:
@@ -189,7 +223,7 @@ def crossval(
                 continue
             log(f"fold {fold + 1}/{first.folds}: training {name} in {run_dir}")
             train_run(
-                store.path,
+                stores[names.index(name)].path,
                 run_dir,
                 fold_config(member, fold),
                 resume=(run_dir / "config.json").is_file(),  # a fold killed while training
@@ -225,6 +259,16 @@ def crossval(
     mean, std = report["mean"]["song_accuracy"], report["std"]["song_accuracy"]
     log(f"{model}, {first.folds}-fold: song accuracy {100 * mean:.2f} % +- {100 * std:.2f}")
     return report
+
+
+def test_songs(store: FeatureStore, split: Any) -> set[tuple[str, str]]:
+    """The test songs of ``split`` on ``store`` as (genre, track id)."""
+    tracks = store.manifest.tracks
+    if split.level == "segment":
+        indices = np.unique(np.asarray(store.tracks)[split.segment_indices("test", store.tracks)])
+    else:
+        indices = np.asarray(split.test)
+    return {(tracks[int(i)].genre, tracks[int(i)].id) for i in indices}
 
 
 def _fold_row(fold: int, run_dir: Path) -> dict[str, Any]:
@@ -270,6 +314,7 @@ def summarise(
         "grouped_by": experiment.get("grouped_by", "song"),
         "val_per_genre": {name: m["val_per_genre"] for name, m in members.items()},
         "features": experiment["features"],
+        "member_features": experiment.get("member_features"),
         "train": members if len(members) > 1 else train,
         "mean": {m: float(v.mean()) for m, v in values.items()},
         "std": {m: float(v.std()) for m, v in values.items()},
@@ -290,6 +335,14 @@ def summarise(
     return report
 
 
+def feature_text(features: FeatureConfig) -> str:
+    """``logc, 96 coefficients at 16000 Hz, 2 s segments``."""
+    return (
+        f"{features.kind}, {features.n_features} coefficients at {features.sample_rate} Hz, "
+        f"{features.segment_seconds:g} s segments"
+    )
+
+
 def crossval_markdown(report: dict[str, Any]) -> str:
     """The cross-validation report as markdown: settings, one row per fold, mean +- std."""
     pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
@@ -306,9 +359,16 @@ def crossval_markdown(report: dict[str, Any]) -> str:
     held_text = (
         ", ".join(f"{v} ({k})" for k, v in held.items()) if len(held) > 1 else str(*held.values())
     )
+    member_features = report.get("member_features")
+    if member_features:  # members reading different features: each one's
+        kinds = "; ".join(
+            f"{name}: {feature_text(FeatureConfig.from_json(f))}"
+            for name, f in member_features.items()
+        )
+    else:
+        kinds = feature_text(features)
     lines += [
-        f"Features: {features.kind}, {features.n_features} coefficients, "
-        f"{features.segment_seconds:g} s segments; split seed {report['split_seed']}; "
+        f"Features: {kinds}; split seed {report['split_seed']}; "
         f"validation songs per genre held out of each training fold: {held_text}.",
         "",
         "| fold | songs | song acc. % | song acc. (vote) % | segment acc. % | macro F1 | "

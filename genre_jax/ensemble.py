@@ -6,10 +6,13 @@ it) that holds no weights, only which runs it averages::
     config.json   {"members": [...], "features", "store", "split", ...} (the first member's)
     labels.json   the genre names
 
-Members must read the same features (one feature store's settings), know the same genres and,
-when trained on the same store, hold out the same test songs, so the ensemble is evaluated
-on songs none of its members trained on. Member paths are stored relative to the ensemble
-directory when they lie inside it (as ``crossval`` writes them), absolute otherwise.
+Members know the same genres and, when trained on the same data, hold out the same test songs,
+so the ensemble is evaluated on songs none of its members trained on. They may read different
+features (each its own store: a *mixed* ensemble, whose ``config.json`` lists each member's
+``member_features``) as long as they cut the same segments (``segment_seconds``): the mean is
+taken segment by segment, each segment found in every member's store by its song and position.
+Member paths are stored relative to the ensemble directory when they lie inside it (as
+``crossval`` writes them), absolute otherwise.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ def is_ensemble(run_config: dict[str, Any]) -> bool:
     return "members" in run_config
 
 
+def is_mixed(run_config: dict[str, Any]) -> bool:
+    """An ensemble whose members read different features (each from its own store)."""
+    return "member_features" in run_config
+
+
 def member_dirs(run_dir: Path, run_config: dict[str, Any]) -> list[Path]:
     """The members' run directories (relative entries resolved against ``run_dir``)."""
     return [run_dir / p if not os.path.isabs(p) else Path(p) for p in run_config["members"]]
@@ -48,7 +56,7 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
 
     Raises:
         ConfigError: fewer than two members, a member that is not a finished run, members
-            with other feature settings, genres or test songs (each named).
+            cutting other segments, with other genres or test songs (each named).
     """
     out_dir = Path(out_dir)
     if len(members) < 2:
@@ -60,12 +68,11 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
             raise ConfigError(f"ensemble member {member}: not a finished run (no summary.json)")
         configs.append(read_json(member / "config.json"))
     first = configs[0]
-    for member, config in zip(members[1:], configs[1:], strict=True):
-        require_same(
-            FeatureConfig.from_json(first["features"]),
-            FeatureConfig.from_json(config["features"]),
-            f"ensemble member {member} (feature settings)",
-        )
+    features = [FeatureConfig.from_json(c["features"]) for c in configs]
+    mixed = any(f != features[0] for f in features)
+    for member, config, feature in zip(members[1:], configs[1:], features[1:], strict=True):
+        if feature.segment_seconds != features[0].segment_seconds:
+            require_same(features[0], feature, f"ensemble member {member} (feature settings)")
         if config["genres"] != first["genres"]:
             raise ConfigError(f"ensemble member {member}: genres {config['genres']} differ")
         if config.get("data_fingerprint") == first.get("data_fingerprint"):
@@ -87,6 +94,8 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
         "member_models": [model_name(c["train"]) for c in configs],
         "train": first["train"],
     }
+    if mixed:
+        config["member_features"] = [c["features"] for c in configs]
     atomic_write_json(out_dir / "config.json", config)
     atomic_write_json(out_dir / "labels.json", first["genres"])
     return config

@@ -26,7 +26,7 @@ from genre_jax import plots
 from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.datasets import Manifest, Track
 from genre_jax.embedding_cache import store_cache
-from genre_jax.ensemble import is_ensemble
+from genre_jax.ensemble import is_ensemble, member_dirs
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.inference import Predictor, load_predictor
 from genre_jax.metrics import log_event
@@ -269,6 +269,56 @@ def predict_segments(
     return np.concatenate(gather_blocks(probs)), np.concatenate(gather_blocks(predicted))
 
 
+def _mixed_scores(
+    run_dir: Path, predictor: Predictor, part: str
+) -> tuple[FeatureStore, Selection, np.ndarray, np.ndarray]:
+    """A mixed ensemble's segments and scores: each member predicts its ``part`` segments on
+    its own store; a segment's probabilities are the members' mean where every member has
+    the segment (its song's genre and id, and its position in the song). Returns the first
+    member's store, the selection of those segments in it, the probabilities and the labels
+    (their argmax).
+
+    Raises:
+        ConfigError: a member lacks a song another member scores (their stores do not hold
+            the same songs), naming the song.
+    """
+    scored = []
+    for member_dir, member in zip(member_dirs(run_dir, read_json(run_dir / "config.json")),
+                                  predictor.members or [], strict=True):  # fmt: skip
+        config = read_json(member_dir / "config.json")
+        store = FeatureStore.open(resolve_store(config["store"]))
+        selection = select_segments(store, config, part, member_dir)
+        with store_cache(store):
+            probabilities, _ = predict_segments(member, store, selection.index)
+        tracks = store.manifest.tracks
+        keys = [
+            (tracks[int(t)].genre, tracks[int(t)].id, int(q))
+            for t, q in zip(store.tracks[selection.index], store.positions[selection.index],
+                            strict=True)
+        ]  # fmt: skip
+        scored.append((store, selection, dict(zip(keys, probabilities, strict=True)), keys))
+    first_store, first_selection, _, first_keys = scored[0]
+    songs = [{k[:2] for k in keys} for *_, keys in scored]
+    for (store, *_), member_songs in zip(scored[1:], songs[1:], strict=True):
+        missing = songs[0] ^ member_songs
+        if missing:
+            genre, track = sorted(missing)[0]
+            raise ConfigError(
+                f"{run_dir}: its members' stores {first_store.path} and {store.path} do not "
+                f"score the same {part} songs ({len(missing)} differ, e.g. {genre}/{track})"
+            )
+    common = [i for i, key in enumerate(first_keys) if all(key in s[2] for s in scored[1:])]
+    mean = np.mean([[s[2][first_keys[i]] for i in common] for s in scored], axis=0).reshape(
+        len(common), -1
+    )
+    selection = Selection(
+        first_selection.index[common],
+        f"{first_selection.source}, each member on its own features (segments every member has)",
+        first_selection.leaky,
+    )
+    return first_store, selection, mean, mean.argmax(axis=1)
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -295,20 +345,32 @@ def evaluate_run(
     run_dir = Path(run_dir)
     predictor = load_predictor(run_dir)
     run_config = read_json(run_dir / "config.json")
-    store = FeatureStore.open(resolve_store(features or run_config["store"]))
-    require_same(
-        FeatureConfig.from_json(run_config["features"]), store.config, f"feature store {store.path}"
-    )
+    if predictor.mixed:
+        if features is not None:
+            raise ConfigError(
+                f"{run_dir}: its members read different features, each from its own store; "
+                "--features names one store (evaluate each member on it instead)"
+            )
+        store, selection, probabilities, predicted = _mixed_scores(run_dir, predictor, part)
+        index = selection.index
+    else:
+        store = FeatureStore.open(resolve_store(features or run_config["store"]))
+        require_same(
+            FeatureConfig.from_json(run_config["features"]),
+            store.config,
+            f"feature store {store.path}",
+        )
+        selection = select_segments(store, run_config, part, run_dir)
+        index = selection.index
     genres = predictor.genres
     if store.genres != genres:
         raise ValueError(f"{store.path}: genres {store.genres} differ from the run's {genres}")
-    selection = select_segments(store, run_config, part, run_dir)
-    index = selection.index
     if len(index) == 0:
         raise ConfigError(f"{run_dir}: the {part} part of the split is empty; nothing to evaluate")
     truth = np.asarray(store.labels[index])
-    with store_cache(store):  # a frozen network's embeddings of the store, computed once
-        probabilities, predicted = predict_segments(predictor, store, index)
+    if not predictor.mixed:
+        with store_cache(store):  # a frozen network's embeddings of the store, computed once
+            probabilities, predicted = predict_segments(predictor, store, index)
     songs = aggregate_songs(np.asarray(store.tracks[index]), truth, probabilities, predicted)
     report = {
         "run": str(run_dir),

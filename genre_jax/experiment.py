@@ -29,8 +29,10 @@ class Experiment:
     given on the command line override the file. ``features`` is ``None`` when the file has no
     such key (then any store is accepted).
 
-    An ensemble file lists ``members``: paths of other experiment files (relative to it), all
-    with the same features; ``crossval`` trains each member on every fold and evaluates the
+    An ensemble file lists ``members``: paths of other experiment files (relative to it); they
+    may read different features (musicnnsvm's 16 kHz ``logc`` beside statsvm's log-mel) but
+    must cut the same segments (``segment_seconds``). ``crossval`` prepares a store for each
+    distinct feature setting, trains each member on every fold on its store and evaluates the
     mean of their probabilities (:mod:`genre_jax.ensemble`). Its ``features`` and ``train``
     are the first member's.
     """
@@ -44,6 +46,11 @@ class Experiment:
     @property
     def is_ensemble(self) -> bool:
         return bool(self.members)
+
+    @property
+    def member_features(self) -> tuple[FeatureConfig | None, ...]:
+        """Each member's feature settings (for a single experiment: its own, once)."""
+        return tuple(m.features for m in self.members) if self.members else (self.features,)
 
 
 EXPERIMENT_MAX_BYTES = 1 << 20  # an experiment file is a few hundred bytes of JSON
@@ -136,9 +143,18 @@ def _load_ensemble(
         members.append(member)
     first = members[0]
     for name, member in zip(names[1:], members[1:], strict=True):
-        if member.features != first.features:
+        if (member.features is None) != (first.features is None):
             raise ConfigError(
-                f"experiment file {path}: member {name} reads other features than {names[0]}"
+                f"experiment file {path}: of members {names[0]} and {name} one names feature "
+                "settings and the other none; an ensemble's members name theirs all, or none"
+            )
+        if member.features is not None and (
+            member.features.segment_seconds != first.features.segment_seconds
+        ):
+            raise ConfigError(
+                f"experiment file {path}: member {name} cuts {member.features.segment_seconds:g} s "
+                f"segments, {names[0]} {first.features.segment_seconds:g} s; an ensemble averages "
+                "its members segment by segment, so they must cut the same segments"
             )
         for shared in ("folds", "split_seed", "group_by"):
             if getattr(member.train, shared) != getattr(first.train, shared):

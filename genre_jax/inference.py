@@ -18,8 +18,8 @@ import numpy as np
 from flax import nnx
 
 from genre_jax.checkpoint import CheckpointError, load_model
-from genre_jax.config import FeatureConfig, TrainConfig
-from genre_jax.ensemble import ensemble_name, is_ensemble, member_dirs
+from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
+from genre_jax.ensemble import ensemble_name, is_ensemble, is_mixed, member_dirs
 from genre_jax.fileio import read_json
 from genre_jax.fit_pipeline import segment_labels
 from genre_jax.models import PIPELINE
@@ -68,9 +68,20 @@ class Predictor:
     feature_config: FeatureConfig
     _predict: Any
     _labels: Any = None
+    members: list[Predictor] | None = None  # an ensemble's
+    mixed: bool = False  # an ensemble whose members read different features
+
+    def require_one_feature_set(self) -> None:
+        """Refuse, naming the run, features for a mixed ensemble (each member reads its own)."""
+        if self.mixed:
+            raise ConfigError(
+                f"{self.run_dir}: an ensemble whose members read different features takes each "
+                "member's own; evaluate it on its members' stores, or predict audio files"
+            )
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities ``(segments, classes)`` of ``(segments, frames, coeffs)``."""
+        self.require_one_feature_set()
         features = np.asarray(features, np.float32)
         expected = (self.feature_config.n_frames, self.feature_config.n_features)
         if features.ndim != 3 or features.shape[1:] != expected:
@@ -130,7 +141,7 @@ def _load_predictor(run_dir: Path, batch_size: int, loading: tuple[Path, ...]) -
                     "members)"
                 )
             predictor = _load_predictor(member, batch_size, inside)
-            _check_member(predictor, config, run_dir)
+            _check_member(predictor, config, run_dir, len(members))
             members.append(predictor)
 
         def mean_probabilities(x: np.ndarray) -> np.ndarray:
@@ -143,6 +154,8 @@ def _load_predictor(run_dir: Path, batch_size: int, loading: tuple[Path, ...]) -
             train_config,
             feature_config,
             mean_probabilities,
+            members=members,
+            mixed=is_mixed(config),
         )
     if train_config.spec.family == PIPELINE:
         pipeline = load_pipeline(run_dir / PIPELINE_FILE)  # checks config.json by its sidecar
@@ -174,9 +187,11 @@ def _load_predictor(run_dir: Path, batch_size: int, loading: tuple[Path, ...]) -
     )
 
 
-def _check_member(member: Predictor, config: dict[str, Any], run_dir: Path) -> None:
-    """An ensemble's member must read the features and know the genres its config.json names."""
-    ensemble_features = FeatureConfig.from_json(config["features"])
+def _check_member(member: Predictor, config: dict[str, Any], run_dir: Path, index: int) -> None:
+    """An ensemble's member (number ``index``) must read the features and know the genres its
+    config.json names."""
+    mixed = config.get("member_features")
+    ensemble_features = FeatureConfig.from_json(mixed[index] if mixed else config["features"])
     differences = config_diff(member.feature_config, ensemble_features)
     if differences:
         fields = "; ".join(

@@ -323,18 +323,25 @@ def predict_file(
         the reason instead of raising (see :class:`FileRefused`).
     """
     _check_top_k(top_k)
-    config = predictor.feature_config
+    # A mixed ensemble's members each read the file with their own features; segment i is the
+    # same seconds for all (they cut the same segments), so the mean is taken segment by segment.
+    readers = predictor.members if predictor.mixed else [predictor]
     try:
-        found = file_rows(
-            path,
-            config,
-            predictor.predict_proba,
-            what="probabilities",
-            max_segments_in_memory=max_segments_in_memory,
-        )
+        found = [
+            file_rows(
+                path,
+                reader.feature_config,
+                reader.predict_proba,
+                what="probabilities",
+                max_segments_in_memory=max_segments_in_memory,
+            )
+            for reader in readers or []
+        ]
     except FileRefused as refused:
         return TrackPrediction.failed(str(path), refused.reason)
-    probs = found.rows
+    count = min(len(f.rows) for f in found)  # rates round a segment's end differently
+    probs = np.mean([f.rows[:count] for f in found], axis=0)
+    found = found[0]
     mean = probs.mean(axis=0)
     genres = predictor.genres
     return TrackPrediction(

@@ -54,13 +54,14 @@ def test_members_that_do_not_fit_together_are_named(
 ) -> None:
     with pytest.raises(ConfigError, match="other test songs"):
         make_ensemble([members["svm"], members["svm-other-split"]], tmp_path / "a")
-    logmel = prepare(
-        synthetic_small, tmp_path / "features", FeatureConfig(kind="logmel", n_mels=32), **QUIET
-    )
+    # Other features are fine (a mixed ensemble), other segments are not: the mean is taken
+    # segment by segment.
+    other = FeatureConfig(kind="logmel", n_mels=32, segment_seconds=5.0)
+    logmel = prepare(synthetic_small, tmp_path / "features", other, **QUIET)
     train_run(
         logmel.path, tmp_path / "logmel", TrainConfig(model="statsvm", time_flip=False), **QUIET
     )
-    with pytest.raises(ConfigError, match="kind"):
+    with pytest.raises(ConfigError, match="segment_seconds"):
         make_ensemble([members["svm"], tmp_path / "logmel"], tmp_path / "b")
     with pytest.raises(ConfigError, match="at least two"):
         make_ensemble([members["svm"]], tmp_path / "c")
