@@ -290,6 +290,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         tensorboard=args.tensorboard,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        window_hop=args.window_hop,
     )
     if report:
         from genre_jax.crossval import crossval_markdown
@@ -311,7 +312,9 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from genre_jax.evaluate import evaluate_run, markdown_report
 
-    report = evaluate_run(args.run_dir, part=args.part, features=args.features)
+    report = evaluate_run(
+        args.run_dir, part=args.part, features=args.features, window_hop=args.window_hop
+    )
     print(markdown_report(report))
     print(f"Wrote {report['report_file']} (and .md) and confusion matrices in plots/")
     return 0
@@ -507,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--overwrite", action="store_true", help="replace an existing experiment")
     cv.add_argument("--no-progress", action="store_true", help="no progress bars")
     cv.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
+    cv.add_argument("--window-hop", type=float, metavar="SECONDS", help=WINDOW_HOP_HELP)
     add_dataclass_options(cv, FeatureConfig, "feature settings (with --data-dir)")
     add_train_options(cv)
     cv.set_defaults(func=cmd_crossval)
@@ -530,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--features", help="another store (same feature settings); default: the run's own"
     )
+    evaluate.add_argument("--window-hop", type=float, metavar="SECONDS", help=WINDOW_HOP_HELP)
     evaluate.set_defaults(func=cmd_evaluate)
 
     compare = sub.add_parser("compare", help="runs side by side, with the seed's figures")
@@ -616,6 +621,10 @@ def _version() -> str:
         return "genre-jax (not installed)"
 
 
+WINDOW_HOP_HELP = (
+    "song-level figures from the mean probability over overlapping windows of one segment "
+    "starting every SECONDS (each song decoded again) [default: the store's segments]"
+)
 RESUMABLE = {"train": "resume with --resume", "crossval": "run the same command to continue"}
 
 

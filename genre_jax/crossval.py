@@ -83,6 +83,12 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
                 TrainConfig.from_json(saved["members"][name]),
                 f"cross-validation {out_dir} ({name} train settings; --overwrite starts afresh)",
             )
+        if saved.get("window_hop") != experiment.get("window_hop"):
+            raise ConfigError(
+                f"cross-validation {out_dir}: evaluated with window_hop="
+                f"{saved.get('window_hop')}, not {experiment.get('window_hop')} (--overwrite "
+                "starts afresh)"
+            )
         if saved.get("member_features") != experiment.get("member_features"):
             raise ConfigError(
                 f"cross-validation {out_dir}: its members read other features than the stores "
@@ -124,6 +130,7 @@ def crossval(
     progress: bool = True,
     log: Callable[[str], None] = print,
     tensorboard: bool = False,
+    window_hop: float | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate ``config.model`` on every fold of the store at ``features``.
 
@@ -138,8 +145,9 @@ def crossval(
     model is their ensemble (``fold-i/`` itself, :mod:`genre_jax.ensemble`): the mean of their
     probabilities. ``features`` is then one store for all, or one per config (members that
     read different features; the stores must hold the same songs, and every fold's test songs
-    are checked to be the same by track id). Returns the report (also ``report.json`` and
-    ``report.md`` in ``out_dir``).
+    are checked to be the same by track id). With ``window_hop``, every fold is evaluated with
+    overlapping windows (:func:`genre_jax.evaluate.evaluate_run`). Returns the report (also
+    ``report.json`` and ``report.md`` in ``out_dir``).
     """
     configs = [config] if isinstance(config, TrainConfig) else list(config)
     paths = [features] if isinstance(features, (str, Path)) else list(features)
@@ -182,6 +190,7 @@ def crossval(
         "features": store.config.to_json(),
         "feature_hash": store.config.hash(),
         "store": str(store.path.resolve()),
+        "window_hop": window_hop,
     }
     if any(s.config != store.config for s in stores):
         experiment["member_features"] = {
@@ -236,9 +245,10 @@ def crossval(
         if is_main_process():
             if ensemble and not (fold_dir / "config.json").is_file():
                 make_ensemble([fold_dir / n for n in names], fold_dir)
-            if not (fold_dir / "report.json").is_file():
-                evaluate_run(fold_dir)
-            rows.append(_fold_row(fold, fold_dir))
+            name = "report.json" if window_hop is None else f"report-hop{window_hop:g}s.json"
+            if not (fold_dir / name).is_file():
+                evaluate_run(fold_dir, window_hop=window_hop)
+            rows.append(_fold_row(fold, fold_dir, name))
             figures = {k: rows[-1][k] for k in FOLD_METRICS}
             log_event(out_dir, "fold", {"fold": fold, **figures}, step=fold)
             log(
@@ -271,8 +281,8 @@ def test_songs(store: FeatureStore, split: Any) -> set[tuple[str, str]]:
     return {(tracks[int(i)].genre, tracks[int(i)].id) for i in indices}
 
 
-def _fold_row(fold: int, run_dir: Path) -> dict[str, Any]:
-    report = read_json(run_dir / "report.json")
+def _fold_row(fold: int, run_dir: Path, name: str = "report.json") -> dict[str, Any]:
+    report = read_json(run_dir / name)
     summary_path = run_dir / "summary.json"  # an ensemble has none
     summary = read_json(summary_path) if summary_path.is_file() else {}
     return {
@@ -315,6 +325,7 @@ def summarise(
         "val_per_genre": {name: m["val_per_genre"] for name, m in members.items()},
         "features": experiment["features"],
         "member_features": experiment.get("member_features"),
+        "window_hop": experiment.get("window_hop"),
         "train": members if len(members) > 1 else train,
         "mean": {m: float(v.mean()) for m, v in values.items()},
         "std": {m: float(v.std()) for m, v in values.items()},
@@ -392,4 +403,10 @@ def crossval_markdown(report: dict[str, Any]) -> str:
         f"Pooled over folds: {pct(report['pooled_song_accuracy'])} % of {report['songs']} songs. "
         "Standard deviations over folds (ddof=0).",
     ]
+    if report.get("window_hop") is not None:
+        lines += [
+            "",
+            f"Song-level figures: the mean probability over overlapping windows of one segment "
+            f"every {report['window_hop']:g} s of each song; segment-level: the store's segments.",
+        ]
     return "\n".join(lines) + "\n"

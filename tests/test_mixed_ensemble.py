@@ -113,3 +113,42 @@ def test_one_store_for_members_on_different_features_is_refused(
     error = capsys.readouterr().err
     assert "ensemble.json: its members read different features" in error
     assert "give --data-dir" in error and not (tmp_path / "cv").exists()
+
+
+def test_windows_are_every_hop_of_the_audio() -> None:
+    from genre_jax.windows import windows
+
+    audio = np.arange(10, dtype=np.float32)
+    expected = np.array([audio[s : s + 4] for s in range(0, 7, 3)])  # starts 0, 3, 6
+    np.testing.assert_array_equal(windows(audio, 4, 3), expected)
+    assert windows(audio[:3], 4, 1).shape == (0, 4)
+    with pytest.raises(ConfigError, match="at least one sample"):
+        windows(audio, 4, 0)
+
+
+def test_evaluation_over_overlapping_windows(songs: Path, tmp_path: Path) -> None:
+    """A hop of one segment scores the store's own segments again (the same figures); a
+    shorter hop scores more windows and writes its own report beside the run's."""
+    from genre_jax.config import FeatureConfig, TrainConfig
+    from genre_jax.evaluate import evaluate_run
+    from genre_jax.runner import train_run
+    from genre_jax.store import prepare
+
+    quiet = {"progress": False, "log": lambda _: None}
+    features = FeatureConfig(kind="logmel", n_mels=64, segment_seconds=2.0)
+    store = prepare(songs, tmp_path / "features", features, **quiet)
+    config = TrainConfig(model="statsvm", time_flip=False, split="kfold", folds=3, val_per_genre=0)
+    run = tmp_path / "run"
+    train_run(store.path, run, config, **quiet)
+    plain = evaluate_run(run, write=False)
+    same = evaluate_run(run, write=False, window_hop=2.0)
+    assert same["windows"] == plain["segments"] == 2 * plain["songs"]
+    assert same["song_accuracy"] == plain["song_accuracy"]
+    assert same["confusion"]["song"] == plain["confusion"]["song"]
+    dense = evaluate_run(run, window_hop=0.5)
+    assert dense["windows"] == 5 * plain["songs"]  # 4 s songs: windows at 0, 0.5 ... 2 s
+    assert dense["segment_accuracy"] == plain["segment_accuracy"]  # the store's segments
+    assert Path(dense["report_file"]).name == "report-hop0.5s.json"
+    assert not (run / "report.json").exists()  # the run's own report is not this one
+    with pytest.raises(ConfigError, match="window_hop=0"):
+        evaluate_run(run, window_hop=0.0)
