@@ -9,6 +9,16 @@ features (126 frames x 96 bands, each repeated to one 187-frame patch), batch 64
   by TensorFlow 2 in graph mode (:func:`tensorflow_musicnn`) on the same patches, fetching the
   same tensors.
 
+Fine-tuning rows (``musicnn``'s training gradient, batch :data:`TUNE_BATCH`, timed the same way):
+
+- ``musicnn front-end kernel gradient (patch products | XLA)``: the gradient of the first
+  timbral convolution's kernel (7 x 38 x 1 x 204 on 193 x 96 inputs), by
+  :func:`genre_jax.models.layers.conv2d_valid_patch_gradient` and by XLA's own
+  kernel-gradient convolution, with their ratio;
+- ``musicnn fine-tuning gradient, every pretrained layer``: the gradient of a loss on the
+  embedding with respect to every weight but the input's batch norm, as ``model=musicnn``
+  trains.
+
 Both need the ``musicnn`` wheel (downloaded with pip, or ``$GENRE_JAX_MUSICNN_WHEEL``); the
 TensorFlow row needs TensorFlow (the ``test`` or ``bench-peers`` extra). A missing one is a
 skipped row that says why. The tests use :func:`tensorflow_musicnn` as their reference.
@@ -22,6 +32,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -29,6 +40,7 @@ from benchmarks.common import Options
 from benchmarks.timing import Row, progress, ratio, report, time_interleaved
 from genre_jax.config import FeatureConfig
 from genre_jax.models import musicnn
+from genre_jax.models.layers import conv2d_valid_xla, conv2d_valid_patch_gradient
 
 # The published graph's tensors for what genre_jax.models.musicnn.network() returns.
 GRAPH_OUTPUTS = {
@@ -128,4 +140,49 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
     ratios = []
     if len(rows) == 2:
         ratios.append(ratio("musicnn embeddings: ours / TensorFlow", *rows, paired=True))
-    return rows + skipped, ratios
+    tune_rows, tune_ratios = fine_tuning(weights, options)
+    return rows + skipped + tune_rows, ratios + tune_ratios
+
+
+TUNE_BATCH = 32
+
+
+def fine_tuning(weights: dict, options: Options) -> tuple[list[Row], list[dict]]:
+    """The fine-tuning gradient's rows (see the module docstring)."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(TUNE_BATCH, 193, 96, 1)).astype(np.float32))
+    kernel = weights["conv2d/kernel"]
+    probe = jnp.asarray(rng.normal(size=(TUNE_BATCH, 187, 59, 204)).astype(np.float32))
+
+    def kernel_gradient(conv: Callable) -> Callable:
+        return jax.jit(jax.grad(lambda k: jnp.sum(conv(x, k) * probe)))
+
+    patch_name = f"musicnn front-end kernel gradient (patch products), batch {TUNE_BATCH}"
+    xla_name = f"musicnn front-end kernel gradient (XLA), batch {TUNE_BATCH}"
+    whole_name = f"musicnn fine-tuning gradient, every pretrained layer, batch {TUNE_BATCH}"
+    patch = kernel_gradient(conv2d_valid_patch_gradient)
+    xla = kernel_gradient(conv2d_valid_xla)
+    inputs = jnp.asarray(rng.uniform(0, 4, (TUNE_BATCH, 187, 96)).astype(np.float32))
+    fixed = {k: v for k, v in weights.items() if k.startswith("batch_normalization/")}
+    trained = {k: v for k, v in weights.items() if k not in fixed}
+
+    def loss(w: dict) -> jax.Array:
+        out = musicnn.features({**w, **fixed}, inputs)
+        return sum(jnp.sum(v**2) for v in out.values())
+
+    whole = jax.jit(jax.grad(loss))
+    calls = {
+        patch_name: lambda: patch(kernel),
+        xla_name: lambda: xla(kernel),
+        whole_name: lambda: whole(trained),
+    }
+    progress(f"musicnn: fine-tuning gradients at batch {TUNE_BATCH}, round-robin")
+    timings = time_interleaved(calls, options.repeats)
+    setting = {"batch": TUNE_BATCH, "input": "187 frames x 96 bands"}
+    rows = [
+        Row.rate("musicnn", name, "segments/s", timing, TUNE_BATCH, setting=setting)
+        for name, timing in timings.items()
+    ]
+    for row in rows:
+        report(row)
+    return rows, [ratio("musicnn kernel gradient: patch products / XLA", rows[0], rows[1], True)]

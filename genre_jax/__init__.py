@@ -45,10 +45,11 @@ Modules, in flow order::
         statsvm.py     ours: RBF SVM on summary statistics (pipeline)
         musicnnsvm.py  ours: RBF SVM on embeddings of the pretrained musicnn (pipeline)
         musicnn.py     the pretrained musicnn tagger in JAX; its weights
+        musicnn_net.py ours: that tagger fine-tuned with a new head (network)
         rbf.py         RBF SVCs shared by the pipelines; the kernel matrix computed by JAX
         sklearn_io.py  skops save/load with a trusted-type list; the run's binding sidecar
       tf_checkpoint.py read a TensorFlow checkpoint without TensorFlow (musicnn's weights)
-      augment.py       time flip, SpecAugment, label smoothing (pure JAX)
+      augment.py       time flip, SpecAugment, mixup, label smoothing (pure JAX)
       parallel.py      the data mesh, batch sharding, multi-process start-up
       train.py         the network family: pure jitted step, epoch loop, early stopping
       metrics.py       live metrics: metrics.jsonl line by line, TensorBoard (optional)
@@ -57,9 +58,10 @@ Modules, in flow order::
       runner.py        a training run: run directory, resume rules; dispatch by family
       inference.py     load a finished run from its files alone
       evaluate.py      song- and segment-level metrics, reports, compare
+      windows.py       songs scored over overlapping windows of their audio
       predict.py       genre probabilities of any audio file, streamed
       export.py        a network as one StableHLO program; exported.py: its stand-alone loader
-      ensemble.py      several runs as one model (mean probability)
+      ensemble.py      several runs as one model (mean probability), features alike or not
       crossval.py      song-level k-fold as one command and one report
       plots.py         training curves, waveform / mel views, confusion matrices (PNG)
       demo.py          the whole pipeline in one command

@@ -172,7 +172,8 @@ def _valid_patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
     )
 
 
-def _xla_valid_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def conv2d_valid_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 'VALID', stride-1 NHWC convolution with an HWIO kernel, XLA's, highest precision."""
     dims = ("NHWC", "HWIO", "NHWC")
     return jax.lax.conv_general_dilated(
         x, kernel, (1, 1), "VALID", dimension_numbers=dims, precision=jax.lax.Precision.HIGHEST
@@ -188,17 +189,17 @@ def conv2d_valid_patch_gradient(x: jax.Array, kernel: jax.Array) -> jax.Array:
     For musicnn's front end (one input channel, kernels of 7 x 38 up to 128 x 1 values) this
     is 1.4 s against 0.1 s for the first timbral layer's kernel gradient at batch 32 on a
     2-core CPU (``docs/benchmarks.md``). The input's gradient is XLA's own."""
-    return _xla_valid_conv(x, kernel)
+    return conv2d_valid_xla(x, kernel)
 
 
 def _valid_forward(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple]:
-    return _xla_valid_conv(x, kernel), (x, kernel)
+    return conv2d_valid_xla(x, kernel), (x, kernel)
 
 
 def _valid_backward(saved: tuple, cotangent: jax.Array) -> tuple[jax.Array, jax.Array]:
     x, kernel = saved
     kh, kw, c_in, c_out = kernel.shape
-    _, input_gradient = jax.vjp(lambda v: _xla_valid_conv(v, kernel), x)
+    _, input_gradient = jax.vjp(lambda v: conv2d_valid_xla(v, kernel), x)
     (dx,) = input_gradient(cotangent)
 
     def add(total: jax.Array, pair: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
