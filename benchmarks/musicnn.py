@@ -40,7 +40,7 @@ from benchmarks.common import Options
 from benchmarks.timing import Row, progress, ratio, report, time_interleaved
 from genre_jax.config import FeatureConfig
 from genre_jax.models import musicnn
-from genre_jax.models.layers import conv2d_valid_xla, conv2d_valid_patch_gradient
+from genre_jax.models.layers import conv2d_valid_patch_gradient, conv2d_valid_xla
 
 # The published graph's tensors for what genre_jax.models.musicnn.network() returns.
 GRAPH_OUTPUTS = {
