@@ -126,41 +126,6 @@ def conv2d_same_banded(x: jax.Array, kernel: jax.Array, bias: jax.Array | None) 
     return y if bias is None else y + bias
 
 
-def _patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
-    """The ``kh * kw`` 'SAME'-padded shifts of ``x (b, h, w, c)`` side by side: ``(b, h, w,
-    kh * kw * c)``, ordered as a ``(kh, kw, c)`` kernel flattens."""
-    _, h, w, _ = x.shape
-    padded = jnp.pad(x, [(0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)])
-    return jnp.concatenate(
-        [padded[:, i : i + h, j : j + w] for i in range(kh) for j in range(kw)], axis=-1
-    )
-
-
-# Samples per chunk of the kernel gradient's patch matrix: 4 keeps the seed CNN's widest
-# chunk (215 x 6 x 288 values a sample) in cache; measured on a 2-core CPU, the gradient of
-# its second convolution took 18 ms at batch 32 this way, 47 ms as XLA's own.
-KERNEL_GRADIENT_CHUNK = 4
-
-
-def _kernel_gradient(x: jax.Array, cotangent: jax.Array, kh: int, kw: int) -> jax.Array:
-    """The gradient of a 'SAME' convolution's ``(kh, kw, c_in, c_out)`` kernel: patches of
-    ``x`` transposed times ``cotangent``, summed over chunks of the batch (a ``lax.scan``),
-    so that no chunk's patch matrix leaves the cache."""
-    b, _, _, c_in = x.shape
-    c_out = cotangent.shape[-1]
-    chunk = max(n for n in range(1, min(b, KERNEL_GRADIENT_CHUNK) + 1) if b % n == 0)
-
-    def add(total: jax.Array, pair: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
-        xs, gs = pair
-        rows = _patches(xs, kh, kw).reshape(-1, kh * kw * c_in)
-        return total + rows.T @ gs.reshape(-1, c_out), None
-
-    split = lambda a: a.reshape(b // chunk, chunk, *a.shape[1:])  # noqa: E731
-    zero = jnp.zeros((kh * kw * c_in, c_out), jnp.result_type(x, cotangent))
-    total, _ = jax.lax.scan(add, zero, (split(x), split(cotangent)))
-    return total.reshape(kh, kw, c_in, c_out)
-
-
 def _valid_patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
     """The ``kh * kw`` shifts of ``x (b, h, w, c)`` a 'VALID' convolution reads, side by side:
     ``(b, h - kh + 1, w - kw + 1, kh * kw * c)``, ordered as a ``(kh, kw, c)`` kernel
@@ -170,6 +135,46 @@ def _valid_patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
         [x[:, i : i + h - kh + 1, j : j + w - kw + 1] for i in range(kh) for j in range(kw)],
         axis=-1,
     )
+
+
+def _patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
+    """The ``kh * kw`` 'SAME'-padded shifts of ``x (b, h, w, c)`` side by side: ``(b, h, w,
+    kh * kw * c)``, ordered as a ``(kh, kw, c)`` kernel flattens (odd kernels)."""
+    padded = jnp.pad(x, [(0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)])
+    return _valid_patches(padded, kh, kw)
+
+
+# Samples per chunk of the kernel gradient's patch matrix: 4 keeps the seed CNN's widest
+# chunk (215 x 6 x 288 values a sample) in cache; measured on a 2-core CPU, the gradient of
+# its second convolution took 18 ms at batch 32 this way, 47 ms as XLA's own.
+KERNEL_GRADIENT_CHUNK = 4
+
+
+def _kernel_gradient(
+    x: jax.Array,
+    cotangent: jax.Array,
+    kh: int,
+    kw: int,
+    padding: str = "SAME",
+    most: int = KERNEL_GRADIENT_CHUNK,
+) -> jax.Array:
+    """The gradient of a 'SAME' (or 'VALID') convolution's ``(kh, kw, c_in, c_out)`` kernel:
+    patches of ``x`` transposed times ``cotangent``, summed over chunks of at most ``most``
+    samples (a ``lax.scan``), so that no chunk's patch matrix leaves the cache."""
+    b, _, _, c_in = x.shape
+    c_out = cotangent.shape[-1]
+    chunk = max(n for n in range(1, min(b, most) + 1) if b % n == 0)
+    patches = _patches if padding == "SAME" else _valid_patches
+
+    def add(total: jax.Array, pair: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+        xs, gs = pair
+        rows = patches(xs, kh, kw).reshape(-1, kh * kw * c_in)
+        return total + rows.T @ gs.reshape(-1, c_out), None
+
+    split = lambda a: a.reshape(b // chunk, chunk, *a.shape[1:])  # noqa: E731
+    zero = jnp.zeros((kh * kw * c_in, c_out), jnp.result_type(x, cotangent))
+    total, _ = jax.lax.scan(add, zero, (split(x), split(cotangent)))
+    return total.reshape(kh, kw, c_in, c_out)
 
 
 def conv2d_valid_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -198,18 +203,11 @@ def _valid_forward(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple]:
 
 def _valid_backward(saved: tuple, cotangent: jax.Array) -> tuple[jax.Array, jax.Array]:
     x, kernel = saved
-    kh, kw, c_in, c_out = kernel.shape
+    kh, kw = kernel.shape[:2]
     _, input_gradient = jax.vjp(lambda v: conv2d_valid_xla(v, kernel), x)
     (dx,) = input_gradient(cotangent)
-
-    def add(total: jax.Array, pair: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
-        xs, gs = pair
-        rows = _valid_patches(xs[None], kh, kw).reshape(-1, kh * kw * c_in)
-        return total + rows.T @ gs.reshape(-1, c_out), None
-
-    zero = jnp.zeros((kh * kw * c_in, c_out), jnp.result_type(x, cotangent))
-    total, _ = jax.lax.scan(add, zero, (x, cotangent))
-    return dx, total.reshape(kernel.shape)
+    # One sample per chunk: musicnn's front end has ~10 MB of patches a sample.
+    return dx, _kernel_gradient(x, cotangent, kh, kw, "VALID", most=1)
 
 
 conv2d_valid_patch_gradient.defvjp(_valid_forward, _valid_backward)
