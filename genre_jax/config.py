@@ -254,8 +254,7 @@ class TrainConfig:
 
     def _refuse_network_settings(self, spec: ModelSpec) -> None:
         """A pipeline trains once on fixed arrays: settings of the network step do not apply."""
-        defaults = TrainConfig()
-        given = [n for n in NETWORK_ONLY if getattr(self, n) != getattr(defaults, n)]
+        given = self.given(NETWORK_ONLY)
         if self.time_flip and self.time_flip_mode == "random":
             given.append("time_flip_mode")
         if given:
@@ -264,6 +263,11 @@ class TrainConfig:
                 f"{self.model!r} (its time flip doubles the training set: "
                 "time_flip_mode='double')"
             )
+
+    def given(self, names: tuple[str, ...]) -> list[str]:
+        """Those of the shared settings ``names`` that are not at their defaults."""
+        defaults = TrainConfig()
+        return [n for n in names if getattr(self, n) != getattr(defaults, n)]
 
     @property
     def spec(self) -> ModelSpec:

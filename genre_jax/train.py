@@ -65,19 +65,19 @@ def is_pretrained(variable: Any) -> bool:
     return isinstance(variable, Pretrained)
 
 
+def map_variables(fn: Callable, *states: Any) -> Any:
+    """``fn`` of each variable (not each array) of ``states`` (``nnx.State`` trees alike)."""
+    return jax.tree.map(fn, *states, is_leaf=lambda v: isinstance(v, nnx.Variable))
+
+
 def pretrained_labels(params: Any) -> Any:
     """``"pretrained"`` or ``"new"`` for each parameter of ``params`` (an ``nnx.State``), by
     whether it is a :class:`~genre_jax.models.layers.Pretrained` parameter."""
-    return jax.tree.map(
-        lambda v: "pretrained" if is_pretrained(v) else "new",
-        params,
-        is_leaf=lambda v: isinstance(v, nnx.Variable),
-    )
+    return map_variables(lambda v: "pretrained" if is_pretrained(v) else "new", params)
 
 
 def has_pretrained(params: Any) -> bool:
-    leaves = jax.tree.leaves(params, is_leaf=lambda v: isinstance(v, nnx.Variable))
-    return any(is_pretrained(v) for v in leaves)
+    return "pretrained" in jax.tree.leaves(pretrained_labels(params))
 
 
 def make_optimizer(
@@ -122,6 +122,10 @@ def masked_cross_entropy(
         losses = optax.softmax_cross_entropy(logits, targets)
     else:
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return _masked_mean(losses, mask)
+
+
+def _masked_mean(losses: jax.Array, mask: jax.Array) -> jax.Array:
     weights = mask.astype(losses.dtype)
     return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
@@ -142,9 +146,7 @@ def training_loss(
     targets = share[:, None] * smoothed_targets(labels, n_classes, smoothing) + (
         1.0 - share[:, None]
     ) * smoothed_targets(partners, n_classes, smoothing)
-    losses = optax.softmax_cross_entropy(logits, targets)
-    weights = mask.astype(losses.dtype)
-    return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    return _masked_mean(optax.softmax_cross_entropy(logits, targets), mask)
 
 
 def augment_batch(x: jax.Array, key: jax.Array, config: TrainConfig | None) -> jax.Array:
@@ -187,10 +189,8 @@ def make_train_step(
 
     def loss_fn(params: Any, rest: Any, x: jax.Array, y: jax.Array, mask: jax.Array, key: Any):
         if frozen:
-            params = jax.tree.map(
-                lambda v: jax.lax.stop_gradient(v) if is_pretrained(v) else v,
-                params,
-                is_leaf=lambda v: isinstance(v, nnx.Variable),
+            params = map_variables(
+                lambda v: jax.lax.stop_gradient(v) if is_pretrained(v) else v, params
             )
         mixed = None
         if alpha:
@@ -209,11 +209,8 @@ def make_train_step(
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         if frozen:  # exactly as they were (a zero update would turn -0.0 into 0.0)
-            params = jax.tree.map(
-                lambda new, old: old if is_pretrained(old) else new,
-                params,
-                state["params"],
-                is_leaf=lambda v: isinstance(v, nnx.Variable),
+            params = map_variables(
+                lambda new, old: old if is_pretrained(old) else new, params, state["params"]
             )
         count = jnp.sum(mask)
         correct = jnp.sum((jnp.argmax(logits, -1) == y) & mask)
@@ -542,22 +539,17 @@ def init_state(
         model.load_pretrained(log)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     pretrained = has_pretrained(params)
-    if not pretrained:
-        given = [f"{n}={getattr(config, n)}" for n in PRETRAINED_SETTINGS if _given(config, n)]
-        if given:
-            raise ConfigError(
-                f"train setting(s) {', '.join(given)}: model {config.model!r} has no "
-                "pretrained layers for them to apply to"
-            )
+    given = config.given(PRETRAINED_SETTINGS)
+    if given and not pretrained:
+        raise ConfigError(
+            f"train setting(s) {', '.join(f'{n}={getattr(config, n)}' for n in given)}: model "
+            f"{config.model!r} has no pretrained layers for them to apply to"
+        )
     tx = make_optimizer(config, steps_per_epoch, pretrained)
     return graphdef, {"params": params, "rest": rest, "opt": tx.init(params)}, tx
 
 
 PRETRAINED_SETTINGS = ("freeze_epochs", "pretrained_lr_scale")
-
-
-def _given(config: TrainConfig, name: str) -> bool:
-    return getattr(config, name) != getattr(TrainConfig(), name)
 
 
 def check_fit_settings(config: TrainConfig, frames: int, coefficients: int) -> None:
