@@ -27,7 +27,7 @@ from genre_jax.audio import AudioError
 from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.datasets import Manifest, Track
 from genre_jax.embedding_cache import store_cache
-from genre_jax.ensemble import is_ensemble, member_dirs
+from genre_jax.ensemble import is_ensemble
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.inference import Predictor, load_predictor
 from genre_jax.metrics import log_event
@@ -285,11 +285,10 @@ def _mixed_scores(
             the same songs), naming the song.
     """
     scored = []
-    for member_dir, member in zip(member_dirs(run_dir, read_json(run_dir / "config.json")),
-                                  predictor.members or [], strict=True):  # fmt: skip
-        config = read_json(member_dir / "config.json")
+    for member in predictor.readers:
+        config = read_json(member.run_dir / "config.json")
         store = FeatureStore.open(resolve_store(config["store"]))
-        selection = select_segments(store, config, part, member_dir)
+        selection = select_segments(store, config, part, member.run_dir)
         with store_cache(store):
             probabilities, _ = predict_segments(member, store, selection.index)
         tracks = store.manifest.tracks

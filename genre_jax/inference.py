@@ -71,6 +71,12 @@ class Predictor:
     members: list[Predictor] | None = None  # an ensemble's
     mixed: bool = False  # an ensemble whose members read different features
 
+    @property
+    def readers(self) -> list[Predictor]:
+        """The predictors that each read features of their own settings: a mixed ensemble's
+        members, else this predictor alone."""
+        return list(self.members or []) if self.mixed else [self]
+
     def require_one_feature_set(self) -> None:
         """Refuse, naming the run, features for a mixed ensemble (each member reads its own)."""
         if self.mixed:

@@ -325,7 +325,6 @@ def predict_file(
     _check_top_k(top_k)
     # A mixed ensemble's members each read the file with their own features; segment i is the
     # same seconds for all (they cut the same segments), so the mean is taken segment by segment.
-    readers = predictor.members if predictor.mixed else [predictor]
     try:
         found = [
             file_rows(
@@ -335,7 +334,7 @@ def predict_file(
                 what="probabilities",
                 max_segments_in_memory=max_segments_in_memory,
             )
-            for reader in readers or []
+            for reader in predictor.readers
         ]
     except FileRefused as refused:
         return TrackPrediction.failed(str(path), refused.reason)

@@ -41,9 +41,8 @@ def song_probabilities(
     ensemble: the members' mean of means, their votes summed, the most windows of a member);
     None when the song is shorter than one window."""
     check_hop(hop_seconds)
-    readers = predictor.members if predictor.mixed else [predictor]
     means, votes, count = [], np.zeros(len(predictor.genres)), 0
-    for reader in readers or []:
+    for reader in predictor.readers:
         config = reader.feature_config
         audio = load_audio(path, config.sample_rate)
         hop = max(1, round(hop_seconds * config.sample_rate))
