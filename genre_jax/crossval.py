@@ -55,7 +55,7 @@ from genre_jax.metrics import (
 from genre_jax.parallel import barrier, is_main_process
 from genre_jax.runner import train_run
 from genre_jax.settings import require_same
-from genre_jax.splits import grouped_by_artist, make_split
+from genre_jax.splits import Split, grouped_by_artist, make_split
 from genre_jax.store import FeatureStore, resolve_store
 
 FEATURES_DIR = "features"  # where ``crossval --data-dir`` prepares its store, inside OUT
@@ -271,13 +271,10 @@ def crossval(
     return report
 
 
-def test_songs(store: FeatureStore, split: Any) -> set[tuple[str, str]]:
+def test_songs(store: FeatureStore, split: Split) -> set[tuple[str, str]]:
     """The test songs of ``split`` on ``store`` as (genre, track id)."""
     tracks = store.manifest.tracks
-    if split.level == "segment":
-        indices = np.unique(np.asarray(store.tracks)[split.segment_indices("test", store.tracks)])
-    else:
-        indices = np.asarray(split.test)
+    indices = split.part_tracks("test", store.tracks)
     return {(tracks[int(i)].genre, tracks[int(i)].id) for i in indices}
 
 

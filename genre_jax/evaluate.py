@@ -194,9 +194,7 @@ class _RunData:
 
     def part_tracks(self, split: Split, part: str) -> np.ndarray:
         """Track indices (into :attr:`manifest`) of the songs of the split's ``part``."""
-        if self.tracks is None:
-            return np.asarray(getattr(split, part), np.int64)
-        return np.unique(self.tracks[split.segment_indices(part, self.tracks)]).astype(np.int64)
+        return split.part_tracks(part, self.tracks)
 
 
 def _run_data(

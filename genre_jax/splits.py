@@ -214,6 +214,17 @@ class Split:
             return idx.copy()
         return np.flatnonzero(np.isin(tos, idx)).astype(np.int64)
 
+    def part_tracks(self, part: str, track_of_segment: np.ndarray | None = None) -> np.ndarray:
+        """Track indices (int64) of the songs in ``part``: the part itself for a song-level
+        split; for a segment-level one the tracks of its segments, which needs
+        ``track_of_segment`` (as for :meth:`segment_indices`)."""
+        if self.level == "song":
+            return np.asarray(getattr(self, part), np.int64)
+        if track_of_segment is None:
+            raise ValueError(f"Split {self.name!r}: a segment-level split needs track_of_segment")
+        tos = np.asarray(track_of_segment)
+        return np.unique(tos[self.segment_indices(part, tos)]).astype(np.int64)
+
 
 def _check_fractions(fractions: Sequence[float], setting: str) -> np.ndarray:
     """Validate three non-negative fractions summing to 1 (within 1e-6); return them
