@@ -325,7 +325,7 @@ def _window_songs(
     by the windows' mean probability, and by the vote of the windows' labels; with the number
     of windows scored."""
     by_mean, by_vote, total = [], [], 0
-    for track_index, fallback in zip(songs.tracks, songs.by_mean, strict=True):
+    for i, track_index in enumerate(songs.tracks):
         track = store.manifest.tracks[int(track_index)]
         try:
             found = song_probabilities(predictor, track.path, hop)
@@ -334,9 +334,9 @@ def _window_songs(
                 f"{track.path}: cannot be decoded again for windows ({error.reason}); "
                 "evaluate without --window-hop"
             ) from None
-        if found is None:  # shorter than a window at some member's rate: its segments' answer
-            by_mean.append(int(fallback))
-            by_vote.append(int(fallback))
+        if found is None:  # shorter than a window at some member's rate: its segments' answers
+            by_mean.append(int(songs.by_mean[i]))
+            by_vote.append(int(songs.by_vote[i]))
             continue
         mean, votes, count = found
         total += count
