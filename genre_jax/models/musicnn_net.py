@@ -32,6 +32,7 @@ weights are in the run's checkpoints: evaluating or predicting needs no download
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -93,16 +94,14 @@ class MusicnnNet(nnx.Module):
             for name, shape in CONVOLUTIONS.items()
         }
         for name, width in NORMS.items():
-            kind = InputNorm if name == INPUT_NORM else Pretrained
+            weight, stat = (
+                (InputNorm, InputNorm) if name == INPUT_NORM else (Pretrained, nnx.BatchStat)
+            )
             layers[name] = {
-                "gamma": kind(jnp.ones(width)),
-                "beta": kind(jnp.zeros(width)),
-                "moving_mean": (InputNorm if name == INPUT_NORM else nnx.BatchStat)(
-                    jnp.zeros(width)
-                ),
-                "moving_variance": (InputNorm if name == INPUT_NORM else nnx.BatchStat)(
-                    jnp.ones(width)
-                ),
+                "gamma": weight(jnp.ones(width)),
+                "beta": weight(jnp.zeros(width)),
+                "moving_mean": stat(jnp.zeros(width)),
+                "moving_variance": stat(jnp.ones(width)),
             }
         self.layers = nnx.Dict({k: nnx.Dict(v) for k, v in layers.items()})
         width = EMBEDDING_WIDTH if head_input == "embedding" else CONVOLUTIONS["dense"][1]
@@ -144,8 +143,8 @@ class MusicnnNet(nnx.Module):
                 return musicnn._norm(w, name, x)
             axes = tuple(range(x.ndim - 1))
             rows = jnp.ones(x.shape[:1]) if mask is None else mask.astype(x.dtype)
-            weights = jnp.broadcast_to(rows.reshape((-1,) + (1,) * (x.ndim - 1)), x.shape)
-            count = jnp.maximum(jnp.sum(weights, axes), 1.0)
+            weights = rows.reshape((-1,) + (1,) * (x.ndim - 1))  # broadcast, not materialised
+            count = jnp.maximum(jnp.sum(rows) * math.prod(x.shape[1:-1]), 1.0)
             mean = jnp.sum(x * weights, axes) / count
             variance = jnp.sum(jnp.square(x - mean) * weights, axes) / count
             stats = self.layers[name]
