@@ -39,7 +39,7 @@ import numpy as np
 from benchmarks.common import Options
 from benchmarks.timing import Row, progress, ratio, report, time_interleaved
 from genre_jax.config import FeatureConfig
-from genre_jax.models import musicnn
+from genre_jax.models import musicnn, tagger_layers
 from genre_jax.models.layers import conv2d_valid_patch_gradient, conv2d_valid_xla
 
 # The published graph's tensors for what genre_jax.models.musicnn.network() returns.
@@ -48,14 +48,25 @@ GRAPH_OUTPUTS = {
     "pooled": "model/concat_2",  # (batch, 753, 2): max and mean over time
     "penultimate": "model/dropout_1/cond/Merge",  # the batch-normed dense layer, dropout off
 }
+# The same for the VGG checkpoints (genre_jax.models.vgg.network()).
+VGG_GRAPH_OUTPUTS = {
+    "tags": "model/Sigmoid",
+    **{
+        f"pool{i}": f"model/max_pooling2d{'' if i == 1 else f'_{i - 1}'}/MaxPool"
+        for i in range(1, 6)
+    },
+}
 SEGMENT = FeatureConfig(**musicnn.INPUT_FEATURES, segment_seconds=2.0)  # 126 frames
 
 
-def tensorflow_musicnn(prefix: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+def tensorflow_musicnn(
+    prefix: str, outputs: dict[str, str] = GRAPH_OUTPUTS
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """TensorFlow running the checkpoint's inference graph: ``call(x (B, 187, 96)) -> outputs``.
 
     ``prefix`` is the checkpoint prefix (``.../MSD_musicnn/``). The meta graph is pruned to the
-    forward tensors of :data:`GRAPH_OUTPUTS`, its variables frozen to the checkpoint's values
+    forward tensors of ``outputs`` (:data:`GRAPH_OUTPUTS`, or :data:`VGG_GRAPH_OUTPUTS` for a
+    VGG checkpoint), its variables frozen to the checkpoint's values
     by TensorFlow's own reader (the saved training ops name shapes TensorFlow 2 no longer
     accepts). The graph runs in its own session; eager execution stays on for the rest of the
     process (Keras needs it). Raises ImportError without TensorFlow.
@@ -65,9 +76,7 @@ def tensorflow_musicnn(prefix: str) -> Callable[[np.ndarray], dict[str, np.ndarr
 
     meta = meta_graph_pb2.MetaGraphDef()
     meta.ParseFromString(Path(prefix + ".meta").read_bytes())
-    graph_def = tf.compat.v1.graph_util.extract_sub_graph(
-        meta.graph_def, list(GRAPH_OUTPUTS.values())
-    )
+    graph_def = tf.compat.v1.graph_util.extract_sub_graph(meta.graph_def, list(outputs.values()))
     reader = tf.compat.v1.train.NewCheckpointReader(prefix)
     for node in graph_def.node:
         node.attr.pop("_output_shapes", None)
@@ -81,7 +90,7 @@ def tensorflow_musicnn(prefix: str) -> Callable[[np.ndarray], dict[str, np.ndarr
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
     session = tf.compat.v1.Session(graph=graph)
-    fetches = {k: f"{v}:0" for k, v in GRAPH_OUTPUTS.items()}
+    fetches = {k: f"{v}:0" for k, v in outputs.items()}
 
     def call(x: np.ndarray) -> dict[str, np.ndarray]:
         feed = {"model/Placeholder:0": x, "model/Placeholder_2:0": False}
@@ -122,7 +131,7 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
         rng = np.random.default_rng(0)
         shape = (batch, SEGMENT.n_frames, SEGMENT.n_mels)
         on_device = jnp.asarray(rng.uniform(0, 4, shape).astype(np.float32))
-        patches = np.asarray(musicnn.patches(on_device)[0])  # what ours feeds its network
+        patches = np.asarray(tagger_layers.patches(on_device)[0])  # what ours feeds its network
         calls = {ours_name: lambda: musicnn.embeddings(weights, on_device)}
         try:
             tensorflow = tensorflow_musicnn(unpack_checkpoint(wheel, Path(work)))

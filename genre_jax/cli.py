@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import sys
+import tempfile
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.datasets import DatasetError
 from genre_jax.experiment import Experiment, load_experiment
 from genre_jax.fileio import OutputDirError, cache_dir
-from genre_jax.models import load_plugins, model_names
+from genre_jax.models import load_plugins, model_names, musicnn
 from genre_jax.options import (
     add_dataclass_options,
     add_legacy_option,
@@ -385,11 +386,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_musicnn(args: argparse.Namespace) -> int:
-    from genre_jax.models.musicnn import load_weights
-
-    weights = load_weights(args.wheel)
-    count = sum(v.size for v in weights.values())
-    print(f"musicnn (MSD): {len(weights)} arrays, {count:,} weights, in {cache_dir()}")
+    names = list(musicnn.CHECKPOINTS) if args.checkpoint == "all" else [args.checkpoint]
+    wheel = args.wheel or os.environ.get(musicnn.WHEEL_ENV)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            if wheel is None and not musicnn.cached_weights_path(name).is_file():
+                wheel = musicnn.download_wheel(Path(tmp))  # once for all the checkpoints
+            weights = musicnn.load_weights(wheel, checkpoint=name)
+            count = sum(v.size for v in weights.values())
+            print(f"{name}: {len(weights)} arrays, {count:,} weights, in {cache_dir()}")
     return 0
 
 
@@ -604,6 +609,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="download the pretrained musicnn weights (musicnnsvm) with pip, once, into the cache",
     )
     fetch.add_argument("--wheel", help="use this local copy of musicnn-0.1.0-py3-none-any.whl")
+    fetch.add_argument(
+        "--checkpoint",
+        default="MSD_musicnn",
+        choices=[*musicnn.CHECKPOINTS, "all"],
+        help="the wheel's checkpoint to convert (default MSD_musicnn; 'all': the four)",
+    )
     fetch.set_defaults(func=cmd_fetch_musicnn)
 
     bench = sub.add_parser("bench", help="time every path (python -m benchmarks.run)")

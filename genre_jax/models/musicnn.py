@@ -56,7 +56,16 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from genre_jax.embedding_cache import frozen_rows
 from genre_jax.fileio import atomic_write_bytes, cache_dir
-from genre_jax.models.layers import conv2d_valid_patch_gradient
+from genre_jax.models import vgg
+from genre_jax.models.tagger_layers import (
+    PATCH_FRAMES,
+    Architecture,
+    Norm,
+    Weights,
+    patch_embeddings,
+)
+from genre_jax.models.tagger_layers import batch_norm as _norm
+from genre_jax.models.tagger_layers import convolution as _conv
 from genre_jax.settings import ConfigError
 from genre_jax.tf_checkpoint import read_checkpoint
 
@@ -78,10 +87,8 @@ INPUT_FEATURES = {
     "fmin": 0.0,
     "fmax": None,
 }
-PATCH_SECONDS = 3.0
-PATCH_FRAMES = 187  # 3 s at 16 kHz, hop 256
+PATCH_SECONDS = 3.0  # PATCH_FRAMES (tagger_layers) frames
 EMBEDDING_WIDTH = 753 + 753 + 200
-EPSILON = 1e-3
 MSD_TAGS = (
     "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
     "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
@@ -100,14 +107,19 @@ MTT_TAGS = (
     "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
     "weird", "country", "metal", "female voice", "choral",
 )  # fmt: skip
-# The wheel's musicnn checkpoints (one architecture): name -> (cache name, the tags it predicts).
-# MSD_musicnn learnt from the Million Song Dataset's Last.fm tags, MTT_musicnn from
-# MagnaTagATune's. (The wheel's MSD_vgg and MTT_vgg are another architecture.)
-CHECKPOINTS = {"MSD_musicnn": ("msd", MSD_TAGS), "MTT_musicnn": ("mtt", MTT_TAGS)}
+# The wheel's checkpoints: name -> (cache name, the tags it predicts, its architecture). The
+# MSD_ ones learnt from the Million Song Dataset's Last.fm tags, the MTT_ ones from
+# MagnaTagATune's; *_vgg are the VGG-like baseline (genre_jax.models.vgg).
+CHECKPOINTS = {
+    "MSD_musicnn": ("msd", MSD_TAGS, "musicnn"),
+    "MTT_musicnn": ("mtt", MTT_TAGS, "musicnn"),
+    "MSD_vgg": ("msd-vgg", MSD_TAGS, "vgg"),
+    "MTT_vgg": ("mtt-vgg", MTT_TAGS, "vgg"),
+}
 DEFAULT_CHECKPOINT = "MSD_musicnn"
 
 # The network's layers as the checkpoints name them, with their kernel shapes (TensorFlow's
-# HWIO) or batch-norm widths: the published architecture, which every checkpoint above holds.
+# HWIO) or batch-norm widths: the published architecture, which the *_musicnn checkpoints hold.
 CONVOLUTIONS = {
     "conv2d": (7, 38, 1, 204),
     "conv2d_1": (7, 67, 1, 204),
@@ -131,8 +143,6 @@ TAG_LAYER = "dense_1"  # (200, 50): the tags, which a classifier of other classe
 # The checkpoint's training state that inference does not read.
 _TRAINING_ONLY = ("Adam", "beta1_power", "beta2_power")
 
-Weights = dict[str, np.ndarray]
-
 
 class WeightsError(RuntimeError):
     """The pretrained weights could not be had: not downloadable, or not the published file."""
@@ -149,9 +159,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _checkpoint_of(checkpoint: str) -> tuple[str, tuple[str, ...]]:
-    """(cache name, tags) of the wheel's ``checkpoint``; a :class:`ConfigError` naming the
-    checkpoints otherwise."""
+def _checkpoint_of(checkpoint: str) -> tuple[str, tuple[str, ...], str]:
+    """(cache name, tags, architecture) of the wheel's ``checkpoint``; a :class:`ConfigError`
+    naming the checkpoints otherwise."""
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(
             f"musicnn checkpoint {checkpoint!r}: not one of the wheel's {', '.join(CHECKPOINTS)}"
@@ -196,6 +206,11 @@ def download_wheel(directory: Path, log: Callable[[str], None] = print) -> Path:
     return wheel
 
 
+def cached_weights_path(checkpoint: str = DEFAULT_CHECKPOINT) -> Path:
+    """Where :func:`load_weights` keeps ``checkpoint``'s converted weights (present or not)."""
+    return cache_dir() / f"musicnn-{_checkpoint_of(checkpoint)[0]}-{WHEEL_SHA256[:12]}.npz"
+
+
 def load_weights(
     wheel: str | Path | None = None,
     fetch: bool = True,
@@ -207,10 +222,9 @@ def load_weights(
 
     The wheel is ``wheel``, else ``$GENRE_JAX_MUSICNN_WHEEL`` when set, else downloaded with
     pip (``fetch``; without it a missing cache is an error). The converted weights are written
-    atomically to ``cache_dir() / musicnn-<msd|mtt>-<digest>.npz``.
+    atomically to ``cache_dir() / musicnn-<slug>-<digest>.npz`` (:data:`CHECKPOINTS`' cache names).
     """
-    slug, _ = _checkpoint_of(checkpoint)
-    path = cache_dir() / f"musicnn-{slug}-{WHEEL_SHA256[:12]}.npz"
+    path = cached_weights_path(checkpoint)
     if path.is_file():
         with np.load(path) as stored:
             return {k: stored[k] for k in stored.files}
@@ -232,41 +246,6 @@ def load_weights(
 
 
 # --- the network ---------------------------------------------------------------------------------
-
-
-def _norm(w: Weights, name: str, x: jax.Array) -> jax.Array:
-    """Batch norm ``name`` with its stored moving statistics (inference)."""
-    scale = w[f"{name}/gamma"] * jax.lax.rsqrt(w[f"{name}/moving_variance"] + EPSILON)
-    return (x - w[f"{name}/moving_mean"]) * scale + w[f"{name}/beta"]
-
-
-Norm = Callable[[Weights, str, jax.Array], jax.Array]
-
-
-def _conv(w: Weights, name: str, x: jax.Array, padding: str) -> jax.Array:
-    """Convolution + bias + ReLU with TensorFlow's HWIO kernel: 2-D on NHWC ``x``, or on
-    ``(B, T, C)`` ``x`` 1-D over time with the kernel's ``(W, C, 1, O)`` as ``(W, C, O)``.
-
-    ``padding`` is ``VALID`` or TensorFlow's ``SAME`` (for even kernels one frame more after
-    than before). The 2-D convolutions pad explicitly and run
-    :func:`~genre_jax.models.layers.conv2d_valid_patch_gradient`: the same sums, with a
-    kernel gradient that fine-tuning can afford on a CPU.
-    """
-    kernel = w[f"{name}/kernel"]
-    if x.ndim == 3:
-        y = jax.lax.conv_general_dilated(
-            x,
-            kernel[:, :, 0, :],
-            (1,),
-            padding,
-            dimension_numbers=("NWC", "WIO", "NWC"),
-            precision=jax.lax.Precision.HIGHEST,
-        )
-        return jax.nn.relu(y + w[f"{name}/bias"])
-    if padding == "SAME":
-        widths = [(0, 0)] + [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel.shape[:2]]
-        x = jnp.pad(x, [*widths, (0, 0)])
-    return jax.nn.relu(conv2d_valid_patch_gradient(x, kernel) + w[f"{name}/bias"])
 
 
 def _pad_time(x: jax.Array, frames: int = 3) -> jax.Array:
@@ -342,37 +321,44 @@ def network(w: Weights, x: jax.Array) -> dict[str, jax.Array]:
     return {**out, "tags": jax.nn.sigmoid(logits)}
 
 
-def patches(x: jax.Array, frames: int = PATCH_FRAMES) -> tuple[jax.Array, int]:
-    """``(batch, T, bands)`` -> ``(batch * n, frames, bands)`` patches and ``n`` per item.
-
-    Each item is repeated along time up to ``n = ceil(T / frames)`` whole patches.
-    """
-    batch, length, bands = x.shape
-    count = -(-length // frames)
-    repeats = -(-count * frames // length)
-    tiled = jnp.tile(x, (1, repeats, 1))[:, : count * frames]
-    return tiled.reshape(batch * count, frames, bands), count
+def embedding(out: dict[str, jax.Array]) -> jax.Array:
+    """musicnn's embedding of :func:`features`' outputs: max pool, mean pool, penultimate,
+    ``(batch, 1706)``."""
+    return jnp.concatenate([out["max_pool"], out["mean_pool"], out["penultimate"]], axis=-1)
 
 
-@jax.jit
-def embeddings(w: Weights, x: jax.Array) -> jax.Array:
-    """``(batch, frames, 96)`` inputs -> ``(batch, 1706)``: max pool, mean pool, penultimate.
+MUSICNN = Architecture(
+    name="musicnn",
+    convolutions=CONVOLUTIONS,
+    norms=NORMS,
+    features=features,
+    embedding=embedding,
+    embedding_width=EMBEDDING_WIDTH,
+    penultimate_width=CONVOLUTIONS["dense"][1],
+    tag_layer=TAG_LAYER,
+    embeddings=patch_embeddings(features, embedding),
+)
+# ``(batch, frames, 96)`` inputs -> ``(batch, 1706)``, averaged over each item's 187-frame
+# patches (:func:`patches`): what musicnnsvm reads with the musicnn checkpoints.
+embeddings = MUSICNN.embeddings
 
-    Averaged over the item's 187-frame patches (:func:`patches`).
-    """
-    batch = x.shape[0]
-    tiles, count = patches(jnp.asarray(x, jnp.float32))
-    out = network(w, tiles)
-    parts = jnp.concatenate([out["max_pool"], out["mean_pool"], out["penultimate"]], axis=-1)
-    return parts.reshape(batch, count, -1).mean(axis=1)
+
+def architecture_of(checkpoint: str) -> Architecture:
+    """The network of the wheel's ``checkpoint`` (:data:`CHECKPOINTS`): :data:`MUSICNN`, or
+    the VGG tagger as that checkpoint pools (:data:`genre_jax.models.vgg.ARCHITECTURES`)."""
+    if _checkpoint_of(checkpoint)[2] == "vgg":
+        return vgg.ARCHITECTURES[checkpoint]
+    return MUSICNN
 
 
 class MusicnnEmbedding(TransformerMixin, BaseEstimator):
-    """Flattened ``logc`` segments ``(n, frames * 96)`` -> musicnn embeddings ``(n, 1706)``.
+    """Flattened ``logc`` segments ``(n, frames * 96)`` -> embeddings of a pretrained tagger
+    ``(n, width)``: 1,706 values with the musicnn checkpoints, 1,280 with the VGG ones.
 
-    ``checkpoint`` names the wheel's weights (:data:`CHECKPOINTS`). ``fit`` loads the weights
-    (fetching them once, :func:`load_weights`) and keeps them in the
-    fitted pipeline, so a saved model needs no download to predict.
+    ``checkpoint`` names the wheel's weights (:data:`CHECKPOINTS`), and with them the network
+    (:func:`architecture_of`). ``fit`` loads the weights (fetching them once,
+    :func:`load_weights`) and keeps them in the fitted pipeline, so a saved model needs no
+    download to predict.
     """
 
     checkpoint = DEFAULT_CHECKPOINT  # pipelines saved before there was a choice
@@ -399,7 +385,7 @@ class MusicnnEmbedding(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """Embeddings ``(n, 1706)`` float64 (float32 values) of flattened segments ``x``.
+        """Embeddings ``(n, width)`` float64 (float32 values) of flattened segments ``x``.
 
         Inside :func:`genre_jax.embedding_cache.store_cache`, segments of that store are read
         from its cache of musicnn embeddings (computed once per store and weights)."""
@@ -408,18 +394,21 @@ class MusicnnEmbedding(TransformerMixin, BaseEstimator):
         return frozen_rows(key, rows, self.embed_rows).astype(np.float64)
 
     def embed_rows(self, x: np.ndarray) -> np.ndarray:
-        """The network on flattened segments ``x``: ``(n, 1706)`` float32, in blocks of
+        """The network on flattened segments ``x``: ``(n, width)`` float32, in blocks of
         ``block`` segments (padded, so one compiled shape; each row's values do not depend on
         the other rows of its block)."""
         weights = {k: jnp.asarray(v) for k, v in self.weights_.items()}
+        network = architecture_of(self.checkpoint)
         x = np.asarray(x, np.float32).reshape(len(x), self.frames, self.coefficients)
         blocks = []
         for i in range(0, len(x), self.block):
             part = x[i : i + self.block]
             padded = np.zeros((self.block, *part.shape[1:]), np.float32)  # one compiled shape
             padded[: len(part)] = part
-            blocks.append(np.asarray(embeddings(weights, jnp.asarray(padded))[: len(part)]))
-        return np.concatenate(blocks) if blocks else np.zeros((0, EMBEDDING_WIDTH), np.float32)
+            out = network.embeddings(weights, jnp.asarray(padded))
+            blocks.append(np.asarray(out[: len(part)]))
+        empty = np.zeros((0, network.embedding_width), np.float32)
+        return np.concatenate(blocks) if blocks else empty
 
 
 def weights_digest(weights: Weights) -> str:

@@ -1,16 +1,19 @@
-"""``musicnn`` (ours): the pretrained musicnn tagger fine-tuned as a classifier of your genres.
+"""``musicnn`` (ours): a pretrained tagger of the musicnn wheel fine-tuned as a classifier of
+your genres.
 
-The network of :mod:`genre_jax.models.musicnn` (its published layers, the same JAX function)
-becomes a Flax NNX module trained by :mod:`genre_jax.train`'s jitted step like the seed's
-networks. A fresh run starts from the wheel's weights (:meth:`MusicnnNet.load_pretrained`,
-``weights`` chooses the checkpoint); the 50-tag output layer is replaced by a new head of one
-logit per genre:
+The network of the checkpoint ``weights`` names (:mod:`genre_jax.models.musicnn` for
+``MSD_musicnn`` and ``MTT_musicnn``, :mod:`genre_jax.models.vgg` for ``MSD_vgg`` and
+``MTT_vgg``: their published layers, the same JAX functions) becomes a Flax NNX module trained
+by :mod:`genre_jax.train`'s jitted step like the seed's networks. A fresh run starts from the
+wheel's weights (:meth:`MusicnnNet.load_pretrained`); the 50-tag output layer is replaced by a
+new head of one logit per genre:
 
-- ``head_input="embedding"``: a new batch norm over the 1,706 values ``musicnnsvm`` embeds (the
-  middle features max- and mean-pooled over time, and the penultimate layer), dropout, a dense
-  layer;
-- ``head_input="penultimate"``: dropout and a dense layer on the penultimate layer (200 values),
-  the classic replacement of the last layer.
+- ``head_input="embedding"``: a new batch norm over the values ``musicnnsvm`` embeds (1,706
+  for musicnn: the middle features max- and mean-pooled over time, and the penultimate layer;
+  1,280 for VGG: each pooled map's maximum and mean), dropout, a dense layer;
+- ``head_input="penultimate"``: dropout and a dense layer on what the tag layer read (musicnn's
+  200-unit layer, VGG's flattened last pooling of 256 values), the classic replacement of the
+  last layer.
 
 Every published variable is a :class:`~genre_jax.models.layers.Pretrained` parameter (or, for
 the batch norms' moving statistics, state), so the shared settings ``freeze_epochs`` (train
@@ -21,13 +24,14 @@ its real rows, and moving averages with TensorFlow's momentum 0.99). One excepti
 norm of the whole input (one mean, variance, scale and shift for all bands) stays as
 published (:class:`InputNorm`). It standardises the input; training its two values would need
 the input's gradient through every front-end convolution, 12 of the 14 s of a batch-32
-gradient on a 2-core CPU. Dropout of the published
-training graph (``dropout_rate``, 0.5 as published) precedes the back end's dense layer and
-the head.
+gradient on a 2-core CPU. Dropout of the published training graph (``dropout_rate``, 0.5 as
+published) precedes musicnn's back-end dense layer and the head (VGG's blocks run without
+their 0.25 dropouts).
 
-Segments shorter than musicnn's 187 frames are repeated up to one patch, longer ones to whole
-patches whose outputs are averaged (:func:`~genre_jax.models.musicnn.patches`). The fine-tuned
-weights are in the run's checkpoints: evaluating or predicting needs no download.
+Segments shorter than the taggers' 187 frames are repeated up to one patch, longer ones to
+whole patches whose outputs are averaged (:func:`~genre_jax.models.tagger_layers.patches`).
+The fine-tuned weights are in the run's checkpoints: evaluating or predicting needs no
+download.
 """
 
 from __future__ import annotations
@@ -42,24 +46,16 @@ from flax import nnx
 
 from genre_jax.models import musicnn
 from genre_jax.models.layers import Pretrained, dropout, layer_key
-from genre_jax.models.musicnn import (
-    CHECKPOINTS,
-    CONVOLUTIONS,
-    DEFAULT_CHECKPOINT,
-    EMBEDDING_WIDTH,
-    EPSILON,
-    INPUT_FEATURES,
-    NORMS,
-    Weights,
-)
+from genre_jax.models.musicnn import CHECKPOINTS, DEFAULT_CHECKPOINT, INPUT_FEATURES
 from genre_jax.models.spec import NETWORK, ModelSpec
+from genre_jax.models.tagger_layers import EPSILON, Norm, Weights, batch_norm, patches
 from genre_jax.settings import ConfigError, setting
 
 INPUT_NORM = "batch_normalization"  # of the whole input: one mean, variance, scale, shift
 
 
 class InputNorm(nnx.Variable):
-    """The published batch norm of musicnn's input, kept as published (not trained)."""
+    """The published batch norm of the tagger's input, kept as published (not trained)."""
 
 
 MOMENTUM = 0.99  # TensorFlow's batch norm default, which the published model trained with
@@ -68,8 +64,9 @@ BATCHNORM_MODES = ("frozen", "updated")
 
 
 class MusicnnNet(nnx.Module):
-    """musicnn's layers (:data:`~genre_jax.models.musicnn.CONVOLUTIONS`,
-    :data:`~genre_jax.models.musicnn.NORMS`) with a new head; see the module docstring.
+    """The layers of the checkpoint's architecture (its ``convolutions`` and ``norms``,
+    :func:`~genre_jax.models.musicnn.architecture_of`) with a new head; see the module
+    docstring.
 
     Built with zeros in the published shapes (a checkpoint's values replace them, or
     :meth:`load_pretrained` the wheel's); the head is initialised from ``rngs``.
@@ -89,11 +86,12 @@ class MusicnnNet(nnx.Module):
         self.head_input = head_input
         self.batchnorm = batchnorm
         self.dropout_rate = dropout_rate
+        network = musicnn.architecture_of(weights)
         layers = {
             name: {"kernel": Pretrained(jnp.zeros(shape)), "bias": Pretrained(jnp.zeros(shape[-1]))}
-            for name, shape in CONVOLUTIONS.items()
+            for name, shape in network.convolutions.items()
         }
-        for name, width in NORMS.items():
+        for name, width in network.norms.items():
             weight, stat = (
                 (InputNorm, InputNorm) if name == INPUT_NORM else (Pretrained, nnx.BatchStat)
             )
@@ -104,10 +102,11 @@ class MusicnnNet(nnx.Module):
                 "moving_variance": stat(jnp.ones(width)),
             }
         self.layers = nnx.Dict({k: nnx.Dict(v) for k, v in layers.items()})
-        width = EMBEDDING_WIDTH if head_input == "embedding" else CONVOLUTIONS["dense"][1]
+        embedded = head_input == "embedding"
+        width = network.embedding_width if embedded else network.penultimate_width
         self.head_norm = (
             nnx.BatchNorm(width, momentum=MOMENTUM, epsilon=EPSILON, rngs=rngs)
-            if head_input == "embedding"
+            if embedded
             else None
         )
         self.out = nnx.Linear(width, n_classes, rngs=rngs)
@@ -133,14 +132,14 @@ class MusicnnNet(nnx.Module):
             for name, variable in variables.items()
         }
 
-    def _norm(self, train: bool, mask: jax.Array | None) -> musicnn.Norm:
+    def _norm(self, train: bool, mask: jax.Array | None) -> Norm:
         """The published batch norms' function in this call (see ``batchnorm``)."""
         if not train or self.batchnorm == "frozen":
-            return musicnn._norm
+            return batch_norm
 
-        def batch_norm(w: Weights, name: str, x: jax.Array) -> jax.Array:
+        def batch_statistics_norm(w: Weights, name: str, x: jax.Array) -> jax.Array:
             if name == INPUT_NORM:
-                return musicnn._norm(w, name, x)
+                return batch_norm(w, name, x)
             axes = tuple(range(x.ndim - 1))
             rows = jnp.ones(x.shape[:1]) if mask is None else mask.astype(x.dtype)
             weights = rows.reshape((-1,) + (1,) * (x.ndim - 1))  # broadcast, not materialised
@@ -155,7 +154,7 @@ class MusicnnNet(nnx.Module):
             scale = w[f"{name}/gamma"] * jax.lax.rsqrt(variance + EPSILON)
             return (x - mean) * scale + w[f"{name}/beta"]
 
-        return batch_norm
+        return batch_statistics_norm
 
     def embed(
         self,
@@ -165,23 +164,21 @@ class MusicnnNet(nnx.Module):
         key: jax.Array | None = None,
         mask: jax.Array | None = None,
     ) -> jax.Array:
-        """What the head reads, ``(batch, width)`` (1,706 or 200 values; see ``head_input``),
-        averaged over each segment's 187-frame patches."""
+        """What the head reads, ``(batch, width)`` (the architecture's embedding or
+        penultimate layer; see ``head_input``), averaged over each segment's 187-frame
+        patches."""
+        network = musicnn.architecture_of(self.weights)
         batch = x.shape[0]
-        tiles, count = musicnn.patches(x)
+        tiles, count = patches(x)
         tile_mask = None if mask is None else jnp.repeat(mask, count)
         drop_key = layer_key(key, 0) if train else None
-        out = musicnn.features(
+        out = network.features(
             self._weights(),
             tiles,
             self._norm(train, tile_mask),
             lambda h: dropout(h, self.dropout_rate, drop_key),
         )
-        if self.head_input == "embedding":
-            parts = [out["max_pool"], out["mean_pool"], out["penultimate"]]
-            h = jnp.concatenate(parts, axis=-1)
-        else:
-            h = out["penultimate"]
+        h = network.embedding(out) if self.head_input == "embedding" else out["penultimate"]
         return h.reshape(batch, count, -1).mean(axis=1)
 
     def __call__(
@@ -203,13 +200,14 @@ class MusicnnNet(nnx.Module):
 
 @dataclass(frozen=True)
 class MusicnnSettings:
-    """The fine-tuned musicnn.
+    """The fine-tuned tagger.
 
     Attributes:
-        weights: the wheel's checkpoint it starts from: ``MSD_musicnn`` (Million Song Dataset
-            tags) or ``MTT_musicnn`` (MagnaTagATune tags).
-        head_input: what the new head reads: ``embedding`` (the 1,706 values musicnnsvm
-            embeds, batch-normalised) or ``penultimate`` (the 200-unit layer).
+        weights: the wheel's checkpoint it starts from, and with it the network: musicnn
+            (``MSD_musicnn``, Million Song Dataset tags; ``MTT_musicnn``, MagnaTagATune tags)
+            or the VGG-like baseline (``MSD_vgg``, ``MTT_vgg``).
+        head_input: what the new head reads: ``embedding`` (the values musicnnsvm embeds,
+            batch-normalised) or ``penultimate`` (what the tag layer read).
         batchnorm: the published batch norms in training: ``frozen`` (stored statistics) or
             ``updated`` (batch statistics, moving averages updated).
         dropout_rate: dropout before the back end's dense layer and before the head.
