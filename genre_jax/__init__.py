@@ -43,9 +43,11 @@ Modules, in flow order::
         layers.py      pieces shared by the networks; summary.py: statistics over time
         svm.py         the seed's SVM on the flattened segments (pipeline)
         statsvm.py     ours: RBF SVM on summary statistics (pipeline)
-        musicnnsvm.py  ours: RBF SVM on embeddings of the pretrained musicnn (pipeline)
-        musicnn.py     the pretrained musicnn tagger in JAX; its weights
-        musicnn_net.py ours: that tagger fine-tuned with a new head (network)
+        musicnnsvm.py  ours: RBF SVM on embeddings of a pretrained tagger (pipeline)
+        musicnn.py     the pretrained musicnn tagger in JAX; the wheel's weights, all four
+        vgg.py         the wheel's VGG-like tagger in JAX (MSD_vgg, MTT_vgg)
+        tagger_layers.py what the two taggers share: batch norm, convolution, patches
+        musicnn_net.py ours: a tagger fine-tuned with a new head (network)
         rbf.py         RBF SVCs shared by the pipelines; the kernel matrix computed by JAX
         sklearn_io.py  skops save/load with a trusted-type list; the run's binding sidecar
       tf_checkpoint.py read a TensorFlow checkpoint without TensorFlow (musicnn's weights)

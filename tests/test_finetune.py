@@ -180,7 +180,16 @@ def test_mixup_mixes_inputs_and_targets_in_one_proportion() -> None:
     assert got == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("shape", [((2, 13, 20, 1), (7, 6, 1, 5)), ((2, 30, 8, 1), (16, 1, 1, 3))])
+# musicnn's front end (one input channel, tall or wide kernels) and VGG's blocks (3 x 3 over
+# many channels, padded 'same' by the caller).
+SHAPES = [
+    ((2, 13, 20, 1), (7, 6, 1, 5)),
+    ((2, 30, 8, 1), (16, 1, 1, 3)),
+    ((3, 12, 10, 6), (3, 3, 6, 4)),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_patch_gradient_convolution_equals_xla_forward_and_in_gradients(shape) -> None:
     x_shape, k_shape = shape
     rng = np.random.default_rng(0)

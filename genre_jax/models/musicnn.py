@@ -4,8 +4,9 @@ musicnn (Pons and Serra, "musicnn: pre-trained convolutional neural networks for
 tagging", ISMIR 2019 late-breaking demo) is a CNN trained to predict the 50 most frequent
 Last.fm tags of the Million Song Dataset (MSD) from 3 s of audio. Its weights are published in
 the ``musicnn`` package on PyPI (ISC licence); this module fetches that wheel with pip, checks
-its SHA-256, reads the ``MSD_musicnn`` TensorFlow checkpoint inside it with
-:mod:`genre_jax.tf_checkpoint` and runs the network in JAX. Nothing of TensorFlow or of the
+its SHA-256, reads a TensorFlow checkpoint inside it with :mod:`genre_jax.tf_checkpoint`
+(``MSD_musicnn`` by default; any of the four in :data:`CHECKPOINTS`, the VGG ones run by
+:mod:`genre_jax.models.vgg`) and runs the network in JAX. Nothing of TensorFlow or of the
 package's code is used, and the weights are not part of this repository.
 
 The network, with its published sizes (the checkpoint's variables confirm each shape):

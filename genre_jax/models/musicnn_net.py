@@ -239,7 +239,7 @@ def build(settings: MusicnnSettings, n_features: int, n_classes: int, rngs: nnx.
 SPEC = ModelSpec(
     name="musicnn",
     family=NETWORK,
-    description="ours: the pretrained musicnn fine-tuned with a new head (needs its weights)",
+    description="ours: a pretrained tagger fine-tuned with a new head (needs its weights)",
     build=build,
     settings=MusicnnSettings,
     input_features=INPUT_FEATURES,

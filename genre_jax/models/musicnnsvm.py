@@ -1,6 +1,7 @@
-"""``musicnnsvm`` (ours): an RBF SVM on embeddings of the pretrained musicnn.
+"""``musicnnsvm`` (ours): an RBF SVM on embeddings of a pretrained tagger of the musicnn wheel.
 
-Each ``logc`` segment becomes musicnn's 1,706-value embedding (:mod:`genre_jax.models.musicnn`),
+Each ``logc`` segment becomes the embedding of the tagger ``weights`` names: musicnn's 1,706
+values (:mod:`genre_jax.models.musicnn`) or the VGG tagger's 1,280 (:mod:`genre_jax.models.vgg`),
 standardised, then an RBF SVC whose probabilities are isotonic calibrations averaged over 5
 folds, as in ``statsvm``. The store must hold musicnn's input features
 (:data:`~genre_jax.models.musicnn.INPUT_FEATURES`); the weights are fetched once
@@ -34,7 +35,8 @@ class MusicnnSVMSettings:
         c: SVM regularisation ``C``.
         gamma: RBF ``gamma``: ``scale``, ``auto`` or a positive number.
         weights: the wheel's checkpoint that embeds: ``MSD_musicnn`` (Million Song Dataset
-            tags) or ``MTT_musicnn`` (MagnaTagATune tags).
+            tags), ``MTT_musicnn`` (MagnaTagATune tags), or the VGG-like tagger trained on
+            either, ``MSD_vgg`` and ``MTT_vgg``.
     """
 
     c: float = setting(1.0, above=0)
@@ -70,7 +72,7 @@ def describe(model: Pipeline) -> dict[str, int]:
 SPEC = ModelSpec(
     name="musicnnsvm",
     family=PIPELINE,
-    description="ours: an RBF SVM on embeddings of the pretrained musicnn (needs its weights)",
+    description="ours: an RBF SVM on embeddings of a pretrained tagger (needs its weights)",
     build=build,
     settings=MusicnnSVMSettings,
     input_features=INPUT_FEATURES,
