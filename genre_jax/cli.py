@@ -348,6 +348,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         model=args.model,
         run_dir=args.run_dir,
         segment_seconds=args.segment_seconds,
+        weights=args.weights,
         overwrite=args.overwrite,
     )
 
@@ -565,7 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emb.add_argument("--out", required=True, help="the .npz file to write")
     emb.add_argument(
-        "--model", choices=("musicnn",), help="the pretrained musicnn (1,706 values per segment)"
+        "--model",
+        choices=("musicnn",),
+        help="a pretrained tagger of the musicnn wheel (1,706 values per segment; VGG 1,280)",
+    )
+    emb.add_argument(
+        "--weights",
+        choices=list(musicnn.CHECKPOINTS),
+        help="--model musicnn: the wheel's checkpoint [default: MSD_musicnn]",
     )
     emb.add_argument("--run-dir", help="a trained network's run: its penultimate layer")
     emb.add_argument(

@@ -50,7 +50,13 @@ from genre_jax.embedding_cache import store_table
 from genre_jax.ensemble import is_ensemble
 from genre_jax.fileio import atomic_write_bytes, library_versions, read_json
 from genre_jax.models import PIPELINE, get_spec
-from genre_jax.models.musicnn import INPUT_FEATURES, PATCH_SECONDS, MusicnnEmbedding, cache_key
+from genre_jax.models.musicnn import (
+    DEFAULT_CHECKPOINT,
+    INPUT_FEATURES,
+    PATCH_SECONDS,
+    MusicnnEmbedding,
+    cache_key,
+)
 from genre_jax.predict import FileRefused, expand_paths, file_rows, with_progress
 from genre_jax.settings import require_same
 from genre_jax.store import FeatureStore, resolve_store
@@ -78,17 +84,21 @@ class Embedder:
     source: dict[str, Any]
 
 
-def musicnn_embedder(segment_seconds: float = PATCH_SECONDS) -> Embedder:
-    """The pretrained musicnn (weights fetched once, :func:`~genre_jax.models.musicnn.load_weights`)
-    on ``segment_seconds`` segments: 1,706 values (max pool, mean pool, penultimate layer)."""
+def musicnn_embedder(
+    segment_seconds: float = PATCH_SECONDS, weights: str = DEFAULT_CHECKPOINT
+) -> Embedder:
+    """A pretrained tagger of the musicnn wheel, the checkpoint ``weights`` (fetched once,
+    :func:`~genre_jax.models.musicnn.load_weights`), on ``segment_seconds`` segments: musicnn's
+    1,706 values (max pool, mean pool, penultimate layer) or the VGG tagger's 1,280."""
     config = FeatureConfig(**INPUT_FEATURES, segment_seconds=segment_seconds)
-    network = MusicnnEmbedding(config.n_frames, config.n_features).fit(None)
+    network = MusicnnEmbedding(config.n_frames, config.n_features, checkpoint=weights).fit(None)
 
     def rows_of(features: np.ndarray) -> np.ndarray:
         return network.embed_rows(np.asarray(features, np.float32).reshape(len(features), -1))
 
     key = cache_key(network.weights_)
-    return Embedder("musicnn", key, config, rows_of, {"model": "musicnn", "weights": key})
+    source = {"model": "musicnn", "weights": key, "checkpoint": weights}
+    return Embedder("musicnn", key, config, rows_of, source)
 
 
 def network_embedder(run_dir: str | Path, batch_size: int = 64) -> Embedder:
@@ -299,6 +309,7 @@ def embed(
     model: str | None = None,
     run_dir: str | Path | None = None,
     segment_seconds: float | None = None,
+    weights: str | None = None,
     overwrite: bool = False,
     progress: bool = False,
     progress_file: TextIO | None = None,
@@ -307,6 +318,8 @@ def embed(
 
     Give ``model="musicnn"`` or a network's ``run_dir``. ``segment_seconds`` is musicnn's
     segment length for audio (default 3 s); a store has its own, and a run its own.
+    ``weights`` is musicnn's checkpoint (:data:`~genre_jax.models.musicnn.CHECKPOINTS`,
+    ``MSD_musicnn`` by default).
 
     Returns:
         The embeddings and the ``settings`` recorded in the file.
@@ -318,6 +331,8 @@ def embed(
     if model is not None and model not in MODELS:
         raise ConfigError(f"embed --model {model!r}: one of {', '.join(MODELS)}")
     store = _store_in(paths)
+    if weights is not None and run_dir is not None:
+        raise ConfigError("embed --weights: a run embeds with its own weights")
     if segment_seconds is not None and (run_dir is not None or store is not None):
         whose = "the run's" if run_dir is not None else "the store's"
         raise ConfigError(f"embed --segment-seconds: the segments are {whose} own")
@@ -325,7 +340,8 @@ def embed(
         embedder = network_embedder(run_dir)
     else:
         seconds = store.config.segment_seconds if store is not None else segment_seconds
-        embedder = musicnn_embedder(PATCH_SECONDS if seconds is None else seconds)
+        seconds = PATCH_SECONDS if seconds is None else seconds
+        embedder = musicnn_embedder(seconds, weights or DEFAULT_CHECKPOINT)
     if store is not None:
         result = embed_store(store, embedder)
         inputs = {
@@ -358,6 +374,7 @@ def embed_command(
     model: str | None = None,
     run_dir: str | Path | None = None,
     segment_seconds: float | None = None,
+    weights: str | None = None,
     overwrite: bool = False,
     err: TextIO | None = None,
 ) -> int:
@@ -371,6 +388,7 @@ def embed_command(
         model=model,
         run_dir=run_dir,
         segment_seconds=segment_seconds,
+        weights=weights,
         overwrite=overwrite,
         progress=err.isatty(),
         progress_file=err,

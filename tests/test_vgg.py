@@ -8,6 +8,7 @@ session, skipped where it cannot be had); TensorFlow is in the ``test`` extra.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from benchmarks.musicnn import VGG_GRAPH_OUTPUTS, tensorflow_musicnn, unpack_checkpoint
-from genre_jax.config import FeatureConfig, TrainConfig
+from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.models import musicnn, vgg
 from genre_jax.models.musicnn import INPUT_FEATURES, architecture_of, weights_from_wheel
 from tests.test_musicnn import real_inputs
@@ -176,3 +177,27 @@ def test_fine_tuning_starts_from_a_vgg_checkpoint(weights_env, logc_store, head_
         np.asarray(trained.layers["batch_normalization"]["gamma"][...]),
         published["batch_normalization/gamma"],
     )
+
+
+def test_embed_writes_a_vgg_checkpoints_embeddings(weights_env, logc_store, tmp_path: Path) -> None:
+    """``genre-jax embed STORE --model musicnn --weights MTT_vgg``: each segment's row is the
+    published VGG's embedding of that segment repeated to one patch; the store caches it
+    apart from other checkpoints' rows."""
+    from genre_jax.cli import main
+    from genre_jax.embed import embed
+
+    out = tmp_path / "vgg.npz"
+    argv = ["embed", str(logc_store.path), "--model", "musicnn", "--weights", "MTT_vgg"]
+    assert main([*argv, "--out", str(out)]) == 0
+    with np.load(out) as archive:
+        rows, settings = archive["segment_embeddings"], json.loads(str(archive["settings"]))
+    x = jnp.asarray(np.asarray(logc_store.features))
+    published = musicnn.load_weights(fetch=False, checkpoint="MTT_vgg")
+    patch = jnp.concatenate([x, x], axis=1)[:, :187]
+    maps = vgg.features(published, patch, pools=vgg.POOLS["MTT_vgg"])
+    np.testing.assert_allclose(rows, np.asarray(vgg.embedding(maps)), rtol=1e-5, atol=1e-5)
+    assert rows.shape == (len(logc_store), 1280) and settings["width"] == 1280
+    assert settings["embedder"]["checkpoint"] == "MTT_vgg"
+    assert settings["embedder"]["weights"] == musicnn.cache_key(published)
+    with pytest.raises(ConfigError, match="--weights: a run embeds with its own weights"):
+        embed([str(logc_store.path)], tmp_path / "x.npz", run_dir=tmp_path, weights="MSD_vgg")
