@@ -23,7 +23,6 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from genre_jax import plots
-from genre_jax.audio import AudioError
 from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.datasets import Manifest, Track
 from genre_jax.embedding_cache import store_cache
@@ -36,7 +35,7 @@ from genre_jax.parallel import gather_blocks, is_main_process, process_block
 from genre_jax.settings import require_same
 from genre_jax.splits import Split
 from genre_jax.store import FeatureStore, StoreError, resolve_store
-from genre_jax.windows import check_hop, song_probabilities
+from genre_jax.windows import check_hop, song_windows
 
 
 @dataclass
@@ -324,24 +323,16 @@ def _window_songs(
     """The songs' genres from overlapping windows of their audio (:mod:`genre_jax.windows`):
     by the windows' mean probability, and by the vote of the windows' labels; with the number
     of windows scored."""
+    paths = [store.manifest.tracks[int(t)].path for t in songs.tracks]
     by_mean, by_vote, total = [], [], 0
-    for i, track_index in enumerate(songs.tracks):
-        track = store.manifest.tracks[int(track_index)]
-        try:
-            found = song_probabilities(predictor, track.path, hop)
-        except AudioError as error:
-            raise ConfigError(
-                f"{track.path}: cannot be decoded again for windows ({error.reason}); "
-                "evaluate without --window-hop"
-            ) from None
+    for i, found in enumerate(song_windows(predictor, paths, hop)):
         if found is None:  # shorter than a window at some member's rate: its segments' answers
             by_mean.append(int(songs.by_mean[i]))
             by_vote.append(int(songs.by_vote[i]))
             continue
-        mean, votes, count = found
-        total += count
-        by_mean.append(int(np.argmax(mean)))
-        by_vote.append(int(np.argmax(votes + 0.5 * mean)))  # ties: the higher mean
+        total += found.windows
+        by_mean.append(int(np.argmax(found.mean)))
+        by_vote.append(int(np.argmax(found.votes + 0.5 * found.mean)))  # ties: the higher mean
     return (
         Aggregated(songs.tracks, songs.labels, np.array(by_mean), np.array(by_vote)),
         total,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from genre_jax.cli import main
 from genre_jax.config import ConfigError
@@ -126,7 +127,7 @@ def test_windows_are_every_hop_of_the_audio() -> None:
         windows(audio, 4, 0)
 
 
-def test_evaluation_over_overlapping_windows(songs: Path, tmp_path: Path) -> None:
+def test_evaluation_over_overlapping_windows(songs: Path, tmp_path: Path, monkeypatch) -> None:
     """A hop of one segment scores the store's own segments again (the same figures); a
     shorter hop scores more windows and writes its own report beside the run's."""
     from genre_jax.config import FeatureConfig, TrainConfig
@@ -152,3 +153,25 @@ def test_evaluation_over_overlapping_windows(songs: Path, tmp_path: Path) -> Non
     assert not (run / "report.json").exists()  # the run's own report is not this one
     with pytest.raises(ConfigError, match="window_hop=0"):
         evaluate_run(run, window_hop=0.0)
+
+    # Windows of several songs are scored together (in calls of BATCH_WINDOWS, here 7, so a
+    # song's windows straddle two calls): each song's answer is the one it gets alone.
+    from genre_jax import windows as windowing
+    from genre_jax.inference import load_predictor
+
+    predictor = load_predictor(run)
+    short = tmp_path / "short.wav"  # 1 s: shorter than a window
+    soundfile.write(short, np.zeros(22050, np.float32), 22050)
+    paths = [str(p) for p in sorted(songs.rglob("*.wav"))[:4]] + [str(short)]
+    alone = [windowing.song_windows(predictor, [path], 0.5)[0] for path in paths]
+    monkeypatch.setattr(windowing, "BATCH_WINDOWS", 7)
+    together = windowing.song_windows(predictor, paths, 0.5)
+    assert alone[-1] is None and together[-1] is None
+    for one, many in zip(alone[:-1], together[:-1], strict=True):
+        assert one.windows == many.windows == 5
+        np.testing.assert_allclose(many.mean, one.mean, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(many.votes, one.votes)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio")
+    with pytest.raises(ConfigError, match=f"{broken}: cannot be decoded again for windows"):
+        windowing.song_windows(predictor, [paths[0], str(broken)], 0.5)
