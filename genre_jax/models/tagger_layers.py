@@ -78,7 +78,8 @@ class Architecture:
     """One of the wheel's tagger architectures, as embedding and fine-tuning read it.
 
     Attributes:
-        name: ``musicnn`` or ``vgg``.
+        name: ``musicnn``, or the VGG checkpoint whose pooling it follows (``MSD_vgg``,
+            ``MTT_vgg``).
         convolutions: the layers below the tags as the checkpoints name them, with their
             kernel shapes (TensorFlow's HWIO; dense layers as ``(in, out)``).
         norms: the batch norms' names and widths; ``batch_normalization`` is the input's.

@@ -1,8 +1,8 @@
 """The ``musicnn`` wheel's VGG-like tagger (``MSD_vgg``, ``MTT_vgg``) as a pure JAX function.
 
-Pons and Serra's musicnn paper compares musicnn with a computer-vision-style baseline, a
-stack of small square convolutions; the wheel publishes it trained on the same two tag sets
-(its ``vgg`` model with 128 filters). Its layers, as the checkpoints' variables confirm:
+Beside musicnn, the wheel publishes a computer-vision-style baseline, a stack of small square
+convolutions (its ``vgg`` model with 128 filters), trained on the same two tag sets. Its
+layers, as the checkpoints' variables and saved graphs confirm:
 
 - input: the same ``(187 frames, 96 bands)`` of ``logc`` as musicnn, batch normalised as a
   whole (one mean and variance);
