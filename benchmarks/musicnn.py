@@ -7,7 +7,10 @@ features (126 frames x 96 bands, each repeated to one 187-frame patch), batch 64
   jitted, input on the device: what ``musicnnsvm`` computes for every segment;
 - ``musicnn embeddings (TensorFlow graph), batch B``: the checkpoint's own inference graph run
   by TensorFlow 2 in graph mode (:func:`tensorflow_musicnn`) on the same patches, fetching the
-  same tensors.
+  same tensors;
+- ``VGG (MSD_vgg) embeddings (ours, JAX | TensorFlow graph), batch B``: the same for the
+  wheel's VGG tagger (:mod:`genre_jax.models.vgg`, its 1,280-value embedding) against that
+  checkpoint's own graph fetching its five pooled maps.
 
 Fine-tuning rows (``musicnn``'s training gradient, batch :data:`TUNE_BATCH`, timed the same way):
 
@@ -117,40 +120,74 @@ def find_wheel(work: Path) -> Path:
 
 
 def run(options: Options) -> tuple[list[Row], list[dict]]:
-    """Embedding throughput of our port and of TensorFlow, and their ratio."""
+    """Embedding throughput of our port and of TensorFlow, and their ratio, for musicnn and
+    the VGG tagger (MSD checkpoints); then the fine-tuning rows."""
     batch = options.predict_batch
-    ours_name = f"musicnn embeddings (ours, JAX), batch {batch}"
-    theirs_name = f"musicnn embeddings (TensorFlow graph), batch {batch}"
     with tempfile.TemporaryDirectory(prefix="genre-jax-musicnn-") as work:
         try:
             wheel = find_wheel(Path(work))
         except musicnn.WeightsError as error:
             reason = f"the musicnn wheel cannot be had: {error}"
-            return [Row.skipped("musicnn", ours_name, reason)], []
-        weights = {k: jnp.asarray(v) for k, v in musicnn.weights_from_wheel(wheel).items()}
-        rng = np.random.default_rng(0)
-        shape = (batch, SEGMENT.n_frames, SEGMENT.n_mels)
-        on_device = jnp.asarray(rng.uniform(0, 4, shape).astype(np.float32))
-        patches = np.asarray(tagger_layers.patches(on_device)[0])  # what ours feeds its network
-        calls = {ours_name: lambda: musicnn.embeddings(weights, on_device)}
-        try:
-            tensorflow = tensorflow_musicnn(unpack_checkpoint(wheel, Path(work)))
-            calls[theirs_name] = lambda: tensorflow(patches)
-            skipped = []
-        except ImportError as error:
-            skipped = [Row.skipped("musicnn", theirs_name, f"TensorFlow not installed ({error})")]
-        progress(f"musicnn: embeddings of {batch} 2 s segments, ours and TensorFlow round-robin")
-        timings = time_interleaved(calls, options.repeats)
-    setting = {"batch": batch, "segment": "2 s = 126 frames x 96 bands, repeated to 187"}
+            name = f"musicnn embeddings (ours, JAX), batch {batch}"
+            return [Row.skipped("musicnn", name, reason)], []
+        rows, ratios = [], []
+        for label, checkpoint, outputs in (
+            ("musicnn", "MSD_musicnn", GRAPH_OUTPUTS),
+            ("VGG (MSD_vgg)", "MSD_vgg", VGG_GRAPH_OUTPUTS),
+        ):
+            found, paired = embedding_rows(
+                wheel, Path(work), label, checkpoint, outputs, batch, options
+            )
+            rows += found
+            ratios += paired
+    weights = {k: jnp.asarray(v) for k, v in musicnn.weights_from_wheel(wheel).items()}
+    tune_rows, tune_ratios = fine_tuning(weights, options)
+    return rows + tune_rows, ratios + tune_ratios
+
+
+def embedding_rows(
+    wheel: Path,
+    work: Path,
+    label: str,
+    checkpoint: str,
+    outputs: dict[str, str],
+    batch: int,
+    options: Options,
+) -> tuple[list[Row], list[dict]]:
+    """``checkpoint``'s embeddings by our port and by TensorFlow running its graph
+    (``outputs``), timed round-robin on the same 2 s segments; their ratio."""
+    ours_name = f"{label} embeddings (ours, JAX), batch {batch}"
+    theirs_name = f"{label} embeddings (TensorFlow graph), batch {batch}"
+    weights = {k: jnp.asarray(v) for k, v in musicnn.weights_from_wheel(wheel, checkpoint).items()}
+    network = musicnn.architecture_of(checkpoint)
+    rng = np.random.default_rng(0)
+    shape = (batch, SEGMENT.n_frames, SEGMENT.n_mels)
+    on_device = jnp.asarray(rng.uniform(0, 4, shape).astype(np.float32))
+    patches = np.asarray(tagger_layers.patches(on_device)[0])  # what ours feeds its network
+    calls = {ours_name: lambda: network.embeddings(weights, on_device)}
+    try:
+        tensorflow = tensorflow_musicnn(unpack_checkpoint(wheel, work, checkpoint), outputs)
+        calls[theirs_name] = lambda: tensorflow(patches)
+        skipped = []
+    except ImportError as error:
+        skipped = [Row.skipped("musicnn", theirs_name, f"TensorFlow not installed ({error})")]
+    progress(
+        f"musicnn: {label} embeddings of {batch} 2 s segments, ours and TensorFlow round-robin"
+    )
+    timings = time_interleaved(calls, options.repeats)
+    setting = {
+        "batch": batch,
+        "checkpoint": checkpoint,
+        "segment": "2 s = 126 frames x 96 bands, repeated to 187",
+    }
     rows = []
     for name, timing in timings.items():
         rows.append(Row.rate("musicnn", name, "segments/s", timing, batch, setting=setting))
         report(rows[-1])
     ratios = []
     if len(rows) == 2:
-        ratios.append(ratio("musicnn embeddings: ours / TensorFlow", *rows, paired=True))
-    tune_rows, tune_ratios = fine_tuning(weights, options)
-    return rows + skipped + tune_rows, ratios + tune_ratios
+        ratios.append(ratio(f"{label} embeddings: ours / TensorFlow", *rows, paired=True))
+    return rows + skipped, ratios
 
 
 TUNE_BATCH = 32
