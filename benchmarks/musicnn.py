@@ -140,7 +140,8 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
             )
             rows += found
             ratios += paired
-    weights = {k: jnp.asarray(v) for k, v in musicnn.weights_from_wheel(wheel).items()}
+        # read while the wheel is there: a downloaded one goes with the folder
+        weights = {k: jnp.asarray(v) for k, v in musicnn.weights_from_wheel(wheel).items()}
     tune_rows, tune_ratios = fine_tuning(weights, options)
     return rows + tune_rows, ratios + tune_ratios
 
