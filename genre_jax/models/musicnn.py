@@ -63,7 +63,6 @@ from genre_jax.models.tagger_layers import (
     Architecture,
     Norm,
     Weights,
-    patch_embeddings,
 )
 from genre_jax.models.tagger_layers import batch_norm as _norm
 from genre_jax.models.tagger_layers import convolution as _conv
@@ -337,7 +336,6 @@ MUSICNN = Architecture(
     embedding_width=EMBEDDING_WIDTH,
     penultimate_width=CONVOLUTIONS["dense"][1],
     tag_layer=TAG_LAYER,
-    embeddings=patch_embeddings(features, embedding),
 )
 # ``(batch, frames, 96)`` inputs -> ``(batch, 1706)``, averaged over each item's 187-frame
 # patches (:func:`patches`): what musicnnsvm reads with the musicnn checkpoints.

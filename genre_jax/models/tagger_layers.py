@@ -12,6 +12,7 @@ any of the four checkpoints.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -91,8 +92,6 @@ class Architecture:
         embedding_width: values in the embedding.
         penultimate_width: values the tag layer reads.
         tag_layer: the checkpoints' 50-tag output layer (replaced by a classifier's head).
-        embeddings: ``embeddings(w, x)``, jitted: ``(batch, frames, 96)`` inputs -> the
-            embeddings averaged over each item's repeated patches (:func:`patches`).
     """
 
     name: str
@@ -103,20 +102,18 @@ class Architecture:
     embedding_width: int
     penultimate_width: int
     tag_layer: str
-    embeddings: Callable[[Weights, jax.Array], jax.Array]
 
+    @functools.cached_property
+    def embeddings(self) -> Callable[[Weights, jax.Array], jax.Array]:
+        """``embeddings(w, x)``, jitted (once per architecture): ``(batch, frames, 96)``
+        inputs -> ``embedding(features(w, patch))`` of each item's repeated 187-frame patches
+        (:func:`patches`), averaged over them."""
 
-def patch_embeddings(
-    features: Features, embedding: Callable[[dict[str, jax.Array]], jax.Array]
-) -> Callable[[Weights, jax.Array], jax.Array]:
-    """The jitted ``embeddings(w, x)`` of an architecture: ``embedding(features(w, patch))``
-    of each item's repeated 187-frame patches, averaged over them."""
+        @jax.jit
+        def embeddings(w: Weights, x: jax.Array) -> jax.Array:
+            batch = x.shape[0]
+            tiles, count = patches(jnp.asarray(x, jnp.float32))
+            parts = self.embedding(self.features(w, tiles))
+            return parts.reshape(batch, count, -1).mean(axis=1)
 
-    @jax.jit
-    def embeddings(w: Weights, x: jax.Array) -> jax.Array:
-        batch = x.shape[0]
-        tiles, count = patches(jnp.asarray(x, jnp.float32))
-        parts = embedding(features(w, tiles))
-        return parts.reshape(batch, count, -1).mean(axis=1)
-
-    return embeddings
+        return embeddings

@@ -42,7 +42,6 @@ from genre_jax.models.tagger_layers import (
     Weights,
     batch_norm,
     convolution,
-    patch_embeddings,
 )
 
 FILTERS = 128
@@ -122,7 +121,6 @@ def _architecture(checkpoint: str) -> Architecture:
         embedding_width=EMBEDDING_WIDTH,
         penultimate_width=PENULTIMATE_WIDTH,
         tag_layer=TAG_LAYER,
-        embeddings=patch_embeddings(pooled, embedding),
     )
 
 
