@@ -66,6 +66,7 @@ def _window_rows(reader: Predictor, paths: Sequence[str], hop_seconds: float) ->
     hop = max(1, round(hop_seconds * config.sample_rate))
     rows: list[np.ndarray | None] = [None] * len(paths)
     pending: list[tuple[int, np.ndarray]] = []
+    waiting = 0  # windows in pending
 
     def score() -> None:
         probabilities = score_segments(np.concatenate([cut for _, cut in pending]), reader)
@@ -85,8 +86,10 @@ def _window_rows(reader: Predictor, paths: Sequence[str], hop_seconds: float) ->
         cut = windows(audio, config.segment_samples, hop)
         if len(cut):
             pending.append((song, np.ascontiguousarray(cut)))
-        if sum(len(c) for _, c in pending) >= BATCH_WINDOWS:
+            waiting += len(cut)
+        if waiting >= BATCH_WINDOWS:
             score()
+            waiting = 0
     if pending:
         score()
     return rows
