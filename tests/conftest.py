@@ -9,8 +9,10 @@ the flag for their own child processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,42 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return find_wheel(tmp_path_factory.mktemp("musicnn"))
     except WeightsError as error:
         pytest.skip(f"the musicnn wheel cannot be downloaded here: {error}")
+
+
+@contextlib.contextmanager
+def converted_weights(wheel: Path, cache: Path, checkpoints: Sequence[str]) -> Iterator[Path]:
+    """While open: the wheel's ``checkpoints`` converted once into ``cache``, which
+    ``$GENRE_JAX_CACHE`` names (``$GENRE_JAX_MUSICNN_WHEEL`` the wheel); both restored after."""
+    from genre_jax.models import musicnn
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(musicnn.CACHE_ENV, str(cache))
+        patch.setenv(musicnn.WHEEL_ENV, str(wheel))
+        for checkpoint in checkpoints:
+            musicnn.load_weights(log=lambda _: None, checkpoint=checkpoint)
+        yield cache
+
+
+@pytest.fixture(scope="session")
+def short_songs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic genres, 3 songs of 4 s each."""
+    from genre_jax.datasets import generate_synthetic
+
+    out = tmp_path_factory.mktemp("short") / "data"
+    generate_synthetic(out, tracks_per_genre=3, seconds=4.0, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def logc_store(short_songs: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The taggers' input features of :func:`short_songs`, 2 s segments (one patch): 60."""
+    from genre_jax.config import FeatureConfig
+    from genre_jax.models.musicnn import INPUT_FEATURES
+    from genre_jax.store import prepare
+
+    features = FeatureConfig(**INPUT_FEATURES, segment_seconds=2.0)
+    out = tmp_path_factory.mktemp("logc") / "features"
+    return prepare(short_songs, out, features, progress=False, log=lambda _: None)
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,9 @@ import pytest
 from flax import nnx
 
 from genre_jax.augment import mixup
-from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
+from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.models import musicnn
 from genre_jax.models.layers import Pretrained, conv2d_valid_patch_gradient
-from genre_jax.models.musicnn import INPUT_FEATURES
 from genre_jax.models.musicnn_net import MusicnnSettings
 from genre_jax.train import (
     init_state,
@@ -30,39 +29,17 @@ from genre_jax.train import (
     pretrained_labels,
     training_loss,
 )
+from tests.conftest import converted_weights
 
 QUIET = {"progress": False, "log": lambda _: None}
 
 
 @pytest.fixture(scope="module")
 def weights_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The wheel's weights converted once into a cache of this module's own."""
+    """The wheel's MSD musicnn weights converted once into a cache of this module's own."""
     cache = tmp_path_factory.mktemp("finetune-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(musicnn.CACHE_ENV, str(cache))
-        patch.setenv(musicnn.WHEEL_ENV, str(wheel))
-        musicnn.load_weights(log=lambda _: None)
+    with converted_weights(wheel, cache, [musicnn.DEFAULT_CHECKPOINT]):
         yield cache
-
-
-@pytest.fixture(scope="module")
-def short_songs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic genres, 3 songs of 4 s each."""
-    from genre_jax.datasets import generate_synthetic
-
-    out = tmp_path_factory.mktemp("short") / "data"
-    generate_synthetic(out, tracks_per_genre=3, seconds=4.0, seed=0)
-    return out
-
-
-@pytest.fixture(scope="module")
-def logc_store(short_songs: Path, tmp_path_factory: pytest.TempPathFactory):
-    """musicnn's input features of :func:`short_songs`, 2 s segments (one patch): 60."""
-    from genre_jax.store import prepare
-
-    features = FeatureConfig(**INPUT_FEATURES, segment_seconds=2.0)
-    out = tmp_path_factory.mktemp("logc") / "features"
-    return prepare(short_songs, out, features, progress=False, log=lambda _: None)
 
 
 def variables(params) -> list:

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from benchmarks.musicnn import VGG_GRAPH_OUTPUTS, tensorflow_musicnn, unpack_checkpoint
-from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
+from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.models import musicnn, vgg
-from genre_jax.models.musicnn import INPUT_FEATURES, architecture_of, weights_from_wheel
+from genre_jax.models.musicnn import architecture_of, weights_from_wheel
+from tests.conftest import converted_weights
 from tests.test_musicnn import real_inputs
 
 QUIET = {"progress": False, "log": lambda _: None}
@@ -30,12 +31,7 @@ TOLERANCE = 1e-5
 @pytest.fixture(scope="module")
 def weights_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory):
     """The VGG checkpoints converted once into a cache of this module's own."""
-    cache = tmp_path_factory.mktemp("vgg-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(musicnn.CACHE_ENV, str(cache))
-        patch.setenv(musicnn.WHEEL_ENV, str(wheel))
-        for checkpoint in vgg.POOLS:
-            musicnn.load_weights(log=lambda _: None, checkpoint=checkpoint)
+    with converted_weights(wheel, tmp_path_factory.mktemp("vgg-cache"), list(vgg.POOLS)) as cache:
         yield cache
 
 
@@ -70,19 +66,6 @@ def test_vgg_matches_tensorflow_on_real_music(checkpoint: str, wheel: Path, tmp_
     else:
         top = musicnn.MTT_TAGS[int(np.argmax(ours["tags"][1]))]
         assert top in ("classical", "strings", "violin", "cello", "slow", "piano", "harpsichord")
-
-
-@pytest.fixture(scope="module")
-def logc_store(tmp_path_factory: pytest.TempPathFactory):
-    """musicnn's input features of the synthetic genres, 3 songs of 4 s, 2 s segments: 60."""
-    from genre_jax.datasets import generate_synthetic
-    from genre_jax.store import prepare
-
-    songs = tmp_path_factory.mktemp("vgg-songs") / "data"
-    generate_synthetic(songs, tracks_per_genre=3, seconds=4.0, seed=0)
-    features = FeatureConfig(**INPUT_FEATURES, segment_seconds=2.0)
-    out = tmp_path_factory.mktemp("vgg-logc") / "features"
-    return prepare(songs, out, features, **QUIET)
 
 
 def test_musicnnsvm_embeds_with_a_vgg_checkpoint_and_predicts_without_it(
