@@ -15,6 +15,7 @@ from genre_jax.models.gru import KerasGRU, SeedGRU
 from genre_jax.models.layers import (
     conv2d_same,
     conv2d_same_banded,
+    conv2d_same_in_chunks,
     conv2d_same_patch_gradient,
     keras_batch_norm,
     max_pool_2x2,
@@ -261,18 +262,23 @@ CONV_SHAPES = [(431, 13, 1, 32), (215, 6, 32, 64), (107, 3, 64, 64), (20, 17, 5,
 
 
 @pytest.mark.parametrize("shape", CONV_SHAPES)
-@pytest.mark.parametrize("conv", [conv2d_same_banded, conv2d_same_patch_gradient])
-def test_matrix_product_convolutions_equal_xla_forward_and_in_gradients(conv, shape) -> None:
+@pytest.mark.parametrize(
+    ("conv", "batch"),
+    [(conv2d_same_banded, 6), (conv2d_same_patch_gradient, 6), (conv2d_same_patch_gradient, 20)],
+    ids=["banded", "patch gradient", "patch gradient, XLA's in chunks"],
+)
+def test_matrix_product_convolutions_equal_xla_forward_and_in_gradients(conv, batch, shape) -> None:
     """Both CPU formulations against ``jax.lax.conv_general_dilated`` ('SAME', stride 1):
     outputs, and the gradients to the input, kernel and bias, within 1e-5 of the largest
     value (float32 sums in another order). A batch of 6 splits the kernel gradient's chunks
-    of 4 samples into chunks of 3."""
+    of 4 samples into chunks of 3; one of 20 runs XLA's convolutions as a chunk of 16 and
+    one padded from 4 (``CONV_CHUNK``)."""
     h, w, c_in, c_out = shape
     rng = np.random.default_rng(sum(shape))
-    x = jnp.asarray(rng.standard_normal((6, h, w, c_in)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((batch, h, w, c_in)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((3, 3, c_in, c_out)) / np.sqrt(9 * c_in), jnp.float32)
     bias = jnp.asarray(rng.standard_normal(c_out), jnp.float32)
-    cotangent = jnp.asarray(rng.standard_normal((6, h, w, c_out)), jnp.float32)
+    cotangent = jnp.asarray(rng.standard_normal((batch, h, w, c_out)), jnp.float32)
 
     def xla(x, kernel, bias):
         dims = ("NHWC", "HWIO", "NHWC")
@@ -287,6 +293,19 @@ def test_matrix_product_convolutions_equal_xla_forward_and_in_gradients(conv, sh
     ):
         scale = float(jnp.abs(want).max())
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES[:2])
+def test_xla_convolution_in_chunks_is_bitwise_the_whole_batch(shape) -> None:
+    """The CNN's chunked convolution (``CONV_CHUNK`` samples per call, the last chunk padded)
+    gives exactly XLA's values for the whole batch, so training and predictions do not move."""
+    h, w, c_in, c_out = shape
+    rng = np.random.default_rng(sum(shape))
+    x = jnp.asarray(rng.standard_normal((37, h, w, c_in)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, c_in, c_out)), jnp.float32)
+    dims = ("NHWC", "HWIO", "NHWC")
+    want = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims)
+    np.testing.assert_array_equal(np.asarray(jax.jit(conv2d_same_in_chunks)(x, kernel)), want)
 
 
 def test_the_cnn_computes_its_convolutions_from_the_same_parameters() -> None:
