@@ -16,6 +16,9 @@ Rows:
   each GRU scan unrolling of ``Options.gru_unrolls`` (the other GRU rows use the backend's
   default, :func:`genre_jax.models.gru.scan_unroll`, named in their setting); any network
   with an ``unroll`` setting gets these rows;
+- ``cnn train steps, batch B, convolutions in chunks | whole batch``: the CNN at the largest
+  train batch with XLA's CPU convolutions in chunks of ``layers.CONV_CHUNK`` samples (how it
+  trains) and over the whole batch, round-robin, with their ratio (CPU only);
 - ``<model> epoch, GTZAN size``: seconds per epoch of 4,752 segments (2,376 training segments
   doubled by the time flip) at batch 32 with the model's ``auto`` driver, as ``fit`` runs it.
 
@@ -35,8 +38,9 @@ batch 256 runs minutes per call on a small CPU); each row says how many repeats 
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -44,10 +48,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import CLASSES, COEFFS, FRAMES, GTZAN_TRAIN, Options
-from benchmarks.timing import Row, progress, report, time_call
+from benchmarks.timing import Row, progress, ratio, report, time_call, time_interleaved
 from genre_jax.config import TrainConfig
 from genre_jax.demo import demo_features, demo_models
-from genre_jax.models import NETWORK, get_spec
+from genre_jax.models import NETWORK, get_spec, layers
 from genre_jax.models.gru import scan_unroll
 from genre_jax.train import (
     epoch_driver,
@@ -116,11 +120,17 @@ def epoch_function(model: str, driver: str, batch_size: int, unroll: int = 0) ->
 
 
 def epoch_runner(
-    model: str, driver: str, batch_size: int, n: int, unroll: int = 0
+    model: str,
+    driver: str,
+    batch_size: int,
+    n: int,
+    unroll: int = 0,
+    epoch: Callable | None = None,
 ) -> Callable[[], Any]:
-    """A callable that trains one more epoch of ``n`` samples each time it is called."""
+    """A callable that trains one more epoch of ``n`` samples each time it is called (by
+    ``epoch``, a ``make_train_epoch`` function; default: :func:`epoch_function`'s)."""
     _, state, _ = initial_state(model, unroll)
-    epoch = epoch_function(model, driver, batch_size, unroll)
+    epoch = epoch or epoch_function(model, driver, batch_size, unroll)
     x, y = synthetic_batch(n, coeffs=model_coeffs(model))
     key = jax.random.key(0)
     holder = {"state": state, "epoch": 0}
@@ -190,8 +200,55 @@ def unroll_rows(model: str, options: Options, driver: str, info: dict, optimizer
     return rows
 
 
+@contextlib.contextmanager
+def convolution_chunk(samples: int) -> Iterator[None]:
+    """Trace the CNN's CPU convolutions with ``samples`` per chunk (``layers.CONV_CHUNK``,
+    read when a step is traced) inside the block."""
+    saved = layers.CONV_CHUNK
+    layers.CONV_CHUNK = samples
+    try:
+        yield
+    finally:
+        layers.CONV_CHUNK = saved
+
+
+def chunk_rows(options: Options) -> tuple[list[Row], list[dict]]:
+    """The CNN's train steps at the largest train batch, with XLA's CPU convolutions in chunks
+    of ``layers.CONV_CHUNK`` samples (as it trains) and over the whole batch at once,
+    round-robin, and the ratio: what the chunks give (bitwise the same values). At a batch of
+    at most ``CONV_CHUNK`` the two are one formulation; on other backends there is no row."""
+    if jax.default_backend() != "cpu":
+        return [], []
+    model, batch = "cnn", max(options.train_batches)
+    n = batch * max(2, options.train_samples // batch)
+    driver = epoch_driver(model_config(model))
+    graphdef, _, tx = _initial(model)
+    fns: dict[str, Callable[[], Any]] = {}
+    for label, chunk in (("in chunks", layers.CONV_CHUNK), ("whole batch", batch)):
+        with convolution_chunk(chunk):
+            epoch = make_train_epoch(graphdef, tx, batch, driver, config=model_config(model))
+            fns[label] = epoch_runner(model, driver, batch, n, epoch=epoch)
+            jax.block_until_ready(fns[label]())  # traced and compiled with this chunk
+    progress(f"training: cnn convolutions in chunks vs whole batch, batch {batch}, {n} samples")
+    timings = time_interleaved(fns, options.train_repeats, budget_s=options.budget_s)
+    rows = []
+    for label, timing in timings.items():
+        name = f"cnn train steps, batch {batch}, convolutions {label}"
+        chunk = layers.CONV_CHUNK if label == "in chunks" else batch
+        setting = {"model": model, "driver": driver, "batch": batch, "samples_per_call": n}
+        setting["conv_chunk"] = chunk
+        extra = {"first_call": "after compilation (each is compiled under its own chunk)"}
+        rows.append(
+            Row.rate("training", name, "samples/s", timing, n, setting=setting, extra=extra)
+        )
+        report(rows[-1])
+    title = f"cnn training at batch {batch}: convolutions in chunks / whole batch"
+    return rows, [ratio(title, rows[0], rows[1], paired=True)]
+
+
 def run(options: Options) -> tuple[list[Row], list[dict]]:
-    """Train-step rows (both drivers, every batch size) and epoch rows, for every model."""
+    """Train-step rows (both drivers, every batch size) and epoch rows, for every model, and
+    the CNN's convolution-chunk comparison (:func:`chunk_rows`)."""
     rows: list[Row] = []
     for model in MODELS:
         info = parameter_counts(model)
@@ -237,4 +294,5 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
         row.setting, row.extra = setting, extra | _flops_extra(flops, batch, steps, timing.median)
         rows.append(row)
         report(row)
-    return rows, []
+    chunked, ratios = chunk_rows(options)
+    return rows + chunked, ratios

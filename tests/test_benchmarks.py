@@ -54,6 +54,9 @@ def test_quick_run_has_a_row_for_every_path(quick_result: tuple[dict, Path]) -> 
         assert _ok(rows, path="inference", model=model), model
     for model in ("cnn", "gru"):
         assert _ok(rows, path="peers", model=model, framework="genre_jax"), model
+    chunked = [r for r in _ok(rows, path="training", model="cnn") if "conv_chunk" in r["setting"]]
+    assert len(chunked) == 2  # XLA's convolutions in chunks and over the whole batch
+    assert any("convolutions in chunks / whole batch" in r["name"] for r in result["ratios"])
     assert _ok(rows, path="svm")
     for feed in ("device", "streamed"):  # the epoch row and the two memory rows of each feed
         assert len(_ok(rows, path="streaming", feed=feed)) == 3, feed
