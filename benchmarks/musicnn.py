@@ -12,7 +12,8 @@ features (126 frames x 96 bands, each repeated to one 187-frame patch), batch 64
   wheel's VGG tagger (:mod:`genre_jax.models.vgg`, its 1,280-value embedding) against that
   checkpoint's own graph fetching its five pooled maps.
 
-Fine-tuning rows (``musicnn``'s training gradient, batch :data:`TUNE_BATCH`, timed the same way):
+Fine-tuning rows (``musicnn``'s training gradient, batch :data:`TUNE_BATCH`, 4 in the quick
+preset, timed the same way):
 
 - ``musicnn front-end kernel gradient (patch products | XLA)``: the gradient of the first
   timbral convolution's kernel (7 x 38 x 1 x 204 on 193 x 96 inputs), by
@@ -195,21 +196,23 @@ TUNE_BATCH = 32
 
 
 def fine_tuning(weights: dict, options: Options) -> tuple[list[Row], list[dict]]:
-    """The fine-tuning gradient's rows (see the module docstring)."""
+    """The fine-tuning gradient's rows (see the module docstring); the quick preset's batch is
+    4 (a smoke test: compilation is most of its time)."""
+    batch = 4 if options.quick else TUNE_BATCH
     rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(TUNE_BATCH, 193, 96, 1)).astype(np.float32))
+    x = jnp.asarray(rng.normal(size=(batch, 193, 96, 1)).astype(np.float32))
     kernel = weights["conv2d/kernel"]
-    probe = jnp.asarray(rng.normal(size=(TUNE_BATCH, 187, 59, 204)).astype(np.float32))
+    probe = jnp.asarray(rng.normal(size=(batch, 187, 59, 204)).astype(np.float32))
 
     def kernel_gradient(conv: Callable) -> Callable:
         return jax.jit(jax.grad(lambda k: jnp.sum(conv(x, k) * probe)))
 
-    patch_name = f"musicnn front-end kernel gradient (patch products), batch {TUNE_BATCH}"
-    xla_name = f"musicnn front-end kernel gradient (XLA), batch {TUNE_BATCH}"
-    whole_name = f"musicnn fine-tuning gradient, every pretrained layer, batch {TUNE_BATCH}"
+    patch_name = f"musicnn front-end kernel gradient (patch products), batch {batch}"
+    xla_name = f"musicnn front-end kernel gradient (XLA), batch {batch}"
+    whole_name = f"musicnn fine-tuning gradient, every pretrained layer, batch {batch}"
     patch = kernel_gradient(conv2d_valid_patch_gradient)
     xla = kernel_gradient(conv2d_valid_xla)
-    inputs = jnp.asarray(rng.uniform(0, 4, (TUNE_BATCH, 187, 96)).astype(np.float32))
+    inputs = jnp.asarray(rng.uniform(0, 4, (batch, 187, 96)).astype(np.float32))
     fixed = {k: v for k, v in weights.items() if k.startswith("batch_normalization/")}
     trained = {k: v for k, v in weights.items() if k not in fixed}
 
@@ -223,11 +226,11 @@ def fine_tuning(weights: dict, options: Options) -> tuple[list[Row], list[dict]]
         xla_name: lambda: xla(kernel),
         whole_name: lambda: whole(trained),
     }
-    progress(f"musicnn: fine-tuning gradients at batch {TUNE_BATCH}, round-robin")
+    progress(f"musicnn: fine-tuning gradients at batch {batch}, round-robin")
     timings = time_interleaved(calls, options.repeats)
-    setting = {"batch": TUNE_BATCH, "input": "187 frames x 96 bands"}
+    setting = {"batch": batch, "input": "187 frames x 96 bands"}
     rows = [
-        Row.rate("musicnn", name, "segments/s", timing, TUNE_BATCH, setting=setting)
+        Row.rate("musicnn", name, "segments/s", timing, batch, setting=setting)
         for name, timing in timings.items()
     ]
     for row in rows:
