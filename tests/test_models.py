@@ -298,7 +298,9 @@ def test_matrix_product_convolutions_equal_xla_forward_and_in_gradients(conv, ba
 @pytest.mark.parametrize("shape", CONV_SHAPES[:2])
 def test_xla_convolution_in_chunks_is_bitwise_the_whole_batch(shape) -> None:
     """The CNN's chunked convolution (``CONV_CHUNK`` samples per call, the last chunk padded)
-    gives exactly XLA's values for the whole batch, so training and predictions do not move."""
+    gives exactly XLA's values for the whole batch, so training and predictions do not move.
+    (With one device: with more, the batch runs whole.)"""
+    assert jax.device_count() == 1, "the suite runs on one CPU device (conftest)"
     h, w, c_in, c_out = shape
     rng = np.random.default_rng(sum(shape))
     x = jnp.asarray(rng.standard_normal((37, h, w, c_in)), jnp.float32)

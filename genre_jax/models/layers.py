@@ -228,9 +228,14 @@ CONV_CHUNK = 16
 def conv2d_same_in_chunks(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """:func:`_xla_conv` of ``x (b, h, w, c)`` in chunks of :data:`CONV_CHUNK` samples (a
     ``lax.map``; the batch zero-padded to whole chunks), bitwise the same values: each
-    sample's output is computed from that sample alone, in the same order."""
+    sample's output is computed from that sample alone, in the same order.
+
+    The batch runs whole where chunks would not help or are unknown: with more than one
+    device (a data-parallel batch is split over devices already, and chunks of it would be
+    gathered to one), and for a symbolic batch (an exported program's, :mod:`genre_jax.export`).
+    """
     b = x.shape[0]
-    if b <= CONV_CHUNK:
+    if not isinstance(b, int) or b <= CONV_CHUNK or jax.device_count() > 1:
         return _xla_conv(x, kernel)
     chunks = -(-b // CONV_CHUNK)
     padded = jnp.pad(x, [(0, chunks * CONV_CHUNK - b)] + [(0, 0)] * (x.ndim - 1))
