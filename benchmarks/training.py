@@ -237,7 +237,8 @@ def chunk_rows(options: Options) -> tuple[list[Row], list[dict]]:
         chunk = layers.CONV_CHUNK if label == "in chunks" else batch
         setting = {"model": model, "driver": driver, "batch": batch, "samples_per_call": n}
         setting["conv_chunk"] = chunk
-        extra = {"first_call": "after compilation (each is compiled under its own chunk)"}
+        extra = {**parameter_counts(model)}
+        extra["first_call"] = "after compilation (each is compiled under its own chunk)"
         rows.append(
             Row.rate("training", name, "samples/s", timing, n, setting=setting, extra=extra)
         )
