@@ -221,24 +221,27 @@ def chunk_rows(options: Options) -> tuple[list[Row], list[dict]]:
         return [], []
     model, batch = "cnn", max(options.train_batches)
     n = batch * max(2, options.train_samples // batch)
-    driver = epoch_driver(model_config(model))
+    config = model_config(model)
+    driver = epoch_driver(config)
     graphdef, _, tx = _initial(model)
+    chunks = {"in chunks": layers.CONV_CHUNK, "whole batch": batch}
     fns: dict[str, Callable[[], Any]] = {}
-    for label, chunk in (("in chunks", layers.CONV_CHUNK), ("whole batch", batch)):
+    for label, chunk in chunks.items():
         with convolution_chunk(chunk):
-            epoch = make_train_epoch(graphdef, tx, batch, driver, config=model_config(model))
+            epoch = make_train_epoch(graphdef, tx, batch, driver, config=config)
             fns[label] = epoch_runner(model, driver, batch, n, epoch=epoch)
             jax.block_until_ready(fns[label]())  # traced and compiled with this chunk
     progress(f"training: cnn convolutions in chunks vs whole batch, batch {batch}, {n} samples")
     timings = time_interleaved(fns, options.train_repeats, budget_s=options.budget_s)
+    extra = {
+        **parameter_counts(model),
+        "first_call": "after compilation (each is compiled under its own chunk)",
+    }
     rows = []
     for label, timing in timings.items():
         name = f"cnn train steps, batch {batch}, convolutions {label}"
-        chunk = layers.CONV_CHUNK if label == "in chunks" else batch
         setting = {"model": model, "driver": driver, "batch": batch, "samples_per_call": n}
-        setting["conv_chunk"] = chunk
-        extra = {**parameter_counts(model)}
-        extra["first_call"] = "after compilation (each is compiled under its own chunk)"
+        setting["conv_chunk"] = chunks[label]
         rows.append(
             Row.rate("training", name, "samples/s", timing, n, setting=setting, extra=extra)
         )

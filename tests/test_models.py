@@ -261,6 +261,12 @@ def test_summary_statistics_with_harmonic_percussive_parts() -> None:
 CONV_SHAPES = [(431, 13, 1, 32), (215, 6, 32, 64), (107, 3, 64, 64), (20, 17, 5, 7)]
 
 
+def xla_same_convolution(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The reference: ``jax.lax.conv_general_dilated``, 'SAME', stride 1, NHWC and HWIO."""
+    dims = ("NHWC", "HWIO", "NHWC")
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims)
+
+
 @pytest.mark.parametrize("shape", CONV_SHAPES)
 @pytest.mark.parametrize(
     ("conv", "batch"),
@@ -281,10 +287,7 @@ def test_matrix_product_convolutions_equal_xla_forward_and_in_gradients(conv, ba
     cotangent = jnp.asarray(rng.standard_normal((batch, h, w, c_out)), jnp.float32)
 
     def xla(x, kernel, bias):
-        dims = ("NHWC", "HWIO", "NHWC")
-        return (
-            jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims) + bias
-        )
+        return xla_same_convolution(x, kernel) + bias
 
     for got, want in zip(
         (*jax.vjp(conv, x, kernel, bias)[1](cotangent), conv(x, kernel, bias)),
@@ -305,8 +308,7 @@ def test_xla_convolution_in_chunks_is_bitwise_the_whole_batch(shape) -> None:
     rng = np.random.default_rng(sum(shape))
     x = jnp.asarray(rng.standard_normal((37, h, w, c_in)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((3, 3, c_in, c_out)), jnp.float32)
-    dims = ("NHWC", "HWIO", "NHWC")
-    want = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims)
+    want = xla_same_convolution(x, kernel)
     np.testing.assert_array_equal(np.asarray(jax.jit(conv2d_same_in_chunks)(x, kernel)), want)
 
 
