@@ -59,19 +59,20 @@ class KerasGRU(nnx.Module):
             hs = recurrence_fused(jnp.swapaxes(projected, 0, 1), recurrent, bias[1], self.unroll)
             return jnp.swapaxes(hs, 0, 1)
         x_time = jnp.swapaxes(x, 0, 1)  # (time, batch, features)
-        hs = recurrence_by_gate(
-            tuple(x_time @ _gate(kernel, i) + _gate(bias[0], i) for i in range(3)),
-            tuple(_gate(recurrent, i) for i in range(3)),
-            tuple(_gate(bias[1], i) for i in range(3)),
-            self.unroll,
+        projected = tuple(
+            x_time @ k + b for k, b in zip(_gates(kernel), _gates(bias[0]), strict=True)
         )
+        hs = recurrence_by_gate(projected, _gates(recurrent), _gates(bias[1]), self.unroll)
         return jnp.swapaxes(hs, 0, 1)
 
 
-def _gate(a: jax.Array, index: int) -> jax.Array:
-    """Gate ``index`` (0 update, 1 reset, 2 candidate) of the last axis, which holds all three."""
+Gates = tuple[jax.Array, jax.Array, jax.Array]  # update, reset, candidate
+
+
+def _gates(a: jax.Array) -> Gates:
+    """The update, reset and candidate gates' thirds of the last axis, which holds all three."""
     units = a.shape[-1] // 3
-    return a[..., index * units : (index + 1) * units]
+    return a[..., :units], a[..., units : 2 * units], a[..., 2 * units :]
 
 
 def recurrence_fused(
@@ -79,21 +80,16 @@ def recurrence_fused(
 ) -> jax.Array:
     """The hidden states ``(time, batch, units)`` from the input projections ``(time, batch,
     3 units)``: one recurrent product per step, its gates sliced from it; JAX differentiates."""
-    u = recurrent.shape[0]
 
     def step(h: jax.Array, xp: jax.Array) -> tuple[jax.Array, jax.Array]:
-        hp = h @ recurrent + recurrent_bias
-        z = jax.nn.sigmoid(xp[:, :u] + hp[:, :u])
-        r = jax.nn.sigmoid(xp[:, u : 2 * u] + hp[:, u : 2 * u])
-        candidate = jnp.tanh(xp[:, 2 * u :] + r * hp[:, 2 * u :])
-        h = z * h + (1.0 - z) * candidate
+        (xz, xr, xh), (hz, hr, hh) = _gates(xp), _gates(h @ recurrent + recurrent_bias)
+        z = jax.nn.sigmoid(xz + hz)
+        r = jax.nn.sigmoid(xr + hr)
+        h = z * h + (1.0 - z) * jnp.tanh(xh + r * hh)
         return h, h
 
-    h0 = jnp.zeros((projected.shape[1], u), projected.dtype)
+    h0 = jnp.zeros((projected.shape[1], recurrent.shape[0]), projected.dtype)
     return jax.lax.scan(step, h0, projected, unroll=unroll)[1]
-
-
-Gates = tuple[jax.Array, jax.Array, jax.Array]  # update, reset, candidate
 
 
 def _cell(h: jax.Array, x: Gates, recurrent: Gates, bias: Gates) -> tuple[jax.Array, tuple]:
