@@ -216,7 +216,7 @@ def chunk_rows(options: Options) -> tuple[list[Row], list[dict]]:
     """The CNN's train steps at the largest train batch, with XLA's CPU convolutions in chunks
     of ``layers.CONV_CHUNK`` samples (as it trains) and over the whole batch at once,
     round-robin, and the ratio: what the chunks give (bitwise the same values). At a batch of
-    at most ``CONV_CHUNK`` the two are one formulation; on other backends there is no row."""
+    at most ``CONV_WHOLE_BATCH`` the two are one formulation; on other backends there is no row."""
     if jax.default_backend() != "cpu":
         return [], []
     model, batch = "cnn", max(options.train_batches)

@@ -329,15 +329,16 @@ def xla_same_convolution(x: jax.Array, kernel: jax.Array) -> jax.Array:
 @pytest.mark.parametrize("shape", CONV_SHAPES)
 @pytest.mark.parametrize(
     ("conv", "batch"),
-    [(conv2d_same_banded, 6), (conv2d_same_patch_gradient, 6), (conv2d_same_patch_gradient, 20)],
+    [(conv2d_same_banded, 6), (conv2d_same_patch_gradient, 6), (conv2d_same_patch_gradient, 36)],
     ids=["banded", "patch gradient", "patch gradient, XLA's in chunks"],
 )
 def test_matrix_product_convolutions_equal_xla_forward_and_in_gradients(conv, batch, shape) -> None:
     """Both CPU formulations against ``jax.lax.conv_general_dilated`` ('SAME', stride 1):
     outputs, and the gradients to the input, kernel and bias, within 1e-5 of the largest
-    value (float32 sums in another order). A batch of 6 splits the kernel gradient's chunks
-    of 4 samples into chunks of 3; one of 20 runs XLA's convolutions as a chunk of 16 and
-    one padded from 4 (``CONV_CHUNK``)."""
+    value of XLA's, computed in float64 from the same float32 values. A batch of 6 splits the
+    kernel gradient's chunks of 4 samples into chunks of 3; one of 36 (over
+    ``CONV_WHOLE_BATCH``) runs XLA's convolutions as two chunks of 16 and one padded from 4
+    (``CONV_CHUNK``)."""
     h, w, c_in, c_out = shape
     rng = np.random.default_rng(sum(shape))
     x = jnp.asarray(rng.standard_normal((batch, h, w, c_in)), jnp.float32)
@@ -348,20 +349,22 @@ def test_matrix_product_convolutions_equal_xla_forward_and_in_gradients(conv, ba
     def xla(x, kernel, bias):
         return xla_same_convolution(x, kernel) + bias
 
-    for got, want in zip(
-        (*jax.vjp(conv, x, kernel, bias)[1](cotangent), conv(x, kernel, bias)),
-        (*jax.vjp(xla, x, kernel, bias)[1](cotangent), xla(x, kernel, bias)),
-        strict=True,
-    ):
-        scale = float(jnp.abs(want).max())
+    ours = (*jax.vjp(conv, x, kernel, bias)[1](cotangent), conv(x, kernel, bias))
+    with jax.enable_x64(True):
+        wide = [np.asarray(a, np.float64) for a in (x, kernel, bias, cotangent)]
+        vjp = jax.vjp(xla, *wide[:3])[1](wide[3])
+        reference = [np.asarray(a) for a in (*vjp, xla(*wide[:3]))]
+    for got, want in zip(ours, reference, strict=True):
+        scale = float(np.abs(want).max())
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize("shape", CONV_SHAPES[:2])
 def test_xla_convolution_in_chunks_is_bitwise_the_whole_batch(shape) -> None:
-    """The CNN's chunked convolution (``CONV_CHUNK`` samples per call, the last chunk padded)
-    gives exactly XLA's values for the whole batch, so training and predictions do not move.
-    (With one device: with more, the batch runs whole.)"""
+    """The CNN's chunked convolution of a batch over ``CONV_WHOLE_BATCH`` (``CONV_CHUNK``
+    samples per call, the last chunk padded) gives exactly XLA's values for the whole batch,
+    so training and predictions do not move. (With one device: with more, the batch runs
+    whole.)"""
     assert jax.device_count() == 1, "the suite runs on one CPU device (conftest)"
     h, w, c_in, c_out = shape
     rng = np.random.default_rng(sum(shape))

@@ -218,11 +218,15 @@ def _xla_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims)
 
 
-# Samples per call of XLA's CPU convolution in :func:`conv2d_same_patch_gradient`. A larger
-# batch runs as chunks of this many, one after the other, so that each chunk's images stay in
-# cache: the seed CNN's training step at batch 256 went from 168-189 to 186-228 samples/s on a
-# 2-core CPU (docs/benchmarks.md), and batches of up to 16 run as before.
+# Samples per call of XLA's CPU convolution in :func:`conv2d_same_patch_gradient` for a batch
+# larger than CONV_WHOLE_BATCH, which runs as chunks of this many, one after the other, so that
+# each chunk's images stay in cache: the seed CNN's training step at batch 256 went from
+# 168-189 to 186-228 samples/s on a 2-core AMD EPYC (docs/benchmarks.md).
 CONV_CHUNK = 16
+# The largest batch that XLA's CPU convolutions take whole. At the seed's batch of 32 the
+# chunks gain nothing: on a 2-core AMD EPYC 1.04x, on a 2-core Intel Xeon the whole batch was
+# 1.1-1.7x faster per round (docs/benchmarks.md).
+CONV_WHOLE_BATCH = 32
 
 
 def conv2d_same_in_chunks(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -230,12 +234,14 @@ def conv2d_same_in_chunks(x: jax.Array, kernel: jax.Array) -> jax.Array:
     ``lax.map``; the batch zero-padded to whole chunks), bitwise the same values: each
     sample's output is computed from that sample alone, in the same order.
 
-    The batch runs whole where chunks would not help or are unknown: with more than one
-    device (a data-parallel batch is split over devices already, and chunks of it would be
-    gathered to one), and for a symbolic batch (an exported program's, :mod:`genre_jax.export`).
+    The batch runs whole where chunks would not help or are unknown: up to
+    :data:`CONV_WHOLE_BATCH` samples, with more than one device (a data-parallel batch is
+    split over devices already, and chunks of it would be gathered to one), and for a
+    symbolic batch (an exported program's, :mod:`genre_jax.export`).
     """
     b = x.shape[0]
-    if not isinstance(b, int) or b <= CONV_CHUNK or jax.device_count() > 1:
+    whole = max(CONV_WHOLE_BATCH, CONV_CHUNK)
+    if not isinstance(b, int) or b <= whole or jax.device_count() > 1:
         return _xla_conv(x, kernel)
     chunks = -(-b // CONV_CHUNK)
     padded = jnp.pad(x, [(0, chunks * CONV_CHUNK - b)] + [(0, 0)] * (x.ndim - 1))
@@ -272,7 +278,8 @@ def conv2d_same_patch_gradient(
     computed by :func:`_kernel_gradient` (patch matrix products over chunks of the batch)
     instead of XLA's CPU kernel-gradient convolution, about 3x slower at these shapes; the
     input's gradient is XLA's convolution of the cotangent with the flipped kernel. Both of
-    XLA's convolutions run over chunks of :data:`CONV_CHUNK` samples."""
+    XLA's convolutions run over chunks of :data:`CONV_CHUNK` samples in batches larger than
+    :data:`CONV_WHOLE_BATCH`."""
     y = _conv_same_cpu(x, kernel)
     return y if bias is None else y + bias
 
