@@ -14,6 +14,7 @@ import pytest
 from genre_jax.cli import main
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.datasets import Track, generate_synthetic
+from genre_jax.demo import demo_configs, synthetic_settings
 from genre_jax.evaluate import (
     aggregate_songs,
     compare_runs,
@@ -23,6 +24,7 @@ from genre_jax.evaluate import (
     select_segments,
 )
 from genre_jax.inference import load_predictor
+from genre_jax.models import get_spec
 from genre_jax.runner import train_run
 from genre_jax.splits import make_split
 from genre_jax.store import FeatureStore, prepare
@@ -146,6 +148,26 @@ def test_demo_quick_runs_end_to_end(tmp_path: Path, monkeypatch) -> None:
     assert table.count("seed report") == 3
     melstat = json.loads((out / "melstat" / "config.json").read_text())
     assert melstat["features"]["kind"] == "logmel" and melstat["train"]["label_smoothing"] == 0.1
+
+
+def test_demo_scales_early_stopping_with_its_shorter_synthetic_schedule() -> None:
+    synthetic, real = demo_configs(real_data=False), demo_configs(real_data=True)
+    seed = TrainConfig()  # the seed's schedule: 100 epochs, patience 20
+    for name in ("cnn", "gru"):
+        epochs = get_spec(name).demo.synthetic["epochs"]
+        assert synthetic[name].epochs == epochs < seed.epochs
+        assert synthetic[name].patience == round(seed.patience * epochs / seed.epochs)
+        assert (real[name].epochs, real[name].patience) == (seed.epochs, seed.patience)
+    assert (synthetic["cnn"].patience, synthetic["gru"].patience) == (4, 6)
+    assert synthetic["melstat"].patience == real["melstat"].patience == 0  # no early stopping
+    # A patience the synthetic settings give is kept; one that rounds to 0 stays at least 1;
+    # a schedule that is not shorter keeps the recipe's patience.
+    recipe = {"model": "cnn", "epochs": 100, "patience": 20}
+    assert synthetic_settings(recipe, {"epochs": 30, "patience": 9})["patience"] == 9
+    assert synthetic_settings(recipe, {"epochs": 2})["patience"] == 1
+    assert "patience" not in synthetic_settings(recipe, {"epochs": 100})
+    assert "patience" not in synthetic_settings(recipe, {"learning_rate": 1e-3})
+    assert "patience" not in synthetic_settings({**recipe, "patience": 0}, {"epochs": 30})
 
 
 def _track(track_id: str, genre: str, size: int | None = None) -> Track:

@@ -46,7 +46,9 @@ class DemoRecipe:
             demo prepares one store per distinct set.
         train: train and model settings of the model's recipe, on real data.
         synthetic: settings changed on top of ``train`` for the synthetic data (a short
-            schedule that finishes in minutes on a laptop CPU).
+            schedule that finishes in minutes on a laptop CPU). Where they shorten the epochs
+            and do not set ``patience``, the demo scales early stopping's patience with them
+            (:func:`genre_jax.demo.synthetic_settings`).
     """
 
     features: Mapping[str, Any] = field(default_factory=dict)
