@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from genre_jax.models import threefry
+
 
 class Pretrained(nnx.Param):
     """A trainable parameter whose initial value is published weights (a pretrained network's
@@ -25,10 +27,20 @@ def keras_batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
 
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    """Inverted dropout: zero each value with probability ``rate``; identity if ``key`` is None."""
+    """Inverted dropout: zero each value with probability ``rate``; identity if ``key`` is None.
+
+    The mask is ``jax.random.bernoulli(key, 1 - rate, x.shape)``; on CPU its bitwise equal
+    from :func:`genre_jax.models.threefry.bernoulli`, which XLA runs as one fused loop instead
+    of JAX's rolled one (the seed CNN's first dropout at batch 256: 4.7 against 125 ms), in
+    two halves with one device (so that it is written once, not fused into every reader).
+    """
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    if jax.default_backend() == "cpu":
+        halves = jax.device_count() == 1
+        keep = threefry.bernoulli(key, 1.0 - rate, x.shape, halves=halves)
+    else:
+        keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
