@@ -41,6 +41,8 @@ Modules, in flow order::
         cnn.py gru.py  the seed's CNN and GRU, layer for layer (networks)
         melstat.py     ours: residual frame encoder + statistics pooling on log-mel (network)
         layers.py      pieces shared by the networks; summary.py: statistics over time
+        conv_block.py  the CNN's conv -> ReLU -> BatchNorm -> pool block, per backend and phase
+        threefry.py    dropout's draws on CPU: jax.random.bernoulli's values in one fused loop
         svm.py         the seed's SVM on the flattened segments (pipeline)
         statsvm.py     ours: RBF SVM on summary statistics (pipeline)
         musicnnsvm.py  ours: RBF SVM on embeddings of a pretrained tagger (pipeline)

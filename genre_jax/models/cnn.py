@@ -7,6 +7,8 @@ Input ``(batch, frames, coefficients)`` (431 x 13 for the seed), seen as a one-c
 
 65,994 values for 10 classes counted as Keras counts them (BatchNorm's moving mean and variance
 included). BatchNorm uses Keras's momentum 0.99 and epsilon 1e-3; kernels start Glorot-uniform.
+Each block is computed as :mod:`genre_jax.models.conv_block` finds fastest for the backend and
+phase (on CPU the first trains by chunks of samples), from the same parameters.
 """
 
 from __future__ import annotations
@@ -15,14 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genre_jax.models.layers import (
-    conv2d_same,
-    dropout,
-    glorot_uniform,
-    keras_batch_norm,
-    layer_key,
-    relu_batch_norm_pool,
-)
+from genre_jax.models.conv_block import conv_relu_batch_norm_pool
+from genre_jax.models.layers import dropout, glorot_uniform, keras_batch_norm, layer_key
 from genre_jax.models.spec import NETWORK, DemoRecipe, ModelSpec, NoSettings, SeedFigures
 
 CHANNELS = (32, 64, 64)
@@ -56,7 +52,7 @@ class SeedCNN(nnx.Module):
         :meth:`__call__`'s."""
         h = x[..., None]
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            h = relu_batch_norm_pool(norm, conv2d_same(conv, h), train=train, mask=mask)
+            h = conv_relu_batch_norm_pool(conv, norm, h, train=train, mask=mask)
             h = dropout(h, 0.3, layer_key(key, i) if train else None)
         h = jnp.mean(h, axis=(1, 2))
         return jax.nn.relu(self.hidden(h))

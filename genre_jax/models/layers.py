@@ -68,6 +68,42 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
+def pooling_sign(norm: nnx.BatchNorm) -> jax.Array:
+    """Per channel, +1 where BatchNorm's map ``x -> (x - mean) * scale / sqrt(var + eps) +
+    bias`` is increasing (``scale >= 0``: the square root is positive), -1 where it is
+    decreasing; no gradient flows through it."""
+    scale = norm.scale[...]
+    return jax.lax.stop_gradient(jnp.where(scale >= 0, 1.0, -1.0).astype(scale.dtype))
+
+
+def batch_statistics(
+    norm: nnx.BatchNorm,
+    sums: jax.Array,
+    square_sums: jax.Array,
+    pixels: int,
+    mask: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """The batch's mean and variance per channel from each row's ``sums`` and
+    ``square_sums`` over its ``pixels`` values (``(b, c)`` each), as nnx.BatchNorm computes
+    them (``E[x]`` and ``E[x^2] - E[x]^2``, rows where ``mask`` is False left out); the
+    running averages are updated as nnx.BatchNorm updates them."""
+    rows = jnp.ones(sums.shape[:1], sums.dtype) if mask is None else mask.astype(sums.dtype)
+    count = jnp.sum(rows) * pixels
+    mean = rows @ sums / count
+    mean_square = rows @ square_sums / count
+    var = jnp.maximum(0.0, mean_square - mean * mean)
+    momentum = norm.momentum
+    norm.mean[...] = jax.lax.stop_gradient(momentum * norm.mean[...] + (1 - momentum) * mean)
+    norm.var[...] = jax.lax.stop_gradient(momentum * norm.var[...] + (1 - momentum) * var)
+    return mean, var
+
+
+def normalize(norm: nnx.BatchNorm, x: jax.Array, mean: jax.Array, var: jax.Array) -> jax.Array:
+    """BatchNorm's map of ``x`` with the given statistics and its own scale and bias."""
+    multiplier = jax.lax.rsqrt(var + norm.epsilon) * norm.scale[...]
+    return (x - mean) * multiplier + norm.bias[...]
+
+
 def relu_batch_norm_pool(
     norm: nnx.BatchNorm, z: jax.Array, *, train: bool, mask: jax.Array | None = None
 ) -> jax.Array:
@@ -75,35 +111,26 @@ def relu_batch_norm_pool(
     convolution, computed with the pooling first: the same values, a quarter of the work.
 
     BatchNorm is, per channel, ``x -> (x - mean) * m + bias`` with ``m = scale / sqrt(var +
-    eps)``: increasing where ``m >= 0``, decreasing elsewhere. The maximum of an increasing
-    map is the map of the maximum, and of a decreasing one the map of the minimum, so each
-    channel's 2 x 2 maximum (minimum where ``m < 0``: the maximum of the negated values) is
-    taken before normalising, in float32 the very values ``nnx.BatchNorm`` then the pool give.
-    Gradients are the same too, except the scale's where it is exactly 0 (a kink: every
-    pooled value ties; this takes the side of positive scales).
+    eps)``: increasing where ``m >= 0``, decreasing elsewhere (:func:`pooling_sign`). The
+    maximum of an increasing map is the map of the maximum, and of a decreasing one the map
+    of the minimum, so each channel's 2 x 2 maximum (minimum where ``m < 0``: the maximum of
+    the negated values) is taken before normalising, in float32 the very values
+    ``nnx.BatchNorm`` then the pool give. Gradients are the same too, except the scale's
+    where it is exactly 0 (a kink: every pooled value ties; this takes the side of positive
+    scales).
 
-    In training the batch statistics are nnx.BatchNorm's (``E[x]`` and ``E[x^2] - E[x]^2`` over
-    all but the last axis, rows where ``mask`` is False left out) and its running averages
-    are updated as it updates them, from per-row sums, so the row mask is never broadcast
-    over the image; otherwise the running averages are read.
+    In training the batch statistics come from per-row sums (:func:`batch_statistics`), so
+    the row mask is never broadcast over the image; otherwise the running averages are read.
     """
     r = jax.nn.relu(z)
-    b, h, w, _ = r.shape
+    _, h, w, _ = r.shape
     if train:
-        rows = jnp.ones((b,), r.dtype) if mask is None else mask.astype(r.dtype)
-        count = jnp.sum(rows) * (h * w)
-        mean = rows @ jnp.sum(r, axis=(1, 2)) / count
-        mean_square = rows @ jnp.sum(r * r, axis=(1, 2)) / count
-        var = jnp.maximum(0.0, mean_square - mean * mean)
-        momentum = norm.momentum
-        norm.mean[...] = jax.lax.stop_gradient(momentum * norm.mean[...] + (1 - momentum) * mean)
-        norm.var[...] = jax.lax.stop_gradient(momentum * norm.var[...] + (1 - momentum) * var)
+        sums, square_sums = jnp.sum(r, axis=(1, 2)), jnp.sum(r * r, axis=(1, 2))
+        mean, var = batch_statistics(norm, sums, square_sums, h * w, mask)
     else:
         mean, var = norm.mean[...], norm.var[...]
-    multiplier = jax.lax.rsqrt(var + norm.epsilon) * norm.scale[...]
-    sign = jax.lax.stop_gradient(jnp.where(multiplier >= 0, 1.0, -1.0).astype(r.dtype))
-    pooled = max_pool_2x2(r * sign) * sign
-    return (pooled - mean) * multiplier + norm.bias[...]
+    sign = pooling_sign(norm)
+    return normalize(norm, max_pool_2x2(r * sign) * sign, mean, var)
 
 
 def _band(width: int, size: int, dtype: jnp.dtype) -> jax.Array:
@@ -149,7 +176,7 @@ def _valid_patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
     )
 
 
-def _patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
+def same_patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
     """The ``kh * kw`` 'SAME'-padded shifts of ``x (b, h, w, c)`` side by side: ``(b, h, w,
     kh * kw * c)``, ordered as a ``(kh, kw, c)`` kernel flattens (odd kernels)."""
     padded = jnp.pad(x, [(0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)])
@@ -176,7 +203,7 @@ def _kernel_gradient(
     b, _, _, c_in = x.shape
     c_out = cotangent.shape[-1]
     chunk = max(n for n in range(1, min(b, most) + 1) if b % n == 0)
-    patches = _patches if padding == "SAME" else _valid_patches
+    patches = same_patches if padding == "SAME" else _valid_patches
 
     def add(total: jax.Array, pair: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
         xs, gs = pair
@@ -225,7 +252,8 @@ def _valid_backward(saved: tuple, cotangent: jax.Array) -> tuple[jax.Array, jax.
 conv2d_valid_patch_gradient.defvjp(_valid_forward, _valid_backward)
 
 
-def _xla_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def xla_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """XLA's 'SAME', stride-1 NHWC convolution with an HWIO kernel, at default precision."""
     dims = ("NHWC", "HWIO", "NHWC")
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims)
 
@@ -242,7 +270,7 @@ CONV_WHOLE_BATCH = 32
 
 
 def conv2d_same_in_chunks(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """:func:`_xla_conv` of ``x (b, h, w, c)`` in chunks of :data:`CONV_CHUNK` samples (a
+    """:func:`xla_conv` of ``x (b, h, w, c)`` in chunks of :data:`CONV_CHUNK` samples (a
     ``lax.map``; the batch zero-padded to whole chunks), bitwise the same values: each
     sample's output is computed from that sample alone, in the same order.
 
@@ -254,11 +282,11 @@ def conv2d_same_in_chunks(x: jax.Array, kernel: jax.Array) -> jax.Array:
     b = x.shape[0]
     whole = max(CONV_WHOLE_BATCH, CONV_CHUNK)
     if not isinstance(b, int) or b <= whole or jax.device_count() > 1:
-        return _xla_conv(x, kernel)
+        return xla_conv(x, kernel)
     chunks = -(-b // CONV_CHUNK)
     padded = jnp.pad(x, [(0, chunks * CONV_CHUNK - b)] + [(0, 0)] * (x.ndim - 1))
     split = padded.reshape(chunks, CONV_CHUNK, *x.shape[1:])
-    y = jax.lax.map(lambda xs: _xla_conv(xs, kernel), split)
+    y = jax.lax.map(lambda xs: xla_conv(xs, kernel), split)
     return y.reshape(chunks * CONV_CHUNK, *y.shape[2:])[:b]
 
 
