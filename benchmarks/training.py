@@ -19,6 +19,8 @@ Rows:
 - ``cnn train steps, batch B, convolutions in chunks | whole batch``: the CNN at the largest
   train batch with XLA's CPU convolutions in chunks of ``layers.CONV_CHUNK`` samples (how it
   trains) and over the whole batch, round-robin, with their ratio (CPU only);
+- ``cnn first block forward and backward, ...`` and ``dropout mask ...``: the CNN's first block
+  and dropout masks as trained on CPU against what they replaced (:mod:`benchmarks.formulations`);
 - ``<model> epoch, GTZAN size``: seconds per epoch of 4,752 segments (2,376 training segments
   doubled by the time flip) at batch 32 with the model's ``auto`` driver, as ``fit`` runs it.
 
@@ -47,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import formulations
 from benchmarks.common import CLASSES, COEFFS, FRAMES, GTZAN_TRAIN, Options
 from benchmarks.timing import Row, progress, ratio, report, time_call, time_interleaved
 from genre_jax.config import TrainConfig
@@ -251,8 +254,9 @@ def chunk_rows(options: Options) -> tuple[list[Row], list[dict]]:
 
 
 def run(options: Options) -> tuple[list[Row], list[dict]]:
-    """Train-step rows (both drivers, every batch size) and epoch rows, for every model, and
-    the CNN's convolution-chunk comparison (:func:`chunk_rows`)."""
+    """Train-step rows (both drivers, every batch size) and epoch rows, for every model, the
+    CNN's convolution-chunk comparison (:func:`chunk_rows`) and its first block's and dropout
+    masks' (:mod:`benchmarks.formulations`)."""
     rows: list[Row] = []
     for model in MODELS:
         info = parameter_counts(model)
@@ -299,4 +303,5 @@ def run(options: Options) -> tuple[list[Row], list[dict]]:
         rows.append(row)
         report(row)
     chunked, ratios = chunk_rows(options)
-    return rows + chunked, ratios
+    parts, part_ratios = formulations.run(options, parameter_counts("cnn"))
+    return rows + chunked + parts, ratios + part_ratios

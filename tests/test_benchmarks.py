@@ -86,6 +86,11 @@ def test_quick_run_reports_parity_settings_device_and_ratios(
     melstat = 2 * 49_152 + 3 * 256 + 104_576 + 1_290 + 3 * 256 + 256
     counts = {"cnn": 65994, "gru": 76170, "melstat": melstat}
     assert all(r["extra"]["keras_count"] == counts[r["setting"]["model"]] for r in training)
+    # the CPU formulations beside what they replaced: the first block both ways, the dropout
+    # mask three ways, each with its ratios
+    for title, ways in (("cnn first block forward and backward", 2), ("dropout mask", 3)):
+        assert len([r for r in training if r["name"].startswith(title)]) == ways, title
+        assert len([q for q in result["ratios"] if q["name"].startswith(title)]) == ways - 1
     assert all(r["setting"] for r in result["rows"] if r["status"] == "ok")
     device = result["device"]
     assert device["platform"] and device["cpu_model"] and device["cpu_cores"] >= 1
