@@ -29,10 +29,11 @@ def keras_batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     """Inverted dropout: zero each value with probability ``rate``; identity if ``key`` is None.
 
-    The mask is ``jax.random.bernoulli(key, 1 - rate, x.shape)``; on CPU its bitwise equal
+    The mask is ``jax.random.bernoulli(key, 1 - rate, x.shape)``. On CPU the same bits come
     from :func:`genre_jax.models.threefry.bernoulli`, which XLA runs as one fused loop instead
-    of JAX's rolled one (the seed CNN's first dropout at batch 256: 4.7 against 125 ms), in
-    two halves with one device (so that it is written once, not fused into every reader).
+    of JAX's rolled one (the seed CNN's first dropout at batch 256: 4.7 against 125 ms), drawn
+    in two halves with one device so that the mask is written once, not fused into every
+    computation that reads it.
     """
     if key is None or rate == 0.0:
         return x
