@@ -79,6 +79,9 @@ class Options:
         predict_files: 30 s files of the ``predict`` command row.
         crossval_songs: synthetic songs per genre of the ``crossval`` command rows.
         crossval_epochs: ``--epochs`` given to the ``crossval`` command rows.
+        crossval_skip: shell patterns (``fnmatch``) of experiment files in ``configs/``
+            whose ``crossval`` rows are skipped, each skipped row naming its pattern (the
+            four musicnn fine-tuning files take about an hour of a full run on 2 cores).
         stream_segments: segments of the smaller store of the streaming memory rows (the
             larger holds ten times as many).
     """
@@ -111,6 +114,7 @@ class Options:
     predict_files: int = 10
     crossval_songs: int = 10
     crossval_epochs: int = 5
+    crossval_skip: tuple[str, ...] = ()
     stream_segments: int = 2000
 
     @classmethod

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--gru-unrolls", help="comma-separated GRU scan unrollings to time (default: 4,16)"
     )
+    parser.add_argument(
+        "--skip-crossval",
+        help="comma-separated shell patterns of configs/ files whose crossval rows to skip "
+        "(gtzan-dev-musicnn.json,gtzan-dev-musicnn-*: the fine-tuning files)",
+    )
     return parser
 
 
@@ -86,6 +91,15 @@ def options_from(args: argparse.Namespace) -> Options:
         if any(u < 1 for u in unrolls):
             raise SystemExit(f"--gru-unrolls={args.gru_unrolls!r}: each must be >= 1")
         changes["gru_unrolls"] = unrolls
+    if args.skip_crossval is not None:
+        from benchmarks.commands import crossval_files  # imports the synthetic-data builder
+
+        patterns = tuple(p.strip() for p in args.skip_crossval.split(",") if p.strip())
+        try:
+            crossval_files(patterns)
+        except ValueError as error:
+            raise SystemExit(f"--skip-crossval: {error}") from None
+        changes["crossval_skip"] = patterns
     return Options.quick_preset(**changes) if args.quick else Options.full(**changes)
 
 

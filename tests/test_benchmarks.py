@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.commands import CONFIGS, crossval_rows
+from benchmarks.common import Options
 from benchmarks.peers import PEERS, unavailable
-from benchmarks.run import PATHS, main
+from benchmarks.run import PATHS, build_parser, main, options_from
 from benchmarks.timing import Row, Timing, ratio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +117,30 @@ def test_ratio_is_a_speed_up_for_rates_and_durations() -> None:
 def test_a_missing_peer_is_skipped_with_the_reason() -> None:
     reason = unavailable("surely_no_such_module_for_genre_jax")
     assert reason is not None and "not installed" in reason and "bench-peers" in reason
+
+
+def test_skip_crossval_skips_the_files_its_patterns_match_and_says_which(tmp_path: Path) -> None:
+    fine_tuning = "gtzan-dev-musicnn.json,gtzan-dev-musicnn-*"
+    options = options_from(build_parser().parse_args(["--skip-crossval", fine_tuning]))
+    assert options.crossval_skip == ("gtzan-dev-musicnn.json", "gtzan-dev-musicnn-*")
+    # Every file skipped: one skipped row each, in file order, and no dataset is built.
+    everything = ("gtzan-dev-musicnn.json", "gtzan-dev-musicnn-*", "*")
+    rows = crossval_rows(Options.full(crossval_skip=everything), tmp_path)
+    files = sorted(f.name for f in CONFIGS.glob("*.json"))
+    assert [row.name for row in rows] == [f"crossval {name}" for name in files]
+    assert not any(row.ok for row in rows) and not list(tmp_path.iterdir())
+    reasons = {row.name.removeprefix("crossval "): row.reason for row in rows}
+    tuned = {"gtzan-dev-musicnn-gentle.json", "gtzan-dev-musicnn-probe.json"}
+    tuned |= {"gtzan-dev-musicnn-vgg-probe.json"}
+    for name in tuned:  # the first pattern that matches is the one named
+        assert reasons[name] == "--skip-crossval 'gtzan-dev-musicnn-*'", name
+    assert reasons["gtzan-dev-musicnn.json"] == "--skip-crossval 'gtzan-dev-musicnn.json'"
+    assert reasons["gtzan-dev-musicnnsvm.json"] == "--skip-crossval '*'"
+
+
+def test_skip_crossval_refuses_a_pattern_that_matches_nothing() -> None:
+    with pytest.raises(SystemExit, match=r"--skip-crossval: 'musicnn-\*' matches no experiment"):
+        options_from(build_parser().parse_args(["--skip-crossval", "gtzan-dev-cnn.json,musicnn-*"]))
 
 
 def test_runs_as_a_module_from_the_repository_root() -> None:
