@@ -136,9 +136,9 @@ def evaluate_predict_rows(options: Options, work: Path, run_dir: Path) -> list[R
     return [*rows, row]
 
 
-def crossval_files(skip: tuple[str, ...] = ()) -> tuple[list[Path], dict[Path, str]]:
-    """The experiment files in ``configs/`` to cross-validate, and those skipped, each with
-    the first of ``skip``'s shell patterns that matches its name.
+def crossval_files(skip: tuple[str, ...] = ()) -> dict[Path, str | None]:
+    """Every experiment file in ``configs/``, in name order, with the first of ``skip``'s
+    shell patterns that matches its name (None: the file is cross-validated).
 
     Raises:
         ValueError: a pattern that matches no experiment file (a typo would otherwise skip
@@ -149,31 +149,24 @@ def crossval_files(skip: tuple[str, ...] = ()) -> tuple[list[Path], dict[Path, s
         if not any(fnmatch.fnmatch(file.name, pattern) for file in files):
             names = ", ".join(file.name for file in files)
             raise ValueError(f"{pattern!r} matches no experiment file in configs/ ({names})")
-    skipped = {}
-    for file in files:
-        matched = next((p for p in skip if fnmatch.fnmatch(file.name, p)), None)
-        if matched is not None:
-            skipped[file] = matched
-    return [file for file in files if file not in skipped], skipped
+    return {file: next((p for p in skip if fnmatch.fnmatch(file.name, p)), None) for file in files}
 
 
 def crossval_rows(options: Options, work: Path) -> list[Row]:
     """``crossval`` of every experiment file in ``configs/`` on a small synthetic dataset;
     a file that ``options.crossval_skip`` names gets a skipped row saying which pattern."""
-    chosen, skipped = crossval_files(options.crossval_skip)
+    files = crossval_files(options.crossval_skip)
     if options.quick:
         reason = "--quick: a cross-validation takes minutes"
-        return [
-            Row.skipped("commands", f"crossval {f.name}", reason)
-            for f in sorted(CONFIGS.glob("*.json"))
-        ]
+        return [Row.skipped("commands", f"crossval {f.name}", reason) for f in files]
     songs = options.crossval_songs
+    chosen = None in files.values()
     data = generate_synthetic(work / "cv-data", tracks_per_genre=songs, seed=0) if chosen else None
     rows = []
-    for file in sorted([*chosen, *skipped]):
+    for file, pattern in files.items():
         name = f"crossval {file.name}"
-        if file in skipped:
-            rows.append(Row.skipped("commands", name, f"--skip-crossval {skipped[file]!r}"))
+        if pattern is not None:
+            rows.append(Row.skipped("commands", name, f"--skip-crossval {pattern!r}"))
             continue
         out = work / f"cv-{file.stem}"
         args = ["--config", str(file), "--data-dir", str(data), "--out", str(out)]

@@ -79,8 +79,8 @@ def compare(
     timings = time_interleaved(fns, options.train_repeats, budget_s=options.budget_s)
     rows = []
     for label, timing in timings.items():
-        rows.append(Row.rate("training", f"{title}, {label}", "calls/s", timing, 1))
-        rows[-1].setting, rows[-1].extra = dict(setting), dict(extra)
+        name = f"{title}, {label}"
+        rows.append(Row.rate("training", name, "calls/s", timing, 1, setting=setting, extra=extra))
         report(rows[-1])
     labels = list(timings)
     ratios = [
