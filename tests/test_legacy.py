@@ -19,14 +19,17 @@ import os
 import shutil
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 
+from genre_jax.audio import load_audio
 from genre_jax.config import FeatureConfig, TrainConfig
 from genre_jax.evaluate import evaluate_run, select_segments
 from genre_jax.inference import load_predictor
 from genre_jax.store import FeatureStore, prepare
 from genre_jax.synthetic import generate_synthetic
+from tests.test_features import assert_parity
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
 EXPECTED = json.loads((LEGACY / "expected.json").read_text())
@@ -54,7 +57,14 @@ def _assert_close(got: object, recorded: object, where: str) -> None:
 
 @pytest.fixture(scope="module")
 def legacy_stores(tmp_path_factory) -> dict[str, FeatureStore]:
-    """The stores the legacy runs were trained on, rebuilt and checked array by array."""
+    """The stores the legacy runs were trained on, rebuilt and checked array by array.
+
+    The labels, track indices and positions are integers: their bytes are the recorded ones on
+    any machine. The features are floats that XLA sums in another order on another instruction
+    set (AVX2 against AVX-512), so their bytes are not compared; each segment is checked
+    against librosa, the independent reference, within :func:`tests.test_features.assert_parity`'s
+    tolerance.
+    """
     root = tmp_path_factory.mktemp("legacy")
     data = generate_synthetic(root / "data", tracks_per_genre=4, seed=0, progress=False)
     stores = {}
@@ -62,16 +72,34 @@ def legacy_stores(tmp_path_factory) -> dict[str, FeatureStore]:
         config = FeatureConfig.from_json(recorded["feature_config"])
         store = prepare(data, root / "stores" / name, config, progress=False, log=lambda _: None)
         assert store.config.hash() == recorded["feature_hash"]
-        # Format 1 held the features as one features.npy; these 80 rows are one feature shard
-        # now, the same .npy file byte for byte.
-        (shard,) = store.info["shards"]
-        files = {"features.npy": store.path / shard["file"]}
+        assert len(store) == recorded["segments"]
         for array, digest in recorded["sha256"].items():
-            path = files.get(array, store.path / array)
-            assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, array
+            if array != "features.npy":
+                path = store.path / array
+                assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, array
+        _assert_features_match_librosa(store)
         _put_back(store, recorded["data_fingerprint"], _recorded_path(name))
         stores[name] = store
     return stores
+
+
+def _assert_features_match_librosa(store: FeatureStore) -> None:
+    """Every segment's features against librosa's of the same samples (the MFCCs of the log-mel
+    in dB, or that log-mel), elementwise within ``1e-3 + 1e-6 x |librosa|``."""
+    config = store.config
+    features = np.asarray(store.features[:])
+    for row, (track, position) in enumerate(zip(store.tracks, store.positions, strict=True)):
+        audio = load_audio(store.manifest.tracks[int(track)].path, config.sample_rate)
+        start = int(position) * config.segment_samples
+        y = audio[start : start + config.segment_samples].astype(np.float64)
+        mel = dict(n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels)
+        mel.update(fmin=config.fmin, fmax=config.fmax)
+        power = librosa.feature.melspectrogram(y=y, sr=config.sample_rate, **mel)
+        db = librosa.power_to_db(power, ref=1.0, amin=config.amin, top_db=config.top_db)
+        reference = (
+            librosa.feature.mfcc(S=db, n_mfcc=config.n_mfcc) if config.kind == "mfcc" else db
+        )
+        assert_parity(features[row], reference.T)
 
 
 def _recorded_path(store_name: str) -> Path:
