@@ -11,7 +11,13 @@ Recognised layouts, looked for in this order:
 - any folder-per-genre tree: ``<genre>/**/<file>.<audio extension>``.
 
 A collection of fewer than two genres is refused, and so is a folder tree whose "genres" are
-numbered like FMA's audio folders (``000``, ``001``, ...): both are a dataset read wrongly.
+numbered like FMA's audio folders (``000``, ``001``, ...), or that has FMA's audio folder
+(``fma_small/000/000002.mp3``) among its genre folders: each is a dataset read wrongly. One file
+is one track: a genre folder that is a link to another, or a file reached twice (a symbolic or
+hard link to a file listed under this or another genre), is refused, naming both places; so is
+a genre name with a line break or another control character
+(:func:`genre_jax.tables.genre_name_problem`). Folders are walked without recursion, so a tree
+of any depth is read (a 1,500-level tree overflowed Python's stack through ``os.walk``).
 Genre indices follow the sorted genre names. The synthetic dataset used by the demo and the
 tests lives in :mod:`genre_jax.synthetic` and is re-exported here.
 """
@@ -19,6 +25,7 @@ tests lives in :mod:`genre_jax.synthetic` and is re-exported here.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -47,6 +54,7 @@ __all__ = [
 ]
 
 _LAYOUTS = (("Data", "genres_original"), ("genres_original",), ("genres",))
+_FMA_FILE = re.compile(r"(\d{3})/\1\d{3}\.[^/]+")  # AAA/AAAAAA.mp3 in FMA's audio folders
 
 
 def find_genre_root(data_dir: str | os.PathLike) -> Path:
@@ -75,13 +83,32 @@ def _existing_folder(data_dir: str | os.PathLike) -> Path:
 
 
 def _audio_files(folder: Path) -> list[Path]:
-    """Audio files under ``folder``, recursively, sorted; symlinked folders are not followed."""
+    """Audio files under ``folder`` at any depth, sorted; hidden names are skipped and
+    symbolic links to folders are not followed (``folder`` itself may be one).
+
+    Walked with a list of folders still to read rather than ``os.walk``, which recurses once
+    per level in Python 3.11. A folder that cannot be listed lists nothing, as in ``os.walk``.
+    """
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and is_audio_file(name):
-                found.append(Path(dirpath) / name)
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        folder_entry = entry.is_dir()  # follows a link, as os.walk does
+                    except OSError:
+                        folder_entry = False  # a link loop: listed; decoding says why
+                    if folder_entry:  # a linked folder is neither walked nor taken for audio
+                        if not entry.is_symlink():
+                            pending.append(Path(entry.path))
+                    elif is_audio_file(entry.name):
+                        found.append(Path(entry.path))
+        except OSError:
+            continue
     return sorted(found)
 
 
@@ -93,6 +120,55 @@ def _genre_folders(root: Path) -> dict[str, list[Path]]:
             if files:
                 folders[child.name] = files
     return folders
+
+
+def _refuse_genre_names(genre_root: Path, folders: dict[str, list[Path]]) -> None:
+    """Refuse a genre folder whose name cannot name a genre (before any message quotes it).
+
+    Raises:
+        DatasetError: see :func:`genre_jax.tables.genre_name_problem`.
+    """
+    for genre in folders:
+        problem = tables.genre_name_problem(genre)
+        if problem is not None:
+            raise DatasetError(f"{genre_root}: genre folder {tables.shown(genre)} {problem}")
+
+
+def _refuse_unlike_folders(genre_root: Path, folders: dict[str, list[Path]]) -> None:
+    """Refuse genre folders that would make a song two tracks.
+
+    Raises:
+        DatasetError: a genre folder holds FMA's numbered audio folders, two genre folders
+            are one folder (a link), or one file is reached twice; the message names the
+            folder(s) or both paths.
+    """
+    resolved: dict[Path, str] = {}
+    for genre, files in folders.items():
+        inner = [f.relative_to(genre_root / genre).as_posix() for f in files]
+        if all(_FMA_FILE.fullmatch(name) for name in inner):
+            raise DatasetError(
+                f"{genre_root}: genre folder {tables.shown(genre)} holds the Free Music "
+                f"Archive's numbered audio folders ({tables.shown(f'{genre}/{inner[0]}')}), not "
+                "one genre's songs; "
+                "FMA's genres are in fma_metadata/tracks.csv: give the folder holding "
+                "fma_metadata/ and fma_<subset>/, or move this folder out of the genre folders"
+            )
+        target = (genre_root / genre).resolve()
+        if target in resolved:
+            raise DatasetError(
+                f"{genre_root}: genre folders {tables.shown(resolved[target])} and "
+                f"{tables.shown(genre)} are one folder ({target}; one is a link to the "
+                "other): its songs would be tracks of both genres; remove the link"
+            )
+        resolved[target] = genre
+    tables.refuse_same_files(
+        genre_root,
+        (
+            (tables.shown(path.relative_to(genre_root).as_posix()), path)
+            for files in folders.values()
+            for path in files
+        ),
+    )
 
 
 def discover(data_dir: str | os.PathLike, subset: str | None = None) -> Manifest:
@@ -109,8 +185,10 @@ def discover(data_dir: str | os.PathLike, subset: str | None = None) -> Manifest
     as a dangling symbolic link: decoding reports why).
 
     Raises:
-        DatasetError: the path is not a dataset this reads, its table is malformed, or it
-            holds fewer than two genres; the message names the path and the reason.
+        DatasetError: the path is not a dataset this reads, its table is malformed, it holds
+            fewer than two genres, a genre's name cannot be one, or one file would be two
+            tracks (a linked genre folder, a linked file, FMA's audio folder beside the genre
+            folders); the message names the path (and line, or both places) and the reason.
     """
     path = Path(data_dir).expanduser()
     if path.suffix.lower() == ".csv" and not path.is_dir():
@@ -126,7 +204,9 @@ def discover(data_dir: str | os.PathLike, subset: str | None = None) -> Manifest
         )
     genre_root = find_genre_root(root)
     folders = _genre_folders(genre_root)
+    _refuse_genre_names(genre_root, folders)
     refuse_unlike_genres(genre_root, {g: len(f) for g, f in folders.items()}, "genre folder(s)")
+    _refuse_unlike_folders(genre_root, folders)
     stems = Counter(p.stem for files in folders.values() for p in files)
     tracks = []
     for genre, files in folders.items():
@@ -134,6 +214,11 @@ def discover(data_dir: str | os.PathLike, subset: str | None = None) -> Manifest
             unique = stems[path.stem] == 1
             track_id = path.stem if unique else f"{genre}/{path.relative_to(genre_root / genre)}"
             tracks.append(
-                Track(id=track_id, genre=genre, path=str(path.resolve()), size=file_size(path))
+                Track(
+                    id=track_id,
+                    genre=genre,
+                    path=str(tables.resolved(path)),
+                    size=file_size(path),
+                )
             )
     return Manifest(root=str(genre_root.resolve()), genres=sorted(folders), tracks=tracks)

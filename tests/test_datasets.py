@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,129 @@ def test_manifest_written_without_warning_and_size_still_loads(tmp_path: Path) -
     assert old.layout == "folders" and old.excluded == [] and old.metadata is None
     assert old.tracks[0].path == manifest.tracks[0].path
     assert old.fingerprint() == manifest.fingerprint()
+
+
+def _two_genres(root: Path) -> Path:
+    """``rock/a.wav``, ``rock/b.wav``, ``jazz/c.wav``, ``jazz/d.wav`` under ``root``."""
+    for genre, names in (("rock", "ab"), ("jazz", "cd")):
+        for name in names:
+            touch_audio(root / genre / f"{name}.wav")
+    return root
+
+
+def _refusal(root: Path) -> str:
+    """The message of the DatasetError that discovering ``root`` raises (one line)."""
+    with pytest.raises(DatasetError) as caught:
+        discover(root)
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 600
+    return message
+
+
+def test_a_file_reached_twice_is_refused_naming_both_places(tmp_path: Path) -> None:
+    """Issue 35, item 8: one file was two tracks (of two genres, or twice in one)."""
+    linked = _two_genres(tmp_path / "linked")
+    (linked / "rock2").symlink_to(linked / "rock")  # a genre folder that is another's
+    message = _refusal(linked)
+    assert "genre folders 'rock' and 'rock2' are one folder" in message
+
+    fma_beside = _two_genres(tmp_path / "fma_beside")  # FMA's audio read as a third genre
+    touch_audio(fma_beside / "fma_small" / "000" / "000002.mp3", fmt="MP3")
+    message = _refusal(fma_beside)
+    assert "genre folder 'fma_small' holds the Free Music Archive's numbered audio" in message
+    assert "('fma_small/000/000002.mp3')" in message
+    (fma_beside / "fma_small").rename(fma_beside / "downloads")  # renamed: its files tell
+    assert "genre folder 'downloads' holds the Free" in _refusal(fma_beside)
+
+    within = _two_genres(tmp_path / "within")
+    (within / "rock" / "again.wav").symlink_to(within / "rock" / "a.wav")
+    assert "'rock/again.wav' is the same file as 'rock/a.wav'" in _refusal(within)
+
+    hard = _two_genres(tmp_path / "hard")
+    (hard / "jazz" / "sub").mkdir()
+    os.link(hard / "rock" / "b.wav", hard / "jazz" / "sub" / "e.wav")
+    assert "'rock/b.wav' is the same file as 'jazz/sub/e.wav'" in _refusal(hard)
+
+    inside = _two_genres(tmp_path / "inside")
+    touch_audio(inside / "rock" / "live" / "f.wav")
+    (inside / "live").symlink_to(inside / "rock" / "live")  # a genre folder inside another
+    assert "'rock/live/f.wav' is the same file as 'live/f.wav'" in _refusal(inside)
+
+
+def test_links_to_distinct_files_are_still_read(tmp_path: Path) -> None:
+    """Links are not refused as such: a genre folder or files linked from elsewhere are read,
+    as is a dangling link (decoding reports it)."""
+    store = _two_genres(tmp_path / "elsewhere")
+    root = tmp_path / "view"
+    (root / "rock").mkdir(parents=True)
+    (root / "rock" / "a.wav").symlink_to(store / "rock" / "a.wav")
+    (root / "rock" / "b.wav").symlink_to(store / "rock" / "b.wav")
+    (root / "rock" / "gone.wav").symlink_to(store / "nowhere.wav")
+    (root / "rock" / "loop.wav").symlink_to("loop.wav")  # a link loop: not a RuntimeError
+    (root / "jazz").symlink_to(store / "jazz")
+    manifest = discover(root)
+    assert manifest.track_ids == ["c", "d", "a", "b", "gone", "loop"]
+    assert [t.size is None for t in manifest.tracks] == [False] * 4 + [True] * 2
+
+
+def test_a_genre_name_that_breaks_a_report_table_is_refused(tmp_path: Path) -> None:
+    """Issue 35, item 25: a genre folder named with a line break broke report.md's tables."""
+    for name, code in (("ro\nck", "U+000A"), ("ro\x1bck", "U+001B"), ("\u202ekcor", "U+202E")):
+        root = _two_genres(tmp_path / code)
+        (root / "rock").rename(root / name)
+        message = _refusal(root)
+        assert f"genre folder {name!r} holds the control character {code}" in message
+    root = _two_genres(tmp_path / "fine")
+    (root / "rock").rename(root / "música\u3000latina")  # an ideographic space is a space
+    assert discover(root).genres == ["jazz", "música\u3000latina"]
+
+
+def _deep_folder(top: Path, levels: int) -> Path:
+    """``top/d/d/.../d``, ``levels`` deep (made one level at a time: ``Path.mkdir(parents=True)``
+    recurses too)."""
+    folder = top
+    for _ in range(levels):
+        folder = folder / "d"
+        folder.mkdir()
+    return folder
+
+
+def _remove_deep(top: Path) -> None:
+    """Remove a tree of any depth, a folder once its subfolders are gone (``shutil.rmtree``,
+    which pytest cleans its temporary folders with, recurses once per level)."""
+    pending = [top]
+    while pending:
+        folder = pending[-1]
+        below = [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]
+        if below:
+            pending.extend(below)
+            continue
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+        pending.pop()
+
+
+def test_a_folder_tree_deeper_than_the_recursion_limit_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 35, item 20: a 1,500-level tree raised RecursionError in check and prepare
+    (``os.walk`` recursed once per level)."""
+    import sys
+
+    from genre_jax.check import check_command
+    from genre_jax.config import FeatureConfig
+
+    root = _two_genres(tmp_path / "data")
+    assert sys.getrecursionlimit() < 1500
+    try:
+        deep = _deep_folder(root / "rock", 1500)
+        touch_audio(tmp_path / "deep.wav")
+        (tmp_path / "deep.wav").rename(deep / "deep.wav")
+        manifest = discover(root)
+        assert manifest.track_ids == ["c", "d", "a", "b", "deep"]
+        config = FeatureConfig(segment_seconds=0.25)
+        assert check_command(root, config) == 0
+        assert "5 files checked" in capsys.readouterr().out
+    finally:
+        _remove_deep(root)
