@@ -17,20 +17,35 @@ audio folder ``fma_<name>`` with ``fma_metadata/`` beside it. ``--subset`` choos
 its audio comes from ``fma_<subset>`` or any larger audio folder (``fma_large`` and
 ``fma_full`` hold every subset's tracks). A listed track whose file is not there is left out
 with that reason; a file that is there but cannot be decoded (FMA has a few zero-length and
-truncated mp3s) is skipped when the store is prepared, like any other.
+truncated mp3s) is skipped when the store is prepared, like any other. A track id is written as
+FMA writes it, 1 to 6 ASCII digits without sign, spaces or leading zeros (``2``, ``155320``),
+and appears once: any other spelling would be a second name for one file.
 
 **CSV manifests** describe any other collection: a header row naming the columns ``path`` and
 ``genre`` and, optionally, ``artist`` and ``split`` (``train``/``training``, ``val``/
 ``validation``, ``test``, or empty); other columns are ignored. Paths are relative to the CSV's
 folder (absolute ones are taken as they are). A row without a genre, or whose file is not
 there, is left out with the reason; a path listed twice is refused.
+
+**Either table** is refused, naming the line, where it lists one file twice (the same path,
+or a hard or symbolic link to a file listed before: one file would be two tracks), where a
+genre's name holds a line break or another control character (it becomes a cell of the
+reports' tables), and where a physical line is longer than :data:`MAX_LINE_CHARS` (which
+bounds what one line may cost before it is held). Values quoted in messages are cut to a few
+dozen characters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
+import re
+import unicodedata
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from genre_jax.manifest import (
     DatasetError,
@@ -41,13 +56,38 @@ from genre_jax.manifest import (
     refuse_unlike_genres,
 )
 
-__all__ = ["FMA_SUBSETS", "find_fma", "read_csv_manifest", "read_fma"]
+__all__ = [
+    "FMA_SUBSETS",
+    "MAX_GENRE_CHARS",
+    "MAX_LINE_CHARS",
+    "find_fma",
+    "genre_name_problem",
+    "read_csv_manifest",
+    "read_fma",
+    "refuse_same_files",
+    "resolved",
+    "shown",
+]
 
 FMA_SUBSETS = ("small", "medium", "large")
 """FMA's subsets, each holding the one before it."""
 FMA_METADATA = Path("fma_metadata") / "tracks.csv"
 FMA_COLUMNS = ("track.genre_top", "set.subset", "set.split", "artist.id")
 _AUDIO_FOLDERS = ("small", "medium", "large", "full")  # fma_full: large's tracks, untrimmed
+MAX_LINE_CHARS = 1 << 20
+"""Longest physical line (characters, its line break included) of a table read here. A CSV
+manifest's line holds a path (at most 4,096 bytes on Linux), a genre, an artist and a split;
+FMA's ``tracks.csv`` holds 53 fields, of which the biographies are the long ones, and the
+``csv`` module already refuses any field over 128 KiB (``csv.field_size_limit``), so a longer
+line would need eight fields near that limit. A line is refused before it is split into
+fields, so one line of short fields costs about 25 MB at most (one of 50 MB cost ~380 MB)."""
+MAX_GENRE_CHARS = 255
+"""Longest genre name: as long as a folder's name may be (255 bytes on Linux), so that a
+genre from a table could also be a folder of a folder-per-genre tree."""
+_TRACK_ID = re.compile(r"0|[1-9][0-9]{0,5}")  # [0-9], not \d: ASCII digits only
+_CONTROLS = {"Cc", "Cs", "Zl", "Zp"}  # controls, undecodable bytes of a name, line separators
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}  # reorder a row
+_SHOWN = 60  # characters of a value quoted in a message
 _PART_NAMES = {
     "train": "train",
     "training": "train",
@@ -68,6 +108,119 @@ def _check_subset(subset: str | None, where: Path) -> None:
         raise DatasetError(
             f"{where}: subset={subset!r} (--subset): FMA's subsets are {', '.join(FMA_SUBSETS)}"
         )
+
+
+def shown(value: str, limit: int = _SHOWN) -> str:
+    """``value`` quoted and escaped as a message shows it (a line break in it cannot split the
+    message), cut to ``limit`` characters with its length said (a 5,000-digit track id is not
+    echoed whole)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
+
+
+def genre_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a genre, or ``None`` when it can.
+
+    A genre's name becomes a cell of the reports' Markdown tables, a plot's label and a key of
+    ``labels.json``: a line break (``\\n``, ``\\r``, U+2028), another control character, an
+    undecodable byte of a folder's name (a lone surrogate) or a bidirectional override would
+    break a table or make it lie. Longer than :data:`MAX_GENRE_CHARS` is refused too.
+    """
+    if len(name) > MAX_GENRE_CHARS:
+        return f"is longer than {MAX_GENRE_CHARS} characters"
+    for char in name:
+        if unicodedata.category(char) in _CONTROLS or char in _BIDI:
+            return (
+                f"holds the control character U+{ord(char):04X}; a genre's name becomes a cell "
+                "of the reports' tables"
+            )
+    return None
+
+
+def refuse_same_files(where: str | os.PathLike, listed: Iterable[tuple[str, Path]]) -> None:
+    """Refuse a listing that names one file twice.
+
+    ``listed`` holds each track's description (named in the message: its path relative to the
+    dataset, or its line and genre) and its path. Files are the same when their device and
+    inode are, symbolic links followed (``os.stat``): a symbolic or hard link to a file listed
+    before would make one song two tracks, of two genres or twice in one, and could put it in
+    both training and test. A path that cannot be stat'ed (a dangling link) is left for
+    decoding to report. Copies are not found here: a song's identity by content is
+    :mod:`genre_jax.identity`'s.
+
+    Raises:
+        DatasetError: two entries are one file; the message names both.
+    """
+    seen: dict[tuple[int, int], str] = {}
+    for described, path in listed:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen:
+            raise DatasetError(
+                f"{where}: {described} is the same file as {seen[key]} (a hard or symbolic "
+                "link): one song would be two tracks; keep one of them"
+            )
+        seen[key] = described
+
+
+def resolved(path: str | os.PathLike) -> Path:
+    """``path`` absolute, its links resolved as far as they go: unlike ``Path.resolve``, a
+    link loop (``a.wav -> a.wav``) is not a ``RuntimeError`` but a path that decoding
+    reports."""
+    return Path(os.path.realpath(path))
+
+
+def _bounded_lines(handle: TextIO, table: Path) -> Iterator[str]:
+    """The physical lines of ``handle``, refusing one longer than :data:`MAX_LINE_CHARS`
+    before more of it is read."""
+    number = 0
+    while True:
+        line = handle.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise DatasetError(
+                f"{table}: line {number} is longer than {MAX_LINE_CHARS:,} characters: not a "
+                "table this reads (a line holds one track)"
+            )
+        yield line
+
+
+def _records(table: Path, encoding: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line, fields)`` of each CSV record of ``table``, streamed; ``line`` is the physical
+    line the record starts on (a quoted field may hold line breaks).
+
+    Raises:
+        DatasetError: the file cannot be read, is not text in ``encoding``, has a line longer
+            than :data:`MAX_LINE_CHARS` or a field longer than the ``csv`` module allows.
+    """
+    try:
+        handle = open(table, newline="", encoding=encoding)  # noqa: SIM115 (closed below)
+    except OSError as error:
+        raise DatasetError(f"{table}: cannot be read ({error.strerror})") from None
+    with handle:
+        reader = csv.reader(_bounded_lines(handle, table))
+        start = 1
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                raise DatasetError(
+                    f"{table}: line {reader.line_num}: not a CSV table ({error})"
+                ) from None
+            except UnicodeDecodeError as error:
+                raise DatasetError(f"{table}: not UTF-8 text ({error.reason})") from None
+            except OSError as error:
+                raise DatasetError(f"{table}: cannot be read ({error.strerror})") from None
+            yield start, record
+            start = reader.line_num + 1
 
 
 def find_fma(root: Path, subset: str | None) -> tuple[Path, Path, str] | None:
@@ -127,77 +280,100 @@ def _fma_columns(table: Path, top: list[str], sub: list[str]) -> dict[str, int]:
     return {c: names.index(c) for c in FMA_COLUMNS}
 
 
-def _track_number(table: Path, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise DatasetError(f"{table}: track id {value!r} is not a track number")
-    return number
+def _track_id(table: Path, line: int, value: str) -> str:
+    """The six-digit id (``000002``) of the track whose id is written ``value`` on ``line``.
+
+    Only FMA's own spelling is taken: 1 to 6 ASCII digits, no sign, space, underscore or
+    leading zero. ``int()`` would also take ``0002``, ``+2``, `` 2 ``, ``0_2`` and other
+    scripts' digits (U+0662), each a second name for track 2's file; leading zeros are refused
+    rather than read as the number because FMA's table (written by pandas from an integer
+    index) never has them, so a table that does was rewritten by some other tool, and one
+    spelling per track keeps "listed twice" a comparison of what the table says. Six digits is
+    what FMA's file names hold (``AAA/AAAAAA.mp3``).
+
+    Raises:
+        DatasetError: the value is not such an id; the message names the line.
+    """
+    if _TRACK_ID.fullmatch(value) is None:
+        raise DatasetError(
+            f"{table}: line {line}: track id {shown(value)} is not a track number (FMA writes "
+            "each as 1 to 6 ASCII digits, without sign, spaces or leading zeros)"
+        )
+    return f"{int(value):06d}"
 
 
-def _fma_rows(table: Path) -> tuple[dict[str, int], int, list[list[str]]]:
-    """The needed columns' positions, the header's width and the table's records."""
-    try:
-        handle = open(table, newline="", encoding="utf-8")  # noqa: SIM115 (closed below)
-    except OSError as error:
-        raise DatasetError(f"{table}: cannot be read ({error.strerror})") from None
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            top, sub = next(reader), next(reader)
-            column = _fma_columns(table, top, sub)
-            records = list(reader)
-        except StopIteration:
-            raise DatasetError(f"{table}: no two header rows, not FMA's tracks.csv") from None
-        except (csv.Error, UnicodeDecodeError) as error:
-            raise DatasetError(f"{table}: not a CSV table ({error})") from None
-    return column, len(top), records
+def _genre(table: Path, line: int, value: str) -> str:
+    """The genre written ``value`` on ``line`` (spaces around it dropped), refused with the
+    line where :func:`genre_name_problem` finds it cannot name a genre."""
+    genre = value.strip()
+    problem = genre_name_problem(genre)
+    if problem is not None:
+        raise DatasetError(f"{table}: line {line}: genre {shown(genre)} {problem}")
+    return genre
 
 
 def read_fma(audio: Path, table: Path, subset: str) -> Manifest:
     """The manifest of FMA's ``subset``: its tracks ordered by genre, then id.
 
+    The table is read record by record (FMA's is ~250 MB); every record's id is checked and
+    compared with the others', whatever its subset.
+
     Raises:
         DatasetError: ``table`` is not FMA's ``tracks.csv`` (a missing column, a track id that
-            is not a number, a record cut short), or the subset has fewer than two genres.
+            is not FMA's spelling of a number, a track listed twice, a record cut short, a line
+            over :data:`MAX_LINE_CHARS`), a genre's name is not one (:func:`genre_name_problem`),
+            two tracks are one file, or the subset has fewer than two genres.
     """
     wanted = set(FMA_SUBSETS[: FMA_SUBSETS.index(subset) + 1])
-    column, width, records = _fma_rows(table)
     tracks: list[Track] = []
     excluded: list[Excluded] = []
-    for row in records:
-        if not row or (row[0] == "track_id" and not any(row[1:])):
-            continue  # the header's third row (the index's name)
-        if len(row) < width:
-            raise DatasetError(
-                f"{table}: the record of track {row[0]!r} has {len(row)} fields, fewer than "
-                f"the header's {width}: the table is cut short or not FMA's"
+    first_line: dict[str, int] = {}
+    found: list[tuple[str, Path]] = []
+    with contextlib.closing(_records(table, "utf-8")) as records:
+        try:
+            (_, top), (_, sub) = next(records), next(records)
+        except StopIteration:
+            raise DatasetError(f"{table}: no two header rows, not FMA's tracks.csv") from None
+        column, width = _fma_columns(table, top, sub), len(top)
+        for line, row in records:
+            if not row or (row[0] == "track_id" and not any(row[1:])):
+                continue  # the header's third row (the index's name)
+            if len(row) < width:
+                raise DatasetError(
+                    f"{table}: line {line}: the record of track {shown(row[0])} has {len(row)} "
+                    f"fields, fewer than the header's {width}: the table is cut short or not FMA's"
+                )
+            track_id = _track_id(table, line, row[0])
+            if track_id in first_line:
+                raise DatasetError(
+                    f"{table}: line {line}: track {row[0]} is listed twice (first on line "
+                    f"{first_line[track_id]}): one file would be two tracks"
+                )
+            first_line[track_id] = line
+            if row[column["set.subset"]] not in wanted:
+                continue
+            path = audio / track_id[:3] / f"{track_id}.mp3"
+            genre = _genre(table, line, row[column["track.genre_top"]])
+            if not genre:
+                excluded.append(Excluded(track_id, str(path), "no top genre in tracks.csv"))
+                continue
+            size = file_size(path)
+            if size is None:
+                excluded.append(Excluded(track_id, str(path), "no audio file"))
+                continue
+            found.append((f"line {line} (track {track_id}, genre {shown(genre)})", path))
+            part = row[column["set.split"]].strip().lower()
+            tracks.append(
+                Track(
+                    id=track_id,
+                    genre=genre,
+                    path=str(path.resolve()),
+                    size=size,
+                    artist=row[column["artist.id"]].strip() or None,
+                    split=_PART_NAMES.get(part),
+                )
             )
-        if row[column["set.subset"]] not in wanted:
-            continue
-        track_id = f"{_track_number(table, row[0]):06d}"
-        path = audio / track_id[:3] / f"{track_id}.mp3"
-        genre = row[column["track.genre_top"]].strip()
-        if not genre:
-            excluded.append(Excluded(track_id, str(path), "no top genre in tracks.csv"))
-            continue
-        size = file_size(path)
-        if size is None:
-            excluded.append(Excluded(track_id, str(path), "no audio file"))
-            continue
-        part = row[column["set.split"]].strip().lower()
-        tracks.append(
-            Track(
-                id=track_id,
-                genre=genre,
-                path=str(path.resolve()),
-                size=size,
-                artist=row[column["artist.id"]].strip() or None,
-                split=_PART_NAMES.get(part),
-            )
-        )
+    refuse_same_files(table, found)
     tracks.sort(key=lambda t: (t.genre, t.id))
     counts = Counter(t.genre for t in tracks)
     refuse_unlike_genres(
@@ -214,16 +390,42 @@ def read_fma(audio: Path, table: Path, subset: str) -> Manifest:
     )
 
 
+_CSV_COLUMNS = ("path", "genre", "artist", "split")
+
+
+def _csv_header(table: Path, record: list[str]) -> dict[str, int]:
+    """The positions of the manifest's columns named in its header row ``record``."""
+    header = [name.strip().lower() for name in record]
+    missing = [name for name in ("path", "genre") if name not in header]
+    if missing:
+        named = ", ".join(header) or "empty"
+        if len(named) > 200 or not named.isprintable():
+            named = shown(named, 200)
+        raise DatasetError(
+            f"{table}: its header row ({named}) has no {' or '.join(missing)} "
+            "column; a CSV manifest's columns are path,genre[,artist][,split]"
+        )
+    twice = [name for name in _CSV_COLUMNS if header.count(name) > 1]
+    if twice:
+        raise DatasetError(
+            f"{table}: its header row names the {' and '.join(twice)} column more than once"
+        )
+    return {name: header.index(name) for name in _CSV_COLUMNS if name in header}
+
+
 def read_csv_manifest(table: Path, subset: str | None = None) -> Manifest:
     """The manifest a CSV file lists (columns ``path``, ``genre``, ``artist``, ``split``).
 
     Track ids are file stems, or the path as written where two files share a stem; tracks are
-    ordered by genre, then path, as in a folder tree.
+    ordered by genre, then path, as in a folder tree. The file is read record by record, and
+    only the four columns are kept.
 
     Raises:
         DatasetError: the file cannot be read, has no ``path`` or ``genre`` column, lists a
-            path twice, names a split that is not one of train, val, test, holds fewer than two
-            genres, or ``subset`` is given (FMA only).
+            path twice (or a link to a file it lists: :func:`refuse_same_files`), names a split
+            that is not one of train, val, test or a genre that cannot be one
+            (:func:`genre_name_problem`), has a line over :data:`MAX_LINE_CHARS`, holds fewer
+            than two genres, or ``subset`` is given (FMA only).
     """
     if subset is not None:
         raise DatasetError(
@@ -233,63 +435,61 @@ def read_csv_manifest(table: Path, subset: str | None = None) -> Manifest:
     if not table.is_file():
         raise DatasetError(f"{table}: no such CSV manifest")
     base = table.resolve().parent
-    try:
-        with open(table, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [name.strip().lower() for name in reader.fieldnames or []]
-            reader.fieldnames = header
-            missing = [name for name in ("path", "genre") if name not in header]
-            if missing:
-                raise DatasetError(
-                    f"{table}: its header row ({', '.join(header) or 'empty'}) has no "
-                    f"{' or '.join(missing)} column; a CSV manifest's columns are "
-                    "path,genre[,artist][,split]"
-                )
-            rows = [(reader.line_num, row) for row in reader]
-    except (OSError, UnicodeDecodeError) as error:
-        raise DatasetError(f"{table}: cannot be read ({error})") from None
-    except csv.Error as error:
-        raise DatasetError(f"{table}: not a CSV table ({error})") from None
     listed: dict[str, int] = {}
-    found: list[tuple[str, Path, dict[str, str]]] = []
+    found: list[tuple[int, str, Path, dict[str, str]]] = []
     excluded: list[tuple[str, Path, str]] = []
-    for line, row in rows:
-        written = (row.get("path") or "").strip()
-        if not written:
-            if any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                raise DatasetError(f"{table}: line {line}: no path")
-            continue  # a blank line
-        path = Path(written).expanduser()
-        path = (path if path.is_absolute() else base / path).resolve()
-        key = str(path)
-        if key in listed:
-            raise DatasetError(
-                f"{table}: line {line}: {written} is listed twice (first on line {listed[key]})"
-            )
-        listed[key] = line
-        genre = (row.get("genre") or "").strip()
-        if not genre:
-            excluded.append((written, path, "no genre"))
-        elif file_size(path) is None:
-            excluded.append((written, path, "no audio file"))
-        else:
-            found.append((written, path, row))
-    stems = Counter(path.stem for _, path, _ in found)
+    with contextlib.closing(_records(table, "utf-8-sig")) as records:
+        column = _csv_header(table, next(records, (1, []))[1])
+        for line, record in records:
+            if not record:
+                continue  # a blank line
+            row = {
+                name: (record[i] if i < len(record) else "").strip() for name, i in column.items()
+            }
+            written = row["path"]
+            if not written:
+                if any(field.strip() for field in record):
+                    raise DatasetError(f"{table}: line {line}: no path")
+                continue  # a line of empty fields
+            path = resolved(base / os.path.expanduser(written))  # an absolute one stays
+            key = str(path)
+            if key in listed:
+                raise DatasetError(
+                    f"{table}: line {line}: {shown(written)} is listed twice (first on line "
+                    f"{listed[key]})"
+                )
+            listed[key] = line
+            row["genre"] = _genre(table, line, row["genre"])
+            split = row.get("split", "")
+            if split and split.lower() not in _PART_NAMES:
+                raise DatasetError(
+                    f"{table}: line {line}: split {shown(split)} is not one of train, val, test "
+                    "(or training, validation)"
+                )
+            if not row["genre"]:
+                excluded.append((written, path, "no genre"))
+            elif file_size(path) is None:
+                excluded.append((written, path, "no audio file"))
+            else:
+                found.append((line, written, path, row))
+    refuse_same_files(
+        table,
+        (
+            (f"line {line} ({shown(written)}, genre {shown(row['genre'])})", path)
+            for line, written, path, row in found
+        ),
+    )
+    stems = Counter(path.stem for _, _, path, _ in found)
     tracks = []
-    for written, path, row in found:
-        split = (row.get("split") or "").strip()
-        if split and split.lower() not in _PART_NAMES:
-            raise DatasetError(
-                f"{table}: line {listed[str(path)]}: split {split!r} is not one of train, val, "
-                "test (or training, validation)"
-            )
+    for _, written, path, row in found:
+        split = row.get("split", "")
         tracks.append(
             Track(
                 id=path.stem if stems[path.stem] == 1 else written,
-                genre=row["genre"].strip(),
+                genre=row["genre"],
                 path=str(path),
                 size=file_size(path),
-                artist=(row.get("artist") or "").strip() or None,
+                artist=row.get("artist") or None,
                 split=_PART_NAMES[split.lower()] if split else None,
             )
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def test_fma_table_that_is_not_fmas_is_named(fma_root: Path, tmp_path: Path) -> 
     with pytest.raises(DatasetError, match=r"tracks.csv: not FMA's tracks.csv.*no column set.subs"):
         discover(tmp_path)
     _write_csv(table, top, [*rest[:2], ["x12", *rest[2][1:]], *rest[3:]])
-    with pytest.raises(DatasetError, match=r"tracks.csv: track id 'x12' is not a track number"):
+    with pytest.raises(DatasetError, match=r"tracks.csv: line 4: track id 'x12' is not a track"):
         discover(tmp_path)
     _write_csv(table, top, [*rest[:2], ["12", "1", "2"]])
     with pytest.raises(DatasetError, match=r"track '12' has 3 fields, fewer than the header's 53"):
@@ -165,7 +166,7 @@ def test_csv_manifest_reads_paths_relative_to_itself(tmp_path: Path) -> None:
         (
             ["path", "genre"],
             [["x.wav", "jazz"], ["./x.wav", "folk"]],
-            r"line 3: ./x.wav is listed twice \(first on line 2\)",
+            r"line 3: './x.wav' is listed twice \(first on line 2\)",
         ),
         (
             ["path", "genre", "split"],
@@ -274,3 +275,169 @@ def test_fma_crossval_folds_are_artist_grouped_and_say_so(fma_root: Path, tmp_pa
         tests += split["test"]
     usable = [i for i, t in enumerate(manifest.tracks) if t.status == "ok"]
     assert sorted(tests) == usable
+
+
+def _fma_records(fma_root: Path) -> list[list[str]]:
+    with open(fma_root / "fma_metadata" / "tracks.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def _fma_copy(fma_root: Path, root: Path, records: list[list[str]], audio: bool = False) -> Path:
+    """An FMA dataset at ``root`` whose ``tracks.csv`` holds ``records``; its audio is the
+    fixture's (linked, or copied where ``audio``, so that a test may add files)."""
+    root.mkdir()
+    if audio:
+        shutil.copytree(fma_root / "fma_small", root / "fma_small")
+    else:
+        (root / "fma_small").symlink_to(fma_root / "fma_small")
+    (root / "fma_metadata").mkdir()
+    _write_csv(root / "fma_metadata" / "tracks.csv", records[0], records[1:])
+    return root
+
+
+def _line_of(table: Path, start: str) -> int:
+    """The number of the first physical line of ``table`` that starts with ``start``."""
+    lines = table.read_text(encoding="utf-8").splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.startswith(start))
+
+
+@pytest.mark.parametrize(
+    "written", ["0002", "+3", " 4 ", "0_5", "\u0663", "2.0", "1234567", "-0", ""]
+)
+def test_fma_track_ids_have_one_spelling(fma_root: Path, tmp_path: Path, written: str) -> None:
+    """Issue 35, item 7: ``int()`` read each of these as an existing track's number, so one
+    file was two tracks (two genres, two official parts)."""
+    records = _fma_records(fma_root)
+    extra = [written, *records[3][1:]]  # a second record for a track the table lists
+    root = _fma_copy(fma_root, tmp_path / "fma", [*records[:4], extra, *records[4:]])
+    table = root / "fma_metadata" / "tracks.csv"
+    line = _line_of(table, f"{fma.rows()[1].track},") - 2  # the record before the second's
+    with pytest.raises(DatasetError) as caught:
+        discover(root)
+    assert str(caught.value) == (
+        f"{table}: line {line}: track id {written!r} is not a track number (FMA writes each as "
+        "1 to 6 ASCII digits, without sign, spaces or leading zeros)"
+    )
+
+
+def test_fma_track_listed_twice_or_linked_is_one_file_and_refused(
+    fma_root: Path, tmp_path: Path
+) -> None:
+    """Issue 35, items 7 and 8: a duplicate id, or a hard link under another id, made one file
+    two tracks."""
+    records = _fma_records(fma_root)
+    first, second = records[3], records[4]
+    again = [first[0], *second[1:]]  # track 2 again, with another artist (and part)
+    root = _fma_copy(fma_root, tmp_path / "twice", [*records, again])
+    table = root / "fma_metadata" / "tracks.csv"
+    lines = table.read_text(encoding="utf-8").splitlines()
+    last = max(i for i, text in enumerate(lines, 1) if text.startswith(f"{first[0]},"))
+    with pytest.raises(DatasetError) as caught:
+        discover(root)
+    assert f"line {last}: track {first[0]} is listed twice (first on line 4)" in str(caught.value)
+
+    linked = _fma_copy(fma_root, tmp_path / "linked", records, audio=True)
+    os.link(fma.audio_path(linked, 2), fma.audio_path(linked, fma.NOT_THERE))  # listed as Rock
+    table = linked / "fma_metadata" / "tracks.csv"
+    with pytest.raises(DatasetError) as caught:
+        discover(linked)
+    assert str(caught.value).startswith(
+        f"{table}: line {_line_of(table, f'{fma.NOT_THERE},')} (track 000997, genre 'Rock') "
+        "is the same file as line 4 (track 000002, genre 'Hip-Hop') (a hard or symbolic link)"
+    )
+
+
+def test_long_values_are_cut_in_messages(fma_root: Path, tmp_path: Path) -> None:
+    """Issue 35, item 25: a 5,000-digit FMA id was echoed whole in the error."""
+    records = _fma_records(fma_root)
+    huge = "9" * 5000
+    root = _fma_copy(fma_root, tmp_path / "fma", [*records[:3], [huge, *records[3][1:]]])
+    with pytest.raises(DatasetError) as caught:
+        discover(root)
+    message = str(caught.value)
+    assert f"line 4: track id '{'9' * 60}'... (5,000 characters) is not a track" in message
+    assert len(message) < 400
+    for name in ("x.wav", "y.wav"):
+        sf.write(tmp_path / name, np.zeros(2205, np.float32), 22050)
+    split = "v" * 10_000
+    table = _write_csv(tmp_path / "list.csv", ["path", "genre", "split"], [["x.wav", "a", split]])
+    with pytest.raises(DatasetError, match=r"line 2: split 'v{60}'... \(10,000 characters\) is"):
+        discover(table)
+
+
+def test_a_hard_link_under_a_second_genre_of_a_csv_manifest_is_refused(tmp_path: Path) -> None:
+    """Issue 35, item 8: a hard link listed under another genre was a second track."""
+    for name in ("x.wav", "y.wav", "z.wav"):
+        sf.write(tmp_path / name, np.zeros(2205, np.float32), 22050)
+    os.link(tmp_path / "x.wav", tmp_path / "hard.wav")
+    rows = [["x.wav", "jazz"], ["y.wav", "folk"], ["z.wav", "folk"]]
+    table = _write_csv(tmp_path / "list.csv", ["path", "genre"], [*rows, ["hard.wav", "folk"]])
+    with pytest.raises(DatasetError) as caught:
+        discover(table)
+    assert str(caught.value) == (
+        f"{table}: line 5 ('hard.wav', genre 'folk') is the same file as line 2 ('x.wav', genre "
+        "'jazz') (a hard or symbolic link): one song would be two tracks; keep one of them"
+    )
+    (tmp_path / "soft.wav").symlink_to(tmp_path / "y.wav")  # the same path once resolved
+    table = _write_csv(tmp_path / "list.csv", ["path", "genre"], [*rows, ["soft.wav", "jazz"]])
+    with pytest.raises(DatasetError, match=r"line 5: 'soft.wav' is listed twice \(first on line 3"):
+        discover(table)
+    assert len(discover(_write_csv(tmp_path / "list.csv", ["path", "genre"], rows)).tracks) == 3
+
+
+@pytest.mark.parametrize(
+    ("genre", "problem"),
+    [
+        ("ro\nck", "holds the control character U+000A"),
+        ("ro\rck", "holds the control character U+000D"),
+        ("a\u2028b", "holds the control character U+2028"),
+        ("\x00", "holds the control character U+0000"),
+        ("x" * 300, "... (300 characters) is longer than 255 characters"),
+    ],
+)
+def test_a_genre_that_breaks_a_report_table_is_refused_with_its_line(
+    fma_root: Path, tmp_path: Path, genre: str, problem: str
+) -> None:
+    """Issue 35, item 25: a genre with a line break (a quoted CSV field) broke report.md."""
+    for name in ("x.wav", "y.wav"):
+        sf.write(tmp_path / name, np.zeros(2205, np.float32), 22050)
+    table = _write_csv(tmp_path / "list.csv", ["path", "genre"], [["x.wav", "a"], ["y.wav", genre]])
+    with pytest.raises(DatasetError) as caught:
+        discover(table)
+    assert str(caught.value).startswith(f"{table}: line 3: genre ")
+    assert problem in str(caught.value) and "\n" not in str(caught.value)
+    records = _fma_records(fma_root)
+    records[3][records[1].index("genre_top")] = genre
+    root = _fma_copy(fma_root, tmp_path / "fma", records)
+    with pytest.raises(DatasetError, match=r"tracks.csv: line 4: genre .*" + re.escape(problem)):
+        discover(root)
+
+
+def test_a_line_longer_than_the_bound_is_refused_before_it_is_held(tmp_path: Path) -> None:
+    """Issue 35, item 23: one 50 MB line of short fields cost ~380 MB (every field of every
+    row was held); a line is now refused, with its number, once it passes the bound."""
+    import tracemalloc
+
+    from genre_jax.tables import MAX_LINE_CHARS
+
+    for name in ("x.wav", "y.wav"):
+        sf.write(tmp_path / name, np.zeros(2205, np.float32), 22050)
+    table = tmp_path / "list.csv"
+    with open(table, "w", encoding="utf-8") as handle:
+        handle.write("path,genre,notes\nx.wav,a," + "n" * 100_000 + "\ny.wav,b,\n")
+        handle.write("ab," * (4 * MAX_LINE_CHARS // 3) + "\n")
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError) as caught:
+            discover(table)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(caught.value) == (
+        f"{table}: line 4 is longer than {MAX_LINE_CHARS:,} characters: not a table this reads "
+        "(a line holds one track)"
+    )
+    assert peak < 16 * 2**20  # the line's first MiB, not ~90 MB of its 1.4 million fields
+    with open(table, "r+", encoding="utf-8") as handle:  # a long field under the bound is read
+        handle.truncate(len(handle.readline()) + len(handle.readline()) + len("y.wav,b,\n"))
+    assert discover(table).track_ids == ["x", "y"]
