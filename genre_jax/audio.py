@@ -12,7 +12,9 @@ hold, NaN or infinite samples, and any other failure of the decoders or the resa
 they are, so that one bad file never stops a folder.
 
 :func:`iter_audio_blocks` is the streaming form of :func:`load_audio` for long files: the same
-checks and the same samples, one block in memory at a time. :func:`truncation_warning` tells,
+checks and the same samples, one block in memory at a time. :func:`load_song` also gives the
+song's identity, the digest of its samples as decoded (:mod:`genre_jax.identity`).
+:func:`truncation_warning` tells,
 after decoding, whether an Ogg or MP3 container shows that the file was cut short (their
 decoders stop silently at the cut).
 """
@@ -31,6 +33,8 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 import soxr
+
+from genre_jax.identity import audio_digest
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".au", ".snd", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"}
@@ -299,15 +303,16 @@ def _check_target_rate(sample_rate: int) -> None:
         raise ValueError(f"sample_rate={sample_rate}: must be > 0")
 
 
-def _load(path: Path, sample_rate: int) -> np.ndarray:
+def _load(path: Path, sample_rate: int) -> tuple[np.ndarray, str]:
     size = _check_file(path)
     data, rate = _decode(path, size)
     if data.shape[0] == 0:
         raise AudioError(path, "no audio samples (header only)")
     mono = _checked_mono(path, data)
+    content = audio_digest(data, rate)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32), content
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = 22050) -> np.ndarray:
@@ -324,6 +329,17 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 22050) -> np.ndarray:
             infinite samples, or fails in the decoders or the resampler in any other way (its
             reason says how, ``unreadable (<exception>)``), running out of memory included.
         ValueError: ``sample_rate`` is not positive.
+    """
+    return load_song(path, sample_rate)[0]
+
+
+def load_song(path: str | os.PathLike, sample_rate: int = 22050) -> tuple[np.ndarray, str]:
+    """:func:`load_audio`'s samples and the song's identity: the digest of the samples as
+    decoded, at the file's own rate and channels (:func:`genre_jax.identity.audio_digest`),
+    which a copy or a lossless transcode of the file keeps.
+
+    Raises:
+        AudioError, ValueError: as :func:`load_audio`.
     """
     _check_target_rate(sample_rate)
     path = Path(path)
@@ -374,7 +390,7 @@ def _blocks(path: Path, sample_rate: int, block_seconds: float) -> Iterator[np.n
     size = _check_file(path)
     handle, _ = _open_soundfile(path, size)
     if handle is None:
-        audio = _load(path, sample_rate)  # audioread, with load_audio's own checks
+        audio, _ = _load(path, sample_rate)  # audioread, with load_audio's own checks
         step = max(1, round(block_seconds * sample_rate))
         for start in range(0, audio.shape[0], step):
             yield audio[start : start + step]

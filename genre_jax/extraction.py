@@ -4,7 +4,8 @@
 most a few tracks ahead), cuts each into segments and runs the jitted feature extraction on
 fixed-size batches (:class:`Extractor`), recording each track's status in the manifest: a
 track that cannot be decoded, holds no full segment, or gives features that are not finite is
-marked and left out of the arrays it returns. :func:`genre_jax.store.prepare` passes each
+marked and left out of the arrays it returns, and each decoded track's identity (the digest of
+its audio, :mod:`genre_jax.identity`) is recorded. :func:`genre_jax.store.prepare` passes each
 track's features on to the store's shard files as they come (one process's block of tracks in
 :func:`genre_jax.store.extract_shard`), and :func:`genre_jax.check.check_dataset` decodes
 through :func:`prefetch` too.
@@ -20,7 +21,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 from rich.progress import track as progress_bar
 
-from genre_jax.audio import AudioError, load_audio, segment, truncation_warning
+from genre_jax.audio import AudioError, load_song, segment, truncation_warning
 from genre_jax.config import FeatureConfig
 from genre_jax.datasets import Manifest
 from genre_jax.features import extract_jit
@@ -94,19 +95,21 @@ class Extractor:
 
 class DecodedTrack(NamedTuple):
     """One track decoded: its segments (None when it cannot be decoded, ``reason`` says why),
-    its duration in s, its largest absolute sample, and the warning about it, if any."""
+    its duration in s, its largest absolute sample, the warning about it, if any, and the
+    song's identity (:func:`genre_jax.audio.load_song`)."""
 
     segments: np.ndarray | None
     duration: float = 0.0
     reason: str = ""
     peak: float = 0.0
     warning: str | None = None
+    content: str | None = None
 
 
 def decode_track(path: str, config: FeatureConfig) -> DecodedTrack:
     """Decode ``path`` at the config's sample rate and cut it into full segments."""
     try:
-        audio = load_audio(path, config.sample_rate)
+        audio, content = load_song(path, config.sample_rate)
     except AudioError as error:
         return DecodedTrack(None, reason=error.reason)
     duration = audio.shape[0] / config.sample_rate
@@ -115,6 +118,7 @@ def decode_track(path: str, config: FeatureConfig) -> DecodedTrack:
         duration=duration,
         peak=float(np.abs(audio).max()) if audio.size else 0.0,
         warning=truncation_warning(path, duration),
+        content=content,
     )
 
 
@@ -182,6 +186,7 @@ def extract_tracks(
             track.status, track.error = "error", decoded.reason
             continue
         track.warning = decoded.warning
+        track.content = decoded.content
         track.duration = round(duration, 4)
         track.segments = int(segments.shape[0])
         if track.segments == 0:

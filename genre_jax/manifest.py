@@ -45,8 +45,9 @@ class Track:
     full segment) or ``"error"`` (``error`` says why). ``duration`` is in seconds. ``warning``
     says what is doubtful about a usable file (an Ogg or MP3 cut short:
     :func:`genre_jax.audio.truncation_warning`). ``size`` is the file's size in bytes when it
-    was discovered. Manifests written before ``warning`` and ``size`` existed load with both
-    ``None``.
+    was discovered. ``content`` is the song's identity, a digest of its decoded audio
+    (:func:`genre_jax.identity.audio_digest`), recorded when it is decoded. Manifests written
+    before ``warning``, ``size`` or ``content`` existed load with them ``None``.
     """
 
     id: str
@@ -60,6 +61,7 @@ class Track:
     size: int | None = None
     artist: str | None = None
     split: str | None = None
+    content: str | None = None
 
 
 @dataclass
