@@ -12,8 +12,10 @@ Rows are matched to the store's segments by content (a 16-byte BLAKE2b digest of
 float32 bytes), never by position: a fold's training rows, a time-reversed copy (not a segment
 of the store: computed, not cached) and rows decoded from audio all get exactly what the
 network gives them. The table is computed with the same function as a cache miss, in the same
-fixed-size blocks, so a cached row equals the computed one bit for bit. A store on a read-only
-disk keeps its table in memory for the process instead.
+fixed-size blocks, so a cached row equals the computed one bit for bit. The sidecar records the
+table file's SHA-256, checked before the table is served (:func:`verify_tables` checks every
+table, for ``check --store``): a table altered on disk is computed again, never used. A store
+on a read-only disk keeps its table in memory for the process instead.
 """
 
 from __future__ import annotations
@@ -103,10 +105,14 @@ def cache_files(store: FeatureStore, key: str) -> tuple[Path, Path]:
 
 
 def _read_table(table_path: Path, sidecar: Path, expected: dict[str, Any]) -> np.ndarray | None:
-    """The cached table if its sidecar matches ``expected`` and its shape the sidecar."""
+    """The cached table if its sidecar matches ``expected``, its shape the sidecar and its
+    bytes the digest the sidecar recorded (a table written before digests were recorded, or
+    altered since, is computed again)."""
     try:
         recorded = read_json_object(sidecar)
         if {k: recorded.get(k) for k in expected} != expected:
+            return None
+        if not table_path.is_file() or _file_sha256(table_path) != recorded.get("sha256"):
             return None
         table = np.load(table_path, mmap_mode="r")
     except (OSError, ValueError, JSONFileError):
@@ -114,6 +120,35 @@ def _read_table(table_path: Path, sidecar: Path, expected: dict[str, Any]) -> np
     if table.dtype != np.float32 or table.shape != (expected["segments"], recorded.get("width")):
         return None
     return table
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_tables(store: FeatureStore) -> list[str]:
+    """Every cached table of ``store`` checked against the digest its sidecar recorded: what is
+    wrong with each, by file name (an empty list when all hold what was written; tables written
+    before digests were recorded are not checked). A table that fails is never served:
+    :func:`store_table` computes it again."""
+    folder = store.path / EMBEDDINGS_DIR
+    problems = []
+    for table_path in sorted(folder.glob("*.npy")) if folder.is_dir() else []:
+        sidecar = table_path.with_suffix(".json")
+        try:
+            recorded = read_json_object(sidecar)
+        except JSONFileError as error:
+            problems.append(f"{sidecar.name} {error}")
+            continue
+        if recorded.get("sha256") is None:
+            continue  # written before digests were recorded: computed again when next needed
+        if _file_sha256(table_path) != recorded["sha256"]:
+            problems.append(f"{table_path.name} does not match its digest (altered or damaged)")
+    return problems
 
 
 def store_table(store: FeatureStore, key: str, compute: Compute) -> np.ndarray:
@@ -138,8 +173,10 @@ def store_table(store: FeatureStore, key: str, compute: Compute) -> np.ndarray:
         with contextlib.suppress(OSError):  # a read-only store: keep it in memory only
             buffer = io.BytesIO()
             np.save(buffer, table)
-            atomic_write_bytes(table_path, buffer.getvalue())
-            atomic_write_json(sidecar, {**expected, "width": int(table.shape[1])})
+            data = buffer.getvalue()
+            atomic_write_bytes(table_path, data)
+            digest = hashlib.sha256(data).hexdigest()
+            atomic_write_json(sidecar, {**expected, "width": int(table.shape[1]), "sha256": digest})
     _TABLES[memo] = table
     return table
 

@@ -9,9 +9,11 @@
 | ``labels.npy`` | genre index of each segment, int32 |
 | ``tracks.npy`` | index into the manifest's tracks of each segment, int32 |
 | ``positions.npy`` | position of each segment within its track (0, 1, 2, ...), int32 |
-| ``manifest.json`` | every track with its status; skipped files and why |
-| ``store.json`` | feature config, its hash, data fingerprint, counts, library versions, the |
-| | SHA-256 digest of each array file, the feature shards in order with their rows |
+| ``manifest.json`` | every track with its status and its identity (a digest of its |
+| | decoded audio, :mod:`genre_jax.identity`); skipped files and why |
+| ``store.json`` | feature config, its hash, data fingerprint, data identity, counts, library |
+| | versions, the SHA-256 digest of each array file, the feature shards in order with |
+| | their rows |
 
 The tracks are decoded and extracted by :func:`genre_jax.extraction.extract_tracks`, each
 track's features written to the current shard as soon as they are extracted, so no process
@@ -30,17 +32,25 @@ memory-mapped when opened; they open and read as before.
 dtypes of the arrays against the config, that every label is a genre and agrees with its
 track's genre in the manifest, that every segment points at a decoded ("ok") track at a valid
 position, and the digests of the small arrays (of ``features.npy`` too while the store is at
-most :data:`STORE_VERIFY_BYTES`). :func:`verify_store` checks every digest and that every
-feature value is finite, whatever the size. Stores written before digests were recorded open
-with the other checks only.
+most :data:`STORE_VERIFY_BYTES`), that the shards are listed in the order they were written,
+each once, and that the data identity is that of the manifest's songs. :func:`verify_store`
+checks every digest and that every feature value is finite, whatever the size. Stores written
+before digests or identities were recorded open with the other checks only.
+
+The *data fingerprint* (paths, sizes and modification times of the files) only tells
+``prepare`` whether a folder changed since its store was built; what a run, a fold or an
+evaluation is sure of is the *data identity*, of the songs' audio (:mod:`genre_jax.identity`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
+import re
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +62,7 @@ import numpy as np
 
 from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.datasets import Manifest, discover
+from genre_jax.embedding_cache import EMBEDDINGS_DIR, verify_tables
 from genre_jax.extraction import ARRAYS, extract_tracks
 from genre_jax.fileio import (
     JSONFileError,
@@ -61,6 +72,7 @@ from genre_jax.fileio import (
     read_json_object,
     staging_dir,
 )
+from genre_jax.identity import data_identity, duplicate_songs
 from genre_jax.parallel import barrier, process_block
 from genre_jax.settings import require_same
 from genre_jax.store_shards import (
@@ -111,6 +123,13 @@ class FeatureStore:
     def genres(self) -> list[str]:
         return self.manifest.genres
 
+    @functools.cached_property
+    def identity(self) -> str | None:
+        """The identity of the store's data (:func:`genre_jax.identity.data_identity`): its
+        songs by content, in order, with their genres; None for a store written before songs
+        were identified by content."""
+        return data_identity(self.manifest)
+
     @property
     def track_labels(self) -> np.ndarray:
         """Genre index of every manifest track (including skipped ones)."""
@@ -138,6 +157,7 @@ class FeatureStore:
         manifest = _read_manifest(path, info)
         arrays: dict[str, Any] = {}
         for name in ARRAYS if info["version"] == 1 else SMALL_ARRAYS:
+            _require_regular(path, f"{name}.npy")
             try:
                 arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r")
             except (OSError, ValueError) as error:
@@ -149,6 +169,7 @@ class FeatureStore:
             except ShardError as error:
                 raise StoreError(f"{path}: {error}; prepare it again with --overwrite") from None
         _check_arrays(path, arrays, info["segments"], config, manifest)
+        _check_identity(path, info, manifest)
         verified = _verify_digests(path, info, full)
         if full:
             _check_finite(path, arrays["features"], arrays["tracks"], manifest)
@@ -161,13 +182,21 @@ def verify_store(path: str | os.PathLike) -> FeatureStore:
     """Open the store at ``path`` checking everything, whatever its size (``check --store``).
 
     Beyond :meth:`FeatureStore.open`: the digest of every array file, ``features.npy``
-    included, and that every feature value is finite. A store written before digests were
-    recorded has nothing to compare with; its ``verified`` is then empty.
+    included, that every feature value is finite, and that the cached embeddings hold what
+    was written (:func:`genre_jax.embedding_cache.verify_tables`). A store written before
+    digests were recorded has nothing to compare with; its ``verified`` is then empty.
 
     Raises:
         StoreError: the first problem found, naming the store, the file and what is wrong.
     """
-    return FeatureStore.open(path, full=True)
+    store = FeatureStore.open(path, full=True)
+    problems = verify_tables(store)
+    if problems:
+        raise StoreError(
+            f"{store.path}: its embedding cache: {'; '.join(problems)}; it is computed again "
+            f"when next needed (or remove {store.path / EMBEDDINGS_DIR})"
+        )
+    return store
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -180,11 +209,22 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _require_regular(store: Path, name: str) -> None:
+    """``store/name`` is a regular file (a FIFO or a device would block or never end)."""
+    try:
+        mode = os.stat(store / name).st_mode
+    except OSError as error:
+        raise StoreError(f"{store}: {name} cannot be read ({error.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise StoreError(f"{store}: {name} is not a regular file (a FIFO, device or folder)")
+
+
 def _read_json(store: Path, name: str) -> dict[str, Any]:
     """``store/name`` parsed as a JSON object; a missing or unparsable file is a StoreError."""
     file = store / name
-    if not file.is_file():
+    if not file.exists():
         raise StoreError(f"{store}: {name} is missing")
+    _require_regular(store, name)
     try:
         return read_json_object(file)
     except JSONFileError as error:
@@ -269,11 +309,46 @@ def _check_shard_index(where: str, info: dict[str, Any]) -> None:
         parts = Path(shard["file"]).parts
         if len(parts) != 2 or parts[0] != "features" or parts[1] in ("..", "."):
             raise StoreError(f"{where}: shard {i} names {shard['file']!r}, not a features/ file")
+    _check_shard_order(where, [shard["file"] for shard in shards])
     rows = sum(shard["rows"] for shard in shards)
     if rows != info["segments"]:
         raise StoreError(
             f"{where}: its shards hold {rows} rows, but it says {info['segments']} segments"
         )
+
+
+_SHARD_NAME = re.compile(r"features/(\d{4})-(\d{5})\.npy")
+
+
+def _check_shard_order(where: str, files: list[str]) -> None:
+    """The shards are listed in the order they were written, each once: their names are
+    ``features/<process>-<n>.npy`` (:class:`~genre_jax.store_shards.ShardWriter`), processes
+    ascending and each process's ``n`` counting up from 0. A list with two entries swapped or
+    one repeated would put segments beside another segment's labels."""
+    expected: tuple[int, int] = (-1, -1)
+    seen: set[str] = set()
+    for i, file in enumerate(files):
+        if file in seen:
+            raise StoreError(
+                f"{where}: shard {i} is {file!r} again: a shard listed twice would give its "
+                "rows to other segments; prepare the store again with --overwrite"
+            )
+        seen.add(file)
+        match = _SHARD_NAME.fullmatch(file)
+        if match is None:
+            continue  # a store written by other code names its shards otherwise
+        process, n = int(match[1]), int(match[2])
+        in_order = (process == expected[0] and n == expected[1] + 1) or (
+            process > expected[0] and n == 0
+        )
+        if not in_order:
+            previous = files[i - 1] if i else "none"
+            raise StoreError(
+                f"{where}: shard {i} is {file!r} after {previous!r}: the shard list is out of "
+                "the order the shards were written in (entries swapped, repeated or missing); "
+                "prepare the store again with --overwrite"
+            )
+        expected = (process, n)
 
 
 def _read_manifest(store: Path, info: dict[str, Any]) -> Manifest:
@@ -315,6 +390,20 @@ def _read_manifest(store: Path, info: dict[str, Any]) -> Manifest:
             f"manifest.json ({', '.join(manifest.genres)}) differ"
         )
     return manifest
+
+
+def _check_identity(store: Path, info: dict[str, Any], manifest: Manifest) -> None:
+    """store.json's ``data_identity`` (stores written since songs are identified by content)
+    is that of manifest.json's songs: neither was edited without the other."""
+    recorded = info.get("data_identity")
+    if recorded is None:
+        return
+    if not isinstance(recorded, str) or data_identity(manifest) != recorded:
+        raise StoreError(
+            f"{store}: manifest.json's songs do not match the data identity in store.json "
+            f"({_short(recorded)}): edited since the store was written; prepare it again "
+            "with --overwrite"
+        )
 
 
 def _first(bad: np.ndarray) -> tuple[int, str]:
@@ -455,12 +544,24 @@ def resolve_store(path: str | os.PathLike) -> Path:
     raise StoreError(f"{path}: holds several feature stores ({names}); name one of them")
 
 
+PREPARE_LIMITS = {"batch_size": 4096, "workers": 256, "shard_segments": 1 << 24}
+"""The largest value of each ``prepare`` count: a batch of 4,096 10 s segments is 3.6 GB of
+samples, 256 decoding threads are far more than any machine's cores, and 16 M rows make a
+shard of tens of GB."""
+
+
 def _check_positive(**settings: Any) -> None:
-    """Raise :class:`ConfigError` naming each ``prepare`` setting that is not a count >= 1."""
+    """Raise :class:`ConfigError` naming each ``prepare`` setting that is not a count from 1 to
+    its :data:`PREPARE_LIMITS`."""
     for name, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        limit = PREPARE_LIMITS[name]
+        is_count = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        if not is_count or not 1 <= value <= limit:
             option = "--" + name.replace("_", "-")
-            raise ConfigError(f"prepare setting {name}={value!r} ({option}): must be >= 1")
+            shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:21] + "..."
+            raise ConfigError(
+                f"prepare setting {name}={shown} ({option}): must be a count from 1 to {limit:,}"
+            )
 
 
 def prepare(
@@ -481,14 +582,16 @@ def prepare(
     ``out_dir``, its features in shards of ``shard_segments`` rows.
 
     Reuses an existing complete store for the same config and data (whatever its shards);
-    refuses one built from other data unless ``overwrite``. Files that cannot be decoded, hold
-    no full segment, or give features that are not finite are recorded in the manifest with the
-    reason, reported through ``log``, and skipped; a warning about a file that is kept (a
-    truncation, say) is recorded in its ``warning`` and reported too.
+    refuses one built from other data unless ``overwrite``; builds again one of the same data
+    written before songs were identified by content (:mod:`genre_jax.identity`). Files that
+    cannot be decoded, hold no full segment, or give features that are not finite are
+    recorded in the manifest with the reason, reported through ``log``, and skipped; a warning
+    about a file that is kept (a truncation, say) is recorded in its ``warning`` and reported
+    too, and so are files that hold the same audio.
 
     Raises:
-        ConfigError: ``batch_size``, ``workers`` or ``shard_segments`` is below 1 (before any
-            folder is touched).
+        ConfigError: ``batch_size``, ``workers`` or ``shard_segments`` is not a count from 1
+            to its :data:`PREPARE_LIMITS` (before any folder is touched).
         DatasetError: ``data_dir`` is not a dataset this reads.
         StoreError: the store there was built from other data, or is damaged.
     """
@@ -505,8 +608,14 @@ def prepare(
                 f"{_data_difference(store.manifest, manifest)}; "
                 "pass --overwrite or choose another --out"
             )
-        log(f"Reusing feature store {final} ({len(store)} segments)")
-        return store
+        if store.identity is not None:
+            log(f"Reusing feature store {final} ({len(store)} segments)")
+            return store
+        log(
+            f"Feature store {final} was written before songs were identified by their audio; "
+            "building it again to record them"
+        )
+        overwrite = True
     if manifest.layout != "folders" and jax.process_index() == 0:
         log(manifest.describe())
     options = {"batch_size": batch_size, "workers": workers, "shard_segments": shard_segments}
@@ -580,6 +689,7 @@ def write_store(
         "tracks_used": sum(t.status == "ok" for t in manifest.tracks),
         "tracks_skipped": len(manifest.skipped()),
         "tracks_excluded": len(manifest.excluded),
+        "data_identity": data_identity(manifest),
         "layout": manifest.layout,
         "subset": manifest.subset,
         "genres": manifest.genres,
@@ -594,6 +704,7 @@ def write_store(
     info["shards"] = shards
     atomic_write_json(staged / "manifest.json", manifest.to_json())
     atomic_write_json(staged / "store.json", info)
+    os.chmod(staged, _folder_mode())  # a temporary folder is made 0700; a store is shared
     if not publish_dir(staged, final, replace=overwrite):
         log(f"Another process finished {final} first; using it")
     for track in manifest.skipped():
@@ -601,11 +712,23 @@ def write_store(
     for track in manifest.tracks:
         if track.warning:
             log(f"warning {track.path}: {track.warning}")
+    for content, paths in duplicate_songs(manifest):
+        log(
+            f"warning: the same audio ({content[:12]}) is in {len(paths)} files: "
+            + ", ".join(paths)
+        )
     log(
         f"Feature store {final}: {info['segments']} segments from {info['tracks_used']} tracks "
         f"({info['tracks_skipped']} skipped) in {len(shards)} shard(s), {info['seconds']} s"
     )
     return FeatureStore.open(final)
+
+
+def _folder_mode() -> int:
+    """Permissions a plain ``mkdir`` would give a folder (0o777 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
 
 
 def extract_shard(

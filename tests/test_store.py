@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -483,13 +484,24 @@ def test_merging_refuses_a_missing_shard_and_writes_no_store(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"), [("batch_size", 0), ("workers", 0), ("workers", -2), ("batch_size", 1.5)]
+    ("setting", "value", "shown"),
+    [
+        ("batch_size", 0, "0"),
+        ("workers", 0, "0"),
+        ("workers", -2, "-2"),
+        ("batch_size", 1.5, "1.5"),
+        ("batch_size", 4097, "4097"),
+        # issue 35, item 21: a traceback, and an empty --out left behind
+        ("batch_size", 99999999999999999999, "99999999999999999999"),
+        ("shard_segments", 1 << 30, str(1 << 30)),
+    ],
 )
 def test_prepare_refuses_bad_counts_before_touching_a_folder(
-    tmp_path: Path, setting: str, value: float
+    tmp_path: Path, setting: str, value: float, shown: str
 ) -> None:
     out = tmp_path / "out"
-    with pytest.raises(ConfigError, match=rf"^prepare setting {setting}={value}.*must be >= 1$"):
+    pattern = rf"^prepare setting {setting}={re.escape(shown)} .*must be a count from 1 to "
+    with pytest.raises(ConfigError, match=pattern):
         prepare(tmp_path / "no-such-data", out, progress=False, **{setting: value})
     assert not out.exists()
 

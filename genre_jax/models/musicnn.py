@@ -117,6 +117,15 @@ CHECKPOINTS = {
     "MTT_vgg": ("mtt-vgg", MTT_TAGS, "vgg"),
 }
 DEFAULT_CHECKPOINT = "MSD_musicnn"
+# :func:`weights_digest` of each checkpoint as converted from the published wheel (its
+# WHEEL_SHA256): conversion only parses the checkpoint, so these are the same on every machine,
+# and a cached conversion that differs was altered.
+WEIGHTS_SHA256 = {
+    "MSD_musicnn": "fdf28b458fac7155319fdbf69bda902a428b0535c1f996f9eedda92623b6af67",
+    "MTT_musicnn": "15b7f24c6f62f829815063a0239924b479a422c1b462f4f782f2608c5ad50716",
+    "MSD_vgg": "154af993296f73219c68a4a48d386a160d283d698c1629b6bad790405315fc7d",
+    "MTT_vgg": "2ff5bd0f592a45182051db73986d4635907ed5ef26aec6832ce484bd1134d9c2",
+}
 
 # The network's layers as the checkpoints name them, with their kernel shapes (TensorFlow's
 # HWIO) or batch-norm widths: the published architecture, which the *_musicnn checkpoints hold.
@@ -222,12 +231,24 @@ def load_weights(
 
     The wheel is ``wheel``, else ``$GENRE_JAX_MUSICNN_WHEEL`` when set, else downloaded with
     pip (``fetch``; without it a missing cache is an error). The converted weights are written
-    atomically to ``cache_dir() / musicnn-<slug>-<digest>.npz`` (:data:`CHECKPOINTS`' cache names).
+    atomically to ``cache_dir() / musicnn-<slug>-<digest>.npz`` (:data:`CHECKPOINTS`' cache
+    names). Weights read from the cache must have the published :data:`WEIGHTS_SHA256`; a
+    cached file that does not (altered, or damaged) is converted again from the wheel, and
+    without a wheel is an error naming it.
     """
     path = cached_weights_path(checkpoint)
     if path.is_file():
-        with np.load(path) as stored:
-            return {k: stored[k] for k in stored.files}
+        cached = _cached_weights(path, checkpoint)
+        if cached is not None:
+            return cached
+        log(
+            f"{path}: not the published {checkpoint} weights (altered or damaged); converting again"
+        )
+        if not (wheel or os.environ.get(WHEEL_ENV) or fetch):
+            raise WeightsError(
+                f"{path}: the cached {checkpoint} weights are not the published ones (altered "
+                "or damaged); run `genre-jax fetch-musicnn` to convert them again"
+            )
     local = wheel or os.environ.get(WHEEL_ENV)
     if local:
         weights = weights_from_wheel(local, checkpoint)
@@ -243,6 +264,17 @@ def load_weights(
     atomic_write_bytes(path, buffer.getvalue())
     log(f"musicnn weights ({checkpoint}) cached in {path}")
     return weights
+
+
+def _cached_weights(path: Path, checkpoint: str) -> Weights | None:
+    """The weights cached at ``path`` when they are the published ``checkpoint``'s
+    (:data:`WEIGHTS_SHA256`), else None."""
+    try:
+        with np.load(path) as stored:
+            weights = {k: stored[k] for k in stored.files}
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    return weights if weights_digest(weights) == WEIGHTS_SHA256[checkpoint] else None
 
 
 # --- the network ---------------------------------------------------------------------------------
