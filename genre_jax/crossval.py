@@ -17,7 +17,9 @@ directory, then the folds are summarised::
 Means and standard deviations are over folds, the standard deviation with ``ddof=0`` (the
 convention of the reference figures in ``shared/data/README.md``). Running the same command
 again continues a killed experiment: finished folds are kept, a fold killed during training
-resumes from its latest checkpoint.
+resumes from its latest checkpoint. It continues only on the songs it started on: the store's
+data identity is recorded in ``experiment.json`` and every kept fold's songs are checked
+(:mod:`genre_jax.identity`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from genre_jax.fileio import (
     remove_own_dir,
     require_folder_or_absent,
 )
+from genre_jax.identity import IdentityError, read_songs, require_identities, require_songs
 from genre_jax.metrics import (
     METRICS_FILE,
     TENSORBOARD_DIR,
@@ -57,8 +60,10 @@ from genre_jax.runner import train_run
 from genre_jax.settings import require_same
 from genre_jax.splits import Split, grouped_by_artist, make_split
 from genre_jax.store import FeatureStore, resolve_store
+from genre_jax.windows import check_hop
 
 FEATURES_DIR = "features"  # where ``crossval --data-dir`` prepares its store, inside OUT
+CROSSVAL_SPLITS = ("kfold", "song")  # what k-fold cross-validation runs: folds of songs
 FOLD_METRICS = ("song_accuracy", "song_accuracy_vote", "segment_accuracy", "macro_f1")
 
 
@@ -99,6 +104,7 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
                 f"cross-validation {out_dir}: its store had feature_hash {saved['feature_hash']}, "
                 f"the store given has {experiment['feature_hash']} (--overwrite starts afresh)"
             )
+        _require_same_data(out_dir, saved, experiment)
         return
     if saved_path.is_file() and overwrite:
         remove_own_dir(out_dir, "crossval", delete=is_main_process(), keep=(FEATURES_DIR,))
@@ -110,6 +116,42 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
     if is_main_process():
         mark_dir(out_dir, "crossval")
         atomic_write_json(saved_path, experiment)
+
+
+def _require_same_data(out_dir: Path, saved: dict[str, Any], experiment: dict[str, Any]) -> None:
+    """A cross-validation continues only on the data its folds were made on: the same data
+    identity (:mod:`genre_jax.identity`: the same songs in the same order, each member's store
+    for a mixed ensemble); one written before identities, only on the same store."""
+    if "data_identity" not in saved:
+        if saved.get("store") != experiment["store"]:
+            raise IdentityError(
+                f"cross-validation {out_dir}: was written before songs were identified by "
+                f"their audio on store {saved.get('store')}, not {experiment['store']}; its "
+                "folds continue only on that store (--overwrite starts afresh)"
+            )
+        return
+    for key in ("data_identity", "member_data_identities"):
+        if saved.get(key) != experiment.get(key):
+            raise IdentityError(
+                f"cross-validation {out_dir}: its folds were made on other songs (data identity "
+                f"{saved.get(key)}) than the store given, {experiment['store']} (data identity "
+                f"{experiment.get(key)}), so continuing would average folds of two datasets; "
+                "give the store it was started on, or --overwrite to start afresh"
+            )
+
+
+def _require_fold_songs(run_dir: Path, store: FeatureStore, config: TrainConfig, fold: int) -> None:
+    """A fold kept from an earlier, interrupted cross-validation was trained on the songs this
+    fold's split gives now (:func:`genre_jax.identity.require_songs`)."""
+    saved = read_json(run_dir / "config.json")
+    if "songs" in saved:
+        require_songs(
+            read_songs(run_dir, saved["songs"]),
+            store,
+            make_split(store, config),
+            f"fold {fold} ({run_dir})",
+            hint="--overwrite starts the cross-validation afresh",
+        )
 
 
 def member_names(configs: Sequence[TrainConfig]) -> list[str]:
@@ -145,7 +187,7 @@ def crossval(
     model is their ensemble (``fold-i/`` itself, :mod:`genre_jax.ensemble`): the mean of their
     probabilities. ``features`` is then one store for all, or one per config (members that
     read different features; the stores must hold the same songs, and every fold's test songs
-    are checked to be the same by track id). With ``window_hop``, every fold is evaluated with
+    are checked to be the same by their audio). With ``window_hop``, every fold is evaluated with
     overlapping windows (:func:`genre_jax.evaluate.evaluate_run`). Returns the report (also
     ``report.json`` and ``report.md`` in ``out_dir``).
     """
@@ -161,6 +203,15 @@ def crossval(
     first = configs[0]
     if first.folds < 2:
         raise ConfigError(f"train setting folds={first.folds}: cross-validation needs >= 2")
+    for member in configs:
+        if member.split not in CROSSVAL_SPLITS:
+            raise ConfigError(
+                f"train setting split={member.split!r}: crossval runs song-level k-fold "
+                f"(split='kfold', or 'song', its default); a fixed split ({member.split}) is "
+                "trained with `genre-jax train` and scored with `genre-jax evaluate`"
+            )
+    if window_hop is not None:
+        check_hop(window_hop)
     for other in configs[1:]:
         shared = ("folds", "split_seed", "group_by")
         if any(getattr(other, name) != getattr(first, name) for name in shared):
@@ -190,6 +241,7 @@ def crossval(
         "features": store.config.to_json(),
         "feature_hash": store.config.hash(),
         "store": str(store.path.resolve()),
+        "data_identity": require_identities(store, f"cross-validation {out_dir}"),
         "window_hop": window_hop,
     }
     if any(s.config != store.config for s in stores):
@@ -198,6 +250,10 @@ def crossval(
         }
         experiment["member_stores"] = {
             n: str(s.path.resolve()) for n, s in zip(names, stores, strict=True)
+        }
+        experiment["member_data_identities"] = {
+            n: require_identities(s, f"cross-validation {out_dir}")
+            for n, s in zip(names, stores, strict=True)
         }
     for fold in range(first.folds):  # every fold's split must exist before anything is written
         tests = [
@@ -228,6 +284,8 @@ def crossval(
         for name, member in zip(names, configs, strict=True):
             run_dir = fold_dir / name if ensemble else fold_dir
             if (run_dir / "summary.json").is_file():
+                store_of = stores[names.index(name)]
+                _require_fold_songs(run_dir, store_of, fold_config(member, fold), fold)
                 log(f"fold {fold + 1}/{first.folds}: {name} trained earlier, kept ({run_dir})")
                 continue
             log(f"fold {fold + 1}/{first.folds}: training {name} in {run_dir}")
@@ -272,10 +330,10 @@ def crossval(
 
 
 def test_songs(store: FeatureStore, split: Split) -> set[tuple[str, str]]:
-    """The test songs of ``split`` on ``store`` as (genre, track id)."""
+    """The test songs of ``split`` on ``store`` as (genre, identity of the audio)."""
     tracks = store.manifest.tracks
     indices = split.part_tracks("test", store.tracks)
-    return {(tracks[int(i)].genre, tracks[int(i)].id) for i in indices}
+    return {(tracks[int(i)].genre, str(tracks[int(i)].content)) for i in indices}
 
 
 def _fold_row(fold: int, run_dir: Path, name: str = "report.json") -> dict[str, Any]:

@@ -263,9 +263,15 @@ def embed_store(store: FeatureStore, embedder: Embedder) -> Embeddings:
     )
 
 
+def _is_store(path: Path) -> bool:
+    """A store folder, or a ``prepare --out`` folder holding stores (and no audio)."""
+    return (path / "store.json").is_file() or (path.is_dir() and any(path.glob("*/store.json")))
+
+
 def _store_in(paths: Sequence[str | Path]) -> FeatureStore | None:
-    """The feature store ``paths`` name (one store folder alone), or None for audio paths."""
-    stores = [Path(p) for p in paths if (Path(p) / "store.json").is_file()]
+    """The feature store ``paths`` name (one store folder alone, or the ``prepare --out``
+    folder of exactly one store), or None for audio paths."""
+    stores = [Path(p) for p in paths if _is_store(Path(p))]
     if not stores:
         return None
     if len(paths) > 1:

@@ -3,11 +3,17 @@
 An ensemble is a run directory like any other (``evaluate``, ``predict`` and ``compare`` take
 it) that holds no weights, only which runs it averages::
 
-    config.json   {"members": [...], "features", "store", "split", ...} (the first member's)
+    config.json   {"members": [...], "member_digests": [...], "features", "store", "split",
+                   "songs", ...} (the first member's)
     labels.json   the genre names
+    songs.json    the first member's songs, by their audio (what every member holds out)
 
-Members know the same genres and, when trained on the same data, hold out the same test songs,
-so the ensemble is evaluated on songs none of its members trained on. They may read different
+Members know the same genres and hold out the same test songs, by their audio
+(:mod:`genre_jax.identity`; a member trained on a copy of the data is compared the same way),
+so the ensemble is evaluated on songs none of its members trained on. The ensemble records a
+digest of each member's settings and weights (:func:`member_digest`), checked whenever it is
+loaded (:func:`check_members`): a member retrained in place afterwards is refused, not averaged
+silently. They may read different
 features (each its own store: a *mixed* ensemble, whose ``config.json`` lists each member's
 ``member_features``) as long as they cut the same segments (``segment_seconds``): the mean is
 taken segment by segment, each segment found in every member's store by its song and position.
@@ -17,6 +23,7 @@ Member paths are stored relative to the ensemble directory when they lie inside 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +40,7 @@ from genre_jax.fileio import (
     read_json,
     require_folder_or_absent,
 )
+from genre_jax.identity import IdentityError, Songs, read_songs, write_songs
 from genre_jax.settings import require_same
 from genre_jax.splits import Split
 
@@ -56,7 +64,8 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
 
     Raises:
         ConfigError: fewer than two members, a member that is not a finished run, members
-            cutting other segments, with other genres or test songs (each named).
+            cutting other segments or with other genres (each named).
+        IdentityError: a member holds out other test songs (:func:`_require_same_test_songs`).
     """
     out_dir = Path(out_dir)
     if len(members) < 2:
@@ -75,12 +84,8 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
             require_same(features[0], feature, f"ensemble member {member} (feature settings)")
         if config["genres"] != first["genres"]:
             raise ConfigError(f"ensemble member {member}: genres {config['genres']} differ")
-        if config.get("data_fingerprint") == first.get("data_fingerprint"):
-            tests = [Split.from_json(c["split"]).test for c in (first, config)]
-            if not np.array_equal(np.sort(tests[0]), np.sort(tests[1])):
-                raise ConfigError(
-                    f"ensemble member {member}: holds out other test songs than {members[0]}"
-                )
+    songs = _require_same_test_songs([Path(m) for m in members], configs)
+    digests = [member_digest(Path(m)) for m in members]
     mark_dir(out_dir, "ensemble")
     paths = []
     for member in map(Path, members):
@@ -96,9 +101,101 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
     }
     if mixed:
         config["member_features"] = [c["features"] for c in configs]
+    config["member_digests"] = digests
+    if songs is not None:
+        config["songs"] = write_songs(out_dir, songs)
     atomic_write_json(out_dir / "config.json", config)
     atomic_write_json(out_dir / "labels.json", first["genres"])
     return config
+
+
+def _require_same_test_songs(
+    members: Sequence[Path], configs: Sequence[dict[str, Any]]
+) -> Songs | None:
+    """Every member holds out the same test songs, by their audio (:mod:`genre_jax.identity`),
+    so that the ensemble is scored on songs none of its members trained on; returns the first
+    member's songs (None for members written before songs were identified by content).
+
+    Members written before that are compared as then: their split's test tracks, when they were
+    trained on the same data (the same data fingerprint); otherwise nothing tells their test
+    songs, and they are refused.
+
+    Raises:
+        IdentityError: a member holds out other test songs (how many of the first member's
+            test songs it trained on is named), or its test songs cannot be told.
+    """
+    first, first_config = members[0], configs[0]
+    if all("songs" in c for c in configs):
+        songs = [read_songs(m, c["songs"]) for m, c in zip(members, configs, strict=True)]
+        for member, other in zip(members[1:], songs[1:], strict=True):
+            if other.digests["test"] == songs[0].digests["test"]:
+                continue
+            detail = ""
+            if songs[0].parts is not None and other.parts is not None:
+                trained = songs[0].songs("test") & (other.songs("train") | other.songs("val"))
+                detail = f"; it trained on {len(trained)} of them"
+            raise IdentityError(
+                f"ensemble member {member}: holds out other test songs ({other.counts['test']}) "
+                f"than {first} ({songs[0].counts['test']}), by their audio{detail}; members of "
+                "an ensemble must be tested on the same songs"
+            )
+        return songs[0]
+    for member, config in zip(members[1:], configs[1:], strict=True):
+        if config.get("data_fingerprint") != first_config.get("data_fingerprint"):
+            raise IdentityError(
+                f"ensemble member {member}: it or {first} was written before songs were "
+                "identified by their audio, and they were trained on different data (data "
+                "fingerprints differ), so their test songs cannot be compared; retrain them"
+            )
+        tests = [Split.from_json(c["split"]).test for c in (first_config, config)]
+        if not np.array_equal(np.sort(tests[0]), np.sort(tests[1])):
+            raise IdentityError(
+                f"ensemble member {member}: holds out other test songs than {first}"
+            )
+    return None
+
+
+MODEL_FILES = ("config.json", "labels.json", "svm.skops", "svm.json", "checkpoints/best")
+"""What a member predicts with: its settings, genres and weights (an ensemble member: its
+config.json and labels.json, its own members being checked when it loads)."""
+
+
+def member_digest(run_dir: Path) -> str:
+    """SHA-256 of a member's :data:`MODEL_FILES` (each path and its bytes, folders walked in
+    sorted order): recorded when the ensemble is made, compared when it is loaded, so a member
+    retrained or replaced in place since is noticed. Reports, plots and metrics a member gains
+    when it is evaluated are not part of it."""
+    digest = hashlib.sha256()
+    for name in MODEL_FILES:
+        path = run_dir / name
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file():
+                digest.update(f"{file.relative_to(run_dir).as_posix()}\n".encode())
+                digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def check_members(run_dir: Path, config: dict[str, Any]) -> None:
+    """The ensemble's members are the runs it was made of: each one's :func:`member_digest`
+    is the one recorded (ensembles written before digests were recorded are not checked).
+
+    Raises:
+        IdentityError: a member was retrained, replaced or edited since (named).
+    """
+    recorded = config.get("member_digests")
+    if recorded is None:
+        return
+    members = member_dirs(run_dir, config)
+    if not isinstance(recorded, list) or len(recorded) != len(members):
+        raise IdentityError(f"{run_dir}/config.json: member_digests does not list its members")
+    for member, digest in zip(members, recorded, strict=True):
+        if member_digest(member) != digest:
+            raise IdentityError(
+                f"{run_dir}: ensemble member {member} changed since the ensemble was made "
+                "(retrained, replaced or edited), so the ensemble is no longer the one that was "
+                "made; make it again (genre-jax ensemble)"
+            )
 
 
 def _check_out_dir(out_dir: Path, members: Sequence[Path]) -> None:

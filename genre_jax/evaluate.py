@@ -4,14 +4,17 @@ Song-level accuracy (the default, what a listener asks for) aggregates a song's 
 mean probability; majority vote is reported beside it. Segment-level accuracy is the seed's
 figure. Metrics use scikit-learn's implementations.
 
-A run's songs are known by identity (genre, track id, file size: :func:`match_tracks`), so a
-store of a copy of its data is scored on the run's own test songs, never on its training songs,
-and a report made on any store but the run's own is written beside the run's report, not over
-it. ``compare`` only reads.
+A run's songs are known by their audio (:mod:`genre_jax.identity`: the run records the songs of
+each part of its split), so a store of a copy of its data (moved, re-downloaded, transcoded
+without loss, or holding more songs) is scored on the run's own test songs, never on its
+training songs, and a report made on any store but the run's own is written beside the run's
+report, not over it. Runs written before that are matched by genre, track id and file size
+(:func:`match_tracks`). ``compare`` only reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Sequence
@@ -28,6 +31,7 @@ from genre_jax.datasets import Manifest, Track
 from genre_jax.embedding_cache import store_cache
 from genre_jax.ensemble import is_ensemble
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
+from genre_jax.identity import SONGS_FILE, IdentityError, read_songs, require_identities
 from genre_jax.inference import Predictor, load_predictor
 from genre_jax.metrics import log_event
 from genre_jax.models import specs
@@ -130,18 +134,28 @@ def select_segments(
 ) -> Selection:
     """The segments of ``store`` on which to evaluate the run's ``part`` songs.
 
-    * The run's data (``store`` has the run's data fingerprint): the split's ``part``.
-    * A copy of it (other fingerprint, but ``store`` holds songs of the run, matched by
-      :func:`match_tracks` against the manifest of the run's own store): exactly the run's
-      ``part`` songs, found by identity; the training songs are never scored as unseen.
-    * Another dataset (no song of the run): all of its segments.
+    Songs are known by their audio (:mod:`genre_jax.identity`): the run recorded the songs of
+    each part of its split (``songs.json``), and each track of ``store`` has its identity.
+
+    * The run's data (``store`` has the data identity the run recorded: the same songs in the
+      same order, however copied, moved or transcoded): the split's ``part``.
+    * A copy of it in another order, or holding more songs: exactly the run's ``part`` songs,
+      found by their audio; the training songs are never scored as unseen.
+    * Another dataset (none of the run's songs): all of its segments.
+
+    Runs written before songs were identified by content are matched as they were then: by
+    data fingerprint, else by genre, track id and file size through the run's own store
+    (:func:`match_tracks`).
 
     Raises:
-        ConfigError: the run's own store, needed to know its songs, is gone or was rebuilt
-            from other data; or ``store`` holds songs of the run but misses some ``part``
-            songs (how many, and one id, are named).
+        IdentityError: ``store`` holds songs of the run but misses some ``part`` songs, or
+            holds one under another genre (named); the run's ``songs.json`` is not its own.
+        ConfigError: a legacy run's own store, needed to know its songs, is gone or was
+            rebuilt from other data.
     """
     split = Split.from_json(run_config["split"])
+    if "songs" in run_config:
+        return _select_by_audio(store, run_config, split, part, Path(run_dir))
     fingerprint = run_config.get("data_fingerprint")
     same_data = fingerprint is not None and store.info.get("data_fingerprint") == fingerprint
     run = None if same_data else _run_data(store, run_config, run_dir, split.level == "segment")
@@ -180,6 +194,81 @@ def select_segments(
     return Selection(
         index, f"{split.name} ({part}), its songs found in {store.manifest.root}", split.leaky
     )
+
+
+def _select_by_audio(
+    store: FeatureStore, run_config: dict[str, Any], split: Split, part: str, run_dir: Path
+) -> Selection:
+    """:func:`select_segments` for a run that recorded its songs."""
+    songs = read_songs(run_dir, run_config["songs"])
+    found_in = f"{split.name} ({part}), its songs found by their audio in {store.manifest.root}"
+    if store.identity == songs.data:  # the songs the split was made on, in the same order
+        own = str(store.path.resolve()) == run_config.get("store")
+        source = f"{split.name} ({part})" if own else found_in
+        return Selection(split.segment_indices(part, store.tracks), source, split.leaky)
+    require_identities(store, f"evaluating run {run_dir} on it")
+    if songs.parts is None:
+        raise IdentityError(
+            f"{run_dir}: {SONGS_FILE} is missing, so the run's songs cannot be found in "
+            f"{store.path} (data identity {store.identity[:12]}, not the run's "
+            f"{songs.data[:12]}); evaluate it on the store it was trained on"
+        )
+    tracks = store.manifest.tracks
+    where: dict[str, int] = {}
+    for i, track in enumerate(tracks):
+        if track.status == "ok":
+            where.setdefault(track.content, i)
+    every = {e.split(" ")[0] for p in ("train", "val", "test") for e in songs.parts[p]}
+    if not every & where.keys():
+        return Selection(
+            np.arange(len(store)), f"all of {store.manifest.root} (another dataset)", False
+        )
+    entries = [e.split(" ") for e in songs.parts[part]]
+    missing = [e for e in entries if e[0] not in where]
+    relabelled = [e for e in entries if e[0] in where and tracks[where[e[0]]].genre != e[1]]
+    if missing or relabelled:
+        if missing:
+            problem = (
+                f"{len(missing)} of the run's {len(entries)} {part} songs are not in it (e.g. "
+                f"{_song_named(run_config, missing[0][0], missing[0][1])}, or its audio changed)"
+            )
+        else:
+            e = relabelled[0]
+            problem = (
+                f"{len(relabelled)} of its {part} songs have another genre there (e.g. "
+                f"{tracks[where[e[0]]].path} is {tracks[where[e[0]]].genre}, the run's {e[1]})"
+            )
+        raise IdentityError(
+            f"{store.path}: holds songs of run {run_dir}, but {problem}; a figure on the rest "
+            "would not be the run's: use a store of the complete data"
+        )
+    if songs.level == "song":
+        chosen = np.array(sorted({where[e[0]] for e in entries}), np.int64)
+        index = np.flatnonzero(np.isin(store.tracks, chosen)).astype(np.int64)
+    else:  # the seed's segment split: each segment by its song and its position in the song
+        segment_of = {
+            (int(t), int(q)): row
+            for row, (t, q) in enumerate(zip(store.tracks, store.positions, strict=True))
+        }
+        located = [segment_of.get((where[e[0]], int(e[2])), -1) for e in entries]
+        if -1 in located:
+            raise IdentityError(
+                f"{store.path}: holds songs of run {run_dir}, but not all the segments of its "
+                f"{part} part (another segment length?)"
+            )
+        index = np.sort(np.array(located, np.int64))
+    return Selection(index, found_in, split.leaky)
+
+
+def _song_named(run_config: dict[str, Any], content: str, genre: str) -> str:
+    """A song of the run by the file it was in the run's own store (when that store is still
+    there), else by its genre and the start of its identity."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        manifest = read_json(Path(run_config["store"]) / "manifest.json")
+        for track in manifest["tracks"]:
+            if track.get("content") == content:
+                return f"{track['path']} ({genre})"
+    return f"the {genre} song of audio {content[:12]}"
 
 
 @dataclass
@@ -273,7 +362,8 @@ def _mixed_scores(
 ) -> tuple[FeatureStore, Selection, np.ndarray, np.ndarray]:
     """A mixed ensemble's segments and scores: each member predicts its ``part`` segments on
     its own store; a segment's probabilities are the members' mean where every member has
-    the segment (its song's genre and id, and its position in the song). Returns the first
+    the segment (its song's genre and identity, :func:`_song_key`, and its position in the
+    song). Returns the first
     member's store, the selection of those segments in it, the probabilities and the labels
     (their argmax).
 
@@ -288,9 +378,8 @@ def _mixed_scores(
         selection = select_segments(store, config, part, member.run_dir)
         with store_cache(store):
             probabilities, _ = predict_segments(member, store, selection.index)
-        tracks = store.manifest.tracks
         keys = [
-            (tracks[int(t)].genre, tracks[int(t)].id, int(q))
+            (*_song_key(store, int(t)), int(q))
             for t, q in zip(store.tracks[selection.index], store.positions[selection.index],
                             strict=True)
         ]  # fmt: skip
@@ -301,7 +390,7 @@ def _mixed_scores(
         missing = songs[0] ^ member_songs
         if missing:
             genre, track = sorted(missing)[0]
-            raise ConfigError(
+            raise IdentityError(
                 f"{run_dir}: its members' stores {first_store.path} and {store.path} do not "
                 f"score the same {part} songs ({len(missing)} differ, e.g. {genre}/{track})"
             )
@@ -315,6 +404,13 @@ def _mixed_scores(
         first_selection.leaky,
     )
     return first_store, selection, mean, mean.argmax(axis=1)
+
+
+def _song_key(store: FeatureStore, track: int) -> tuple[str, str]:
+    """A song of ``store`` as its genre and identity (:mod:`genre_jax.identity`), or its genre
+    and track id in a store written before songs were identified by their audio."""
+    entry = store.manifest.tracks[track]
+    return entry.genre, entry.content if store.identity is not None else entry.id
 
 
 def _window_songs(

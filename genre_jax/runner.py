@@ -2,7 +2,9 @@
 
 Run directory::
 
-    config.json     the full resolved config (train + features), split, store, library versions
+    config.json     the full resolved config (train + features), split, store, the songs of
+                    each part (their digests), library versions
+    songs.json      the songs of each part of the split by content (genre_jax.identity)
     labels.json     the genre names in index order
     history.json    per-epoch training and validation loss and accuracy
     metrics.jsonl   the same as each epoch ends, with step, learning rate and timing
@@ -17,12 +19,14 @@ family trains it (:mod:`genre_jax.train` for networks, :mod:`genre_jax.fit_pipel
 pipelines), which features it needs and whether reversed copies of segments teach it anything.
 
 Resume order: an existing run directory with ``--resume`` continues from its latest checkpoint
-(the config must match, field by field); ``--overwrite`` starts it afresh; otherwise an existing
-run is refused, never overwritten.
+(the config must match, field by field, and the store given must split into the songs the run
+was trained on, part by part: :func:`genre_jax.identity.require_songs`); ``--overwrite``
+starts it afresh; otherwise an existing run is refused, never overwritten.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,12 +51,20 @@ from genre_jax.fileio import (
     require_folder_or_absent,
 )
 from genre_jax.fit_pipeline import train_pipeline
+from genre_jax.identity import (
+    IdentityError,
+    Songs,
+    read_songs,
+    require_songs,
+    songs_of,
+    write_songs,
+)
 from genre_jax.metrics import RunLog, require_tensorboard
 from genre_jax.models import NETWORK, ModelSpec
 from genre_jax.parallel import barrier, default_mesh, is_main_process
 from genre_jax.plots import training_curves
 from genre_jax.settings import require_same
-from genre_jax.splits import make_split, split_arrays
+from genre_jax.splits import Split, make_split, split_arrays
 from genre_jax.store import FeatureStore, resolve_store
 from genre_jax.streaming import choose_feed, streamed_split
 from genre_jax.train import fit
@@ -63,12 +75,22 @@ class RunDirError(OutputDirError):
 
 
 def _prepare_run_dir(
-    run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool, write: bool = True
+    run_dir: Path,
+    config: dict[str, Any],
+    resume: bool,
+    overwrite: bool,
+    write: bool = True,
+    *,
+    songs: Songs,
+    store: FeatureStore,
+    split: Split,
 ) -> bool:
     """Make ``run_dir`` ready; return True when an earlier run is to be resumed.
 
-    Every process checks; only the one with ``write`` (process 0) removes or writes files.
-    ``overwrite`` removes only a run directory genre-jax wrote (:func:`remove_own_dir`).
+    A run resumed must be given the songs it was trained on, part by part
+    (:func:`genre_jax.identity.require_songs`). Every process checks; only the one with
+    ``write`` (process 0) removes or writes files. ``overwrite`` removes only a run directory
+    genre-jax wrote (:func:`remove_own_dir`).
     """
     existing = run_dir / "config.json"
     if existing.is_file():
@@ -86,6 +108,7 @@ def _prepare_run_dir(
                     f"run {run_dir}: feature_hash {saved['feature_hash']} of its store differs "
                     f"from {config['feature_hash']} of the store given"
                 )
+            _require_run_songs(run_dir, saved, store, split)
             return True
         else:
             raise RunDirError(
@@ -99,8 +122,36 @@ def _prepare_run_dir(
         )
     if write:
         mark_dir(run_dir, "run")
+        write_songs(run_dir, songs)
         atomic_write_json(run_dir / "config.json", config)
     return False
+
+
+RESUME_HINT = "resume it on the store it was trained on, or start afresh with --overwrite"
+
+
+def _require_run_songs(
+    run_dir: Path, saved: dict[str, Any], store: FeatureStore, split: Split
+) -> None:
+    """The run to resume is given the songs it was trained on: what its ``config.json`` and
+    ``songs.json`` record (:func:`genre_jax.identity.require_songs`). A run written before
+    songs were identified by content resumes only on its own store, unchanged (the same data
+    fingerprint) and split the same way."""
+    what = f"run {run_dir}"
+    if "songs" in saved:
+        require_songs(read_songs(run_dir, saved["songs"]), store, split, what, hint=RESUME_HINT)
+        return
+    same = (
+        saved.get("data_fingerprint") == store.info.get("data_fingerprint")
+        and saved.get("split") == split.to_json()
+    )
+    if not same:
+        raise IdentityError(
+            f"{what} was written before songs were identified by their audio, and store "
+            f"{store.path} (data fingerprint {store.info.get('data_fingerprint')}, split "
+            f"{split.name}) is not the store it was trained on (data fingerprint "
+            f"{saved.get('data_fingerprint')}) split the same way; {RESUME_HINT}"
+        )
 
 
 def _saved_run_config(path: Path) -> dict[str, Any]:
@@ -152,18 +203,25 @@ def train_run(
     split = make_split(store, config)
     check_input_features(spec, store.config)
     network = spec.family == NETWORK
+    if len(split.train) == 0:
+        raise ConfigError(
+            f"split {split.name} on store {store.path} has no training songs (e.g. a dataset "
+            "whose own split marks every track 'test'); nothing to train on"
+        )
     if network and len(split.val) == 0 and config.select != "last":
         raise ConfigError(
             "the split has no validation songs, which choosing the best epoch needs "
             "(select='best-val'); for split=kfold set val_per_genre >= 1, or keep the last "
             "epoch with select='last' and patience=0"
         )
+    songs = songs_of(store, split, f"run {run_dir}")
     resolved = {
         "train": config.to_json(),
         "features": store.config.to_json(),
         "feature_hash": store.config.hash(),
         "store": str(store.path.resolve()),
         "data_fingerprint": store.info["data_fingerprint"],
+        "songs": songs.record(),
         "split": split.to_json(),
         "genres": store.genres,
         "versions": library_versions(),
@@ -172,7 +230,36 @@ def train_run(
     if provenance:
         resolved["provenance"] = provenance
     main = is_main_process()
-    resuming = _prepare_run_dir(run_dir, resolved, resume, overwrite, write=main)
+    existed = run_dir.exists()
+    resuming = _prepare_run_dir(
+        run_dir, resolved, resume, overwrite, write=main, songs=songs, store=store, split=split
+    )
+    try:
+        return _train_in_run_dir(
+            run_dir, config, store, split, resuming, progress, log, tensorboard, resolved
+        )
+    except Exception:
+        if main and not resuming:
+            _discard_unstarted_run(run_dir, existed)
+        raise
+
+
+def _train_in_run_dir(
+    run_dir: Path,
+    config: TrainConfig,
+    store: FeatureStore,
+    split: Split,
+    resuming: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    tensorboard: bool,
+    resolved: dict[str, Any],
+) -> dict[str, Any]:
+    """:func:`train_run` once the run directory is ready: the split's data, the model's family
+    trained, the summary written."""
+    spec = config.spec
+    network = spec.family == NETWORK
+    main = is_main_process()
     barrier("run-dir-ready")
     if main:
         atomic_write_json(run_dir / "labels.json", store.genres)
@@ -231,6 +318,23 @@ def train_run(
     if main:
         atomic_write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _discard_unstarted_run(run_dir: Path, existed: bool) -> None:
+    """Remove what a fresh run wrote when it failed before anything was kept (no checkpoint,
+    no fitted pipeline), so that the corrected command is not refused as "already holds a
+    run"; a folder that existed (empty) before is left, empty."""
+    latest = run_dir / "checkpoints" / "latest"
+    if (latest.is_dir() and any(latest.iterdir())) or (run_dir / "svm.skops").exists():
+        return
+    if not existed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for entry in run_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def check_input_features(spec: ModelSpec, features: FeatureConfig) -> None:

@@ -23,6 +23,7 @@ from genre_jax.evaluate import (
     match_tracks,
     select_segments,
 )
+from genre_jax.identity import IdentityError
 from genre_jax.inference import load_predictor
 from genre_jax.models import get_spec
 from genre_jax.runner import train_run
@@ -256,7 +257,8 @@ def test_a_copy_of_the_data_is_scored_on_the_runs_own_test_songs(small_run, copi
 
     report = evaluate_run(run, features=copy.path)
     assert _figures(report) == _figures(own)
-    assert "found in" in report["evaluated_on"] and "another dataset" not in report["evaluated_on"]
+    assert "found by their audio in" in report["evaluated_on"]
+    assert "another dataset" not in report["evaluated_on"]
     assert (run / "report.json").read_bytes() == own_bytes  # the run's own report is kept
     digest = hashlib.sha256(str(copy.path.resolve()).encode()).hexdigest()[:8]
     suffix = f"-test-on-{copy.path.name}-{digest}"
@@ -295,7 +297,7 @@ def test_a_copy_missing_a_test_song_is_refused(small_run, tmp_path) -> None:
     copy = prepare(data, tmp_path / "copy-features", **QUIET)
     before = _files(run)
     with pytest.raises(
-        ConfigError, match=rf"1 of the 10 test songs are missing .*{re.escape(lost.id)}"
+        IdentityError, match=rf"1 of the run's 10 test songs are not in it .*{re.escape(lost.id)}"
     ):
         evaluate_run(run, features=copy.path)
     assert _files(run) == before
@@ -317,7 +319,10 @@ def test_another_dataset_is_scored_whole_beside_the_runs_report(small_run, tmp_p
     assert (run / "report.json").read_bytes() == own_bytes
 
 
-def test_without_the_runs_store_songs_cannot_be_matched(small_run, copied_store, tmp_path) -> None:
+def test_without_the_runs_store_its_songs_are_found_by_their_audio(small_run, tmp_path) -> None:
+    """The run's own store is gone: its songs (``songs.json``) are still found in a copy of
+    its data holding more songs (so in another order, another data identity); without
+    ``songs.json`` they cannot be, and the evaluation is refused."""
     _, store = small_run
     own_store = tmp_path / "features" / store.path.name
     shutil.copytree(store.path, own_store)
@@ -325,11 +330,17 @@ def test_without_the_runs_store_songs_cannot_be_matched(small_run, copied_store,
     train_run(own_store, run, TrainConfig(model="svm", time_flip=False), **QUIET)
     own = evaluate_run(run)
     shutil.rmtree(own_store)
-    with pytest.raises(ConfigError, match=r"store .* is gone.* needed to match the songs"):
-        evaluate_run(run, features=copied_store.path)
-    # A store of the same data (the run's fingerprint) needs no manifest of the run's store.
-    same = evaluate_run(run, features=store.path)
-    assert _figures(same) == _figures(own) and same["report_file"] != own["report_file"]
+    data = _copy_data(Path(store.manifest.root).parent, tmp_path / "more")
+    extra = generate_synthetic(tmp_path / "extra", tracks_per_genre=1, seed=7)
+    for path in sorted(extra.glob("*/*.wav")):
+        shutil.copyfile(path, data / "genres_original" / path.parent.name / f"x-{path.name}")
+    more = prepare(data, tmp_path / "more-features", **QUIET)
+    assert more.identity != store.identity
+    report = evaluate_run(run, features=more.path)
+    assert _figures(report) == _figures(own) and "found by their audio" in report["evaluated_on"]
+    (run / "songs.json").unlink()
+    with pytest.raises(IdentityError, match=r"songs\.json is missing"):
+        evaluate_run(run, features=more.path)
 
 
 def test_a_legacy_run_still_evaluates(small_run, copied_store, tmp_path) -> None:
