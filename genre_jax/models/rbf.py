@@ -195,11 +195,15 @@ class GramRBFSVM(ClassifierMixin, BaseEstimator):
     the same libsvm solver, the same calibration folds, each fold's SVC with the gamma its own
     rows give. The training squared distances are one float64 matmul (on the accelerator when
     there is one) instead of libsvm's kernel evaluations; prediction keeps the support vectors.
+    ``cv`` is the calibration's number of stratified folds (:func:`calibration_folds`).
     """
 
-    def __init__(self, C: float = 1.0, gamma: str | float = "scale") -> None:
+    cv = 5  # what pipelines saved before it was a parameter were calibrated with
+
+    def __init__(self, C: float = 1.0, gamma: str | float = "scale", cv: int = 5) -> None:
         self.C = C
         self.gamma = gamma
+        self.cv = cv
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> GramRBFSVM:
         x = np.asarray(x, np.float64)
@@ -207,7 +211,7 @@ class GramRBFSVM(ClassifierMixin, BaseEstimator):
             squared_distances(x, x), x.sum(axis=1), np.square(x).sum(axis=1), x.shape[1]
         )
         inner = _IndexedRBFSVC(shared, C=self.C, gamma=self.gamma)
-        calibrated = CalibratedClassifierCV(inner, method="sigmoid", ensemble=False)
+        calibrated = CalibratedClassifierCV(inner, method="sigmoid", cv=self.cv, ensemble=False)
         calibrated.fit(np.arange(len(x))[:, None], y)
         fitted = calibrated.calibrated_classifiers_[0].estimator
         final = SupportVectorRBF(fitted.svc_, x[fitted.svc_.support_], len(x), fitted.gamma_)

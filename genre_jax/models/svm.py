@@ -55,7 +55,8 @@ def build(settings: SVMSettings, frames: int, coefficients: int, labels: np.ndar
     """Unfitted StandardScaler -> calibrated RBF SVC pipeline with the settings' C and gamma.
 
     ``backend``: ``jax`` computes the kernel matrix with JAX (:class:`GramRBFSVM`); ``sklearn``
-    leaves it to libsvm. Both give the same predictions.
+    leaves it to libsvm. Both give the same predictions. The calibration has 5 folds, fewer
+    when a genre has fewer training segments (:func:`genre_jax.models.rbf.calibration_folds`).
     """
     gamma = rbf.check_gamma(settings.gamma)
     if settings.backend == "jax":
@@ -63,7 +64,9 @@ def build(settings: SVMSettings, frames: int, coefficients: int, labels: np.ndar
     else:
         svc = SVC(kernel="rbf", C=settings.c, gamma=gamma)
         svm = CalibratedClassifierCV(svc, method="sigmoid", ensemble=False)
-    return Pipeline([("scale", StandardScaler()), ("svm", svm)])
+    return rbf.calibration_folds(
+        Pipeline([("scale", StandardScaler()), ("svm", svm)]), labels, "svm"
+    )
 
 
 def vote_labels(model: Pipeline, rows: np.ndarray) -> np.ndarray:
