@@ -10,6 +10,11 @@ seed ...) and one *model section*: the registered model's name and its own setti
 Configs are data: each round-trips through JSON, and any run can be repeated from its
 ``config.json`` alone. Settings written before models had sections (``svm_c``, ``gru_unroll``
 ... beside ``"model": "svm"``) are read through :data:`LEGACY_MODEL_SETTINGS`.
+
+A config refuses, when built, what it can know alone (ranges, settings that contradict each
+other or the model); :func:`genre_jax.input_checks.check_against_features` refuses what a
+train config cannot do with a store's features (the training runner calls it before it writes
+anything).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 
 from genre_jax.models import DEFAULT_MODEL, PIPELINE, ModelSpec, get_spec, specs
 from genre_jax.settings import (
+    INT32_MAX,
+    SEED_MAX,
     ConfigError,
     check_fields,
     config_hash,
@@ -81,6 +88,26 @@ class FeatureConfig:
                 f"feature settings fmin={self.fmin}, fmax={self.fmax}: need "
                 f"0 <= fmin < fmax <= sample_rate/2 = {self.sample_rate / 2}"
             )
+        self._refuse_empty_mel_bands()
+
+    def _refuse_empty_mel_bands(self) -> None:
+        """Refuse mel bands that no FFT bin falls in: each would be one constant for every
+        segment (``fmax=1`` made every segment's features the same). The filters are those
+        the features use (:func:`genre_jax.features.empty_mel_bands`)."""
+        from genre_jax.features import empty_mel_bands  # features imports this module
+
+        empty = empty_mel_bands(
+            self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.max_frequency
+        )
+        if empty:
+            fmax = f"{self.fmax:g}" if self.fmax is not None else f"None ({self.max_frequency:g})"
+            raise ConfigError(
+                f"feature settings fmin={self.fmin:g}, fmax={fmax}, n_mels={self.n_mels}, "
+                f"n_fft={self.n_fft}, sample_rate={self.sample_rate}: {len(empty)} of the "
+                f"{self.n_mels} mel bands are empty (band {_index_ranges(empty)}): no FFT bin "
+                f"(one every {self.sample_rate / self.n_fft:.4g} Hz) falls inside them; use "
+                "fewer n_mels, a wider fmin..fmax or a larger n_fft"
+            )
 
     @property
     def max_frequency(self) -> float:
@@ -114,6 +141,18 @@ class FeatureConfig:
         return config_hash(self)
 
 
+def _index_ranges(indices: list[int], most: int = 6) -> str:
+    """``0-3, 5, 7-9``: sorted indices as runs (the first ``most`` runs, then ``...``)."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:most]]
+    return ", ".join(text + (["..."] if len(runs) > most else []))
+
+
 SPLITS = ("song", "kfold", "official", "fault-filtered", "seed-leaky")
 GROUPS = ("auto", "artist", "song")
 LR_SCHEDULES = ("constant", "cosine")
@@ -133,6 +172,12 @@ LEGACY_MODEL_SETTINGS: dict[str, tuple[str, Any]] = {
     "harmonic_percussive": ("harmonic_percussive", False),
     "gru_unroll": ("unroll", 0),
 }
+
+# Shared settings for a network's pretrained layers; a network without any refuses them.
+PRETRAINED_SETTINGS = ("freeze_epochs", "pretrained_lr_scale")
+# SpecAugment's stripes are unrolled in the compiled training step, one piece each: a few
+# are the method (Park et al. used 1-2 of each kind); thousands would take minutes to compile.
+SPECAUG_MASKS_MAX = 100
 
 # Shared settings that only a network's training step reads; a pipeline model refuses them.
 NETWORK_ONLY = (
@@ -164,15 +209,18 @@ class TrainConfig:
         patience: early stopping on validation loss after this many epochs without a new best
             (best weights restored); 0 disables it.
         select: weights kept at the end: ``best-val`` (lowest validation loss, the seed's
-            early-stopping restore) or ``last`` (the final epoch; validation is only reported).
+            early-stopping restore) or ``last`` (the final epoch; validation is only reported;
+            with ``patience=0``, since every epoch would count as the best).
         time_flip: augment with segments reversed in time.
         time_flip_mode: ``double`` (the seed: every training segment is added reversed, doubling
             the set) or ``random`` (each example of each batch is reversed with probability 1/2).
         label_smoothing: cross-entropy targets ``(1 - s) * one_hot + s / classes``; 0: off.
         specaug_masks: SpecAugment: stripes of each kind (time and coefficient) masked per
             training example with the example's mean; 0: off.
-        specaug_time: widest time stripe, frames (widths are uniform in 0 ... this).
-        specaug_freq: widest coefficient stripe, bands (widths are uniform in 0 ... this).
+        specaug_time: widest time stripe, frames (widths are uniform in 0 ... this); below a
+            segment's frames.
+        specaug_freq: widest coefficient stripe, bands (widths are uniform in 0 ... this);
+            below the coefficients per frame.
         mixup: mixup (Zhang et al., 2018): each training example is mixed with another of its
             batch, inputs and targets, in a proportion drawn from Beta(mixup, mixup); 0: off.
         freeze_epochs: a network with pretrained layers (``musicnn``) trains only its new
@@ -180,7 +228,8 @@ class TrainConfig:
             state stay as they are. 0: all trained from the first step.
         pretrained_lr_scale: the pretrained layers' learning rate as a fraction of
             ``learning_rate`` (its schedule too); the new layers take ``learning_rate``.
-        seed: initialisation, shuffling and dropout.
+        seed: initialisation, shuffling and dropout (32 bits: what JAX's keys and
+            scikit-learn's random_state take).
         split: ``song`` (stratified 80/10/10 by song), ``kfold`` (song-level, fold ``fold`` of
             ``folds`` as test), ``official`` (the dataset's own split: FMA's, a CSV manifest's
             split column), ``fault-filtered`` (published GTZAN split), ``seed-leaky`` (the
@@ -188,7 +237,7 @@ class TrainConfig:
         group_by: what ``song`` and ``kfold`` keep in one part: ``artist`` (every track of an
             artist; tracks of no known artist each on their own), ``song``, or ``auto``
             (artist wherever the dataset names artists, song otherwise).
-        split_seed: seed of the split (independent of ``seed``).
+        split_seed: seed of the split (independent of ``seed``; 32 bits, as ``seed``).
         folds: number of folds for ``split=kfold``.
         fold: the test fold for ``split=kfold``.
         val_per_genre: ``kfold`` only: songs per genre held out of training for validation.
@@ -200,38 +249,39 @@ class TrainConfig:
             batches in the same order either way.
         checkpoint_steps: a streamed run also checkpoints every this many optimiser steps
             inside an epoch, and a resumed run goes on from there (0: at the end of each epoch
-            only, as a device-resident run does).
+            only, as a device-resident run does); ``feed=auto`` then streams, and
+            ``feed=device`` is refused.
         model_settings: the model's own settings (its spec's settings dataclass); ``None``
             gives its defaults.
     """
 
     model: str = DEFAULT_MODEL
-    epochs: int = setting(100, minimum=1)
-    batch_size: int = setting(32, minimum=1)
+    epochs: int = setting(100, minimum=1, maximum=INT32_MAX)
+    batch_size: int = setting(32, minimum=1, maximum=INT32_MAX)
     learning_rate: float = setting(1e-4, above=0)
     lr_schedule: str = setting("constant", choices=LR_SCHEDULES)
-    warmup_steps: int = setting(100, minimum=0)
-    patience: int = setting(20, minimum=0)
+    warmup_steps: int = setting(100, minimum=0, maximum=INT32_MAX)
+    patience: int = setting(20, minimum=0, maximum=INT32_MAX)
     select: str = setting("best-val", choices=SELECTIONS)
     time_flip: bool = True
     time_flip_mode: str = setting("double", choices=TIME_FLIP_MODES)
     label_smoothing: float = setting(0.0, minimum=0, below=1)
-    specaug_masks: int = setting(0, minimum=0)
-    specaug_time: int = setting(10, minimum=0)
-    specaug_freq: int = setting(12, minimum=0)
+    specaug_masks: int = setting(0, minimum=0, maximum=SPECAUG_MASKS_MAX)
+    specaug_time: int = setting(10, minimum=0, maximum=INT32_MAX)
+    specaug_freq: int = setting(12, minimum=0, maximum=INT32_MAX)
     mixup: float = setting(0.0, minimum=0)
-    freeze_epochs: int = setting(0, minimum=0)
+    freeze_epochs: int = setting(0, minimum=0, maximum=INT32_MAX)
     pretrained_lr_scale: float = setting(1.0, above=0)
-    seed: int = setting(0, minimum=0)
+    seed: int = setting(0, minimum=0, maximum=SEED_MAX)
     split: str = setting("song", choices=SPLITS)
     group_by: str = setting("auto", choices=GROUPS)
-    split_seed: int = setting(0, minimum=0)
-    folds: int = setting(5, minimum=2)
+    split_seed: int = setting(0, minimum=0, maximum=SEED_MAX)
+    folds: int = setting(5, minimum=2, maximum=INT32_MAX)
     fold: int = setting(0, minimum=0)
-    val_per_genre: int = setting(1, minimum=0)
+    val_per_genre: int = setting(1, minimum=0, maximum=INT32_MAX)
     epoch_driver: str = setting("auto", choices=EPOCH_DRIVER_CHOICES)
     feed: str = setting("auto", choices=FEEDS)
-    checkpoint_steps: int = setting(0, minimum=0)
+    checkpoint_steps: int = setting(0, minimum=0, maximum=INT32_MAX)
     model_settings: Any = None
 
     def __post_init__(self) -> None:
@@ -251,6 +301,24 @@ class TrainConfig:
             raise ConfigError(f"train setting fold={self.fold}: must be in [0, folds={self.folds})")
         if spec.family == PIPELINE:
             self._refuse_network_settings(spec)
+        else:
+            self._refuse_contradictions(spec)
+
+    def _refuse_contradictions(self, spec: ModelSpec) -> None:
+        """A network's settings that contradict each other or the model, refused when the
+        config is built (before any folder is written), each naming the settings."""
+        if self.select == "last" and self.patience:
+            raise ConfigError(
+                f"train settings select='last' and patience={self.patience}: with select='last' "
+                "every epoch is kept as the best, so early stopping would never stop; set "
+                "patience=0 (or select='best-val')"
+            )
+        given = self.given(PRETRAINED_SETTINGS)
+        if given:
+            from genre_jax.input_checks import has_pretrained_layers  # traces the network
+
+            if has_pretrained_layers(spec, self.model_settings) is False:
+                raise ConfigError(no_pretrained_layers(self, given))
 
     def _refuse_network_settings(self, spec: ModelSpec) -> None:
         """A pipeline trains once on fixed arrays: settings of the network step do not apply."""
@@ -264,10 +332,18 @@ class TrainConfig:
                 "time_flip_mode='double')"
             )
 
+    @property
+    def feed_asked(self) -> str:
+        """The feed the runner chooses from: ``feed``, but ``stream`` where ``feed='auto'``
+        and ``checkpoint_steps`` is set, since only a streamed epoch checkpoints inside itself
+        (the same batches in the same order either way). ``feed='device'`` with
+        ``checkpoint_steps`` is refused by :func:`check_against_features`."""
+        return "stream" if self.feed == "auto" and self.checkpoint_steps else self.feed
+
     def given(self, names: tuple[str, ...]) -> list[str]:
         """Those of the shared settings ``names`` that are not at their defaults."""
-        defaults = TrainConfig()
-        return [n for n in names if getattr(self, n) != getattr(defaults, n)]
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        return [n for n in names if getattr(self, n) != defaults[n]]
 
     @property
     def spec(self) -> ModelSpec:
@@ -359,6 +435,15 @@ class TrainConfig:
         except TypeError as error:  # a settings class's own check of argument types
             raise ConfigError(f"model {name!r} settings: {error}") from None
         return cls(model=name, model_settings=model_settings, **shared)
+
+
+def no_pretrained_layers(config: TrainConfig, given: list[str]) -> str:
+    """Why ``given`` pretrained-layer settings are refused for ``config``'s model."""
+    settings = ", ".join(f"{n}={getattr(config, n)}" for n in given)
+    return (
+        f"train setting(s) {settings}: model {config.model!r} has no pretrained layers for "
+        "them to apply to"
+    )
 
 
 def _not_a_setting(key: str, value: Any, spec: ModelSpec) -> str:

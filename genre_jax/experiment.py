@@ -83,6 +83,8 @@ def read_settings_file(path: str | Path, what: str = "experiment file") -> Any:
         raise ConfigError(f"{what} {path}: not UTF-8 text") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"{what} {path}: not valid JSON ({error})") from None
+    except ValueError as error:  # a number of more digits than Python reads (4,300)
+        raise ConfigError(f"{what} {path}: not readable JSON ({str(error)[:80]})") from None
     except RecursionError:
         raise ConfigError(f"{what} {path}: JSON nested too deeply") from None
 

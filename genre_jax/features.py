@@ -99,6 +99,20 @@ def mel_filterbank(
     return weights
 
 
+def empty_mel_bands(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
+) -> list[int]:
+    """The bands of :func:`mel_filterbank` that are zero at every FFT bin.
+
+    A band whose triangle falls between two bins (``sample_rate / n_fft`` Hz apart) takes no
+    power at all: its feature is the same constant for every segment. This is librosa's
+    "Empty filters detected" condition (``weights.max(axis=1) == 0``), with one difference:
+    librosa does not count a band whose lower edge is 0 Hz; here it counts like any other.
+    """
+    filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
+    return np.flatnonzero(filters.max(axis=1) <= 0).tolist()
+
+
 @functools.lru_cache(maxsize=16)
 def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
     """Orthonormal DCT-II basis, ``(n_in, n_out)`` float32: ``x @ D`` transforms the last axis."""

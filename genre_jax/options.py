@@ -31,12 +31,29 @@ def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
-def _optional(base: type) -> Any:
+def _optional(base: Any) -> Any:
     def convert(text: str) -> Any:
         return None if text.lower() == "none" else base(text)
 
     convert.__name__ = base.__name__
     return convert
+
+
+def _whole_number(text: str) -> int:
+    """``int(text)``; digits beyond Python's limit for reading a number (4,300) are refused by
+    their count, not echoed whole (a setting's own range is checked with the settings)."""
+    try:
+        return int(text)
+    except ValueError:
+        digits = text.strip().lstrip("+-")
+        if len(digits) > 40 and digits.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"a whole number of {len(digits):,} digits, beyond any setting's range"
+            ) from None
+        raise
+
+
+_whole_number.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
 
 
 def _help(doc: str, default: Any, meta: Any, optional: bool) -> str:
@@ -75,6 +92,7 @@ def _add_field(
             help=help_text,
         )
         return
+    base = _whole_number if base is int else base
     convert = _optional(base) if optional else base
     choices = meta.get("choices") if meta else None
     group.add_argument(

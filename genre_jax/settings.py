@@ -22,6 +22,17 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# What a whole-number setting can be at most, whatever its declared range: numpy and JAX take
+# Python ints as C longs (64 bits), so a larger one is an OverflowError wherever it reaches
+# them. Settings that reach narrower types declare their own maximum:
+INT64_MAX = 2**63 - 1
+# jax.random.key keeps 32 bits of a seed without jax_enable_x64 (key(2**32) is key(0)), and
+# scikit-learn's random_state (numpy's RandomState) refuses seeds from 2**32 on.
+SEED_MAX = 2**32 - 1
+# Counts that become int32 values inside a compiled step (optimiser steps, epochs: Optax's
+# step count and the schedules' boundaries are int32).
+INT32_MAX = 2**31 - 1
+
 
 class ConfigError(ValueError):
     """A setting has an invalid value, or two configs that must agree do not."""
@@ -63,8 +74,24 @@ def range_text(meta: Any) -> str:
     parts = []
     for key, sign in (("minimum", ">="), ("above", ">"), ("below", "<"), ("maximum", "<=")):
         if key in meta:
-            parts.append(f"{sign} {meta[key]:g}")
+            parts.append(f"{sign} {_number(meta[key])}")
     return " and ".join(parts)
+
+
+def _number(bound: float) -> str:
+    """A bound as people write it: whole numbers in full (4294967295, not 4.29497e+09)."""
+    if isinstance(bound, int) or (math.isfinite(bound) and float(bound).is_integer()):
+        return str(int(bound))
+    return f"{bound:g}"
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, but a whole number of more than 30 digits by its size alone (Python
+    refuses to write one of more than 4,300 digits, and a line should stay a line)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value).bit_length() > 99:
+        digits = int(abs(value).bit_length() * math.log10(2)) + 1
+        return f"<a whole number of about {digits:,} digits>"
+    return repr(value)
 
 
 def _type_problem(value: Any, base: type, optional: bool) -> str | None:
@@ -75,12 +102,16 @@ def _type_problem(value: Any, base: type, optional: bool) -> str | None:
         return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
     if base is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be a whole number, not {value!r}"
+            return f"must be a whole number, not {shown(value)}"
         return None
     if base is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"must be a number, not {value!r}"
-        return None if math.isfinite(value) else f"must be a finite number, not {value!r}"
+            return f"must be a number, not {shown(value)}"
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int beyond any float
+            finite = False
+        return None if finite else f"must be a finite number, not {shown(value)}"
     if base is str:
         return None if isinstance(value, str) else f"must be text, not {value!r}"
     return None
@@ -90,9 +121,11 @@ def check_fields(config: Any, what: str) -> None:
     """Check every field of a dataclass instance against its declared type and range.
 
     Types come from the annotations (``int``, ``float``, ``str``, ``bool``, ``X | None``):
-    a float must be finite, an int must not be a bool or a float. Ranges and choices come
-    from :func:`setting`. The first problem is a :class:`ConfigError` naming the field, e.g.
-    ``train setting epochs=2.5: must be a whole number, not 2.5``.
+    a float must be finite, an int must not be a bool or a float and must fit 64 bits
+    (:data:`INT64_MAX`; a setting that reaches a narrower type declares a smaller
+    ``maximum``, e.g. :data:`SEED_MAX`). Ranges and choices come from :func:`setting`. The
+    first problem is a :class:`ConfigError` naming the field, e.g. ``train setting
+    epochs=2.5: must be a whole number, not 2.5``.
     """
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
@@ -112,8 +145,11 @@ def check_fields(config: Any, what: str) -> None:
                 )
             if not ok:
                 problem = f"must be {range_text(meta)}"
+        if problem is None and base is int and value is not None and abs(value) > INT64_MAX:
+            widest = {"minimum": -INT64_MAX - 1, **f.metadata, "maximum": INT64_MAX}
+            problem = f"must be {range_text(widest)} (a whole number of 64 bits)"
         if problem is not None:
-            raise ConfigError(f"{what} {f.name}={value!r}: {problem}")
+            raise ConfigError(f"{what} {f.name}={shown(value)}: {problem}")
 
 
 def config_hash(config: Any) -> str:

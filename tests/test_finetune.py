@@ -8,6 +8,7 @@ skipped where it cannot be had).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -126,9 +127,14 @@ def test_the_learning_rate_split_is_one_adam_step_of_each_rate(weights_env, logc
 
 
 def test_pretrained_settings_are_refused_for_a_network_without_pretrained_layers() -> None:
-    config = TrainConfig(model="cnn", freeze_epochs=2)
+    """Refused when the config is built (before any folder), and by the step's own check
+    for a config made without that check."""
     with pytest.raises(ConfigError, match=r"freeze_epochs=2: model 'cnn' has no pretrained"):
-        init_state(config, 13, 10)
+        TrainConfig(model="cnn", freeze_epochs=2)
+    unchecked = dataclasses.replace(TrainConfig(model="cnn"))
+    object.__setattr__(unchecked, "freeze_epochs", 2)
+    with pytest.raises(ConfigError, match=r"freeze_epochs=2: model 'cnn' has no pretrained"):
+        init_state(unchecked, 13, 10)
     with pytest.raises(ConfigError, match=r"mixup.*apply to networks only"):
         TrainConfig(model="svm", mixup=0.2)
 
