@@ -48,6 +48,7 @@ from genre_jax.fileio import (
     require_folder_or_absent,
 )
 from genre_jax.identity import IdentityError, read_songs, require_identities, require_songs
+from genre_jax.input_checks import check_against_features
 from genre_jax.metrics import (
     METRICS_FILE,
     TENSORBOARD_DIR,
@@ -221,6 +222,8 @@ def crossval(
     models = [c.model for c in configs]
     model = ensemble_name({"member_models": models}) if ensemble else first.model
     stores = [FeatureStore.open(resolve_store(p)) for p in paths]
+    for member, member_store in zip(configs, stores, strict=True):
+        check_against_features(fold_config(member, 0), member_store.config)
     store = stores[0]
     out_dir = Path(out_dir)
     provenance = {

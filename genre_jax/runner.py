@@ -37,7 +37,7 @@ import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from genre_jax.checkpoint import RunCheckpoints
-from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
+from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.embedding_cache import store_cache
 from genre_jax.fileio import (
     JSONFileError,
@@ -59,8 +59,9 @@ from genre_jax.identity import (
     songs_of,
     write_songs,
 )
+from genre_jax.input_checks import check_against_features
 from genre_jax.metrics import RunLog, require_tensorboard
-from genre_jax.models import NETWORK, ModelSpec
+from genre_jax.models import NETWORK
 from genre_jax.parallel import barrier, default_mesh, is_main_process
 from genre_jax.plots import training_curves
 from genre_jax.settings import require_same
@@ -200,8 +201,8 @@ def train_run(
     if tensorboard:
         require_tensorboard()
     store = FeatureStore.open(resolve_store(features))
+    check_against_features(config, store.config)
     split = make_split(store, config)
-    check_input_features(spec, store.config)
     network = spec.family == NETWORK
     if len(split.train) == 0:
         raise ConfigError(
@@ -275,7 +276,9 @@ def _train_in_run_dir(
         doubled = False
     data = streamed_split(store, split, doubled)
     feed = (
-        choose_feed(config.feed, data.x_train.nbytes + data.x_val.nbytes) if network else "device"
+        choose_feed(config.feed_asked, data.x_train.nbytes + data.x_val.nbytes)
+        if network
+        else "device"
     )
     if feed == "device":
         data = split_arrays(store, split, doubled)
@@ -335,18 +338,6 @@ def _discard_unstarted_run(run_dir: Path, existed: bool) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
-
-
-def check_input_features(spec: ModelSpec, features: FeatureConfig) -> None:
-    """Refuse a store whose features are not those the model reads, naming each setting."""
-    wrong = [k for k, v in spec.input_features.items() if getattr(features, k) != v]
-    if wrong:
-        given = ", ".join(f"{k}={getattr(features, k)!r}" for k in wrong)
-        needed = ", ".join(f"{k}={spec.input_features[k]!r}" for k in wrong)
-        raise ConfigError(
-            f"model={spec.name!r} reads other input features: feature setting(s) {given} "
-            f"must be {needed}"
-        )
 
 
 def _train_network(
