@@ -234,30 +234,75 @@ def waveform_and_mel(
     save_figure(figure, path, tight=False)
 
 
+PLOT_SUFFIX = ".png"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` name one file: the same resolved path, or the same inode on the same
+    device (a hard link, or a symbolic link that :meth:`~pathlib.Path.resolve` cannot follow
+    to a path of its own)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        first, second = os.stat(a), os.stat(b)
+    except (OSError, RuntimeError):  # one does not exist, or is a link loop: not one file
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
+def check_plot_output(audio_path: Path, out_path: Path, *, overwrite: bool = False) -> None:
+    """Refuse an output path that would cost the user a file, before anything is decoded.
+
+    The input itself (by path, through a symbolic link, or as a hard link) is refused even with
+    ``overwrite``; so is a name that does not end in ``.png``: the figure is always written as
+    a PNG, and another suffix (``--out song.wav``, ``--out notes.txt``) is far more often a
+    mistyped path than a wish for a PNG under a misleading name. An existing file (or a
+    symbolic link, even a dangling one) is replaced only with ``overwrite``.
+
+    Raises:
+        ConfigError: naming the output and the reason.
+    """
+    if out_path.is_dir():
+        raise ConfigError(f"plot setting out={out_path}: is a folder; give the PNG file's path")
+    if _same_file(audio_path, out_path):
+        raise ConfigError(
+            f"plot setting out={out_path}: is the audio file {audio_path} itself; give another path"
+        )
+    if out_path.suffix.lower() != PLOT_SUFFIX:
+        raise ConfigError(
+            f"plot setting out={out_path}: must end in {PLOT_SUFFIX} (the figure is written as "
+            "a PNG)"
+        )
+    if os.path.lexists(out_path) and not overwrite:
+        raise ConfigError(f"plot setting out={out_path}: exists; pass --overwrite to replace it")
+
+
 def plot_file(
     audio_path: str | os.PathLike,
     out_path: str | os.PathLike,
     *,
     sample_rate: int = 22050,
     seconds: float | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Decode ``audio_path`` (any format) and write its waveform and mel spectrogram PNG.
 
     Only the first ``seconds`` seconds are decoded and drawn (the whole file when ``None``);
-    decoding streams, so a long file is not read past that point.
+    decoding streams, so a long file is not read past that point. An existing ``out_path`` is
+    replaced only with ``overwrite``, and never when it is ``audio_path`` itself
+    (:func:`check_plot_output`).
 
     Returns:
         ``out_path`` as a :class:`~pathlib.Path`.
 
     Raises:
         AudioError: the file cannot be decoded (the reason names it).
-        ConfigError: ``seconds`` is not positive.
+        ConfigError: ``seconds`` is not positive, or ``out_path`` is refused.
     """
 
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError(f"plot setting seconds={seconds}: must be a finite number > 0")
-    if Path(out_path).is_dir():
-        raise ConfigError(f"plot setting out={out_path}: is a folder; give the PNG file's path")
+    check_plot_output(Path(audio_path), Path(out_path), overwrite=overwrite)
     limit = None if seconds is None else max(1, round(seconds * sample_rate))
     blocks, kept = [], 0
     for block in iter_audio_blocks(audio_path, sample_rate):

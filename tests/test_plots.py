@@ -124,6 +124,55 @@ def test_plot_file_decodes_any_format_and_limits_seconds(tmp_path: Path) -> None
         plot_file(audio, tmp_path / "out" / "x.png", seconds=0)
 
 
+def test_plot_never_replaces_its_input_and_replaces_a_png_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 35, item 12: ``plot FILE --out FILE`` replaced the audio with a PNG, ``--out
+    notes.txt`` replaced any file, and the default ``./<stem>.png`` was replaced silently."""
+    from genre_jax.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    audio = tmp_path / "song.wav"
+    sf.write(audio, synthesize_clip("jazz", 0, seconds=2.0), 22050, subtype="PCM_16")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    (tmp_path / "hard.png").hardlink_to(audio)
+    (tmp_path / "link.png").symlink_to("song.wav")
+    before = audio.read_bytes()
+
+    def plot(*argv: str) -> tuple[int, str]:
+        capsys.readouterr()
+        status = main(["plot", "song.wav", "--seconds", "1", *argv])
+        return status, capsys.readouterr().err
+
+    for out in (
+        "song.wav",
+        str(audio),
+        "hard.png",
+        "link.png",
+        f"../{tmp_path.name}/song.wav",
+    ):
+        status, err = plot("--out", out, "--overwrite")
+        assert status == 2 and err.count("\n") == 1, (out, err)
+        assert f"out={out}: is the audio file song.wav itself" in err
+    status, err = plot("--out", "notes.txt", "--overwrite")
+    assert status == 2 and "out=notes.txt: must end in .png" in err
+    assert audio.read_bytes() == before and notes.read_text() == "mine\n"
+    assert (tmp_path / "link.png").is_symlink() and (tmp_path / "hard.png").stat().st_nlink == 2
+
+    assert plot() == (0, "")  # the default name, song.png here
+    first = (tmp_path / "song.png").read_bytes()
+    assert first[:8] == PNG_SIGNATURE
+    status, err = plot()
+    assert status == 2 and "out=song.png: exists; pass --overwrite to replace it" in err
+    (tmp_path / "song.png").write_bytes(b"an older figure")
+    assert plot("--overwrite") == (0, "")
+    assert (tmp_path / "song.png").read_bytes() == first
+    assert plot("--out", "upper.PNG") == (0, "")  # the suffix in any case
+    with pytest.raises(ValueError, match="exists; pass --overwrite"):
+        plot_file(audio, tmp_path / "song.png")  # the library refuses the same way
+
+
 # --- confusion matrix ----------------------------------------------------------------------------
 
 
