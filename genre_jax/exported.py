@@ -13,35 +13,85 @@ imports only jax and numpy (copy it anywhere)::
     model.genres, model.sample_rate, model.segment_samples
 
 A program or sidecar that is not what was written (edited, replaced, truncated) is refused.
+
+The two files are bound both ways. The sidecar records the program's SHA-256; the program
+carries the digest of the sidecar's content (:func:`content_digest`: every field but the two
+digests) in its function's name, ``genre_jax_export_<sha256>`` (``Exported.fun_name``, which
+``jax.export`` serializes with the program), so a sidecar whose genres were reversed and its
+own digest recomputed no longer matches its program. (Digests without a key bind files, they
+do not authenticate them: someone who rewrites the program's name as well and recomputes both
+digests is not stopped, as no check short of a signature would stop them.)
+
+Exports written before the program carried that digest (format ``genre-jax-export/1``) still
+load, with a :class:`UnboundExportWarning`: their sidecar is checked by its own digest only, as
+it always was, and refusing them would strand a deployed model whose run may be gone; export
+the run again to bind them. A program that carries a digest is checked whatever format its
+sidecar claims, so relabelling a new export as an old one does not skip the check.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from jax import export
 
-FORMAT = "genre-jax-export/1"
+FORMAT = "genre-jax-export/2"  # the program carries its sidecar's content digest
+UNBOUND_FORMAT = "genre-jax-export/1"  # before it did: the sidecar binds the program only
+FORMATS = (UNBOUND_FORMAT, FORMAT)
 SIDECAR_SUFFIX = ".json"
+PROGRAM_NAME_PREFIX = "genre_jax_export_"
+_DIGESTS = ("program_sha256", "sidecar_sha256")
 
 
 class ExportError(ValueError):
     """An exported model or its sidecar is missing, edited or not one ``export`` wrote."""
 
 
-def canonical(record: dict[str, Any]) -> bytes:
-    """The JSON bytes a sidecar's digest is taken over (every key but ``sidecar_sha256``)."""
-    body = {k: v for k, v in record.items() if k != "sidecar_sha256"}
+class UnboundExportWarning(UserWarning):
+    """An export written before its program carried its sidecar's digest was loaded."""
+
+
+def canonical(record: dict[str, Any], without: tuple[str, ...] = ("sidecar_sha256",)) -> bytes:
+    """The canonical JSON bytes of ``record`` less the keys ``without``: what the sidecar's
+    own digest is taken over (every key but ``sidecar_sha256``)."""
+    body = {k: v for k, v in record.items() if k not in without}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
+def content_digest(record: dict[str, Any]) -> str:
+    """SHA-256 of a sidecar's content, every field but its two digests: what the program
+    carries (it is fixed before the program exists, which the program's digest is not)."""
+    return hashlib.sha256(canonical(record, _DIGESTS)).hexdigest()
+
+
+def program_name(record: dict[str, Any]) -> str:
+    """The function name a program bound to the sidecar ``record`` is exported under."""
+    return PROGRAM_NAME_PREFIX + content_digest(record)
+
+
 def sidecar_path(path: str | Path) -> Path:
+    """``FILE.json``: where the sidecar of the program ``FILE`` is."""
     path = Path(path)
     return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def check_sidecar(record: Any, side: Path) -> dict[str, Any]:
+    """``record`` (the parsed ``side``) if it is a sidecar that ``export`` wrote and nobody
+    edited since (a known format, its own digest matching).
+
+    Raises:
+        ExportError: naming ``side`` and what is wrong.
+    """
+    if not isinstance(record, dict) or record.get("format") not in FORMATS:
+        raise ExportError(f"{side}: not the sidecar of a genre-jax export ({FORMAT})")
+    if hashlib.sha256(canonical(record)).hexdigest() != record.get("sidecar_sha256"):
+        raise ExportError(f"{side}: edited after it was written (its digest differs)")
+    return record
 
 
 class ExportedModel:
@@ -69,7 +119,12 @@ def load(path: str | Path) -> ExportedModel:
 
     Raises:
         ExportError: either file is missing or unreadable, the sidecar was edited (its digest
-            differs), or the program's bytes are not those the sidecar records.
+            differs), the program's bytes are not those the sidecar records, or the sidecar's
+            content is not the one the program was exported with.
+
+    Warns:
+        UnboundExportWarning: an export of format ``genre-jax-export/1``, whose program does
+            not carry its sidecar's digest (it loads as before; export again to bind it).
     """
     path = Path(path)
     side = sidecar_path(path)
@@ -78,10 +133,7 @@ def load(path: str | Path) -> ExportedModel:
         record = json.loads(side.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ExportError(f"{path}: cannot read the export or its sidecar ({error})") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ExportError(f"{side}: not the sidecar of a genre-jax export ({FORMAT})")
-    if hashlib.sha256(canonical(record)).hexdigest() != record.get("sidecar_sha256"):
-        raise ExportError(f"{side}: edited after it was written (its digest differs)")
+    record = check_sidecar(record, side)
     if hashlib.sha256(data).hexdigest() != record.get("program_sha256"):
         raise ExportError(
             f"{path}: its bytes are not those its sidecar records (replaced or edited)"
@@ -90,4 +142,29 @@ def load(path: str | Path) -> ExportedModel:
         program = export.deserialize(bytearray(data))
     except Exception as error:  # jax raises flatbuffer and value errors on foreign bytes
         raise ExportError(f"{path}: not a serialized jax.export program ({error})") from None
+    _check_binding(program.fun_name, record, path, side)
     return ExportedModel(program, record)
+
+
+def _check_binding(name: str, record: dict[str, Any], path: Path, side: Path) -> None:
+    """The program's name must carry the digest of the sidecar's content (see the module's
+    docstring); an unbound program is accepted only beside a format-1 sidecar."""
+    if name.startswith(PROGRAM_NAME_PREFIX):
+        if name != program_name(record):
+            raise ExportError(
+                f"{side}: not the sidecar {path} was exported with (its genres or settings "
+                "differ from those the program carries; edited, or taken from another export)"
+            )
+        return
+    if record["format"] != UNBOUND_FORMAT:
+        raise ExportError(
+            f"{path}: does not carry the digest of its sidecar, which every {record['format']} "
+            "program does (replaced)"
+        )
+    warnings.warn(
+        f"{path}: an export of format {UNBOUND_FORMAT}, whose program does not carry its "
+        "sidecar's digest (its genres are checked by the sidecar's own digest only); export "
+        "the run again to bind them",
+        UnboundExportWarning,
+        stacklevel=3,
+    )
