@@ -6,7 +6,9 @@ coefficients)`` features, the same for every registered model.
 
 from __future__ import annotations
 
+import json
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +22,103 @@ from flax import nnx
 from genre_jax.checkpoint import CheckpointError, load_model
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.ensemble import ensemble_name, is_ensemble, is_mixed, member_dirs
-from genre_jax.fileio import read_json
+from genre_jax.fileio import JSONFileError, read_json_object
 from genre_jax.fit_pipeline import segment_labels
 from genre_jax.models import PIPELINE
 from genre_jax.models.rbf import flatten
 from genre_jax.models.sklearn_io import PIPELINE_FILE, load_pipeline
 from genre_jax.parallel import replicated, shard_batch
 from genre_jax.settings import config_diff
+
+
+class RunConfigError(ConfigError):
+    """A run directory's ``config.json`` is not a run's or an ensemble's (a list, an export's
+    sidecar, a section of the wrong type): one line naming the file and what is wrong."""
+
+
+_EXPORT_FORMAT_PREFIX = "genre-jax-export/"  # genre_jax.exported.FORMAT's family
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of the run (or ensemble) ``run_dir``, checked to have the shape one
+    genre-jax wrote before anything reads a field of it.
+
+    A run's holds ``train`` and ``features`` (settings objects, which must parse), ``genres``
+    (distinct names) and ``split`` (an object); an ensemble's also ``members`` (paths) with
+    one ``member_models`` name each and, for a mixed one, one ``member_features`` object each.
+    What a field's value means (the split's fields, the songs' digests, the checkpoint's
+    binding) is checked where it is used.
+
+    Raises:
+        CheckpointError: ``run_dir`` has no ``config.json``.
+        RunConfigError: the file is not JSON, not an object, an export's sidecar, or a field
+            is missing or of the wrong type (named, with the file).
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: not a run directory (no config.json)")
+    try:
+        config = read_json_object(path)
+    except JSONFileError as error:
+        raise RunConfigError(f"{path}: {error}; not a run's config.json") from None
+    if str(config.get("format", "")).startswith(_EXPORT_FORMAT_PREFIX):
+        raise RunConfigError(
+            f"{path}: is the sidecar of a genre-jax export, not a run's config.json"
+        )
+
+    def refuse(what: str) -> typing.NoReturn:
+        raise RunConfigError(f"{path}: {what}; not a run's config.json")
+
+    for key in ("train", "features", "split"):
+        if key not in config:
+            refuse(f"has no {key!r}")
+        if not isinstance(config[key], dict):
+            refuse(f"{key!r} is {_json_type(config[key])}, not an object")
+    genres = config.get("genres")
+    if not _strings(genres) or not genres or len(set(genres)) != len(genres):
+        refuse(f"'genres' must be a list of distinct names, not {_short(genres)}")
+    try:
+        TrainConfig.from_json(config["train"])
+        FeatureConfig.from_json(config["features"])
+    except ConfigError as error:
+        refuse(str(error))
+    if is_ensemble(config):
+        members = config["members"]
+        if not _strings(members) or not members or not all(members):
+            refuse(f"'members' must be a list of run directories, not {_short(members)}")
+        models = config.get("member_models")
+        if not _strings(models) or len(models) != len(members):
+            refuse(f"'member_models' must name each of the {len(members)} members' models")
+        if is_mixed(config):
+            mixed = config["member_features"]
+            if not isinstance(mixed, list) or len(mixed) != len(members):
+                refuse(f"'member_features' must hold one object per member ({len(members)})")
+            for index, features in enumerate(mixed):
+                if not isinstance(features, dict):
+                    refuse(f"'member_features'[{index}] is not an object")
+                try:
+                    FeatureConfig.from_json(features)
+                except ConfigError as error:
+                    refuse(f"'member_features'[{index}]: {error}")
+    return config
+
+
+def _json_type(value: Any) -> str:
+    """``a list``, ``a number``: what a JSON value is, for an error message."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    kinds = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def make_predict(
@@ -119,7 +211,9 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
     since). An ensemble directory (:mod:`genre_jax.ensemble`) gives the mean probability of its
     members' predictors, labels by its argmax; an ensemble that contains itself, or a member
     whose feature settings or genres are not those of the ensemble's ``config.json``, is a
-    :class:`~genre_jax.checkpoint.CheckpointError`.
+    :class:`~genre_jax.checkpoint.CheckpointError`. A ``config.json`` (the run's, or a
+    member's) that is not shaped as one genre-jax wrote is a :class:`RunConfigError`
+    (:func:`read_run_config`), before any other file is read.
     """
     return _load_predictor(Path(run_dir), batch_size, ())
 
@@ -128,10 +222,7 @@ def _load_predictor(run_dir: Path, batch_size: int, loading: tuple[Path, ...]) -
     """:func:`load_predictor`; ``loading`` holds the resolved ensembles being loaded, outermost
     first, of which ``run_dir`` is a member."""
 
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{run_dir}: not a run directory (no config.json)")
-    config = read_json(config_path)
+    config = read_run_config(run_dir)
     train_config = TrainConfig.from_json(config["train"])
     feature_config = FeatureConfig.from_json(config["features"])
     if is_ensemble(config):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -333,3 +334,66 @@ def test_to_json_round_trips_through_json() -> None:
     assert json.loads(json.dumps(record.to_json()))["top_k"] == [
         {"genre": "jazz", "probability": 0.75}
     ]
+
+
+# --- a run directory whose config.json is not a run's ------------------------------------------
+
+_SETTINGS = {"train": {}, "features": {}, "split": {}, "genres": ["jazz", "rock"]}
+NOT_A_RUN = {
+    "a list": ([], "holds a list, not a JSON object"),
+    "train a number": ({"train": 3}, "'train' is a number, not an object"),
+    "no genres": ({**_SETTINGS, "genres": None}, "'genres' must be a list of distinct names"),
+    "an export's sidecar": (
+        {"format": "genre-jax-export/2", "genres": ["jazz", "rock"], "sample_rate": 22050},
+        "is the sidecar of a genre-jax export",
+    ),
+    "an ensemble whose members are a number": (
+        {**_SETTINGS, "members": 3, "member_models": ["cnn"]},
+        "'members' must be a list of run directories, not 3",
+    ),
+    "an ensemble without its members' models": (
+        {**_SETTINGS, "members": ["a", "b"]},
+        "'member_models' must name each of the 2 members' models",
+    ),
+    "an ensemble of a member that is not a run": (
+        {**_SETTINGS, "members": ["member"], "member_models": ["cnn"]},
+        "member/config.json: holds a list",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NOT_A_RUN)
+def test_a_config_json_that_is_not_a_runs_is_one_line_in_every_command(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 35, item 19: a ``--run-dir`` whose config.json was ``[]``, an export's sidecar or
+    an ensemble-shaped object with bad members gave TypeError/KeyError tracebacks in
+    ``evaluate``, ``predict`` and ``export``. Each is one line naming the file, exit 2, and
+    nothing is written."""
+    from genre_jax.cli import main
+    from genre_jax.inference import RunConfigError
+
+    config, reason = NOT_A_RUN[case]
+    run = tmp_path / "run"
+    (run / "member").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "member" / "config.json").write_text("[]")
+    clip = write_clip(tmp_path / "clip.wav", 1.0)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(RunConfigError, match=re.escape(reason)):
+        load_predictor(run)
+    commands = {
+        "evaluate": ["evaluate", "--run-dir", str(run)],
+        "predict": ["predict", str(clip), "--run-dir", str(run)],
+        "export": ["export", "--run-dir", str(run), "--out", str(tmp_path / "model")],
+    }
+    for command, argv in commands.items():
+        capsys.readouterr()
+        assert main(argv) == 2, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"genre-jax {command}: error: "), err
+        if command == "export" and case.endswith("not a run"):  # no member is read
+            assert f"{run} is an ensemble; export each member's run" in err
+            continue
+        assert "config.json: " in err and reason in err, err
+    assert sorted(tmp_path.rglob("*")) == before
