@@ -88,6 +88,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (a seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     try:
@@ -369,7 +380,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from genre_jax.plots import plot_file
 
     out = args.out or Path(args.file).with_suffix(".png").name
-    print(f"Wrote {plot_file(args.file, out, seconds=args.seconds)}")
+    print(f"Wrote {plot_file(args.file, out, seconds=args.seconds, overwrite=args.overwrite)}")
     return 0
 
 
@@ -453,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="tracks of each genre [default: 10]",
     )
-    synth.add_argument("--seed", type=int, default=0, help="the generator's seed [default: 0]")
+    synth.add_argument(
+        "--seed", type=non_negative_int, default=0, help="the generator's seed [default: 0]"
+    )
     synth.set_defaults(func=cmd_synth)
 
     prep = sub.add_parser(
@@ -464,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic", action="store_true", help="use the built-in synthetic dataset (cached)"
     )
     prep.add_argument("--tracks-per-genre", type=positive_int, default=10, help="with --synthetic")
-    prep.add_argument("--seed", type=int, default=0, help="with --synthetic")
+    prep.add_argument("--seed", type=non_negative_int, default=0, help="with --synthetic")
     prep.add_argument("--out", default="runs/features", help="folder of feature stores")
     prep.add_argument(
         "--batch-size", type=positive_int, default=16, help="segments per extraction call"
@@ -595,7 +608,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="waveform and mel spectrogram of an audio file (PNG)")
     plot.add_argument("file")
-    plot.add_argument("--out", help="PNG path (default: <file name>.png here)")
+    plot.add_argument("--out", help="PNG path, ending in .png (default: <file name>.png here)")
+    plot.add_argument(
+        "--overwrite", action="store_true", help="replace an existing PNG (never the input)"
+    )
     plot.add_argument("--seconds", type=positive_float, help="only the first SECONDS")
     plot.set_defaults(func=cmd_plot)
 

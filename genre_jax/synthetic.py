@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import multiprocessing
+import numbers
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -314,6 +316,26 @@ def synthetic_data_dir(tracks_per_genre: int, seed: int, cache: Path | None = No
     return (cache or cache_dir()) / f"synthetic-{tracks_per_genre}x30s-seed{seed}"
 
 
+def _check_settings(tracks_per_genre: int, seconds: float, sample_rate: int, seed: int) -> None:
+    """Refuse, naming the setting, what :func:`synthesize_clip` would refuse in every worker
+    (a traceback from a process pool otherwise), before any folder is created."""
+
+    def whole(value: object) -> bool:
+        return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+    if not whole(tracks_per_genre) or tracks_per_genre < 1:
+        raise ConfigError(f"tracks_per_genre must be a whole number >= 1, got {tracks_per_genre!r}")
+    if not whole(seed) or seed < 0:
+        raise ConfigError(f"synthetic setting seed={seed!r}: must be a whole number >= 0")
+    if not whole(sample_rate) or sample_rate < 1:
+        raise ConfigError(
+            f"synthetic setting sample_rate={sample_rate!r}: must be a whole number >= 1"
+        )
+    real = isinstance(seconds, numbers.Real) and not isinstance(seconds, bool)
+    if not real or not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"synthetic setting seconds={seconds!r}: must be a finite number > 0")
+
+
 def generate_synthetic(
     out_dir: str | Path,
     *,
@@ -338,8 +360,7 @@ def generate_synthetic(
     Returns:
         ``Path(out_dir) / "genres_original"``.
     """
-    if tracks_per_genre < 1:
-        raise ConfigError(f"tracks_per_genre must be >= 1, got {tracks_per_genre}")
+    _check_settings(tracks_per_genre, seconds, sample_rate, seed)
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)

@@ -179,6 +179,43 @@ def test_registration_refuses_a_clashing_name_or_type() -> None:
     assert "clash" not in model_names()
 
 
+PLUGINS = {
+    "dup": ("register(models.get_spec('svm'))", "model 'svm' is already registered"),
+    "badname": (
+        "register(dataclasses.replace(models.get_spec('svm'), name='My-Model'))",
+        "model name 'My-Model': use lower-case letters, digits and _",
+    ),
+    "badfamily": (
+        "register(dataclasses.replace(models.get_spec('svm'), name='mine', family='tree'))",
+        "model 'mine': family 'tree' not one of",
+    ),
+    "notaspec": ("register('svm')", "register() takes a ModelSpec, not str"),
+}
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_a_plugin_that_cannot_register_is_one_line(
+    plugin: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 35, item 21: a ``GENRE_JAX_MODELS`` module registering a duplicate or badly named
+    model was a traceback. It is one line naming the variable, the module and the reason, exit
+    2; the registry is unchanged."""
+    code, reason = PLUGINS[plugin]
+    module = f"genre_jax_test_plugin_{plugin}"
+    header = (
+        "import dataclasses\nfrom genre_jax import models\nfrom genre_jax.models import register\n"
+    )
+    (tmp_path / f"{module}.py").write_text(header + code + "\n")
+    monkeypatch.chdir(tmp_path)  # the variable's modules are also looked for here
+    monkeypatch.setenv("GENRE_JAX_MODELS", module)
+    names = model_names()
+    assert main(["synth", "--out", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genre-jax: error: GENRE_JAX_MODELS: module {module!r}: "), err
+    assert err.count("\n") == 1 and reason in err, err
+    assert model_names() == names and not (tmp_path / "data").exists()
+
+
 def test_help_lists_the_registered_models_and_every_choice() -> None:
     """A plugin named in GENRE_JAX_MODELS appears in the choices of a fresh process."""
     root = Path(__file__).parent.parent

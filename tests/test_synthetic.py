@@ -15,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genre_jax import synthetic
+from genre_jax.config import ConfigError
 from genre_jax.synthetic import GENRES, generate_synthetic, synthesize_clip, synthetic_data_dir
 
 TRACKS = 10
@@ -179,6 +180,29 @@ def test_worker_processes_write_the_same_files(tmp_path: Path) -> None:
         assert (serial / name).read_bytes() == (pooled / name).read_bytes(), name
     with pytest.raises(ValueError, match="workers must be >= 1"):
         generate_synthetic(tmp_path / "none", tracks_per_genre=1, seconds=1.0, workers=0)
+
+
+def test_a_negative_seed_is_one_line_before_any_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 35, item 21: ``synth --seed -1`` was a traceback from the worker pool (each worker's
+    ``synthesize_clip`` refused the seed). The command refuses it in one line, the library
+    before creating anything, naming the setting."""
+    from genre_jax.cli import main
+
+    out = tmp_path / "data"
+    for argv in (["synth", "--out", str(out)], ["prepare", "--synthetic", "--out", str(out)]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--seed", "-1"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1, err
+        assert "argument --seed: -1 must be >= 0" in err
+    bad = {"seed": -1, "seconds": float("nan"), "sample_rate": 0, "tracks_per_genre": 2.5}
+    for setting, value in bad.items():
+        with pytest.raises(ConfigError, match=setting):
+            generate_synthetic(out, **{"tracks_per_genre": 1, "seconds": 1.0, setting: value})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_learnable_but_not_trivial(mfccs: np.ndarray) -> None:

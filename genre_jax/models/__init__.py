@@ -30,6 +30,7 @@ from genre_jax.models.spec import (
     PIPELINE,
     DemoRecipe,
     ModelSpec,
+    ModelSpecError,
     NoSettings,
     SeedFigures,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "PIPELINE",
     "DemoRecipe",
     "ModelSpec",
+    "ModelSpecError",
     "NoSettings",
     "SeedFigures",
     "build_network",
@@ -69,22 +71,29 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
     Its name must be new (``replace=True`` swaps a registered spec, e.g. when a notebook
     re-runs the cell). A setting name another model also uses must have the same type there,
     since both share one command-line option.
+
+    Raises:
+        ModelSpecError: ``spec`` is not a :class:`ModelSpec`, its name is not a lower-case
+            identifier or is taken, or a setting is called ``name`` or clashes in type.
     """
     if not isinstance(spec, ModelSpec):
-        raise TypeError(f"register() takes a ModelSpec, not {type(spec).__name__}")
-    if not spec.name.isidentifier() or spec.name != spec.name.lower():
-        raise ValueError(f"model name {spec.name!r}: use lower-case letters, digits and _")
+        raise ModelSpecError(f"register() takes a ModelSpec, not {type(spec).__name__}")
+    name = spec.name
+    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
+        raise ModelSpecError(f"model name {spec.name!r}: use lower-case letters, digits and _")
     if spec.name in _REGISTRY and not replace:
-        raise ValueError(f"model {spec.name!r} is already registered")
+        raise ModelSpecError(
+            f"model {spec.name!r} is already registered (register(spec, replace=True) swaps it)"
+        )
     types = _setting_types(spec)
     if "name" in types:
-        raise ValueError(f"model {spec.name!r}: a setting cannot be called 'name'")
+        raise ModelSpecError(f"model {spec.name!r}: a setting cannot be called 'name'")
     for other in _REGISTRY.values():
         if other.name == spec.name:
             continue
         for key, kind in _setting_types(other).items():
             if key in types and types[key] != kind:
-                raise ValueError(
+                raise ModelSpecError(
                     f"model {spec.name!r}: setting {key!r} has another type than in model "
                     f"{other.name!r}, which shares its option --model-{key.replace('_', '-')}"
                 )
@@ -119,8 +128,9 @@ def load_plugins() -> list[str]:
     points of group ``genre_jax.models``; return what was loaded.
 
     A module registers its models when imported; an entry point may instead name a
-    ``ModelSpec``, which is registered here. A module that cannot be imported is a
-    :class:`ConfigError` naming it.
+    ``ModelSpec``, which is registered here. A module that cannot be imported, or whose
+    models cannot be registered (:class:`ModelSpecError`: a name taken or malformed, a bad
+    spec), is a :class:`ConfigError` naming it and the reason.
     """
     loaded = []
     for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
@@ -128,11 +138,18 @@ def load_plugins() -> list[str]:
             _import_here(module)
         except ImportError as error:
             raise ConfigError(f"{PLUGINS_ENV}: cannot import {module!r} ({error})") from None
+        except ModelSpecError as error:
+            raise ConfigError(f"{PLUGINS_ENV}: module {module!r}: {error}") from None
         loaded.append(module)
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        value = entry.load()
-        if isinstance(value, ModelSpec):
-            register(value, replace=True)
+        try:
+            value = entry.load()
+            if isinstance(value, ModelSpec):
+                register(value, replace=True)
+        except ModelSpecError as error:
+            raise ConfigError(
+                f"entry point {entry.name!r} ({entry.value}) of group {ENTRY_POINT_GROUP}: {error}"
+            ) from None
         loaded.append(entry.value)
     return loaded
 

@@ -26,10 +26,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from genre_jax.settings import ConfigError
+
 NETWORK = "network"
 PIPELINE = "pipeline"
 FAMILIES = (NETWORK, PIPELINE)
 EPOCH_DRIVERS = ("scan", "steps")
+
+
+class ModelSpecError(ConfigError):
+    """A model cannot be described or registered as given: its spec is malformed (family,
+    epoch driver, settings class), its name is not a lower-case identifier or is taken, or a
+    setting clashes with another model's. A model module named in ``GENRE_JAX_MODELS`` that
+    raises it is reported as one line naming the module."""
 
 
 @dataclass(frozen=True)
@@ -115,9 +124,11 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
-            raise ValueError(f"model {self.name!r}: family {self.family!r} not one of {FAMILIES}")
+            raise ModelSpecError(
+                f"model {self.name!r}: family {self.family!r} not one of {FAMILIES}"
+            )
         if self.cpu_epoch_driver not in EPOCH_DRIVERS:
-            raise ValueError(
+            raise ModelSpecError(
                 f"model {self.name!r}: cpu_epoch_driver {self.cpu_epoch_driver!r} not one of "
                 f"{EPOCH_DRIVERS}"
             )
@@ -125,7 +136,7 @@ class ModelSpec:
             dataclasses.is_dataclass(self.settings) and self.settings.__dataclass_params__.frozen
         )
         if not frozen:
-            raise ValueError(f"model {self.name!r}: settings must be a frozen dataclass")
+            raise ModelSpecError(f"model {self.name!r}: settings must be a frozen dataclass")
         object.__setattr__(self, "trusted_types", frozenset(self.trusted_types))
 
     def setting_names(self) -> tuple[str, ...]:
