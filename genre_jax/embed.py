@@ -44,11 +44,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from genre_jax.checkpoint import CheckpointError, load_model, state_digest
+from genre_jax.checkpoint import load_model, state_digest
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.embedding_cache import store_table
 from genre_jax.ensemble import is_ensemble
-from genre_jax.fileio import atomic_write_bytes, library_versions, read_json
+from genre_jax.fileio import atomic_write_bytes, library_versions
 from genre_jax.models import PIPELINE, get_spec
 from genre_jax.models.musicnn import (
     DEFAULT_CHECKPOINT,
@@ -112,13 +112,10 @@ def network_embedder(run_dir: str | Path, batch_size: int = 64) -> Embedder:
     import jax.numpy as jnp
     from flax import nnx
 
-    from genre_jax.inference import make_predict
+    from genre_jax.inference import make_predict, read_run_config
 
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{run_dir}: not a run directory (no config.json)")
-    config = read_json(config_path)
+    config = read_run_config(run_dir)
     if is_ensemble(config):
         raise ConfigError(
             f"{run_dir}: an ensemble has no one penultimate layer; embed one of its members"

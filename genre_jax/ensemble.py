@@ -71,11 +71,13 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
     if len(members) < 2:
         raise ConfigError("an ensemble needs at least two runs")
     _check_out_dir(out_dir, [Path(m) for m in members])
+    from genre_jax.inference import read_run_config  # which loads ensembles through this module
+
     configs = []
     for member in map(Path, members):
         if not (member / "config.json").is_file() or not (member / "summary.json").is_file():
             raise ConfigError(f"ensemble member {member}: not a finished run (no summary.json)")
-        configs.append(read_json(member / "config.json"))
+        configs.append(read_run_config(member))
     first = configs[0]
     features = [FeatureConfig.from_json(c["features"]) for c in configs]
     mixed = any(f != features[0] for f in features)

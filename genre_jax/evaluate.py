@@ -32,7 +32,7 @@ from genre_jax.embedding_cache import store_cache
 from genre_jax.ensemble import is_ensemble
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.identity import SONGS_FILE, IdentityError, read_songs, require_identities
-from genre_jax.inference import Predictor, load_predictor
+from genre_jax.inference import Predictor, load_predictor, read_run_config
 from genre_jax.metrics import log_event
 from genre_jax.models import specs
 from genre_jax.parallel import gather_blocks, is_main_process, process_block
@@ -373,7 +373,7 @@ def _mixed_scores(
     """
     scored = []
     for member in predictor.readers:
-        config = read_json(member.run_dir / "config.json")
+        config = read_run_config(member.run_dir)
         store = FeatureStore.open(resolve_store(config["store"]))
         selection = select_segments(store, config, part, member.run_dir)
         with store_cache(store):
@@ -469,7 +469,7 @@ def evaluate_run(
         raise ValueError(f"part={part!r}: 'test' or 'val'")
     run_dir = Path(run_dir)
     predictor = load_predictor(run_dir)
-    run_config = read_json(run_dir / "config.json")
+    run_config = read_run_config(run_dir)
     if predictor.mixed:
         if features is not None:
             raise ConfigError(

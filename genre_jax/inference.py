@@ -21,7 +21,7 @@ from flax import nnx
 
 from genre_jax.checkpoint import CheckpointError, load_model
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
-from genre_jax.ensemble import ensemble_name, is_ensemble, is_mixed, member_dirs
+from genre_jax.ensemble import check_members, ensemble_name, is_ensemble, is_mixed, member_dirs
 from genre_jax.fileio import JSONFileError, read_json_object
 from genre_jax.fit_pipeline import segment_labels
 from genre_jax.models import PIPELINE
@@ -209,8 +209,10 @@ def load_predictor(run_dir: str | Path, batch_size: int = 64) -> Predictor:
     A network's genres and train and feature settings are those of its verified checkpoint
     (:func:`genre_jax.checkpoint.load_model`, which also refuses a ``config.json`` edited
     since). An ensemble directory (:mod:`genre_jax.ensemble`) gives the mean probability of its
-    members' predictors, labels by its argmax; an ensemble that contains itself, or a member
-    whose feature settings or genres are not those of the ensemble's ``config.json``, is a
+    members' predictors, labels by its argmax, once each member is checked to be the run it was
+    when the ensemble was made (:func:`genre_jax.ensemble.check_members`); an ensemble that
+    contains itself, or a member whose feature settings or genres are not those of the
+    ensemble's ``config.json``, is a
     :class:`~genre_jax.checkpoint.CheckpointError`. A ``config.json`` (the run's, or a
     member's) that is not shaped as one genre-jax wrote is a :class:`RunConfigError`
     (:func:`read_run_config`), before any other file is read.
@@ -240,6 +242,7 @@ def _load_predictor(run_dir: Path, batch_size: int, loading: tuple[Path, ...]) -
             predictor = _load_predictor(member, batch_size, inside)
             _check_member(predictor, config, run_dir, len(members))
             members.append(predictor)
+        check_members(run_dir, config)  # each member as it was when the ensemble was made
 
         def mean_probabilities(x: np.ndarray) -> np.ndarray:
             return np.mean([m.predict_proba(x) for m in members], axis=0)

@@ -328,7 +328,6 @@ def test_item_3_a_member_retrained_in_place_is_refused(retrained_member) -> None
         check_members(ensemble, config)
 
 
-@pytest.mark.xfail(strict=True, reason="check_members not yet called by inference")
 def test_item_3_a_member_retrained_in_place_is_refused_when_loaded(retrained_member) -> None:
     ensemble, member = retrained_member
     with pytest.raises(IdentityError, match=re.escape(str(member))):
