@@ -4,9 +4,13 @@ A write goes to a temporary name in the same folder, is flushed to disk, and is 
 place, so a killed process leaves either the old file or the new one, never half of one.
 
 Every output folder genre-jax creates (a run, an ensemble, a cross-validation) holds a marker
-file, :data:`MARKER`, naming the project and the kind of folder. ``--overwrite`` deletes only a
-folder whose marker names the kind being replaced (:func:`remove_own_dir`), so a mistyped
-path never costs a folder that genre-jax did not write.
+file, :data:`MARKER`, naming the project and the kind of folder, and :data:`LAYOUTS` says what
+each kind holds. ``--overwrite`` deletes only a folder whose marker names the kind being
+replaced and that holds nothing but that (:func:`remove_own_dir`), so neither a mistyped path
+nor a user's notes put in a run's folder are lost.
+
+Files read whole are read only when they are regular files (:func:`require_regular_file`,
+:func:`open_regular`): a FIFO or a device in a file's place would block or never end.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,26 +87,111 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+REGULAR_FILE = "a regular file"
+
+
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` says a path is, for messages: :data:`REGULAR_FILE`, ``a FIFO``,
+    ``a folder``, ``a character device``, ``a block device``, ``a socket`` or ``a link``."""
+    kinds = (
+        (stat.S_ISREG, REGULAR_FILE),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a link"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+class NotRegularFileError(OSError, ValueError):
+    """A file to be read whole is not a regular file: a FIFO (reading it blocks until another
+    process writes), a device (``/dev/zero`` never ends), a folder or a socket; or it cannot be
+    examined. ``str(error)`` is one line naming the file; ``reason`` is the reason alone
+    (``a FIFO, not a regular file``).
+
+    A ValueError (a user's input that cannot be used) and an OSError, so that a caller that
+    handled what ``open`` raised for a folder (``IsADirectoryError``) handles this the same way.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def require_regular_file(path: str | os.PathLike, what: str) -> None:
+    """Refuse ``path`` unless it is a regular file (a link to one is), before something
+    (``np.load``, a digest) opens and reads it whole. ``what`` names it in the message:
+    ``{what} {path}: a FIFO, not a regular file``.
+
+    Raises:
+        NotRegularFileError: ``path`` is not a regular file, or cannot be examined (missing,
+            no permission: ``{what} {path}: cannot be read (No such file or directory)``).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        reason = f"cannot be read ({error.strerror})"
+        raise NotRegularFileError(f"{what} {path}: {reason}", reason) from None
+    kind = file_kind(mode)
+    if kind != REGULAR_FILE:
+        reason = f"{kind}, not a regular file"
+        raise NotRegularFileError(f"{what} {path}: {reason}", reason)
+
+
+def open_regular(path: str | os.PathLike) -> int:
+    """A read-only descriptor of ``path``, which must be a regular file: it is examined before
+    it is opened (a device is not opened at all) and again once open, without blocking (a FIFO
+    put in its place meanwhile is refused, not waited on). The caller closes it.
+
+    Raises:
+        NotRegularFileError: ``path`` is not a regular file (``{path}: a FIFO, not a regular
+            file``).
+        OSError: it cannot be opened (missing, no permission).
+    """
+    mode = os.stat(path).st_mode
+    if file_kind(mode) == REGULAR_FILE:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        mode = os.fstat(fd).st_mode
+        if file_kind(mode) == REGULAR_FILE:
+            return fd
+        os.close(fd)
+    reason = f"{file_kind(mode)}, not a regular file"
+    raise NotRegularFileError(f"{path}: {reason}", reason)
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as handle:
+    """The JSON in ``path``, a regular file (:func:`open_regular`: a FIFO or a device in its
+    place is refused, never read forever).
+
+    Raises:
+        NotRegularFileError: ``path`` is not a regular file.
+        OSError: it cannot be read.
+        ValueError: it is not UTF-8 JSON.
+    """
+    with os.fdopen(open_regular(path), encoding="utf-8") as handle:
         return json.load(handle)
 
 
 class JSONFileError(ValueError):
     """A file meant to hold a JSON object does not; ``str(error)`` is the reason alone (``is
-    not readable JSON (...)``, ``holds a list, not a JSON object``), for the caller to put
-    after the file's name in its own error."""
+    not readable JSON (...)``, ``holds a list, not a JSON object``, ``is a FIFO, not a regular
+    file``), for the caller to put after the file's name in its own error."""
 
 
 def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON object in ``path``.
+    """The JSON object in ``path`` (``store.json``, ``manifest.json``, a run's ``config.json``,
+    a folder's marker).
 
     Raises:
-        JSONFileError: the file cannot be read, is not JSON (or not UTF-8), or holds
-            something other than an object.
+        JSONFileError: the file is not a regular file (a FIFO, a device, a folder), cannot be
+            read, is not JSON (or not UTF-8), or holds something other than an object.
     """
     try:
         data = read_json(path)
+    except NotRegularFileError as error:
+        raise JSONFileError(f"is {error.reason}") from None
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError included
         raise JSONFileError(f"is not readable JSON ({error})") from error
     if not isinstance(data, dict):
@@ -147,33 +237,68 @@ def publish_dir(staged: Path, final: Path, replace: bool = False) -> bool:
 
 MARKER = ".genre-jax.json"
 
-# What a folder of each kind written before markers existed may hold, top level only.
-_LEGACY_ENTRIES = {
-    "run": (
-        "config.json",
-        "labels.json",
-        "history.json",
-        "summary.json",
-        "checkpoints",
-        "svm.skops",
-        "plots",
-        "report*.json",
-        "report*.md",
-        # What evaluate adds to a run written before markers (genre_jax.metrics).
-        "metrics.jsonl",
-        "tensorboard",
-    ),
-    "crossval": (
-        "experiment.json",
-        "fold-*",
-        "report.json",
-        "report.md",
-        "plots",
-        "metrics.jsonl",
-        "tensorboard",
-    ),
+FILE = "file"
+"""In a :data:`LAYOUTS` entry: a regular file."""
+ORBAX_STEP = "orbax step"
+"""In a :data:`LAYOUTS` entry: a checkpoint step's folder (``12``; ``12.orbax-checkpoint-tmp...``
+when a save was cut short). orbax writes all of it, in its own version's layout, so it is not
+looked into."""
+_ORBAX_TMP = ".orbax-checkpoint-tmp"
+
+_PLOTS = {"training_curves.png": FILE, "confusion_*.png": FILE}
+_TENSORBOARD = {"events.out.tfevents.*": FILE}
+_EVALUATED = {  # what evaluate adds to a run or an ensemble (genre_jax.evaluate, .metrics)
+    "report.json": FILE,
+    "report-*.json": FILE,  # -val, -hop0.5s, -test-on-<store>-<hash>
+    "report.md": FILE,
+    "report-*.md": FILE,
+    "metrics.jsonl": FILE,
+    "plots": _PLOTS,
+    "tensorboard": _TENSORBOARD,
 }
-_LEGACY_CONFIG = {"run": "config.json", "crossval": "experiment.json"}
+_SERIES = {"[0-9]*": ORBAX_STEP}
+
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "run": {
+        MARKER: FILE,
+        "config.json": FILE,
+        "labels.json": FILE,
+        "songs.json": FILE,
+        "history.json": FILE,
+        "summary.json": FILE,
+        "svm.skops": FILE,  # a pipeline model and its binding (genre_jax.models.sklearn_io)
+        "svm.json": FILE,
+        "checkpoints": {"latest": _SERIES, "best": _SERIES, "partial": _SERIES},
+        **_EVALUATED,
+    },
+    "ensemble": {
+        MARKER: FILE,
+        "config.json": FILE,
+        "labels.json": FILE,
+        "songs.json": FILE,
+        **_EVALUATED,
+        "*": ("run",),  # members made inside it (a cross-validation's fold-<k>/<model>)
+    },
+    "crossval": {
+        MARKER: FILE,
+        "experiment.json": FILE,
+        "report.json": FILE,
+        "report.md": FILE,
+        "metrics.jsonl": FILE,
+        "plots": {"confusion_*.png": FILE},
+        "tensorboard": _TENSORBOARD,
+        "fold-*": ("run", "ensemble"),
+    },
+}
+"""Everything genre-jax writes in each kind of output folder, the one place that says so: a
+name pattern (``fnmatch``, first match) for each entry, and what it is: :data:`FILE`, a folder
+holding what a nested pattern dict says, :data:`ORBAX_STEP`, or a tuple of kinds (a folder of
+one of them, by its marker, or an empty folder). Beside these, the temporary file of an atomic
+write that was killed (``.<name>.<random>.tmp``, of a file named here) is ours too.
+``--overwrite`` deletes a folder only when everything in it is in its layout
+(:func:`remove_own_dir`)."""
+_NAMES = {"run": "run folder", "ensemble": "ensemble", "crossval": "cross-validation folder"}
+_CONFIG_FILES = {"run": "config.json", "ensemble": "config.json", "crossval": "experiment.json"}
 
 
 class OutputDirError(ValueError):
@@ -201,24 +326,79 @@ def dir_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
-def _is_legacy(path: Path, kind: str, keep: tuple[str, ...] = ()) -> bool:
-    """A folder of ``kind`` written before markers: only the names such a folder holds (and
-    those in ``keep``), and a config naming genre-jax's fields."""
-
-    patterns = _LEGACY_ENTRIES.get(kind)
-    if patterns is None:
+def _legacy_config(path: Path, kind: str) -> bool:
+    """``path`` holds the config of a ``kind`` folder of genre-jax's (for a folder written
+    before markers): a run's names genre-jax's version, an ensemble's and a cross-validation's
+    list members and the feature hash."""
+    name = _CONFIG_FILES.get(kind)
+    if name is None:
         return False
-    for entry in os.listdir(path):
-        if entry not in keep and not any(fnmatch.fnmatch(entry, p) for p in patterns):
-            return False
     try:
-        config = read_json_object(path / _LEGACY_CONFIG[kind])
+        config = read_json_object(path / name)
     except JSONFileError:
         return False
-    if kind == "crossval":
-        return {"members", "feature_hash"} <= set(config)
-    versions = config.get("versions")
-    return isinstance(versions, dict) and "genre-jax" in versions
+    if kind == "run":
+        versions = config.get("versions")
+        return isinstance(versions, dict) and "genre-jax" in versions
+    return {"members", "feature_hash"} <= set(config)
+
+
+def _slot(entry: str, layout: dict[str, Any]) -> Any:
+    """What ``layout`` says the entry ``entry`` is (None: nothing of ours). Of hidden names,
+    ours are the marker and a killed atomic write's temporary file (``.<name>.<random>.tmp``,
+    :func:`atomic_writer`), a :data:`FILE` when the file it was for is one."""
+    if entry.startswith(".") and entry != MARKER:
+        parts = entry[1:].rsplit(".", 2)
+        leftover = len(parts) == 3 and parts[2] == "tmp" and _slot(parts[0], layout) == FILE
+        return FILE if leftover else None
+    for pattern, slot in layout.items():
+        if fnmatch.fnmatchcase(entry, pattern):
+            return slot
+    return None
+
+
+def foreign_entries(
+    path: str | os.PathLike, layout: dict[str, Any], keep: tuple[str, ...] = (), prefix: str = ""
+) -> list[str]:
+    """What in the folder ``path`` genre-jax did not write by ``layout`` (:data:`LAYOUTS`),
+    looking into its subfolders: paths relative to ``path`` (after ``prefix``), a folder's
+    with a ``/``. A link is never ours; entries named in ``keep`` are not looked at."""
+    path, found = Path(path), []
+    for entry in sorted(os.listdir(path)):
+        if entry in keep:
+            continue
+        target, name = path / entry, prefix + entry
+        slot = _slot(entry, layout)
+        folder = target.is_dir() and not target.is_symlink()
+        if slot is None or target.is_symlink():
+            found.append(name + ("/" if folder else ""))
+        elif slot == FILE:
+            if not target.is_file():
+                found.append(name + ("/" if folder else ""))
+        elif not folder:
+            found.append(name)
+        elif slot == ORBAX_STEP:
+            if not entry.split(_ORBAX_TMP)[0].isdigit():
+                found.append(name + "/")
+        elif isinstance(slot, dict):
+            found += foreign_entries(target, slot, prefix=name + "/")
+        else:
+            found += _foreign_in_member(target, slot, name + "/")
+    return found
+
+
+def _foreign_in_member(path: Path, kinds: tuple[str, ...], prefix: str) -> list[str]:
+    """:func:`foreign_entries` of a folder that must be of one of ``kinds`` (a fold, an
+    ensemble's member): by its marker, or a config of that kind written before markers; an
+    empty folder is one made and killed before its marker was written."""
+    kind = dir_kind(path)
+    if kind is None:
+        if not os.listdir(path):
+            return []
+        kind = next((k for k in kinds if _legacy_config(path, k)), None)
+    if kind not in kinds:
+        return [prefix]
+    return foreign_entries(path, LAYOUTS[kind], prefix=prefix)
 
 
 def describe_entries(path: str | os.PathLike, limit: int = 6) -> str:
@@ -232,23 +412,39 @@ def describe_entries(path: str | os.PathLike, limit: int = 6) -> str:
 def remove_own_dir(
     path: str | os.PathLike, kind: str, *, delete: bool = True, keep: tuple[str, ...] = ()
 ) -> None:
-    """Delete the folder ``path`` for ``--overwrite``, only if genre-jax wrote it as a ``kind``.
+    """Delete the folder ``path`` for ``--overwrite``, only if genre-jax wrote it as a ``kind``
+    and everything in it.
 
-    Its marker must name ``kind`` (or, for a folder written before markers, it must hold
-    nothing but what such a folder holds). ``delete=False`` only checks (the processes of a
+    Its marker must name ``kind`` (or, for a folder written before markers, its config must be
+    a ``kind``'s and it must hold nothing else); and everything in it, subfolders included (a
+    run's checkpoints, plots and event files, a cross-validation's folds, an ensemble's
+    members), must be what genre-jax writes there (:data:`LAYOUTS`). A file of the user's
+    (``notes.txt``, ``fold-0/mine.txt``) is not deleted with the rest, nor kept in a folder
+    that then holds another run beside notes on the old one: the whole folder is refused,
+    naming it, and nothing is deleted. ``delete=False`` only checks (the processes of a
     multi-process run other than the first). Entries named in ``keep`` stay (with the folder
     itself): a cross-validation's own feature store, prepared just before.
 
     Raises:
-        OutputDirError: the folder is not a ``kind`` of genre-jax's; what it holds is named.
+        OutputDirError: the folder is not a ``kind`` of genre-jax's, or holds something
+            genre-jax did not write; what it holds, or that, is named.
     """
     path = Path(path)
     found = dir_kind(path)
-    if found != kind and not (found is None and _is_legacy(path, kind, keep)):
+    legacy = found is None and _legacy_config(path, kind)
+    foreign = foreign_entries(path, LAYOUTS[kind], keep) if found == kind or legacy else []
+    if found != kind and not (legacy and not foreign):
         what = f"a genre-jax {found}" if found else "not written by genre-jax"
         raise OutputDirError(
             f"{path}: --overwrite replaces only a {kind} folder of genre-jax's, and this one is "
             f"{what} (it holds {describe_entries(path)}); remove it yourself or choose another"
+        )
+    if foreign:
+        more = f" ({len(foreign)} in all)" if len(foreign) > 6 else ""
+        raise OutputDirError(
+            f"{path}: --overwrite deletes only what genre-jax wrote, and this {_NAMES[kind]} "
+            f"also holds {', '.join(foreign[:6])}{more}; move that out (or delete it yourself) "
+            "and run again"
         )
     if not delete:
         return

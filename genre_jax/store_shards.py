@@ -20,20 +20,22 @@ written, and completes the store. This module knows these files only, not the st
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import hashlib
 import io
 import json
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from genre_jax.datasets import Manifest, Track
-from genre_jax.fileio import atomic_write_bytes, atomic_writer
+from genre_jax.fileio import atomic_write_bytes, atomic_writer, file_kind
 
 FEATURES_DIR = "features"
 DEFAULT_SHARD_SEGMENTS = 1024
@@ -103,21 +105,43 @@ class ShardWriter:
         self.shards.append({"file": name, "rows": len(rows), "sha256": hashing.digest.hexdigest()})
 
 
-def _header(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
-    """Shape, dtype, Fortran order and data offset of the ``.npy`` file ``path`` (``name`` in
-    messages)."""
+def _open_regular(path: Path, name: str) -> int:
+    """A read-only descriptor of ``path`` (``name`` in messages), which must be a regular file:
+    it is opened without blocking and checked before anything is read, so a FIFO or a device in
+    a shard's place is refused rather than read forever."""
     try:
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise ShardError(f"{name} cannot be read ({error.strerror})") from None
+    kind = file_kind(os.fstat(fd).st_mode)
+    if kind != "a regular file":
+        os.close(fd)
+        raise ShardError(f"{name} is {kind}, not a regular file")
+    return fd
+
+
+def _header(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype, bool, int, int]:
+    """Shape, dtype, Fortran order, data offset and size in bytes of the ``.npy`` file ``path``
+    (``name`` in messages), which must be a regular file."""
+    fd = _open_regular(path, name)
+    try:
+        with os.fdopen(fd, "rb") as handle:
             version = np.lib.format.read_magic(handle)
             read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
                 version, np.lib.format.read_array_header_2_0
             )
             shape, fortran, dtype = read(handle)
-            return shape, dtype, fortran, handle.tell()
+            return shape, dtype, fortran, handle.tell(), os.fstat(handle.fileno()).st_size
     except OSError as error:
         raise ShardError(f"{name} cannot be read ({error.strerror})") from None
     except ValueError as error:
         raise ShardError(f"{name} is not a .npy array file ({error})") from None
+
+
+OPEN_SHARDS = 64
+"""The most shard files a :class:`ShardedFeatures` keeps open (the least recently read are
+closed first): one descriptor per shard ran out of the usual 1,024 on a store of a thousand
+shards. Reopening a shard costs microseconds, a read of its rows far more."""
 
 
 class ShardedFeatures:
@@ -128,7 +152,9 @@ class ShardedFeatures:
     first axis (then any further indices), and returns a new in-memory array of those rows.
     Rows are read with ``os.pread``, runs of consecutive rows in one read, so nothing stays
     mapped into the process: reading a whole epoch of a store costs only the rows in hand.
-    Safe to read from several threads; picklable (each process opens its own files).
+    At most :data:`OPEN_SHARDS` shard files are open at once, however many the store has
+    (more only while more threads than that read at the same moment). Safe to read from
+    several threads; picklable (each process opens its own files).
     """
 
     def __init__(self, folder: Path, shards: Sequence[dict[str, Any]], row_shape: tuple) -> None:
@@ -143,22 +169,20 @@ class ShardedFeatures:
         self.row_bytes = math.prod(self.row_shape) * self.dtype.itemsize
         self._starts: list[int] = []
         for name, path, count in zip(self.names, self.files, rows.tolist(), strict=True):
-            shape, dtype, fortran, start = _header(path, name)
+            shape, dtype, fortran, start, size = _header(path, name)
             expected = (count, *self.row_shape)
             if shape != expected or dtype != self.dtype or fortran:
                 raise ShardError(
                     f"{name} holds {dtype} {shape}{' (Fortran order)' if fortran else ''}, "
                     f"where store.json lists float32 {expected}"
                 )
-            size = path.stat().st_size
             if size < start + count * self.row_bytes:
                 raise ShardError(
                     f"{name} is cut short: {size} bytes, where its {count} rows need "
                     f"{start + count * self.row_bytes}"
                 )
             self._starts.append(start)
-        self._fds: dict[int, int] = {}
-        self._opening = threading.Lock()  # reads come from several threads
+        self._open_shards()
 
     ndim = property(lambda self: len(self.shape))
     size = property(lambda self: math.prod(self.shape))
@@ -167,21 +191,32 @@ class ShardedFeatures:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def _open_shards(self) -> None:
+        """No shard open yet: ``_fds`` maps a shard to its descriptor, least recently used
+        first, and ``_users`` counts the reads under way on each (never closed while read)."""
+        self._fds: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self._users: collections.Counter[int] = collections.Counter()
+        self._opening = threading.Lock()  # reads come from several threads
+
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_fds", "_opening")}
-        return state | {"_fds": {}}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fds", "_users", "_opening")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _opening=threading.Lock())
+        self.__dict__.update(state)
+        self._open_shards()
 
     def __del__(self) -> None:
         self.close()
 
     def close(self) -> None:
         """Close the files opened for reading (they are opened again when needed)."""
-        for fd in getattr(self, "_fds", {}).values():
-            os.close(fd)
-        self._fds = {}
+        lock = getattr(self, "_opening", None)
+        if lock is None:  # __init__ failed before its files were opened
+            return
+        with lock:
+            for shard in [s for s in self._fds if not self._users[s]]:
+                os.close(self._fds.pop(shard))
+                self._users.pop(shard, None)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         rows = self[:]
@@ -215,11 +250,37 @@ class ShardedFeatures:
             rest = (slice(None),) * index.ndim + rest if rest else ()
         return rows[rest] if rest else rows
 
-    def _fd(self, shard: int) -> int:
+    @contextlib.contextmanager
+    def _reading(self, shard: int) -> Iterator[int]:
+        """A descriptor of ``shard``'s file for the block's reads: opened if needed (then the
+        least recently read idle files beyond :data:`OPEN_SHARDS` are closed), and not closed
+        by another thread while the block runs."""
         with self._opening:  # two threads must not both open a shard (one descriptor leaks)
-            if shard not in self._fds:
-                self._fds[shard] = os.open(self.files[shard], os.O_RDONLY)
-            return self._fds[shard]
+            if shard in self._fds:
+                self._fds.move_to_end(shard)
+            else:
+                self._fds[shard] = _open_regular(self.files[shard], self.names[shard])
+            self._users[shard] += 1
+            self._close_idle()
+            fd = self._fds[shard]
+        try:
+            yield fd
+        finally:
+            with self._opening:
+                self._users[shard] -= 1
+                self._close_idle()
+
+    def _close_idle(self) -> None:
+        """Close the least recently read files no read is using, down to :data:`OPEN_SHARDS`
+        (the caller holds ``_opening``)."""
+        excess = len(self._fds) - OPEN_SHARDS
+        for shard in list(self._fds):
+            if excess <= 0:
+                break
+            if not self._users[shard]:
+                os.close(self._fds.pop(shard))
+                del self._users[shard]
+                excess -= 1
 
     def _gather(self, index: np.ndarray) -> np.ndarray:
         out = np.empty((index.size, *self.row_shape), self.dtype)
@@ -235,7 +296,8 @@ class ShardedFeatures:
             s, first, count = int(shard[start]), int(wanted[start]), int(stop - start)
             local = first - int(self.offsets[s])
             at = self._starts[s] + local * self.row_bytes
-            data = os.pread(self._fd(s), count * self.row_bytes, at)
+            with self._reading(s) as fd:
+                data = os.pread(fd, count * self.row_bytes, at)
             if len(data) != count * self.row_bytes:
                 raise ShardError(f"{self.files[s]}: cut short while its rows were read")
             block = np.frombuffer(data, self.dtype).reshape(count, *self.row_shape)

@@ -253,12 +253,17 @@ def test_ensemble_containing_itself_is_refused(runs, tmp_path: Path) -> None:
     twin = copy_run(runs["cnn"], tmp_path, "twin")
     out = tmp_path / "ensemble"
     make_ensemble([runs["cnn"], twin], out)
-    edit_json(out / "config.json", lambda c: c["members"].append(str(out)))
+
+    def add_member(config: dict, member: Path) -> None:  # as a well-formed config names one
+        config["members"].append(str(member))
+        config["member_models"].append("cnn")
+
+    edit_json(out / "config.json", lambda c: add_member(c, out))
     with pytest.raises(CheckpointError, match="is the ensemble itself"):
         load_predictor(out)
     outer = tmp_path / "outer"
     make_ensemble([runs["cnn"], twin], outer)
-    edit_json(outer / "config.json", lambda c: c["members"].append(str(out)))
+    edit_json(outer / "config.json", lambda c: add_member(c, out))
     edit_json(out / "config.json", lambda c: c["members"].__setitem__(-1, str(outer)))
     with pytest.raises(CheckpointError, match="contains this ensemble"):
         load_predictor(outer)
