@@ -419,9 +419,10 @@ def _window_songs(
     """The songs' genres from overlapping windows of their audio (:mod:`genre_jax.windows`):
     by the windows' mean probability, and by the vote of the windows' labels; with the number
     of windows scored."""
-    paths = [store.manifest.tracks[int(t)].path for t in songs.tracks]
+    tracks = [store.manifest.tracks[int(t)] for t in songs.tracks]
+    paths, contents = [t.path for t in tracks], [t.content for t in tracks]
     by_mean, by_vote, total = [], [], 0
-    for i, found in enumerate(song_windows(predictor, paths, hop)):
+    for i, found in enumerate(song_windows(predictor, paths, hop, contents)):
         if found is None:  # shorter than a window at some member's rate: its segments' answers
             by_mean.append(int(songs.by_mean[i]))
             by_vote.append(int(songs.by_vote[i]))

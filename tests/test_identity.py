@@ -334,7 +334,6 @@ def test_item_3_a_member_retrained_in_place_is_refused_when_loaded(retrained_mem
         load_predictor(ensemble)
 
 
-@pytest.mark.xfail(strict=True, reason="windows do not yet check the audio they decode again")
 def test_item_4_windows_refuse_test_files_overwritten_since(data: Data, tmp_path: Path) -> None:
     """The test files overwritten with training files of the same genre and size: scoring
     windows decoded from them now would score training songs, so ``--window-hop`` refuses."""
