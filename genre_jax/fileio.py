@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import glob
 import importlib.metadata
 import json
 import os
 import platform
+import re
 import shutil
+import socket
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -199,16 +202,57 @@ def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def _owner() -> str:
+    """``<pid>@<host>``: which process made a temporary folder (in its name)."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
 @contextlib.contextmanager
 def staging_dir(final: str | os.PathLike) -> Iterator[Path]:
-    """A fresh temporary sibling of ``final`` that is removed unless the caller renames it."""
+    """A fresh temporary sibling of ``final``, ``.<name>.tmp-<pid>@<host>.<random>``, that is
+    removed unless the caller renames it (a killed process's is removed by the next
+    :func:`remove_abandoned`)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{_owner()}."))
     try:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process
+        return False
+    return False
+
+
+def remove_abandoned(final: str | os.PathLike) -> list[Path]:
+    """Remove the temporary siblings of ``final`` that a killed process left: the folders of
+    :func:`staging_dir` and :func:`publish_dir` named for a process of this machine that is
+    no longer running (``kill -9`` during ``prepare``). A folder of a running process, of
+    another machine, or named otherwise is left alone. Returns the folders removed."""
+    final = Path(final)
+    name = re.escape(final.name)
+    patterns = (  # staging_dir's, with tempfile's random letters; publish_dir's, without
+        re.compile(rf"\.{name}\.tmp-(\d+)@(.+)\.[a-z0-9_]+"),
+        re.compile(rf"\.{name}\.old-(\d+)@(.+)"),
+    )
+    removed = []
+    host = socket.gethostname()
+    for entry in final.parent.glob(f".{glob.escape(final.name)}.*-*@*"):
+        match = patterns[0].fullmatch(entry.name) or patterns[1].fullmatch(entry.name)
+        if match is None or not entry.is_dir() or entry.is_symlink():
+            continue
+        if match[2] == host and _process_gone(int(match[1])):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def publish_dir(staged: Path, final: Path, replace: bool = False) -> bool:
@@ -221,7 +265,7 @@ def publish_dir(staged: Path, final: Path, replace: bool = False) -> bool:
     if final.exists():
         if not replace:
             return False
-        trash = final.with_name(f".{final.name}.old-{os.getpid()}")
+        trash = final.with_name(f".{final.name}.old-{_owner()}")
         os.replace(final, trash)
         os.replace(staged, final)
         shutil.rmtree(trash, ignore_errors=True)

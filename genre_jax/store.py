@@ -70,6 +70,7 @@ from genre_jax.fileio import (
     library_versions,
     publish_dir,
     read_json_object,
+    remove_abandoned,
     staging_dir,
 )
 from genre_jax.identity import data_identity, duplicate_songs
@@ -631,6 +632,8 @@ def prepare(
             subset=subset,
         )
     started = time.perf_counter()
+    for leftover in remove_abandoned(final):
+        log(f"removed {leftover}, left by an earlier prepare that was killed")
     with staging_dir(final) as staged:
         writer = ShardWriter(staged, "0000", shard_segments)
         every = range(len(manifest.tracks))

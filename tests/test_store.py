@@ -6,6 +6,11 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +36,7 @@ from genre_jax.store import (
     store_path,
     verify_store,
 )
+from tests.conftest import child_env
 
 
 def _small_dataset(synthetic_small: Path, root: Path) -> Path:
@@ -582,3 +588,34 @@ def test_a_store_of_format_1_opens_and_reads_as_before(store_copy: Path) -> None
     _flip_byte(store_copy / "features.npy", (store_copy / "features.npy").stat().st_size - 5)
     with pytest.raises(StoreError, match=r"features\.npy does not match its digest"):
         FeatureStore.open(store_copy)
+
+
+def test_a_prepare_killed_while_building_leaves_nothing_a_rerun_keeps(
+    synthetic_small: Path, tmp_path: Path
+) -> None:
+    """Issue 35, item 23: ``kill -9`` during ``prepare`` left its hidden
+    ``.<store>.tmp-XXXX/`` folder, which no rerun removed. A rerun removes the folders of
+    processes of this machine that are gone, and leaves a running process's."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "genre_jax.cli", "prepare", "--data-dir"]
+    command += [str(synthetic_small), "--out", str(out), "--no-progress", "--workers", "1"]
+    process = subprocess.Popen(
+        command, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    final = store_path(out, FeatureConfig())
+    staged: list[Path] = []
+    deadline = time.monotonic() + 300
+    while not staged and process.poll() is None and time.monotonic() < deadline:
+        staged = list(out.glob(f".{final.name}.tmp-*"))
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert staged, "the store's staging folder never appeared before the process ended"
+    assert all(path.is_dir() for path in staged)  # left behind by the killed process
+    running = out / f".{final.name}.tmp-{os.getpid()}@{socket.gethostname()}.abcd1234"
+    running.mkdir()  # as this (running) process's own staging folder would be named
+    messages: list[str] = []
+    store = prepare(synthetic_small, out, progress=False, log=messages.append)
+    assert sorted(out.glob(".*")) == [running]
+    assert any("left by an earlier prepare that was killed" in m for m in messages)
+    assert len(store) and store.path == final
