@@ -25,6 +25,8 @@ Modules, in flow order::
       settings.py      settings machinery: declared ranges, type checks, JSON, hashes, diffs
       config.py        FeatureConfig; TrainConfig = shared settings + one model section
       experiment.py    experiment files (configs/*.json) and ensembles of them
+      input_checks.py  what a train config cannot do with a store's features (before any folder)
+      identity.py      a song is its decoded audio; a store's data; the one check of a run's songs
       options.py       command-line options generated from the settings dataclasses
       datasets.py      find a dataset's tracks (GTZAN layouts, any folder per genre); the manifest
       synthetic.py     the built-in synthetic 10-genre dataset
