@@ -231,3 +231,16 @@ def test_embed_refuses_bad_settings_and_names_bad_files(
     )
     assert main(["embed", str(good), "--run-dir", str(svm), "--out", str(tmp_path / "s.npz")]) == 2
     assert "is a scikit-learn pipeline, not a network" in capsys.readouterr().err
+
+
+def test_embed_takes_the_prepare_out_folder_of_one_store(
+    cnn_run: Path, synthetic_store, tmp_path: Path
+) -> None:
+    """Issue 35, item 25: ``embed OUT`` of a ``prepare --out`` folder said "no audio files";
+    it embeds the one store inside, as the store's own folder does."""
+    from genre_jax.embed import embed
+
+    direct, _ = embed([str(synthetic_store.path)], tmp_path / "store.npz", run_dir=cnn_run)
+    found, _ = embed([str(synthetic_store.path.parent)], tmp_path / "out.npz", run_dir=cnn_run)
+    np.testing.assert_allclose(found.segment_embeddings, direct.segment_embeddings, atol=1e-6)
+    assert found.track_ids == direct.track_ids and len(found.track_ids) == 100

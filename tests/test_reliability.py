@@ -648,6 +648,43 @@ def test_divergent_training_says_no_checkpoint_was_written(synthetic_store, tmp_
     with pytest.raises(TrainingError, match=r"epoch 1: .*no checkpoint was written"):
         train_run(synthetic_store.path, run, config, progress=False, log=lambda _: None)
     assert not list((run / "checkpoints" / "latest").glob("[0-9]*"))
+    # Issue 35, item 18: a fresh run that failed before anything was kept left its folder, so
+    # the corrected command was refused as "already holds a run". Now nothing is left.
+    assert not run.exists()
+    corrected = dataclasses.replace(config, epochs=1, learning_rate=1e-4)
+    train_run(synthetic_store.path, run, corrected, progress=False, log=lambda _: None)
+    assert (run / "summary.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def all_test_store(synthetic_small: Path, tmp_path_factory) -> Path:
+    """A CSV manifest whose split column puts every track in ``test``, prepared."""
+    from genre_jax.store import prepare
+
+    root = tmp_path_factory.mktemp("all-test")
+    lines = ["path,genre,split"]
+    for path in sorted(synthetic_small.rglob("*.wav")):
+        lines.append(f"{path},{path.parent.name},test")
+    (root / "tracks.csv").write_text("\n".join(lines) + "\n")
+    config = FeatureConfig(segment_seconds=10.0)
+    return prepare(root / "tracks.csv", root / "features", config, progress=False).path
+
+
+@pytest.mark.parametrize("model", ["svm", "cnn"])
+def test_no_training_songs_is_one_line_and_no_run_folder(
+    all_test_store: Path, model: str, tmp_path: Path, capsys
+) -> None:
+    """Issue 35, item 17: a dataset's own split with every track in ``test`` gave svm's
+    "cannot reshape", cnn's ZeroDivisionError (or "no validation songs"), and the run folder
+    was left behind."""
+    run = tmp_path / "run"
+    code, err = cli(
+        capsys, "train", "--features", str(all_test_store), "--run-dir", str(run),
+        "--model", model, "--split", "official", "--epochs", "1", "--no-progress",
+    )  # fmt: skip
+    assert code == 2
+    one_line_error(err, "has no training songs", "official")
+    assert not run.exists()
 
 
 def test_crossval_from_a_data_folder_writes_nothing_outside_out(

@@ -378,6 +378,11 @@ def test_artist_splits_name_what_they_cannot_do() -> None:
         artist_split(labels, groups)
     with pytest.raises(ValueError, match="one group per track"):
         artist_kfold(labels, groups[:5], k=2)
+    # Issue 35, item 25: scikit-learn's "n_splits=10 cannot be greater than the number of
+    # members in each class", said in terms of the split asked for.
+    many = np.array([f"artist-{i}" for i in range(12)], dtype=object)
+    with pytest.raises(ValueError, match=r"10 folds grouped by artist need a genre with at least"):
+        artist_split(_labels([6, 6]), many)
     one_artist = np.array(["a", "b", "c", "d", "e", "e"], dtype=object)
     with pytest.raises(ValueError, match="leaves genre 1 without a training track"):
         artist_kfold(_labels([4, 2]), one_artist, k=2, seed=0, val_per_genre=1)

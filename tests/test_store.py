@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -77,6 +78,14 @@ def test_prepare_writes_a_complete_store(small_dataset: Path, tmp_path: Path) ->
         y=audio[220500:441000], sr=22050, n_mfcc=13, n_fft=2048, hop_length=512
     ).T
     np.testing.assert_allclose(store.features[-2], reference, atol=1e-3)
+    # Issue 35, item 25: the store folder was 0700 (a temporary folder's mode, renamed).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o777 & ~umask
+    # Each usable track has its identity (the digest of its decoded audio), and the store's
+    # data identity is that of its manifest.
+    assert all(len(store.manifest.tracks[i].content) == 32 for i in ok)
+    assert store.info["data_identity"] == store.identity is not None
 
 
 def test_rerun_reuses_and_other_config_writes_another_store(
