@@ -77,26 +77,25 @@ def _describe_os_error(error: OSError) -> str:
     return f"{where}: {reason}" if where else str(error) or reason
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
+def _whole_number_from(text: str, minimum: int) -> int:
+    """``int(text)`` when it is at least ``minimum``; argparse's error otherwise."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} must be >= {minimum}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    return _whole_number_from(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: a whole number >= 0 (a seed)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
+    return _whole_number_from(text, 0)
 
 
 def positive_float(text: str) -> float:

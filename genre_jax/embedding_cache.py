@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genre_jax.fileio import JSONFileError, atomic_write_bytes, atomic_write_json, read_json_object
+from genre_jax.fileio import (
+    JSONFileError,
+    atomic_write_bytes,
+    atomic_write_json,
+    file_digest,
+    read_json_object,
+)
 
 if TYPE_CHECKING:  # a store is only read here; the models that use this module load before it
     from genre_jax.store import FeatureStore
@@ -112,7 +118,7 @@ def _read_table(table_path: Path, sidecar: Path, expected: dict[str, Any]) -> np
         recorded = read_json_object(sidecar)
         if {k: recorded.get(k) for k in expected} != expected:
             return None
-        if not table_path.is_file() or _file_sha256(table_path) != recorded.get("sha256"):
+        if not table_path.is_file() or file_digest(table_path) != recorded.get("sha256"):
             return None
         table = np.load(table_path, mmap_mode="r")
     except (OSError, ValueError, JSONFileError):
@@ -120,14 +126,6 @@ def _read_table(table_path: Path, sidecar: Path, expected: dict[str, Any]) -> np
     if table.dtype != np.float32 or table.shape != (expected["segments"], recorded.get("width")):
         return None
     return table
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_tables(store: FeatureStore) -> list[str]:
@@ -146,7 +144,7 @@ def verify_tables(store: FeatureStore) -> list[str]:
             continue
         if recorded.get("sha256") is None:
             continue  # written before digests were recorded: computed again when next needed
-        if _file_sha256(table_path) != recorded["sha256"]:
+        if file_digest(table_path) != recorded["sha256"]:
             problems.append(f"{table_path.name} does not match its digest (altered or damaged)")
     return problems
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import glob
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -77,6 +78,16 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex), read 4 MB at a time."""
+    digest = hashlib.sha256()
+    buffer = memoryview(bytearray(4 << 20))
+    with open(path, "rb", buffering=0) as handle:
+        while size := handle.readinto(buffer):
+            digest.update(buffer[:size])
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

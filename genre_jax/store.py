@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 import re
 import shutil
@@ -67,6 +66,7 @@ from genre_jax.extraction import ARRAYS, extract_tracks
 from genre_jax.fileio import (
     JSONFileError,
     atomic_write_json,
+    file_digest,
     library_versions,
     publish_dir,
     read_json_object,
@@ -198,16 +198,6 @@ def verify_store(path: str | os.PathLike) -> FeatureStore:
             f"when next needed (or remove {store.path / EMBEDDINGS_DIR})"
         )
     return store
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (hex), read a few MB at a time."""
-    digest = hashlib.sha256()
-    buffer = memoryview(bytearray(_HASH_CHUNK))
-    with open(path, "rb", buffering=0) as handle:
-        while size := handle.readinto(buffer):
-            digest.update(buffer[:size])
-    return digest.hexdigest()
 
 
 def _require_regular(store: Path, name: str) -> None:

