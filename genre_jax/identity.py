@@ -71,7 +71,12 @@ _FORMAT = "genre-jax audio 1"  # changes only if what is hashed changes
 
 class IdentityError(ConfigError):
     """The songs (or the data, or a cached file) are not the ones a run, a fold, an ensemble
-    or an evaluation was built on, or cannot be told; the message names both sides."""
+    or an evaluation was built on, or cannot be told; the message names both sides.
+
+    A song is identified by the digest of its decoded audio (:func:`audio_digest`: the samples
+    at the file's own rate and channels, rounded to 16 bits), never by its path, size, time or
+    features; a store's data by its songs in order with their genres (:func:`data_identity`);
+    a run by the songs of each part of its split (:class:`Songs`)."""
 
 
 class AudioDigest:
