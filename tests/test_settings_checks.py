@@ -29,6 +29,7 @@ import pytest
 from flax import nnx
 from sklearn.model_selection import StratifiedKFold
 
+from genre_jax import models
 from genre_jax.cli import main
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.experiment import load_experiment
@@ -321,21 +322,24 @@ class WindowNet(nnx.Module):
         return self.out(jnp.mean(self.conv(x), axis=1))
 
 
-register(
-    ModelSpec(
-        name="windownet",
-        family=NETWORK,
-        description="a test network: one valid convolution over time",
-        settings=WindowSettings,
-        build=lambda s, n_features, n_classes, rngs: WindowNet(
-            n_features, n_classes, s.window, rngs
-        ),
-    ),
-    replace=True,
+WINDOWNET = ModelSpec(
+    name="windownet",
+    family=NETWORK,
+    description="a test network: one valid convolution over time",
+    settings=WindowSettings,
+    build=lambda s, n_features, n_classes, rngs: WindowNet(n_features, n_classes, s.window, rngs),
 )
 
 
-def test_a_network_of_ones_own_is_asked_too() -> None:
+@pytest.fixture
+def windownet():
+    """Registered for one test only: other files list the registry (``train --help``)."""
+    register(WINDOWNET, replace=True)
+    yield WINDOWNET
+    models._REGISTRY.pop(WINDOWNET.name, None)
+
+
+def test_a_network_of_ones_own_is_asked_too(windownet) -> None:
     """Nothing declares the minimum of a registered network: its trace says it."""
     features = FeatureConfig(segment_seconds=0.1)  # 5 frames
     with pytest.raises(
