@@ -4,13 +4,13 @@ in one process with their ratio (part of the ``training`` path):
 - ``cnn first block forward and backward, batch B, by chunks | as JAX differentiates it``: the
   gradient of the seed CNN's first block (Conv 3x3 1 -> 32, ReLU, BatchNorm with batch
   statistics, MaxPool 2x2) to its four parameters, as training computes it on CPU
-  (:func:`genre_jax.models.conv_block.conv_relu_batch_norm_pool`: chunks of
+  (:func:`genre_jax.kernels.conv_block.conv_block`: chunks of
   ``conv_block.CHUNK`` samples, the convolution again in the backward pass) and as it was
   computed before (``relu_batch_norm_pool`` of ``conv2d_same``, JAX's gradient);
 - ``dropout mask (B, 215, 6, 32), threefry in halves | threefry in one loop |
   jax.random.bernoulli``:
   the CNN's first dropout mask, bitwise the same three ways
-  (:func:`genre_jax.models.threefry.bernoulli`).
+  (:func:`genre_jax.kernels.threefry.bernoulli`).
 
 Both are rows per batch of ``Options.train_batches``; on other backends there are none (the
 formulations are the CPU's).
@@ -28,9 +28,10 @@ from flax import nnx
 
 from benchmarks.common import COEFFS, FRAMES, Options
 from benchmarks.timing import Row, progress, ratio, report, time_interleaved
-from genre_jax.models import conv_block, threefry
-from genre_jax.models.conv_block import conv_relu_batch_norm_pool
-from genre_jax.models.layers import conv2d_same, keras_batch_norm, relu_batch_norm_pool
+from genre_jax.kernels import conv_block, threefry
+from genre_jax.kernels.conv import conv2d_same
+from genre_jax.kernels.ops import conv_block as conv_relu_batch_norm_pool
+from genre_jax.models.layers import keras_batch_norm, relu_batch_norm_pool
 
 
 def block_gradients(batch: int) -> dict[str, Callable[[], Any]]:

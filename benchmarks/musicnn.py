@@ -43,8 +43,8 @@ import numpy as np
 from benchmarks.common import Options
 from benchmarks.timing import Row, progress, ratio, report, time_interleaved
 from genre_jax.config import FeatureConfig
+from genre_jax.kernels.conv import conv2d_valid_patch_gradient, conv2d_valid_xla
 from genre_jax.models import musicnn, tagger_layers
-from genre_jax.models.layers import conv2d_valid_patch_gradient, conv2d_valid_xla
 
 # The published graph's tensors for what genre_jax.models.musicnn.network() returns.
 GRAPH_OUTPUTS = {

@@ -54,7 +54,8 @@ from benchmarks.common import CLASSES, COEFFS, FRAMES, GTZAN_TRAIN, Options
 from benchmarks.timing import Row, progress, ratio, report, time_call, time_interleaved
 from genre_jax.config import TrainConfig
 from genre_jax.demo import demo_features, demo_models
-from genre_jax.models import NETWORK, get_spec, layers
+from genre_jax.kernels import conv as layers  # CONV_CHUNK, CONV_WHOLE_BATCH
+from genre_jax.models import NETWORK, get_spec
 from genre_jax.models.gru import scan_unroll
 from genre_jax.train import (
     epoch_driver,

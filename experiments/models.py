@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genre_jax.models.layers import dropout, layer_key, max_pool_2x2
+from genre_jax.kernels.ops import dropout
+from genre_jax.models.layers import layer_key, max_pool_2x2
 from genre_jax.models.melstat import Residual1D, batch_norm, row_mask
 
 

@@ -16,9 +16,9 @@ Every function takes signals with any leading batch dimensions, ``(..., samples)
 Framing uses no gather when ``n_fft`` is a small multiple of the hop's common divisor: the
 padded signal is reshaped into blocks and each frame is a concatenation of strided slices.
 
-On CPU a large batch is computed a few signals at a time (:func:`chunk_items`): the frames and
-spectra of a whole batch (170 MB each for 48 ten-second segments) do not fit in the cache, and
-one pass over them costs more than the FFT itself. The values are the same either way.
+A batch is extracted by the reference op :func:`genre_jax.kernels.ops.extract_batch` (the
+whole batch at once; on CPU its kernel takes a few signals at a time). The values are the same
+either way.
 """
 
 from __future__ import annotations
@@ -33,19 +33,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genre_jax import kernels
 from genre_jax.config import FeatureConfig
+from genre_jax.kernels import ops
 
 _MAX_SLICES = 64  # above this many block slices per frame, framing falls back to a gather
 # Full float32 matrix products: a GPU's default (TF32 on NVIDIA since Ampere) would move the
 # MFCCs by about 0.2 dB from librosa's (measured on an H100); the CPU computes float32 anyway.
 _EXACT = jax.lax.Precision.HIGHEST
-# On CPU, signals are processed in chunks of about this many frames (8 MiB of float32 frames
-# and as much of spectrum, inside a 32 MiB L3): 48 ten-second segments take 49 ms instead of
-# 156 ms, 16 whole 30 s clips 68 ms instead of 160 ms, on the 2-core EPYC of our CI machine.
-CPU_CHUNK_FRAMES = 1024
 # The mel filterbank is mostly zeros (each bin feeds at most two triangles): multiplied as 8
 # blocks of 16 bands, over only their bins, it takes 17,168 products per frame instead of 131,200
-# (128 bands, n_fft 2048): 52 -> 41 ms for 48 ten-second segments on CPU.
+# (128 bands, n_fft 2048; docs/benchmarks.md, "Kernels").
 MEL_GROUPS = 8
 
 
@@ -220,34 +218,12 @@ def _mel_power(signal: jax.Array, config: FeatureConfig) -> jax.Array:
     return jnp.concatenate(bands, axis=-1)
 
 
-def chunk_items(frames: int, backend: str | None = None) -> int | None:
-    """Signals per chunk for signals of ``frames`` frames; None: the whole batch at once.
-
-    On CPU, as many signals as fit in :data:`CPU_CHUNK_FRAMES` frames (at least one); on a GPU
-    or TPU the whole batch, which keeps the device busy.
-    """
-    if (backend or jax.default_backend()) != "cpu":
-        return None
-    return max(1, CPU_CHUNK_FRAMES // frames)
-
-
 def _in_chunks(fn: Callable[[jax.Array], jax.Array], signals: jax.Array, cfg: FeatureConfig):
-    """``fn`` over the leading dimensions of ``signals``, a chunk of signals at a time on CPU.
-
-    Each signal's features depend on that signal alone (the ``top_db`` floor included), so the
-    chunks give the batch's values. A batch of symbolic size (:mod:`jax.export`) is computed
-    whole.
-    """
+    """``fn`` over the leading dimensions of ``signals`` by the reference op
+    :func:`~genre_jax.kernels.ops.extract_batch`: each signal's features depend on that signal
+    alone (the ``top_db`` floor included)."""
     signals = jnp.asarray(signals, jnp.float32)
-    lead, samples = signals.shape[:-1], signals.shape[-1]
-    if not all(isinstance(n, int) for n in lead):
-        return fn(signals)
-    count = math.prod(lead)
-    per_chunk = chunk_items(num_frames(samples, cfg.hop_length))
-    if per_chunk is None or count <= per_chunk:
-        return fn(signals)
-    out = jax.lax.map(fn, signals.reshape(count, samples), batch_size=per_chunk)
-    return out.reshape(*lead, *out.shape[1:])
+    return ops.extract_batch(fn, signals, num_frames(signals.shape[-1], cfg.hop_length))
 
 
 def _resolve(config: FeatureConfig | None, kind: str, overrides: dict) -> FeatureConfig:
@@ -316,7 +292,14 @@ def extract(segments: jax.Array, config: FeatureConfig) -> jax.Array:
     return _EXTRACTORS[config.kind](segments, config)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
 def extract_jit(segments: jax.Array, config: FeatureConfig) -> jax.Array:
-    """:func:`extract` compiled for one config (recompiles only for a new shape or config)."""
-    return extract(segments, config)
+    """:func:`extract` compiled for one config and the active kernels (recompiles only for a
+    new shape, config or kernel mode)."""
+    return _extract_compiled(segments, config, kernels.active())
+
+
+@functools.partial(jax.jit, static_argnames=("config", "mode"))
+def _extract_compiled(segments: jax.Array, config: FeatureConfig, mode: str) -> jax.Array:
+    # ``mode`` keys the compiled program: traced under one mode, it is not served under another.
+    with kernels.use(mode):
+        return extract(segments, config)

@@ -1,4 +1,4 @@
-"""The seed CNN's first block trained by chunks on CPU (``genre_jax.models.conv_block``):
+"""The seed CNN's first block trained by chunks on CPU (``genre_jax.kernels.conv_block``):
 against XLA's convolution, ReLU, pooling and sums differentiated by JAX in float64, and against
 the block as every other phase computes it."""
 
@@ -10,15 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from genre_jax.models import conv_block
+from genre_jax import kernels
+from genre_jax.kernels import conv_block, ops
+from genre_jax.kernels.conv import conv2d_same
+from genre_jax.kernels.conv_block import conv_relu_pool_sums, fused_applies
 from genre_jax.models.cnn import SeedCNN
-from genre_jax.models.conv_block import conv_relu_batch_norm_pool, conv_relu_pool_sums
-from genre_jax.models.layers import (
-    conv2d_same,
-    keras_batch_norm,
-    max_pool_2x2,
-    relu_batch_norm_pool,
-)
+from genre_jax.models.layers import keras_batch_norm, max_pool_2x2, relu_batch_norm_pool
 
 
 def composite(x, kernel, bias, sign):
@@ -72,13 +69,15 @@ def _norm() -> nnx.BatchNorm:
 
 
 def test_the_first_block_trains_by_chunks_to_the_values_of_every_other_phase() -> None:
-    """``conv_relu_batch_norm_pool`` in training (a batch of 11 with 2 masked rows: padded to
+    """The ``conv_block`` kernel in training (a batch of 11 with 2 masked rows: padded to
     whole chunks) against ``relu_batch_norm_pool`` of ``conv2d_same``: the block's outputs and
     updated running averages to 1e-6, the gradients to the convolution's and BatchNorm's
-    parameters to 1e-5 of their largest values. Where it does not apply (a 32-channel input)
-    it is the other formulation, bit for bit."""
-    assert conv_block.fused_applies(jnp.zeros((11, 40, 13, 1)))
-    assert not conv_block.fused_applies(jnp.zeros((11, 40, 13, 32)))
+    parameters to 1e-5 of their largest values. Where it does not apply (a 32-channel input,
+    evaluation) the op is the other formulation, bit for bit."""
+    conv, norm = nnx.Conv(1, 32, (3, 3), rngs=nnx.Rngs(3)), _norm()
+    assert fused_applies(conv, norm, jnp.zeros((11, 40, 13, 1)), train=True)
+    assert not fused_applies(conv, norm, jnp.zeros((11, 40, 13, 1)), train=False)
+    assert not fused_applies(conv, norm, jnp.zeros((11, 40, 13, 32)), train=True)
     rng = np.random.default_rng(7)
     x = jnp.asarray(rng.standard_normal((11, 40, 13, 1)), jnp.float32)
     mask = jnp.asarray([1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1], bool)
@@ -92,7 +91,7 @@ def test_the_first_block_trains_by_chunks_to_the_values_of_every_other_phase() -
         def loss(params):
             conv, norm = nnx.merge(graphdef, params, stats, copy=True)
             if fused:
-                y = conv_relu_batch_norm_pool(conv, norm, x, train=True, mask=mask)
+                y = conv_block.conv_block(conv, norm, x, train=True, mask=mask)
             else:
                 y = relu_batch_norm_pool(norm, conv2d_same(conv, x), train=True, mask=mask)
             return jnp.sum(y * cotangent), (y, nnx.state((conv, norm), nnx.BatchStat))
@@ -112,10 +111,12 @@ def test_the_first_block_trains_by_chunks_to_the_values_of_every_other_phase() -
         keras_batch_norm(8, nnx.Rngs(0)),
     )
     wide = jnp.asarray(rng.standard_normal((3, 10, 6, 32)), jnp.float32)
-    np.testing.assert_array_equal(
-        conv_relu_batch_norm_pool(conv, norm, wide, train=False),
-        relu_batch_norm_pool(norm, conv2d_same(conv, wide), train=False),
-    )
+    with kernels.use("fast"):
+        for train in (False, True):
+            np.testing.assert_array_equal(
+                ops.conv_block(conv, norm, wide, train=train),
+                relu_batch_norm_pool(norm, conv2d_same(conv, wide), train=train),
+            )
 
 
 def test_the_cnn_evaluates_as_before_and_trains_its_first_block_by_chunks() -> None:
@@ -130,7 +131,9 @@ def test_the_cnn_evaluates_as_before_and_trains_its_first_block_by_chunks() -> N
             h = relu_batch_norm_pool(norm, conv2d_same(conv, h), train=train)
         return model.out(jax.nn.relu(model.hidden(jnp.mean(h, axis=(1, 2)))))
 
-    evaluated = nnx.clone(model)
-    np.testing.assert_array_equal(evaluated(x, train=False), reference(nnx.clone(model), x, False))
-    trained, want = nnx.clone(model)(x, train=True), reference(nnx.clone(model), x, True)
+    with kernels.use("fast"):
+        evaluated = nnx.clone(model)(x, train=False)
+        trained = nnx.clone(model)(x, train=True)
+    np.testing.assert_array_equal(evaluated, reference(nnx.clone(model), x, False))
+    want = reference(nnx.clone(model), x, True)
     np.testing.assert_allclose(trained, want, rtol=0, atol=1e-5 * float(jnp.abs(want).max()))

@@ -19,7 +19,6 @@ import soundfile as sf
 
 from genre_jax.config import FeatureConfig
 from genre_jax.features import (
-    chunk_items,
     dct_matrix,
     extract_jit,
     frame,
@@ -30,6 +29,7 @@ from genre_jax.features import (
     mfcc,
     power_spectrogram,
 )
+from genre_jax.kernels.extraction import chunk_items
 from tests.conftest import shared
 
 SR = 22050
@@ -99,8 +99,7 @@ def test_mfcc_matches_librosa_on_real_gtzan_clips() -> None:
 def test_a_batch_computed_in_chunks_matches_librosa_signal_by_signal() -> None:
     # Ten-second segments go two at a time on CPU, so a (3, 2) batch is three chunks; the
     # 2 s signals (87 frames) eleven at a time, so 13 of them make a chunk and a remainder.
-    assert chunk_items(431, "cpu") == 2 and chunk_items(87, "cpu") == 11
-    assert chunk_items(431, "gpu") is None
+    assert chunk_items(431) == 2 and chunk_items(87) == 11
     signals = list(synthetic_signals().values())
     batch = np.stack([*signals, signals[1] * 0.3, signals[2][::-1].copy()]).reshape(3, 2, N)
     ours = np.asarray(mfcc(batch))

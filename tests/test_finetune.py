@@ -20,8 +20,9 @@ from flax import nnx
 
 from genre_jax.augment import mixup
 from genre_jax.config import ConfigError, TrainConfig
+from genre_jax.kernels.conv import conv2d_valid_patch_gradient
 from genre_jax.models import musicnn
-from genre_jax.models.layers import Pretrained, conv2d_valid_patch_gradient
+from genre_jax.models.layers import Pretrained
 from genre_jax.models.musicnn_net import MusicnnSettings
 from genre_jax.train import (
     init_state,

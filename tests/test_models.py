@@ -11,17 +11,17 @@ import pytest
 import scipy.ndimage
 from flax import nnx
 
-from genre_jax.models.cnn import SeedCNN
-from genre_jax.models.gru import KerasGRU, SeedGRU, recurrence_fused
-from genre_jax.models.layers import (
-    conv2d_same,
+from genre_jax import kernels
+from genre_jax.kernels import ops
+from genre_jax.kernels.conv import (
     conv2d_same_banded,
     conv2d_same_in_chunks,
     conv2d_same_patch_gradient,
-    keras_batch_norm,
-    max_pool_2x2,
-    relu_batch_norm_pool,
 )
+from genre_jax.kernels.ops import recurrence_fused
+from genre_jax.models.cnn import SeedCNN
+from genre_jax.models.gru import KerasGRU, SeedGRU
+from genre_jax.models.layers import keras_batch_norm, max_pool_2x2, relu_batch_norm_pool
 from genre_jax.models.melstat import Standardize
 from genre_jax.models.summary import (
     harmonic_percussive,
@@ -50,12 +50,16 @@ def test_gru_parameter_count_per_layer() -> None:
     assert count(model) == 76_170
 
 
-def test_gru_unroll_zero_is_the_backend_default() -> None:
+def test_gru_unroll_zero_is_the_kernels_default() -> None:
     from genre_jax.config import ConfigError, TrainConfig
     from genre_jax.models import build_network
     from genre_jax.models.gru import GRUSettings, scan_unroll
 
-    expected = 1 if jax.default_backend() == "cpu" else 8
+    expected = 1 if kernels.active() == "fast" else 8
+    with kernels.use("reference"):
+        assert scan_unroll(GRUSettings()) == 8
+    with kernels.use("fast"):
+        assert scan_unroll(GRUSettings()) == 1
     default = TrainConfig(model="gru")
     built = build_network("gru", default.model_settings, 13, 10, seed=0)
     assert default.model_settings.unroll == 0
@@ -115,11 +119,14 @@ def keras_gru_loss_float64(x, kernel, recurrent, bias, weights):
     return total
 
 
-@pytest.mark.parametrize("formulation", ["layer", "fused"])
-def test_gru_gradients_match_float64_autodiff(formulation: str) -> None:
-    """The layer (on CPU: three products per step, the backward pass written out) and the
-    fused recurrence (one product, JAX's autodiff; used off CPU), in float32, against the
-    gradients of a plain float64 loop: within 1e-5 of each gradient's largest entry."""
+@pytest.mark.parametrize(
+    ("formulation", "mode"), [("layer", "fast"), ("layer", "reference"), ("fused", "auto")]
+)
+def test_gru_gradients_match_float64_autodiff(formulation: str, mode: str) -> None:
+    """The layer under the kernels (three products per step, the backward pass written out)
+    and under the reference (one product, JAX's autodiff), and the fused recurrence itself, in
+    float32, against the gradients of a plain float64 loop: within 1e-5 of each gradient's
+    largest entry."""
     rng = np.random.default_rng(3)
     args = [
         rng.normal(size=(3, 40, 13)),  # x
@@ -139,7 +146,8 @@ def test_gru_gradients_match_float64_autodiff(formulation: str) -> None:
         layer.kernel[...], layer.recurrent_kernel[...], layer.bias[...] = kernel, recurrent, bias
         graph, state = nnx.split(layer)
         loss32 = lambda state, x: jnp.sum(w * nnx.merge(graph, state)(x))  # noqa: E731
-        d_state, d_x = jax.grad(loss32, argnums=(0, 1))(state, x)
+        with kernels.use(mode):
+            d_state, d_x = jax.grad(loss32, argnums=(0, 1))(state, x)
         grads = [
             d_x,
             d_state["kernel"][...],
@@ -374,15 +382,16 @@ def test_xla_convolution_in_chunks_is_bitwise_the_whole_batch(shape) -> None:
     np.testing.assert_array_equal(np.asarray(jax.jit(conv2d_same_in_chunks)(x, kernel)), want)
 
 
-def test_the_cnn_computes_its_convolutions_from_the_same_parameters() -> None:
-    """``conv2d_same`` reads an ``nnx.Conv``'s own kernel and bias: the module's call and it
-    agree (on CPU the matrix product, elsewhere the call itself)."""
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+def test_the_cnn_computes_its_convolutions_from_the_same_parameters(mode: str) -> None:
+    """The op ``conv2d_same`` reads an ``nnx.Conv``'s own kernel and bias: the module's call
+    and it agree (the kernel's matrix products, or the call itself)."""
     model = SeedCNN(rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 40, 13, 1))
     want = model.convs[0](x)
-    np.testing.assert_allclose(
-        conv2d_same(model.convs[0], x), want, atol=1e-5 * float(jnp.abs(want).max())
-    )
+    with kernels.use(mode):
+        got = ops.conv2d_same(model.convs[0], x)
+    np.testing.assert_allclose(got, want, atol=1e-5 * float(jnp.abs(want).max()))
 
 
 def _norm_with_both_signs(channels: int) -> nnx.BatchNorm:

@@ -1,4 +1,4 @@
-"""Dropout's draws on CPU: ``genre_jax.models.threefry.bernoulli`` against
+"""Dropout's draws on CPU: ``genre_jax.kernels.threefry.bernoulli`` against
 ``jax.random.bernoulli`` itself, bit for bit, and the keys it hands back to JAX."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genre_jax.models import threefry
-from genre_jax.models.layers import dropout
+from genre_jax import kernels
+from genre_jax.kernels import threefry
+from genre_jax.kernels.ops import dropout
 
 SHAPES = [(), (1,), (7,), (3, 5), (2, 431, 64), (4, 215, 6, 32), (5, 1, 1)]
 
@@ -51,10 +52,13 @@ def test_raw_keys_draw_alike_and_other_implementations_go_to_jax() -> None:
     )
 
 
-def test_dropout_on_cpu_keeps_what_jax_random_bernoulli_keeps() -> None:
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+def test_dropout_keeps_what_jax_random_bernoulli_keeps(mode: str) -> None:
     x = jax.random.normal(jax.random.key(1), (6, 40, 32))
     key = jax.random.key(9)
     keep = jax.random.bernoulli(key, 0.7, x.shape)
     want = jnp.where(keep, x / 0.7, 0.0)
-    np.testing.assert_array_equal(np.asarray(jax.jit(dropout, static_argnums=1)(x, 0.3, key)), want)
+    with kernels.use(mode):
+        got = jax.jit(dropout, static_argnums=1)(x, 0.3, key)
+    np.testing.assert_array_equal(np.asarray(got), want)
     assert dropout(x, 0.3, None) is x

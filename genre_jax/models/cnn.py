@@ -7,8 +7,7 @@ Input ``(batch, frames, coefficients)`` (431 x 13 for the seed), seen as a one-c
 
 65,994 values for 10 classes counted as Keras counts them (BatchNorm's moving mean and variance
 included). BatchNorm uses Keras's momentum 0.99 and epsilon 1e-3; kernels start Glorot-uniform.
-Each block is computed as :mod:`genre_jax.models.conv_block` finds fastest for the backend and
-phase (on CPU the first trains by chunks of samples), from the same parameters.
+Each block is the reference op :func:`genre_jax.kernels.ops.conv_block`.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genre_jax.models.conv_block import conv_relu_batch_norm_pool
-from genre_jax.models.layers import dropout, glorot_uniform, keras_batch_norm, layer_key
+from genre_jax.kernels import ops
+from genre_jax.models.layers import glorot_uniform, keras_batch_norm, layer_key
 from genre_jax.models.spec import NETWORK, DemoRecipe, ModelSpec, NoSettings, SeedFigures
 
 CHANNELS = (32, 64, 64)
@@ -52,8 +51,8 @@ class SeedCNN(nnx.Module):
         :meth:`__call__`'s."""
         h = x[..., None]
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            h = conv_relu_batch_norm_pool(conv, norm, h, train=train, mask=mask)
-            h = dropout(h, 0.3, layer_key(key, i) if train else None)
+            h = ops.conv_block(conv, norm, h, train=train, mask=mask)
+            h = ops.dropout(h, 0.3, layer_key(key, i) if train else None)
         h = jnp.mean(h, axis=(1, 2))
         return jax.nn.relu(self.hidden(h))
 
@@ -76,7 +75,7 @@ class SeedCNN(nnx.Module):
                 BatchNorm statistics.
         """
         h = self.embed(x, train=train, key=key, mask=mask)
-        h = dropout(h, 0.4, layer_key(key, 3) if train else None)
+        h = ops.dropout(h, 0.4, layer_key(key, 3) if train else None)
         return self.out(h)
 
 
@@ -90,9 +89,8 @@ SPEC = ModelSpec(
     family=NETWORK,
     description="the seed's CNN: 3 conv blocks on the MFCC image, 65,994 values",
     build=build,
-    # With the CPU convolutions of conv2d_same (no XLA kernel-gradient convolution inside the
-    # loop), one scan per epoch is faster on CPU than a call per step: 325 against 258
-    # samples/s at batch 32, 249 against 234 at 256 (docs/benchmarks.md).
+    # With the CPU kernels' convolutions (no XLA kernel-gradient convolution inside the loop),
+    # one scan per epoch is faster on CPU than a call per step (docs/benchmarks.md, "Kernels").
     cpu_epoch_driver="scan",
     # The synthetic demo's short schedule: fewer epochs, a larger step.
     demo=DemoRecipe(synthetic={"epochs": 20, "learning_rate": 1e-3}),

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from genre_jax.models.layers import dropout, layer_key
+from genre_jax.kernels import ops
+from genre_jax.models.layers import layer_key
 from genre_jax.models.spec import NETWORK, DemoRecipe, ModelSpec
 from genre_jax.models.summary import std, summary_statistics, summary_width
 from genre_jax.settings import ConfigError, setting
@@ -157,7 +158,7 @@ class MelStatNet(nnx.Module):
     ) -> jax.Array:
         """Logits ``(batch, classes)`` of features ``(batch, frames, coefficients)``."""
         h = self.embed(x, train=train, key=key, mask=mask)
-        h = dropout(h, self.head_dropout, layer_key(key, 101) if train else None)
+        h = ops.dropout(h, self.head_dropout, layer_key(key, 101) if train else None)
         return self.out(h)
 
     def embed(
@@ -178,10 +179,10 @@ class MelStatNet(nnx.Module):
         h = x
         for i, block in enumerate(self.blocks):
             h = block(h, train, mask)
-            h = dropout(h, self.dropout_rate, layer_key(key, i) if train else None)
+            h = ops.dropout(h, self.dropout_rate, layer_key(key, i) if train else None)
         skip = summary_statistics(x, self.modulation_groups, self.modulation_bins, self.cepstral)
         h = jnp.concatenate([h.mean(axis=1), std(h, 1), skip], axis=-1)
-        h = dropout(h, self.head_dropout, layer_key(key, 100) if train else None)
+        h = ops.dropout(h, self.head_dropout, layer_key(key, 100) if train else None)
         h = self.hidden_norm(self.hidden(h), use_running_average=not train, mask=row_mask(mask, 2))
         return jax.nn.relu(h)
 

@@ -44,8 +44,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from genre_jax.kernels import ops
 from genre_jax.models import musicnn
-from genre_jax.models.layers import Pretrained, dropout, layer_key
+from genre_jax.models.layers import Pretrained, layer_key
 from genre_jax.models.musicnn import CHECKPOINTS, DEFAULT_CHECKPOINT, INPUT_FEATURES
 from genre_jax.models.spec import NETWORK, ModelSpec
 from genre_jax.models.tagger_layers import EPSILON, Norm, Weights, batch_norm, patches
@@ -176,7 +177,7 @@ class MusicnnNet(nnx.Module):
             self._weights(),
             tiles,
             self._norm(train, tile_mask),
-            lambda h: dropout(h, self.dropout_rate, drop_key),
+            lambda h: ops.dropout(h, self.dropout_rate, drop_key),
         )
         h = network.embedding(out) if self.head_input == "embedding" else out["penultimate"]
         return h.reshape(batch, count, -1).mean(axis=1)
@@ -194,7 +195,7 @@ class MusicnnNet(nnx.Module):
         if self.head_norm is not None:
             m = None if mask is None else mask[:, None]
             h = self.head_norm(h, use_running_average=not train, mask=m)
-        h = dropout(h, self.dropout_rate, layer_key(key, 1) if train else None)
+        h = ops.dropout(h, self.dropout_rate, layer_key(key, 1) if train else None)
         return self.out(h)
 
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genre_jax.models.layers import conv2d_valid_patch_gradient
+from genre_jax.kernels.conv import conv2d_valid_patch_gradient
 
 Weights = dict[str, np.ndarray]
 Norm = Callable[[Weights, str, jax.Array], jax.Array]

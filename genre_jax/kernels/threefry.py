@@ -1,19 +1,17 @@
-"""Dropout's random draws on CPU: ``jax.random.bernoulli``'s very values, in one fused loop.
+"""Kernel ``dropout_mask``: ``jax.random.bernoulli``'s very values, in one fused loop.
 
 JAX lowers the Threefry-2x32 hash on CPU as a rolled loop of five iterations, each writing the
-two 32-bit words of every draw back to memory; for the seed CNN's first dropout at batch 256
-(10.5 million draws) that took 125 ms, against 4.7 ms for the same hash written out as one
-elementwise expression, which XLA fuses into a single loop (2-core Intel Xeon,
-``docs/benchmarks.md``). :func:`bernoulli` computes that expression: the same counters (each
-draw's row-major index), the same 20 rounds and key schedule, the same uniform in [0, 1) from
-the top 23 bits, so its values are bitwise ``jax.random.bernoulli(key, p, shape)``'s
+two 32-bit words of every draw back to memory. :func:`bernoulli` writes the hash out as one
+elementwise expression, which XLA fuses into a single loop: the same counters (each draw's
+row-major index), the same 20 rounds and key schedule, the same uniform in [0, 1) from the top
+23 bits, so its values are bitwise ``jax.random.bernoulli(key, p, shape)``'s
 (``tests/test_threefry.py``), and a model trains to the same bits either way.
 
 The hash is Salmon, Moraes, Dror and Shaw's Threefry-2x32 with 20 rounds ("Parallel random
 numbers: as easy as 1, 2, 3", SC 2011), keyed and counted as ``jax.random`` does with
 ``jax_threefry_partitionable`` on (JAX's default). Anything else (another key
-implementation, the flag off, 64-bit floats, more than 2**32 draws) goes to
-``jax.random.bernoulli`` itself.
+implementation, the flag off, 64-bit floats, 2**32 draws or more) goes to
+``jax.random.bernoulli`` itself (:func:`draws_applies`).
 """
 
 from __future__ import annotations
@@ -96,11 +94,10 @@ def bernoulli(
     iterations, half each. Without it XLA fuses the whole hash into every computation that
     reads the mask, and a training step reads each dropout mask several times (the forward
     pass, the backward pass, and the copies a convolution's matrix products make); a loop's
-    output it writes to memory once. The values are the same; the seed CNN's training step ran
-    1.05-1.08x faster on a 2-core Intel Xeon (``docs/benchmarks.md``).
+    output it writes to memory once. The values are the same.
     """
     size = math.prod(shape)
-    if not _is_plain_threefry(key) or size >= 2**32:
+    if not draws_applies(key, p, shape):
         return jax.random.bernoulli(key, p, shape)
     words = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     if not halves or size % 2:
@@ -111,3 +108,17 @@ def bernoulli(
         return _uniform_below(words, lax.iota(np.uint32, half) + part * np.uint32(half), p)
 
     return lax.map(draws, jnp.arange(2, dtype=np.uint32)).reshape(shape)
+
+
+def draws_applies(key: jax.Array, p: float, shape: tuple[int, ...]) -> bool:
+    """Whether :func:`bernoulli` computes the draws itself: a plain Threefry key
+    (:func:`_is_plain_threefry`) and fewer than 2**32 of them."""
+    return _is_plain_threefry(key) and math.prod(shape) < 2**32
+
+
+def dropout_mask(key: jax.Array, p: float, shape: tuple[int, ...]) -> jax.Array:
+    """The reference op ``dropout_mask`` (``jax.random.bernoulli(key, p, shape)``) by
+    :func:`bernoulli`, bitwise: in two halves with one device, so that the mask is written
+    once, not fused into every computation that reads it (with several, a sharded batch's
+    draws are left whole)."""
+    return bernoulli(key, p, shape, halves=jax.device_count() == 1)

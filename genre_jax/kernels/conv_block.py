@@ -1,21 +1,18 @@
-"""The seed CNN's block, Conv 3x3 -> ReLU -> BatchNorm -> MaxPool 2x2, as each backend and
-phase computes it fastest, from the same parameters.
+"""Kernel ``conv_block``: the seed CNN's first block, Conv 3x3 -> ReLU -> BatchNorm ->
+MaxPool 2x2, trained on CPU by chunks of samples, from the same parameters.
 
-Everywhere but in training on CPU, and for every block after the first:
-:func:`~genre_jax.models.layers.conv2d_same` then
-:func:`~genre_jax.models.layers.relu_batch_norm_pool`.
-
-In training on CPU, a block whose convolution reads one channel (the first: the MFCC image)
-runs as :func:`conv_relu_pool_sums`. Its 32 channels at full resolution are 184 MB at batch
-256, and JAX's own gradient of the block passes over them about ten times: the ReLU, the
-pooling's indicators and their counts, the statistics, and the same again backwards. Here each
-chunk of :data:`CHUNK` samples is convolved, rectified, pooled and summed while it is in cache,
-and only the pooled image (a quarter) and each row's sums leave the chunk; the backward pass
-convolves each chunk again (9 products per value from one channel: cheaper than keeping 32
-channels) and takes the gradients from it. The outputs are the same values, computed by the same
-operations; the gradients sum in another order (within 1e-5 of JAX's own,
-``tests/test_conv_block.py``). On a 2-core Intel Xeon the block's forward and backward took
-185 against 449 ms at batch 256 (``docs/benchmarks.md``).
+The reference op (:func:`genre_jax.kernels.ops.conv_block`) is ``conv2d_same`` then
+:func:`~genre_jax.models.layers.relu_batch_norm_pool`. In training, a block whose convolution
+reads one channel (the first: the MFCC image) runs here as :func:`conv_relu_pool_sums`. Its 32
+channels at full resolution are 184 MB at batch 256, and JAX's own gradient of the block passes
+over them about ten times: the ReLU, the pooling's indicators and their counts, the
+statistics, and the same again backwards. Here each chunk of :data:`CHUNK` samples is
+convolved, rectified, pooled and summed while it is in cache, and only the pooled image (a
+quarter) and each row's sums leave the chunk; the backward pass convolves each chunk again (9
+products per value from one channel: cheaper than keeping 32 channels) and takes the gradients
+from it. The outputs are the same values, computed by the same operations; the gradients sum in
+another order (within 1e-5 of JAX's own, ``tests/test_conv_block.py``). The figures are in
+``docs/benchmarks.md`` ("Kernels").
 """
 
 from __future__ import annotations
@@ -24,23 +21,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genre_jax.models.layers import (
-    batch_statistics,
-    conv2d_same,
-    normalize,
-    pooling_sign,
-    relu_batch_norm_pool,
-    same_patches,
-    xla_conv,
-)
+from genre_jax.kernels.conv import same_patches, xla_conv
+from genre_jax.models.layers import batch_statistics, normalize, pooling_sign
 
-# Samples per chunk: at batch 256 (2-core Intel Xeon) chunks of 4, 8 and 16 took 188, 185 and
-# 191 ms for the first block's forward and backward; at batch 32 the training step ran at
-# 300 (8) against 296 (16) samples/s.
+# Samples per chunk: the fastest of 4, 8 and 16 measured (docs/benchmarks.md, "Kernels").
 CHUNK = 8
 
 
-def conv_relu_batch_norm_pool(
+def conv_block(
     conv: nnx.Conv,
     norm: nnx.BatchNorm,
     x: jax.Array,
@@ -48,16 +36,12 @@ def conv_relu_batch_norm_pool(
     train: bool,
     mask: jax.Array | None = None,
 ) -> jax.Array:
-    """``max_pool_2x2(norm(relu(conv(x))))`` for ``x (b, h, w, c_in)``: a 'SAME', stride-1
-    ``conv`` with odd kernel sizes and bias, ``norm`` over its channels (batch statistics in
-    training, rows where ``mask`` is False left out; running averages otherwise).
-
-    In training on CPU with a one-channel input, a concrete batch and one device, by
-    :func:`conv_relu_pool_sums` (the batch zero-padded to whole chunks, the padding cut off
-    before the statistics); otherwise by ``conv2d_same`` and ``relu_batch_norm_pool``.
+    """The reference op ``conv_block`` in training, ``max_pool_2x2(norm(relu(conv(x))))`` for
+    ``x (b, h, w, 1)`` (a 'SAME', stride-1 ``conv`` with odd kernel sizes and bias; ``norm``'s
+    batch statistics over the rows where ``mask`` is not False, its running averages updated),
+    by :func:`conv_relu_pool_sums`: the batch zero-padded to whole chunks, the padding cut off
+    before the statistics. Where :func:`fused_applies` is False the reference runs instead.
     """
-    if not (train and fused_applies(x)):
-        return relu_batch_norm_pool(norm, conv2d_same(conv, x), train=train, mask=mask)
     b, h, w, _ = x.shape
     sign = pooling_sign(norm)
     padded = jnp.pad(x, [(0, -b % CHUNK), (0, 0), (0, 0), (0, 0)])
@@ -66,17 +50,18 @@ def conv_relu_batch_norm_pool(
     return normalize(norm, pooled[:b], mean, var)
 
 
-def fused_applies(x: jax.Array) -> bool:
-    """Whether :func:`conv_relu_batch_norm_pool` trains on ``x`` by chunks: on CPU, one input
-    channel, a concrete batch (an exported program's is symbolic) and one device (a
-    data-parallel batch is split over the devices already, and chunks of it would be gathered
-    to one)."""
-    return (
-        jax.default_backend() == "cpu"
-        and x.shape[-1] == 1
-        and isinstance(x.shape[0], int)
-        and jax.device_count() == 1
-    )
+def fused_applies(
+    conv: nnx.Conv,
+    norm: nnx.BatchNorm,
+    x: jax.Array,
+    *,
+    train: bool,
+    mask: jax.Array | None = None,
+) -> bool:
+    """Whether :func:`conv_block` computes the block: in training, for one input channel, a
+    concrete batch (an exported program's is symbolic) and one device (a data-parallel batch
+    is split over the devices already, and chunks of it would be gathered to one)."""
+    return train and x.shape[-1] == 1 and isinstance(x.shape[0], int) and jax.device_count() == 1
 
 
 def _in_chunks(a: jax.Array) -> jax.Array:
@@ -98,8 +83,7 @@ def _quarters(v: jax.Array) -> tuple[jax.Array, ...]:
 def _window_max(corners: tuple[jax.Array, ...]) -> jax.Array:
     """Each 2 x 2 window's maximum from its :func:`_quarters`: bitwise
     :func:`~genre_jax.models.layers.max_pool_2x2`'s values, which inside the chunks' loops
-    made the block's forward and backward slower (batch 256: 198 against 177 ms; batch 32:
-    20.1 against 16.1 ms, 2-core Intel Xeon)."""
+    made the block's forward and backward slower (docs/benchmarks.md, "Kernels")."""
     top_left, top_right, bottom_left, bottom_right = corners
     return jnp.maximum(jnp.maximum(top_left, top_right), jnp.maximum(bottom_left, bottom_right))
 
