@@ -1,7 +1,7 @@
 """Issue 8 experiments: our networks on the gtzan-dev excerpts, 5-fold song-level CV.
 
 The protocol is the one of ``tests/test_real_music.py`` and ``../shared/data/README.md``: 2 s
-segments (one per excerpt), folds of :func:`genre_jax.splits.make_split` with
+segments (one per excerpt), folds of :func:`genre_jax.store_splits.make_split` with
 ``TrainConfig(split="kfold", folds=5, fold=i, val_per_genre=1)``, test accuracy per fold, mean
 and standard deviation over the folds.
 
@@ -47,8 +47,9 @@ from genre_jax.features import extract_jit
 from genre_jax.inference import make_predict
 from genre_jax.models import build_network, get_spec
 from genre_jax.models.melstat import MelStatNet, count_values
-from genre_jax.splits import make_split
-from genre_jax.store import FeatureStore, prepare
+from genre_jax.prepare import prepare
+from genre_jax.store import FeatureStore
+from genre_jax.store_splits import make_split
 
 # The shared real-audio folder, as the tests find it (tests/conftest.py).
 SHARED_DATA = os.environ.get("GENRE_JAX_SHARED_DATA") or str(

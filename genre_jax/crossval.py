@@ -35,7 +35,7 @@ import numpy as np
 from genre_jax import plots
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.ensemble import ensemble_name, make_ensemble
-from genre_jax.evaluate import evaluate_run, ran_text
+from genre_jax.evaluate import evaluate_run
 from genre_jax.fileio import (
     MARKER,
     OutputDirError,
@@ -57,10 +57,12 @@ from genre_jax.metrics import (
     require_tensorboard,
 )
 from genre_jax.parallel import barrier, is_main_process
+from genre_jax.reports import ran_text
 from genre_jax.runner import train_run
 from genre_jax.settings import require_same
-from genre_jax.splits import Split, grouped_by_artist, make_split
+from genre_jax.splits import Split
 from genre_jax.store import FeatureStore, resolve_store
+from genre_jax.store_splits import grouped_by_artist, make_split
 from genre_jax.windows import check_hop
 
 FEATURES_DIR = "features"  # where ``crossval --data-dir`` prepares its store, inside OUT

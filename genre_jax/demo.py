@@ -22,11 +22,12 @@ from typing import Any
 
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.datasets import generate_synthetic
-from genre_jax.evaluate import compare_runs, comparison_markdown, evaluate_run
+from genre_jax.evaluate import compare_runs, evaluate_run
 from genre_jax.fileio import atomic_write_bytes
 from genre_jax.models import NETWORK, get_spec, specs
+from genre_jax.prepare import prepare
+from genre_jax.reports import comparison_markdown
 from genre_jax.runner import train_run
-from genre_jax.store import prepare
 from genre_jax.synthetic import MARKER_NAME, synthetic_data_dir
 
 QUICK = {"epochs": 2, "patience": 0}  # --quick: each network's smoke test

@@ -1,335 +1,34 @@
-"""Evaluation from a run's files alone: segment- and song-level metrics, reports, comparison.
+"""Evaluation from a run's files alone: the run's model scored on a store, its reports, compare.
 
-Song-level accuracy (the default, what a listener asks for) aggregates a song's segments by
-mean probability; majority vote is reported beside it. Segment-level accuracy is the seed's
-figure. Metrics use scikit-learn's implementations.
-
-A run's songs are known by their audio (:mod:`genre_jax.identity`: the run records the songs of
-each part of its split), so a store of a copy of its data (moved, re-downloaded, transcoded
-without loss, or holding more songs) is scored on the run's own test songs, never on its
-training songs, and a report made on any store but the run's own is written beside the run's
-report, not over it. Runs written before that are matched by genre, track id and file size
-(:func:`match_tracks`). ``compare`` only reads.
+:func:`evaluate_run` scores the segments :func:`genre_jax.matching.select_segments` chooses
+(the run's own songs, found by their audio in any copy of its data, or all of another
+dataset), turns them into songs (:mod:`genre_jax.scoring`) and writes the reports
+(:mod:`genre_jax.reports`). ``compare`` (:func:`compare_runs`) only reads.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from genre_jax import plots
 from genre_jax.config import ConfigError, FeatureConfig
-from genre_jax.datasets import Manifest, Track
 from genre_jax.embedding_cache import store_cache
 from genre_jax.ensemble import is_ensemble
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
-from genre_jax.identity import SONGS_FILE, IdentityError, read_songs, require_identities
+from genre_jax.identity import IdentityError
 from genre_jax.inference import Predictor, load_predictor, read_run_config
+from genre_jax.matching import Selection, select_segments
 from genre_jax.metrics import log_event
 from genre_jax.models import specs
 from genre_jax.parallel import gather_blocks, is_main_process, process_block
+from genre_jax.reports import headline, markdown_report, ran_text, report_suffix
+from genre_jax.scoring import Aggregated, aggregate_songs, confusion, genre_metrics
 from genre_jax.settings import require_same
-from genre_jax.splits import Split
-from genre_jax.store import FeatureStore, StoreError, resolve_store
+from genre_jax.store import FeatureStore, resolve_store
 from genre_jax.windows import check_hop, song_windows
-
-
-@dataclass
-class Aggregated:
-    """Song-level view of segment predictions."""
-
-    tracks: np.ndarray  # (songs,) track index of each song
-    labels: np.ndarray  # (songs,) true genre
-    by_mean: np.ndarray  # (songs,) genre of the mean probability
-    by_vote: np.ndarray  # (songs,) most frequent segment label (ties: higher mean probability)
-
-
-def aggregate_songs(
-    tracks: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, predicted: np.ndarray
-) -> Aggregated:
-    """Group segments by track and turn their predictions into one genre per song."""
-    songs, inverse = np.unique(tracks, return_inverse=True)
-    n_classes = probabilities.shape[1]
-    sums = np.zeros((len(songs), n_classes))
-    np.add.at(sums, inverse, probabilities)
-    votes = np.zeros((len(songs), n_classes))
-    np.add.at(votes, (inverse, predicted), 1.0)
-    mean = sums / np.bincount(inverse, minlength=len(songs))[:, None]
-    # A vote tie goes to the class with the higher mean probability (a fraction below one vote).
-    by_vote = np.argmax(votes + 0.5 * mean, axis=1)
-    song_labels = np.zeros(len(songs), dtype=labels.dtype)
-    song_labels[inverse] = labels
-    return Aggregated(songs, song_labels, np.argmax(mean, axis=1), by_vote)
-
-
-def genre_metrics(truth: np.ndarray, predicted: np.ndarray, genres: list[str]) -> dict[str, Any]:
-    """Per-genre precision, recall, F1 and support by name, with macro and weighted averages."""
-    labels = list(range(len(genres)))
-    p, r, f, s = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0.0)
-    per_genre = {
-        g: {
-            "precision": float(p[i]),
-            "recall": float(r[i]),
-            "f1": float(f[i]),
-            "support": int(s[i]),
-        }
-        for i, g in enumerate(genres)
-    }
-    averages = {}
-    for average in ("macro", "weighted"):
-        ap, ar, af, _ = precision_recall_fscore_support(
-            truth, predicted, labels=labels, average=average, zero_division=0.0
-        )
-        averages[average] = {"precision": float(ap), "recall": float(ar), "f1": float(af)}
-    return {"per_genre": per_genre, **averages}
-
-
-def _confusion(truth: np.ndarray, predicted: np.ndarray, n: int) -> dict[str, list]:
-    counts = confusion_matrix(truth, predicted, labels=list(range(n)))
-    support = counts.sum(axis=1, keepdims=True)
-    normalized = np.divide(counts, support, out=np.zeros(counts.shape), where=support > 0)
-    return {"counts": counts.tolist(), "normalized": normalized.round(6).tolist()}
-
-
-def match_tracks(wanted: Sequence[Track], available: Sequence[Track]) -> np.ndarray:
-    """Index in ``available`` of the same song as each track of ``wanted`` (-1 where none).
-
-    A song is identified by its genre and track id, and by its file size where both tracks
-    record one (manifests written before sizes were recorded have none): a copied or moved
-    dataset keeps all three, while its modification times, and so its data fingerprint, change.
-    """
-    where: dict[tuple[str, str], int] = {}
-    for i, track in enumerate(available):
-        where.setdefault((track.genre, track.id), i)
-    found = np.full(len(wanted), -1, dtype=np.int64)
-    for k, track in enumerate(wanted):
-        i = where.get((track.genre, track.id))
-        if i is None:
-            continue
-        sizes = track.size, available[i].size
-        if None in sizes or sizes[0] == sizes[1]:
-            found[k] = i
-    return found
-
-
-@dataclass
-class Selection:
-    """The segments of a store to evaluate, and what they are."""
-
-    index: np.ndarray  # sorted segment indices into the store
-    source: str  # what the report says was evaluated
-    leaky: bool  # whether the run's split shares songs between its parts
-
-
-def select_segments(
-    store: FeatureStore, run_config: dict[str, Any], part: str, run_dir: str | Path = "run"
-) -> Selection:
-    """The segments of ``store`` on which to evaluate the run's ``part`` songs.
-
-    Songs are known by their audio (:mod:`genre_jax.identity`): the run recorded the songs of
-    each part of its split (``songs.json``), and each track of ``store`` has its identity.
-
-    * The run's data (``store`` has the data identity the run recorded: the same songs in the
-      same order, however copied, moved or transcoded): the split's ``part``.
-    * A copy of it in another order, or holding more songs: exactly the run's ``part`` songs,
-      found by their audio; the training songs are never scored as unseen.
-    * Another dataset (none of the run's songs): all of its segments.
-
-    Runs written before songs were identified by content are matched as they were then: by
-    data fingerprint, else by genre, track id and file size through the run's own store
-    (:func:`match_tracks`).
-
-    Raises:
-        IdentityError: ``store`` holds songs of the run but misses some ``part`` songs, or
-            holds one under another genre (named); the run's ``songs.json`` is not its own.
-        ConfigError: a legacy run's own store, needed to know its songs, is gone or was
-            rebuilt from other data.
-    """
-    split = Split.from_json(run_config["split"])
-    if "songs" in run_config:
-        return _select_by_audio(store, run_config, split, part, Path(run_dir))
-    fingerprint = run_config.get("data_fingerprint")
-    same_data = fingerprint is not None and store.info.get("data_fingerprint") == fingerprint
-    run = None if same_data else _run_data(store, run_config, run_dir, split.level == "segment")
-    if run is None:  # the run's data, or a run recording no fingerprint on its own store
-        index = split.segment_indices(part, store.tracks)
-        return Selection(index, f"{split.name} ({part})", split.leaky)
-    mapping = match_tracks(run.manifest.tracks, store.manifest.tracks)
-    songs = {p: run.part_tracks(split, p) for p in ("train", "val", "test")}
-    if not np.any(mapping[np.concatenate(list(songs.values()))] >= 0):
-        return Selection(
-            np.arange(len(store)), f"all of {store.manifest.root} (another dataset)", False
-        )
-    if run.tracks is None or run.positions is None:  # a song-level split
-        found = mapping[songs[part]]
-        index = np.flatnonzero(np.isin(store.tracks, found[found >= 0]))
-        present = np.isin(found, store.tracks)
-    else:  # a segment-level split: each segment by its song and position in the song
-        segment_of = {
-            (int(t), int(q)): s
-            for s, (t, q) in enumerate(zip(store.tracks, store.positions, strict=True))
-        }
-        wanted = split.segment_indices(part, run.tracks)
-        keys = zip(mapping[run.tracks[wanted]], run.positions[wanted], strict=True)
-        located = np.array([segment_of.get((int(t), int(q)), -1) for t, q in keys], np.int64)
-        present = ~np.isin(songs[part], run.tracks[wanted][located < 0])
-        index = np.sort(located[located >= 0])
-    if not np.all(present):
-        missing = songs[part][~present]
-        example = run.manifest.tracks[int(missing[0])]
-        raise ConfigError(
-            f"{store.path}: holds songs of run {run_dir} (its data, copied or moved), but "
-            f"{len(missing)} of the {len(songs[part])} {part} songs are missing from it (e.g. "
-            f"{example.genre}/{example.id}, or its file changed size); a figure on the rest would "
-            "not be the run's: use a store of the complete data"
-        )
-    return Selection(
-        index, f"{split.name} ({part}), its songs found in {store.manifest.root}", split.leaky
-    )
-
-
-def _select_by_audio(
-    store: FeatureStore, run_config: dict[str, Any], split: Split, part: str, run_dir: Path
-) -> Selection:
-    """:func:`select_segments` for a run that recorded its songs."""
-    songs = read_songs(run_dir, run_config["songs"])
-    found_in = f"{split.name} ({part}), its songs found by their audio in {store.manifest.root}"
-    if store.identity == songs.data:  # the songs the split was made on, in the same order
-        own = str(store.path.resolve()) == run_config.get("store")
-        source = f"{split.name} ({part})" if own else found_in
-        return Selection(split.segment_indices(part, store.tracks), source, split.leaky)
-    require_identities(store, f"evaluating run {run_dir} on it")
-    if songs.parts is None:
-        raise IdentityError(
-            f"{run_dir}: {SONGS_FILE} is missing, so the run's songs cannot be found in "
-            f"{store.path} (data identity {store.identity[:12]}, not the run's "
-            f"{songs.data[:12]}); evaluate it on the store it was trained on"
-        )
-    tracks = store.manifest.tracks
-    where: dict[str, int] = {}
-    for i, track in enumerate(tracks):
-        if track.status == "ok":
-            where.setdefault(track.content, i)
-    every = {e.split(" ")[0] for p in ("train", "val", "test") for e in songs.parts[p]}
-    if not every & where.keys():
-        return Selection(
-            np.arange(len(store)), f"all of {store.manifest.root} (another dataset)", False
-        )
-    entries = [e.split(" ") for e in songs.parts[part]]
-    missing = [e for e in entries if e[0] not in where]
-    relabelled = [e for e in entries if e[0] in where and tracks[where[e[0]]].genre != e[1]]
-    if missing or relabelled:
-        if missing:
-            problem = (
-                f"{len(missing)} of the run's {len(entries)} {part} songs are not in it (e.g. "
-                f"{_song_named(run_config, missing[0][0], missing[0][1])}, or its audio changed)"
-            )
-        else:
-            e = relabelled[0]
-            problem = (
-                f"{len(relabelled)} of its {part} songs have another genre there (e.g. "
-                f"{tracks[where[e[0]]].path} is {tracks[where[e[0]]].genre}, the run's {e[1]})"
-            )
-        raise IdentityError(
-            f"{store.path}: holds songs of run {run_dir}, but {problem}; a figure on the rest "
-            "would not be the run's: use a store of the complete data"
-        )
-    if songs.level == "song":
-        chosen = np.array(sorted({where[e[0]] for e in entries}), np.int64)
-        index = np.flatnonzero(np.isin(store.tracks, chosen)).astype(np.int64)
-    else:  # the seed's segment split: each segment by its song and its position in the song
-        segment_of = {
-            (int(t), int(q)): row
-            for row, (t, q) in enumerate(zip(store.tracks, store.positions, strict=True))
-        }
-        located = [segment_of.get((where[e[0]], int(e[2])), -1) for e in entries]
-        if -1 in located:
-            raise IdentityError(
-                f"{store.path}: holds songs of run {run_dir}, but not all the segments of its "
-                f"{part} part (another segment length?)"
-            )
-        index = np.sort(np.array(located, np.int64))
-    return Selection(index, found_in, split.leaky)
-
-
-def _song_named(run_config: dict[str, Any], content: str, genre: str) -> str:
-    """A song of the run by the file it was in the run's own store (when that store is still
-    there), else by its genre and the start of its identity."""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        manifest = read_json(Path(run_config["store"]) / "manifest.json")
-        for track in manifest["tracks"]:
-            if track.get("content") == content:
-                return f"{track['path']} ({genre})"
-    return f"the {genre} song of audio {content[:12]}"
-
-
-@dataclass
-class _RunData:
-    """What the run's own store says about its songs: the manifest its split indexes and, for a
-    segment-level split, the track and position of each of its segments."""
-
-    manifest: Manifest
-    tracks: np.ndarray | None = None
-    positions: np.ndarray | None = None
-
-    def part_tracks(self, split: Split, part: str) -> np.ndarray:
-        """Track indices (into :attr:`manifest`) of the songs of the split's ``part``."""
-        return split.part_tracks(part, self.tracks)
-
-
-def _run_data(
-    store: FeatureStore, run_config: dict[str, Any], run_dir: str | Path, segments: bool
-) -> _RunData | None:
-    """The run's songs from its own store (its manifest, and its ``tracks``/``positions``
-    arrays when ``segments``); None when ``store`` is that store and the run recorded no
-    fingerprint to tell whether it was rebuilt since (a legacy run)."""
-    path = run_config.get("store")
-    fingerprint = run_config.get("data_fingerprint")
-    need = (
-        f"it is needed to match the songs of {store.path} (data fingerprint "
-        f"{store.info.get('data_fingerprint')}, the run's {fingerprint}) to the run's split"
-    )
-    if path is None:
-        raise ConfigError(f"{run_dir}: config.json names no feature store; {need}")
-    path = Path(path)
-    if fingerprint is None and path.resolve() == store.path.resolve():
-        return None
-    try:
-        own = FeatureStore.open(path)
-    except StoreError as error:
-        message = f"{run_dir}: the run's feature store {path} is gone or unreadable ({error})"
-        raise ConfigError(f"{message}; {need}") from error
-    built_from = own.info.get("data_fingerprint")
-    run = _RunData(own.manifest, own.tracks, own.positions) if segments else _RunData(own.manifest)
-    if fingerprint is not None and built_from != fingerprint:
-        raise ConfigError(
-            f"{run_dir}: the run's feature store {path} was rebuilt from other data since the "
-            f"run was trained (data fingerprint {built_from}, the run's {fingerprint}), so its "
-            f"split no longer names the run's songs; {need}"
-        )
-    return run
-
-
-def report_suffix(run_config: dict[str, Any], store: FeatureStore, part: str) -> str:
-    """Suffix of the report's file names: ``""`` (``"-val"``) on the run's own store, else
-    ``"-<part>-on-<store folder>-<8 hex of the sha256 of its resolved path>"``, so that a report
-    made on other data is written beside the run's own, never over it."""
-    own = run_config.get("store")
-    resolved = store.path.resolve()
-    if own is not None and Path(own).resolve() == resolved:
-        return "" if part == "test" else f"-{part}"
-    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", resolved.name)
-    return f"-{part}-on-{name}-{digest}"
-
 
 EVALUATE_CHUNK = 8192
 """Segments read and predicted at a time by :func:`predict_segments`."""
@@ -532,8 +231,8 @@ def evaluate_run(
         macro_avg_segment=segment_metrics["macro"],
         weighted_avg_segment=segment_metrics["weighted"],
         confusion={
-            "song": _confusion(songs.labels, songs.by_mean, len(genres)),
-            "segment": _confusion(truth, predicted, len(genres)),
+            "song": confusion(songs.labels, songs.by_mean, len(genres)),
+            "segment": confusion(truth, predicted, len(genres)),
         },
     )
     if not write or not is_main_process():
@@ -568,96 +267,11 @@ def evaluate_run(
     return {**report, "report_file": str(report_file)}
 
 
-HEADLINE = ("song_accuracy", "song_accuracy_vote", "segment_accuracy")
-
-
-def headline(report: dict[str, Any]) -> dict[str, Any]:
-    """A report's headline figures: the accuracies and the song-level macro F1."""
-    return {**{k: report[k] for k in HEADLINE}, "macro_f1": report["macro_avg"]["f1"]}
-
-
 def _last_epoch(run_dir: Path) -> int:
     """The step of a run's final figures in TensorBoard: its last epoch (1 for a pipeline or
     an ensemble)."""
     history = run_dir / "history.json"
     return len(read_json(history)) if history.is_file() else 1
-
-
-def ran_text(
-    data_dir: str | None, features: FeatureConfig, provenance: dict[str, Any] | None
-) -> str:
-    """What ran, in one paragraph: the data folder, the features (kind, coefficients, segment
-    length), and the experiment file with every setting given beside it, whose protocol line
-    describes the file's own settings, not necessarily these."""
-    text = (
-        f"Ran on {data_dir or 'an unrecorded data folder'}: {features.kind} features, "
-        f"{features.n_features} coefficients per frame, {features.segment_seconds:g} s "
-        f"segments at {features.sample_rate} Hz."
-    )
-    provenance = provenance or {}
-    if provenance.get("experiment_file"):
-        text += f" Experiment file {provenance['experiment_file']}"
-        given = provenance.get("given") or {}
-        if given:
-            text += ", with these settings given beside it: " + ", ".join(
-                f"{k}={v!r}" for k, v in sorted(given.items())
-            )
-        text += "."
-        if provenance.get("protocol"):
-            text += f" The file's own protocol: {provenance['protocol']}"
-    elif provenance.get("given"):
-        text += " Settings given: " + ", ".join(
-            f"{k}={v!r}" for k, v in sorted(provenance["given"].items())
-        )
-    return text
-
-
-def markdown_report(report: dict[str, Any]) -> str:
-    """The report as a markdown summary (accuracies, per-genre table, averages)."""
-    pct = lambda v: f"{100 * v:.2f} %"  # noqa: E731
-    lines = [
-        f"# Evaluation of {report['model']} ({report['run']})",
-        "",
-        f"Evaluated on {report['evaluated_on']}: {report['segments']} segments, "
-        f"{report['songs']} songs.",
-    ]
-    if report.get("store"):
-        lines += ["", f"Feature store: {report['store']}"]
-    if report.get("ran"):
-        lines += ["", report["ran"]]
-    if report["leaky_split"]:
-        lines += [
-            "",
-            "**Leaky split**: segments of one song are in training and test; "
-            "these figures are inflated and only reproduce the seed's protocol.",
-        ]
-    lines += [
-        "",
-        "| level | accuracy |",
-        "| --- | --- |",
-        f"| song (mean probability) | {pct(report['song_accuracy'])} |",
-        f"| song (majority vote) | {pct(report['song_accuracy_vote'])} |",
-        f"| segment | {pct(report['segment_accuracy'])} |",
-        "",
-        "Per genre, song level (segment level in parentheses):",
-        "",
-        "| genre | precision | recall | F1 | support |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for genre, m in report["per_genre"].items():
-        s = report["per_genre_segment"][genre]
-        lines.append(
-            f"| {genre} | {m['precision']:.2f} ({s['precision']:.2f}) | {m['recall']:.2f} "
-            f"({s['recall']:.2f}) | {m['f1']:.2f} ({s['f1']:.2f}) | {m['support']} "
-            f"({s['support']}) |"
-        )
-    for name in ("macro", "weighted"):
-        m, s = report[f"{name}_avg"], report[f"{name}_avg_segment"]
-        lines.append(
-            f"| {name} avg | {m['precision']:.2f} ({s['precision']:.2f}) | {m['recall']:.2f} "
-            f"({s['recall']:.2f}) | {m['f1']:.2f} ({s['f1']:.2f}) | |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def compare_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
@@ -701,39 +315,3 @@ def compare_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def comparison_markdown(rows: list[dict[str, Any]]) -> str:
-    """The comparison as a markdown table (``-`` where a figure does not exist); a run evaluated
-    just now (it has no ``report.json``) is marked ``*`` and explained below the table."""
-
-    def cell(value: Any, percent: bool = False) -> str:
-        if value is None:
-            return "-"
-        return (
-            f"{100 * value:.2f} %"
-            if percent
-            else f"{value:,}"
-            if isinstance(value, int)
-            else str(value)
-        )
-
-    lines = [
-        "| run | model | protocol | segment acc. | song acc. | macro F1 | parameters | train s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in rows:
-        f1 = "-" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}"
-        run = f"{r['run']} *" if r.get("evaluated_now") else r["run"]
-        lines.append(
-            f"| {run} | {r['model']} | {r['protocol']} | {cell(r['segment_accuracy'], True)} "
-            f"| {cell(r['song_accuracy'], True)} | {f1} | {cell(r['parameters'])} "
-            f"| {cell(r['train_seconds'])} |"
-        )
-    if any(r.get("evaluated_now") for r in rows):
-        lines += [
-            "",
-            "\\* evaluated now on the run's test songs: the run has no report.json (none was "
-            "written; `genre-jax evaluate` writes one)",
-        ]
-    return "\n".join(lines) + "\n"

@@ -5,9 +5,9 @@ most a few tracks ahead), cuts each into segments and runs the jitted feature ex
 fixed-size batches (:class:`Extractor`), recording each track's status in the manifest: a
 track that cannot be decoded, holds no full segment, or gives features that are not finite is
 marked and left out of the arrays it returns, and each decoded track's identity (the digest of
-its audio, :mod:`genre_jax.identity`) is recorded. :func:`genre_jax.store.prepare` passes each
-track's features on to the store's shard files as they come (one process's block of tracks in
-:func:`genre_jax.store.extract_shard`), and :func:`genre_jax.check.check_dataset` decodes
+its audio, :mod:`genre_jax.identity`) is recorded. :func:`genre_jax.prepare.prepare` passes
+each track's features on to the store's shard files as they come (one process's block of tracks
+in :func:`genre_jax.prepare.extract_shard`), and :func:`genre_jax.check.check_dataset` decodes
 through :func:`prefetch` too.
 """
 

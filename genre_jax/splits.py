@@ -10,63 +10,45 @@ Two levels of split exist:
   :func:`seed_segment_split` produces one; it reproduces the seed study's random split over
   segments, which leaks segments of one song into both training and test (``leaky=True``).
 
-Builders:
+Builders here, functions of labels and a seed alone:
 
 * :func:`song_split`: stratified song-level hold-out split (default 80/10/10).
 * :func:`song_kfold`: stratified song-level k-fold (scikit-learn's ``StratifiedKFold``), with an
   optional per-genre validation hold-out carved out of each training fold.
-* :func:`artist_split` and :func:`artist_kfold`: the same, grouped by artist: every track of
-  an artist in one part (scikit-learn's ``StratifiedGroupKFold``). :func:`make_split` uses
-  them wherever the dataset names artists (``group_by="auto"``).
-* :func:`official_split`: the dataset's own split (FMA's ``set.split``, a CSV manifest's
-  ``split`` column).
-* :func:`fault_filtered_split`: the published artist-filtered ("fault-filtered") GTZAN split of
-  Kereliuk et al. / Sturm (443/197/290 tracks) mapped onto a local copy's track ids.
 * :func:`seed_segment_split`: the seed study's leaky segment-level split.
 
-On a feature store: :func:`make_split` builds the split a :class:`~genre_jax.config.TrainConfig`
-names over the store's usable tracks, and :func:`split_arrays` gathers its segments as
-:class:`SplitArrays`.
+:class:`SplitArrays` holds a split's segments as arrays (what training reads).
+
+Builders that also read what the dataset says of its tracks (their artists, its own split, the
+published fault-filtered GTZAN list) are in :mod:`genre_jax.dataset_splits`; the split a
+:class:`~genre_jax.config.TrainConfig` names on a feature store is
+:func:`genre_jax.store_splits.make_split`, its segments gathered by
+:func:`~genre_jax.store_splits.split_arrays`.
 
 All randomness comes from ``np.random.default_rng`` (or scikit-learn's ``random_state``) seeded
-explicitly, so every split is a deterministic function of its arguments.
+explicitly, so every split is a deterministic function of its arguments. (A little over 400
+lines, one idea: what a split is and the rules each draw follows, written out in full.)
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any
 
 import numpy as np
 
-from genre_jax.config import ConfigError, TrainConfig
-from genre_jax.store import FeatureStore
-
 __all__ = [
     "Split",
     "SplitArrays",
-    "artist_groups",
-    "artist_kfold",
-    "artist_split",
-    "fault_filtered_split",
-    "load_fault_filtered_ids",
-    "make_split",
-    "official_split",
     "seed_segment_split",
     "song_kfold",
     "song_split",
-    "split_arrays",
 ]
 
-_PARTS: tuple[str, str, str] = ("train", "val", "test")
+PARTS: tuple[str, str, str] = ("train", "val", "test")
 _LEVELS: tuple[str, str] = ("song", "segment")
-_FAULT_FILTERED_FILE = "gtzan_fault_filtered_split.json"
-_FAULT_FILTERED_KEYS: tuple[str, str, str] = ("train", "validation", "test")
 _DEFAULT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
 
@@ -122,14 +104,14 @@ class Split:
     def __post_init__(self) -> None:
         if self.level not in _LEVELS:
             raise ValueError(f"Split level must be one of {_LEVELS}, got {self.level!r}")
-        for part in _PARTS:
+        for part in PARTS:
             object.__setattr__(
                 self, part, _as_index_array(getattr(self, part), f"Split {self.name!r} {part}")
             )
         object.__setattr__(self, "missing", tuple(str(m) for m in self.missing))
         object.__setattr__(self, "leaky", bool(self.leaky))
-        for i, a in enumerate(_PARTS):
-            for b in _PARTS[i + 1 :]:
+        for i, a in enumerate(PARTS):
+            for b in PARTS[i + 1 :]:
                 common = np.intersect1d(getattr(self, a), getattr(self, b))
                 if common.size:
                     raise ValueError(
@@ -145,7 +127,7 @@ class Split:
             and self.level == other.level
             and self.leaky == other.leaky
             and self.missing == other.missing
-            and all(np.array_equal(getattr(self, p), getattr(other, p)) for p in _PARTS)
+            and all(np.array_equal(getattr(self, p), getattr(other, p)) for p in PARTS)
         )
 
     __hash__ = None  # type: ignore[assignment]  # holds arrays: unhashable, like a list
@@ -196,8 +178,8 @@ class Split:
             ValueError: If ``part`` is unknown, ``track_of_segment`` is not a 1-D integer
                 array, or a segment-level index is out of range.
         """
-        if part not in _PARTS:
-            raise ValueError(f"part must be one of {_PARTS}, got {part!r}")
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {part!r}")
         tos = np.asarray(track_of_segment)
         if tos.ndim != 1 or (tos.size and not np.issubdtype(tos.dtype, np.integer)):
             raise ValueError(
@@ -224,6 +206,18 @@ class Split:
             raise ValueError(f"Split {self.name!r}: a segment-level split needs track_of_segment")
         tos = np.asarray(track_of_segment)
         return np.unique(tos[self.segment_indices(part, tos)]).astype(np.int64)
+
+
+@dataclass
+class SplitArrays:
+    """Segments of one split as arrays: ``x`` ``(n, frames, coefficients)``, ``y`` ``(n,)``."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
 
 
 def _check_fractions(fractions: Sequence[float], setting: str) -> np.ndarray:
@@ -276,7 +270,7 @@ def _fraction_tag(f: np.ndarray) -> str:
     return "/".join(f"{round(100 * float(x), 4):g}" for x in f)
 
 
-def _check_labels(labels: np.ndarray) -> np.ndarray:
+def check_labels(labels: np.ndarray) -> np.ndarray:
     """Return ``labels`` as a 1-D integer array, raising ValueError otherwise."""
     y = np.asarray(labels)
     if y.ndim != 1 or y.size == 0:
@@ -315,7 +309,7 @@ def song_split(
         ValueError: If ``labels`` is not a non-empty 1-D integer array or ``fractions`` is
             invalid.
     """
-    y = _check_labels(labels)
+    y = check_labels(labels)
     f = _check_fractions(fractions, "song_split fractions")
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
@@ -328,7 +322,7 @@ def song_split(
     return Split(f"song-{_fraction_tag(f)}-seed{seed}", "song", train, val, test)
 
 
-def _check_kfold(k: Any, val_per_genre: Any, name: str) -> None:
+def check_kfold(k: Any, val_per_genre: Any, name: str) -> None:
     """``k`` an integer >= 2 and ``val_per_genre`` one >= 0, or ValueError naming ``name``."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
         raise ValueError(f"{name} needs an integer k >= 2, got k={k!r}")
@@ -368,8 +362,8 @@ def song_kfold(
     """
     from sklearn.model_selection import StratifiedKFold  # heavy (~1 s): only k-fold needs it
 
-    y = _check_labels(labels)
-    _check_kfold(k, val_per_genre, "song_kfold")
+    y = check_labels(labels)
+    check_kfold(k, val_per_genre, "song_kfold")
     genres, counts = np.unique(y, return_counts=True)
     for genre, count in zip(genres, counts, strict=True):
         if count < k:
@@ -396,242 +390,6 @@ def song_kfold(
     return splits
 
 
-def _check_groups(groups: np.ndarray, y: np.ndarray) -> np.ndarray:
-    g = np.asarray(groups)
-    if g.shape != y.shape:
-        raise ValueError(f"groups must give one group per track ({y.size}), got shape {g.shape}")
-    return g
-
-
-def _group_folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
-    """The test folds of ``StratifiedGroupKFold(k, shuffle=True, random_state=seed)``."""
-    from sklearn.model_selection import StratifiedGroupKFold  # heavy: only grouped splits
-
-    distinct = np.unique(groups).size
-    if distinct < k:
-        raise ValueError(
-            f"{k} folds grouped by artist need at least {k} artists; the tracks have {distinct}"
-        )
-    counts = np.bincount(y)
-    if np.all(counts[counts > 0] < k):  # scikit-learn's own refusal, said in our terms
-        raise ValueError(
-            f"{k} folds grouped by artist need a genre with at least {k} tracks; the largest "
-            f"has {int(counts.max())} (group_by='song' splits songs without grouping artists)"
-        )
-    folds = StratifiedGroupKFold(n_splits=int(k), shuffle=True, random_state=seed)
-    return [test for _, test in folds.split(np.zeros((y.size, 1)), y, groups)]
-
-
-def artist_split(labels: np.ndarray, groups: np.ndarray, seed: int = 0) -> Split:
-    """Stratified 80/10/10 split that keeps every artist's tracks in one part.
-
-    The tracks are cut into ten folds by
-    ``sklearn.model_selection.StratifiedGroupKFold(n_splits=10, shuffle=True,
-    random_state=seed)`` with ``groups`` as the groups: fold 0 is the test part, fold 1 the
-    validation part and the other eight the training part. The fractions are those of whole
-    artists, so they are near, not exactly, 80/10/10 of each genre.
-
-    Args:
-        labels: Genre index of each track (1-D integer array).
-        groups: Artist of each track (any hashable values; a track of no known artist gets a
-            group of its own, see :func:`artist_groups`).
-        seed: ``random_state`` of the folds.
-
-    Returns:
-        A song-level :class:`Split` named ``"artist-80/10/10-seed{seed}"``.
-
-    Raises:
-        ValueError: fewer than ten artists, or ``groups`` does not match ``labels``.
-    """
-    y = _check_labels(labels)
-    folds = _group_folds(y, _check_groups(groups, y), 10, seed)
-    train = np.concatenate(folds[2:])
-    return Split(f"artist-80/10/10-seed{seed}", "song", train, folds[1], folds[0])
-
-
-def artist_kfold(
-    labels: np.ndarray, groups: np.ndarray, k: int = 5, seed: int = 0, val_per_genre: int = 0
-) -> list[Split]:
-    """Stratified k-fold that keeps every artist's tracks in one part.
-
-    The test folds are those of
-    ``sklearn.model_selection.StratifiedGroupKFold(n_splits=k, shuffle=True,
-    random_state=seed)``. Validation is carved out of each fold's other tracks by whole
-    artists: genre by genre (in index order), the artists with tracks of that genre not yet
-    held out are drawn in the order of ``np.random.default_rng((seed, i)).permutation`` and
-    held out, with all their tracks, until the genre has ``val_per_genre`` validation tracks
-    (one artist may take it past that, and may bring tracks of other genres).
-
-    Args:
-        labels: Genre index of each track (1-D integer array).
-        groups: Artist of each track (see :func:`artist_groups`).
-        k: Number of folds (at least 2).
-        seed: ``random_state`` of the folds and seed of the validation draw.
-        val_per_genre: Validation tracks per genre to reach; 0 leaves ``val`` empty.
-
-    Returns:
-        ``k`` song-level :class:`Split` objects named ``"artist-{k}fold-seed{seed}-fold{i}"``.
-
-    Raises:
-        ValueError: ``k < 2``, fewer than ``k`` artists, or a fold whose validation artists
-            would leave a genre without a training track.
-    """
-    y = _check_labels(labels)
-    g = _check_groups(groups, y)
-    _check_kfold(k, val_per_genre, "artist_kfold")
-    splits = []
-    for i, test in enumerate(_group_folds(y, g, k, seed)):
-        rest = np.setdiff1d(np.arange(y.size), test)
-        rng = np.random.default_rng((seed, i))
-        held: set[Any] = set()
-        for genre in np.unique(y):
-            pool = rest[y[rest] == genre]
-            candidates = np.unique(g[pool])  # sorted: the draw does not depend on track order
-            count = int(np.isin(g[pool], list(held)).sum()) if held else 0
-            for artist in candidates[rng.permutation(candidates.size)]:
-                if count >= val_per_genre:
-                    break
-                if artist not in held:
-                    held.add(artist)
-                    count += int((g[pool] == artist).sum())
-        val = rest[np.isin(g[rest], list(held))] if held else rest[:0]
-        train = np.setdiff1d(rest, val)
-        for genre in np.unique(y[rest]):
-            if not np.any(y[train] == genre):
-                raise ValueError(
-                    f"artist_kfold fold {i}: holding out val_per_genre={val_per_genre} "
-                    f"validation tracks by whole artists leaves genre {int(genre)} without a "
-                    "training track"
-                )
-        splits.append(Split(f"artist-{k}fold-seed{seed}-fold{i}", "song", train, val, test))
-    return splits
-
-
-def artist_groups(tracks: Sequence[Any]) -> np.ndarray:
-    """The group of each track for the artist-grouped splits: its artist, or, for a track of
-    no known artist, a group of its own (its id)."""
-    return np.array(
-        [f"artist:{t.artist}" if t.artist is not None else f"track:{t.id}" for t in tracks],
-        dtype=object,
-    )
-
-
-def official_split(tracks: Sequence[Any]) -> Split:
-    """The dataset's own split: each track in the part its ``split`` names.
-
-    Args:
-        tracks: The tracks (:class:`~genre_jax.datasets.Track`), in track-index order; a track
-            whose ``split`` is ``None`` is in no part.
-
-    Returns:
-        A song-level :class:`Split` named ``"official"``.
-
-    Raises:
-        ValueError: no track names a part, or the test part is empty.
-    """
-    parts: dict[str, list[int]] = {part: [] for part in _PARTS}
-    for index, track in enumerate(tracks):
-        if track.split is not None:
-            parts[track.split].append(index)
-    if not any(parts.values()):
-        raise ValueError(
-            "the dataset names no split of its own (FMA's tracks.csv and a CSV manifest's "
-            "split column do); use split=song, kfold or fault-filtered"
-        )
-    if not parts["test"]:
-        raise ValueError("the dataset's own split has no test track")
-    return Split("official", "song", *(np.asarray(parts[p], np.int64) for p in _PARTS))
-
-
-def load_fault_filtered_ids() -> dict[str, list[str]]:
-    """Load the published fault-filtered GTZAN split shipped with the package.
-
-    Returns:
-        ``{"train": [...], "validation": [...], "test": [...]}``: 443, 197 and 290 GTZAN track
-        ids of the form ``"genre.000NN"`` (Kereliuk et al. 2015 / Sturm's artist-filtered
-        split). A fresh dict of fresh lists is returned on every call.
-    """
-    resource = files("genre_jax") / "data" / _FAULT_FILTERED_FILE
-    data = json.loads(resource.read_text(encoding="utf-8"))
-    return {key: [str(t) for t in data[key]] for key in _FAULT_FILTERED_KEYS}
-
-
-_PATH_SEP = re.compile(r"[/\\]")
-
-
-def _match_published(track_id: str, published: set[str]) -> str | None:
-    """Return the published GTZAN id that ``track_id`` names, or ``None``.
-
-    Accepted forms: the id itself (``"blues.00012"``), anything ending in ``"/blues.00012"``
-    (``/`` or ``\\`` separators), and paths whose file stem is the id
-    (``"genres/blues/blues.00012.wav"``). Matching is by exact, case-sensitive string.
-    """
-    base = _PATH_SEP.split(str(track_id))[-1]
-    if base in published:
-        return base
-    stem = base.rsplit(".", 1)[0]
-    return stem if stem in published else None
-
-
-def fault_filtered_split(track_ids: Sequence[str]) -> Split:
-    """The published artist-filtered ("fault-filtered") GTZAN split on this copy's tracks.
-
-    The split of Kereliuk et al. (2015) / Sturm removes GTZAN's faulty tracks (repeats,
-    distortions, mislabellings) and keeps each artist in one part: 443 train, 197 validation
-    and 290 test tracks, 930 in all. Each published id is matched to the position of the track
-    of ``track_ids`` that names it (see :func:`_match_published` for the accepted forms).
-
-    Args:
-        track_ids: Track id of every track of this copy, in track-index order.
-
-    Returns:
-        A song-level :class:`Split` named ``"gtzan-fault-filtered"`` whose indices are
-        positions in ``track_ids``. Published ids with no track here (e.g. the Kaggle copy's
-        unreadable ``jazz.00054``) are listed, sorted, in ``missing``; tracks of this copy that
-        the published split does not name are in no part.
-
-    Raises:
-        ValueError: If no track id matches a published id (the copy is not GTZAN, or its
-            tracks are not named ``"genre.000NN"``), or two track ids name the same published
-            id.
-    """
-    published = load_fault_filtered_ids()
-    part_of: dict[str, str] = {}
-    for key, part in zip(_FAULT_FILTERED_KEYS, _PARTS, strict=True):
-        for tid in published[key]:
-            part_of[tid] = part
-    names = set(part_of)
-    found: dict[str, int] = {}
-    for index, tid in enumerate(track_ids):
-        match = _match_published(tid, names)
-        if match is None:
-            continue
-        if match in found:
-            raise ValueError(
-                f"fault_filtered_split: track ids {track_ids[found[match]]!r} and {tid!r} both "
-                f"name GTZAN track {match!r}"
-            )
-        found[match] = index
-    if not found:
-        raise ValueError(
-            "fault_filtered_split: none of the track ids matches the published fault-filtered "
-            "GTZAN split; it needs a GTZAN copy whose tracks keep GTZAN's names "
-            "('genre.000NN', e.g. 'blues.00012' or '.../blues.00012.wav')"
-        )
-    indices: dict[str, list[int]] = {part: [] for part in _PARTS}
-    for tid, index in found.items():
-        indices[part_of[tid]].append(index)
-    missing = tuple(sorted(set(part_of) - set(found)))
-    return Split(
-        "gtzan-fault-filtered",
-        "song",
-        np.asarray(indices["train"], dtype=np.int64),
-        np.asarray(indices["val"], dtype=np.int64),
-        np.asarray(indices["test"], dtype=np.int64),
-        missing=missing,
-    )
-
-
 def seed_segment_split(
     n_segments: int,
     seed: int = 0,
@@ -642,8 +400,8 @@ def seed_segment_split(
     Warning: this split is over *segments*, not songs. Segments of one song land in train and
     in test, so a model can recognise the song rather than its genre and the accuracy measured
     on it is inflated. It exists only to reproduce the seed study's numbers; use
-    :func:`song_split`, :func:`song_kfold` or :func:`fault_filtered_split` for honest
-    evaluation.
+    :func:`song_split`, :func:`song_kfold` or
+    :func:`~genre_jax.dataset_splits.fault_filtered_split` for honest evaluation.
 
     The permutation is ``np.random.default_rng(seed).permutation(n_segments)``; its first block
     is train, then val, then test, with block sizes from the same largest-remainder rule as
@@ -674,113 +432,3 @@ def seed_segment_split(
     default = all(math.isclose(a, b) for a, b in zip(f, _DEFAULT_FRACTIONS, strict=True))
     tag = "" if default else f"{_fraction_tag(f)}-"
     return Split(f"seed-segment-leaky-{tag}seed{seed}", "segment", train, val, test, leaky=True)
-
-
-def make_split(store: FeatureStore, config: TrainConfig) -> Split:
-    """The split ``config.split`` names, over the store's usable tracks (or its segments).
-
-    Raises:
-        ConfigError: the split cannot be made on this store (too many folds for a genre's
-            songs, too many validation songs per genre, no published id among the tracks),
-            naming the setting.
-    """
-    try:
-        return _make_split(store, config)
-    except ValueError as error:
-        if isinstance(error, ConfigError):
-            raise
-        settings = {
-            "kfold": f"folds={config.folds}, val_per_genre={config.val_per_genre}, "
-            f"group_by={config.group_by}",
-            "song": f"split_seed={config.split_seed}, group_by={config.group_by}",
-        }.get(config.split, "")
-        raise ConfigError(
-            f"train setting split={config.split!r}{' (' + settings + ')' if settings else ''} "
-            f"on store {store.path}: {error}"
-        ) from None
-
-
-def grouped_by_artist(store: FeatureStore, config: TrainConfig) -> bool:
-    """Whether ``config``'s split keeps artists together on this store: ``song`` and ``kfold``
-    with ``group_by="artist"``, or ``"auto"`` where the dataset names artists.
-
-    Raises:
-        ConfigError: ``group_by="artist"`` on a store whose dataset names no artist.
-    """
-    if config.split not in ("song", "kfold") or config.group_by == "song":
-        return False
-    known = store.manifest.artists_known
-    if config.group_by == "artist" and not known:
-        raise ConfigError(
-            f"train setting group_by='artist': the dataset of store {store.path} names no "
-            "artist (FMA's tracks.csv and a CSV manifest's artist column do)"
-        )
-    return known
-
-
-def _make_split(store: FeatureStore, config: TrainConfig) -> Split:
-    """:func:`make_split` before its errors are named: song-level splits are made over the
-    store's ``"ok"`` tracks and mapped back to manifest track indices."""
-    if config.split == "seed-leaky":
-        return seed_segment_split(len(store), seed=config.split_seed)
-    usable = np.array(
-        [i for i, t in enumerate(store.manifest.tracks) if t.status == "ok"], dtype=np.int64
-    )
-    labels = store.track_labels[usable]
-    tracks = [store.manifest.tracks[i] for i in usable]
-    groups = artist_groups(tracks) if grouped_by_artist(store, config) else None
-    if config.split == "song":
-        local = (
-            song_split(labels, seed=config.split_seed)
-            if groups is None
-            else artist_split(labels, groups, seed=config.split_seed)
-        )
-    elif config.split == "kfold":
-        seed, k, held = config.split_seed, config.folds, config.val_per_genre
-        folds = (
-            song_kfold(labels, k=k, seed=seed, val_per_genre=held)
-            if groups is None
-            else artist_kfold(labels, groups, k=k, seed=seed, val_per_genre=held)
-        )
-        local = folds[config.fold]
-    elif config.split == "official":
-        local = official_split(tracks)
-    else:
-        local = fault_filtered_split([t.id for t in tracks])
-    return Split(
-        name=local.name,
-        level=local.level,
-        train=usable[local.train],
-        val=usable[local.val],
-        test=usable[local.test],
-        leaky=local.leaky,
-        missing=local.missing,
-    )
-
-
-@dataclass
-class SplitArrays:
-    """Segments of one split as arrays: ``x`` ``(n, frames, coefficients)``, ``y`` ``(n,)``."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-
-def split_arrays(store: FeatureStore, split: Split, time_flip: bool) -> SplitArrays:
-    """Gather the split's segments; with ``time_flip`` add every training segment reversed.
-
-    (That is the seed's ``time_flip_mode="double"``; ``"random"`` flips inside the step.)
-    """
-    parts = {}
-    for part in ("train", "val", "test"):
-        index = split.segment_indices(part, store.tracks)
-        parts[part] = (np.asarray(store.features[index]), np.asarray(store.labels[index]))
-    x_train, y_train = parts["train"]
-    if time_flip:
-        x_train = np.concatenate([x_train, x_train[:, ::-1, :]])
-        y_train = np.concatenate([y_train, y_train])
-    return SplitArrays(x_train, y_train, *parts["val"], *parts["test"])

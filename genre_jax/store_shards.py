@@ -15,7 +15,8 @@ process) and, in its part file (:func:`part_path`, :func:`write_part`), the stat
 tracks and the labels, track indices and positions of its rows. Process 0 reads the parts
 back in process order (:func:`read_parts`), which is the order one process would have
 written, and completes the store. This module knows these files only, not the store, so
-:mod:`genre_jax.store` imports it, one way.
+:mod:`genre_jax.store`, :mod:`genre_jax.store_checks` and :mod:`genre_jax.prepare` import it,
+one way.
 """
 
 from __future__ import annotations

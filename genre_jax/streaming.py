@@ -1,9 +1,9 @@
 """Training data read from the feature store batch by batch, for stores no device holds whole.
 
-The device-resident path (:func:`genre_jax.splits.split_arrays`) gathers a split's segments
-into memory and puts them on every device: the fastest, and the default wherever they fit. A
-streamed split (:func:`streamed_split`) holds only row indices and labels; its segments are
-read from the store's shards when a batch needs them (:class:`Rows`), so host and device memory
+The device-resident path (:func:`genre_jax.store_splits.split_arrays`) gathers a split's
+segments into memory and puts them on every device: the fastest, and the default wherever they
+fit. A streamed split (:func:`streamed_split`) holds only row indices and labels; its segments
+are read from the store's shards when a batch needs them (:class:`Rows`), so host and device memory
 stay bounded whatever the store's size. :func:`genre_jax.train.make_streamed_epoch` reads each
 global batch's rows in the order the device-resident epoch visits them (the same permutation of
 ``(seed, epoch)``), each process only its slice of the batch, a few batches ahead on a thread
@@ -33,9 +33,9 @@ class Rows:
     """Selected rows of a store's features, read on demand: ``(n, frames, coefficients)``.
 
     With ``time_flip``, the seed's doubling is virtual: rows ``n .. 2n - 1`` are rows
-    ``0 .. n - 1`` reversed in time, as :func:`genre_jax.splits.split_arrays` concatenates
-    them. Indexing takes an integer array or a slice along the first axis and returns an
-    in-memory float32 array.
+    ``0 .. n - 1`` reversed in time, as :func:`genre_jax.store_splits.split_arrays`
+    concatenates them. Indexing takes an integer array or a slice along the first axis and
+    returns an in-memory float32 array.
     """
 
     def __init__(self, features: Any, index: np.ndarray, time_flip: bool = False) -> None:

@@ -72,7 +72,7 @@ def synthetic_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synthetic_store(tmp_path_factory: pytest.TempPathFactory):
     """Feature store (seed's MFCC settings, 10 s segments) of 10 synthetic tracks per genre."""
     from genre_jax.datasets import generate_synthetic
-    from genre_jax.store import prepare
+    from genre_jax.prepare import prepare
 
     base = tmp_path_factory.mktemp("synthetic10")
     generate_synthetic(base / "data", tracks_per_genre=10, seed=0)
@@ -121,7 +121,7 @@ def logc_store(short_songs: Path, tmp_path_factory: pytest.TempPathFactory):
     """The taggers' input features of :func:`short_songs`, 2 s segments (one patch): 60."""
     from genre_jax.config import FeatureConfig
     from genre_jax.models.musicnn import INPUT_FEATURES
-    from genre_jax.store import prepare
+    from genre_jax.prepare import prepare
 
     features = FeatureConfig(**INPUT_FEATURES, segment_seconds=2.0)
     out = tmp_path_factory.mktemp("logc") / "features"

@@ -13,7 +13,7 @@ from genre_jax.cli import main
 from genre_jax.config import ConfigError, TrainConfig, model_name
 from genre_jax.crossval import crossval
 from genre_jax.experiment import load_experiment
-from genre_jax.splits import make_split
+from genre_jax.store_splits import make_split
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"progress": False, "log": lambda _: None}

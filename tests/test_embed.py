@@ -17,7 +17,7 @@ from genre_jax.cli import main
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.models import musicnn
 from genre_jax.models.musicnn import INPUT_FEATURES, PATCH_SECONDS, MusicnnEmbedding
-from genre_jax.store import prepare
+from genre_jax.prepare import prepare
 from tests.conftest import shared
 
 MUSICNN_FEATURES = FeatureConfig(**INPUT_FEATURES, segment_seconds=PATCH_SECONDS)

@@ -15,8 +15,8 @@ from genre_jax.ensemble import make_ensemble
 from genre_jax.evaluate import evaluate_run
 from genre_jax.experiment import load_experiment
 from genre_jax.inference import load_predictor
+from genre_jax.prepare import prepare
 from genre_jax.runner import train_run
-from genre_jax.store import prepare
 
 QUIET = {"progress": False, "log": lambda _: None}
 

@@ -15,20 +15,17 @@ from genre_jax.cli import main
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.datasets import Track, generate_synthetic
 from genre_jax.demo import demo_configs, synthetic_settings
-from genre_jax.evaluate import (
-    aggregate_songs,
-    compare_runs,
-    comparison_markdown,
-    evaluate_run,
-    match_tracks,
-    select_segments,
-)
+from genre_jax.evaluate import compare_runs, evaluate_run
 from genre_jax.identity import IdentityError
 from genre_jax.inference import load_predictor
+from genre_jax.matching import match_tracks, select_segments
 from genre_jax.models import get_spec
+from genre_jax.prepare import prepare
+from genre_jax.reports import comparison_markdown
 from genre_jax.runner import train_run
-from genre_jax.splits import make_split
-from genre_jax.store import FeatureStore, prepare
+from genre_jax.scoring import aggregate_songs
+from genre_jax.store import FeatureStore
+from genre_jax.store_splits import make_split
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -38,9 +38,11 @@ from genre_jax.identity import (
     read_songs,
 )
 from genre_jax.inference import load_predictor
+from genre_jax.prepare import prepare
 from genre_jax.runner import train_run
-from genre_jax.splits import make_split
-from genre_jax.store import FeatureStore, StoreError, prepare, verify_store
+from genre_jax.store import FeatureStore, verify_store
+from genre_jax.store_checks import StoreError
+from genre_jax.store_splits import make_split
 from tests.conftest import converted_weights
 
 QUIET = {"progress": False, "log": lambda _: None}

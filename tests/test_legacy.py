@@ -25,9 +25,11 @@ import pytest
 
 from genre_jax.audio import load_audio
 from genre_jax.config import FeatureConfig, TrainConfig
-from genre_jax.evaluate import evaluate_run, select_segments
+from genre_jax.evaluate import evaluate_run
 from genre_jax.inference import load_predictor
-from genre_jax.store import FeatureStore, prepare
+from genre_jax.matching import select_segments
+from genre_jax.prepare import prepare
+from genre_jax.store import FeatureStore
 from genre_jax.synthetic import generate_synthetic
 from tests.test_features import assert_parity
 

@@ -132,8 +132,8 @@ def test_evaluation_over_overlapping_windows(songs: Path, tmp_path: Path, monkey
     shorter hop scores more windows and writes its own report beside the run's."""
     from genre_jax.config import FeatureConfig, TrainConfig
     from genre_jax.evaluate import evaluate_run
+    from genre_jax.prepare import prepare
     from genre_jax.runner import train_run
-    from genre_jax.store import prepare
 
     quiet = {"progress": False, "log": lambda _: None}
     features = FeatureConfig(kind="logmel", n_mels=64, segment_seconds=2.0)

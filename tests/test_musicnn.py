@@ -197,8 +197,8 @@ def test_musicnnsvm_trains_saves_and_predicts(
 ) -> None:
     from genre_jax.inference import load_predictor
     from genre_jax.predict import predict_file
+    from genre_jax.prepare import prepare
     from genre_jax.runner import train_run
-    from genre_jax.store import prepare
 
     monkeypatch.setenv(musicnn.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(musicnn.WHEEL_ENV, str(wheel))

@@ -53,7 +53,7 @@ def songs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def store(songs: Path, tmp_path_factory: pytest.TempPathFactory):
     """The seed's MFCCs of :func:`songs` in 2 s segments (120), 7 rows a shard."""
-    from genre_jax.store import prepare
+    from genre_jax.prepare import prepare
 
     out = tmp_path_factory.mktemp("overwrite") / "features"
     return prepare(songs, out, FeatureConfig(segment_seconds=2.0), shard_segments=7, **QUIET)
@@ -350,7 +350,8 @@ FIFO_CHECKS = """
 import json, sys
 from pathlib import Path
 from genre_jax.fileio import JSONFileError, NotRegularFileError, dir_kind, read_json_object
-from genre_jax.store import StoreError, verify_store
+from genre_jax.store import verify_store
+from genre_jax.store_checks import StoreError
 out = {}
 try:
     verify_store(sys.argv[1])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from genre_jax.config import FeatureConfig
-from genre_jax.store import extract_shard, merge_shards, prepare
+from genre_jax.prepare import extract_shard, merge_shards, prepare
 from tests.conftest import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_two_processes_streaming_their_rows_train_what_one_does(
     shards, train two epochs to the parameters the same two processes reach with the data on
     their devices (<= 1e-5), and to those of one process (<= 5e-5 + 1e-4 relative: a batch
     split over two devices sums its gradient and statistics in another order, over 28 steps)."""
-    from genre_jax.splits import make_split, split_arrays
+    from genre_jax.store_splits import make_split, split_arrays
     from genre_jax.train import fit
 
     run_two(lambda i: ["streamed", str(synthetic_store.path), str(tmp_path / f"p{i}.npz")])

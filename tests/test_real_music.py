@@ -10,7 +10,7 @@ import pytest
 
 from genre_jax.crossval import crossval
 from genre_jax.experiment import load_experiment
-from genre_jax.store import prepare
+from genre_jax.prepare import prepare
 from tests.conftest import shared
 
 pytestmark = pytest.mark.slow

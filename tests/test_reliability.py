@@ -114,7 +114,7 @@ def hostile_folder(root: Path) -> dict[str, str]:
 
 def test_hostile_inputs_are_named_and_the_rest_proceeds(tmp_path: Path) -> None:
     from genre_jax.check import check_dataset
-    from genre_jax.store import prepare
+    from genre_jax.prepare import prepare
 
     expected = hostile_folder(tmp_path / "data")
     results = {
@@ -157,7 +157,8 @@ def test_hostile_inputs_are_named_and_the_rest_proceeds(tmp_path: Path) -> None:
 def test_kill_during_prepare_then_rerun_equals_uninterrupted(
     synthetic_small: Path, tmp_path: Path, seed: int
 ) -> None:
-    from genre_jax.store import FeatureStore, prepare, store_path
+    from genre_jax.prepare import prepare
+    from genre_jax.store import FeatureStore, store_path
 
     reference = prepare(synthetic_small, tmp_path / "reference", progress=False, log=lambda _: None)
     out = tmp_path / "killed"
@@ -659,7 +660,7 @@ def test_divergent_training_says_no_checkpoint_was_written(synthetic_store, tmp_
 @pytest.fixture(scope="module")
 def all_test_store(synthetic_small: Path, tmp_path_factory) -> Path:
     """A CSV manifest whose split column puts every track in ``test``, prepared."""
-    from genre_jax.store import prepare
+    from genre_jax.prepare import prepare
 
     root = tmp_path_factory.mktemp("all-test")
     lines = ["path,genre,split"]

@@ -8,19 +8,16 @@ import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from genre_jax.datasets import Track
-from genre_jax.splits import (
-    Split,
+from genre_jax.dataset_splits import (
     artist_groups,
     artist_kfold,
     artist_split,
     fault_filtered_split,
     load_fault_filtered_ids,
     official_split,
-    seed_segment_split,
-    song_kfold,
-    song_split,
 )
+from genre_jax.datasets import Track
+from genre_jax.splits import Split, seed_segment_split, song_kfold, song_split
 
 GENRES = (
     "blues",

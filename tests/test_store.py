@@ -20,23 +20,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_jax import store as store_module
+from genre_jax import store_checks as store_module
 from genre_jax.audio import load_audio
 from genre_jax.cli import main
 from genre_jax.config import ConfigError, FeatureConfig
-from genre_jax.fileio import atomic_write_json
-from genre_jax.store import (
-    ARRAYS,
-    FeatureStore,
-    StoreError,
-    extract_shard,
-    file_digest,
-    merge_shards,
-    prepare,
-    resolve_store,
-    store_path,
-    verify_store,
-)
+from genre_jax.extraction import ARRAYS
+from genre_jax.fileio import atomic_write_json, file_digest
+from genre_jax.prepare import extract_shard, merge_shards, prepare
+from genre_jax.store import FeatureStore, resolve_store, store_path, verify_store
+from genre_jax.store_checks import StoreError
 from tests.conftest import child_env
 
 

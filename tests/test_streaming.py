@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from genre_jax.config import TrainConfig
-from genre_jax.splits import make_split, split_arrays
+from genre_jax.store_splits import make_split, split_arrays
 from genre_jax.streaming import Rows, choose_feed, streamed_split
 from genre_jax.train import fit
 

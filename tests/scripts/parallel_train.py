@@ -12,8 +12,9 @@ import numpy as np
 
 from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.parallel import data_mesh, initialize
-from genre_jax.splits import SplitArrays, make_split, split_arrays
+from genre_jax.splits import SplitArrays
 from genre_jax.store import FeatureStore
+from genre_jax.store_splits import make_split, split_arrays
 from genre_jax.streaming import Rows, streamed_split
 from genre_jax.train import fit
 

@@ -20,9 +20,9 @@ import genre_jax
 
 trimmed, stores, evalroot, clip, out = map(Path, sys.argv[1:6])
 assert genre_jax.__file__.startswith("/tmp/legacy-src/"), genre_jax.__file__
-from genre_jax.evaluate import select_segments  # noqa: E402
 from genre_jax.fileio import read_json  # noqa: E402
 from genre_jax.inference import load_predictor  # noqa: E402
+from genre_jax.matching import select_segments  # noqa: E402
 from genre_jax.store import FeatureStore, resolve_store  # noqa: E402
 
 RUNS = {
