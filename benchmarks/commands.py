@@ -25,8 +25,13 @@ for a user. Rows:
 - ``demo``: ``genre-jax demo`` as a newcomer runs it (its built-in synthetic data, cached
   after the first run), with each model's training seconds.
 
-``--quick`` runs the train (1 epoch, 3 songs per genre), evaluate and predict rows at tiny
-sizes and skips the crossval and demo rows (minutes each).
+- ``startup: <what>``: a fresh interpreter that imports ``genre_jax.config`` (reading
+  settings), and ``genre-jax --help``, ``genre-jax prepare --help`` and ``genre-jax train
+  --help`` (the last imports every model, whose settings are its options); the median of
+  ``repeats`` runs each.
+
+``--quick`` runs the startup rows, and the train (1 epoch, 3 songs per genre), evaluate and
+predict rows at tiny sizes, and skips the crossval and demo rows (minutes each).
 """
 
 from __future__ import annotations
@@ -202,11 +207,41 @@ def demo_row(options: Options, work: Path) -> Row:
     return row
 
 
+STARTUP = {  # row name -> the arguments of a fresh interpreter
+    "import genre_jax.config": ["-c", "import genre_jax.config"],
+    "genre-jax --help": ["-m", "genre_jax.cli", "--help"],
+    "genre-jax prepare --help": ["-m", "genre_jax.cli", "prepare", "--help"],
+    "genre-jax train --help": ["-m", "genre_jax.cli", "train", "--help"],
+}
+
+
+def startup_rows(options: Options, work: Path) -> list[Row]:
+    """Wall seconds of a fresh interpreter doing each of :data:`STARTUP`, median of
+    ``options.repeats``."""
+    rows = []
+    for name, args in STARTUP.items():
+        progress(f"commands: startup, {name}")
+        seconds = []
+        for _ in range(max(1, options.repeats)):
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, *args], cwd=work, capture_output=True)
+            seconds.append(time.perf_counter() - started)
+            if done.returncode != 0:
+                raise RuntimeError(f"{name} exited {done.returncode}: {done.stderr[-400:]!r}")
+        setting = {"command": f"python {' '.join(args)}"}
+        rows.append(Row.duration("commands", f"startup: {name}", "s", Timing(seconds),
+                                 setting=setting))  # fmt: skip
+        report(rows[-1])
+    return rows
+
+
 def run(options: Options) -> tuple[list[Row], list[dict]]:
     """Every command row (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="genre-jax-bench-commands-") as tmp:
         work = Path(tmp)
+        startup = startup_rows(options, work)
         rows, cnn_run = train_rows(options, work)
+        rows = startup + rows
         rows += evaluate_predict_rows(options, work, cnn_run)
         rows += crossval_rows(options, work)
         rows.append(demo_row(options, work))

@@ -32,19 +32,21 @@ Modules, in flow order::
       synthetic.py     the built-in synthetic 10-genre dataset
       audio.py         decode any format to mono float32 at the target rate; segments
       features.py      MFCC and log-mel as pure JAX functions, matching librosa
-      extraction.py    decode + segment + extract tracks (shared by store, store_shards, check)
-      store.py         the feature store, keyed by a hash of the feature settings
+      extraction.py    decode + segment + extract tracks (shared by prepare, store_shards, check)
+      store.py         the feature store, keyed by a hash of the feature settings: open, read
+      store_checks.py  validation of a store's files (JSON, arrays, digests, shard order)
+      prepare.py       build a store from audio, alone or one block of tracks per process
       store_shards.py  each process's shard of a multi-host prepare
       check.py         validate a dataset folder file by file
-      splits.py        song-level splits, k-fold, fault-filtered (data/), the seed's leaky split
+      splits.py        the Split; song-level hold-out and k-fold, the seed's leaky split
+      dataset_splits.py by artist, the dataset's own split, fault-filtered GTZAN (data/)
+      store_splits.py  the split a train config names on a store; its segments as arrays
       models/
         __init__.py    the registry: the only list of model names; register(), plug-ins
         spec.py        ModelSpec: what the rest of the package knows about a model
         cnn.py gru.py  the seed's CNN and GRU, layer for layer (networks)
         melstat.py     ours: residual frame encoder + statistics pooling on log-mel (network)
         layers.py      pieces shared by the networks; summary.py: statistics over time
-        conv_block.py  the CNN's conv -> ReLU -> BatchNorm -> pool block, per backend and phase
-        threefry.py    dropout's draws on CPU: jax.random.bernoulli's values in one fused loop
         svm.py         the seed's SVM on the flattened segments (pipeline)
         statsvm.py     ours: RBF SVM on summary statistics (pipeline)
         musicnnsvm.py  ours: RBF SVM on embeddings of a pretrained tagger (pipeline)
@@ -54,6 +56,10 @@ Modules, in flow order::
         musicnn_net.py ours: a tagger fine-tuned with a new head (network)
         rbf.py         RBF SVCs shared by the pipelines; the kernel matrix computed by JAX
         sklearn_io.py  skops save/load with a trusted-type list; the run's binding sidecar
+      kernels/
+        __init__.py    the one switch (reference | fast | auto) and the list of kernels
+        ops.py         the reference ops the models call: conv block, dropout, GRU recurrence
+        conv.py conv_block.py threefry.py gru.py extraction.py   the CPU kernels of those ops
       tf_checkpoint.py read a TensorFlow checkpoint without TensorFlow (musicnn's weights)
       augment.py       time flip, SpecAugment, mixup, label smoothing (pure JAX)
       parallel.py      the data mesh, batch sharding, multi-process start-up
@@ -61,9 +67,13 @@ Modules, in flow order::
       metrics.py       live metrics: metrics.jsonl line by line, TensorBoard (optional)
       checkpoint.py    orbax checkpoints (latest to resume, best to evaluate), bound to the run
       fit_pipeline.py  the pipeline family: fit once, save, report
-      runner.py        a training run: run directory, resume rules; dispatch by family
+      runner.py        a training run: run directory, dispatch by family
+      resume.py        what a resumed run may change (run options, epochs) and its record
       inference.py     load a finished run from its files alone
-      evaluate.py      song- and segment-level metrics, reports, compare
+      evaluate.py      a run scored on a store from its files alone; compare
+      scoring.py       segment predictions -> songs; per-genre metrics, confusion matrices
+      matching.py      which segments of a store a run is scored on (its songs, by audio)
+      reports.py       report file names, headline figures, markdown reports and comparison
       windows.py       songs scored over overlapping windows of their audio
       predict.py       genre probabilities of any audio file, streamed
       export.py        a network as one StableHLO program; exported.py: its stand-alone loader

@@ -41,9 +41,11 @@ from flax import nnx
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.fileio import JSONFileError, read_json_object
 from genre_jax.models import build_network
+from genre_jax.resume import identity_view
 
 # Metadata keys this module adds to each step (beside ``state_sha256``).
-BINDING_KEYS = ("config_sha256", "config_keys_sha256", "binding_sha256")
+BINDING_KEYS = ("config_view", "config_sha256", "config_keys_sha256", "binding_sha256")
+IDENTITY_VIEW = "identity"  # config_view: the digests are of genre_jax.resume.identity_view
 # Metadata fields that copy a part of config.json: (metadata key, path inside config.json).
 CONFIG_COPIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("genres", ("genres",)),
@@ -93,15 +95,24 @@ def read_run_config(path: Path, where: Path) -> dict[str, Any]:
 
 
 def config_record(config_path: Path) -> dict[str, Any]:
-    """The digests of a run's ``config.json`` recorded beside its model: of the whole file and
-    of each top-level key, as canonical JSON (both ``None`` when there is no such file)."""
+    """The digests of a run's ``config.json`` recorded beside its model, as canonical JSON: of
+    its identity view (:func:`genre_jax.resume.identity_view`: without what a resume may
+    change) and of each of the view's top-level keys (both ``None`` when there is no such
+    file). ``config_view`` says which view was digested."""
     if not config_path.is_file():
         return {"config_sha256": None, "config_keys_sha256": None}
-    config = read_run_config(config_path, config_path.parent)
+    config = identity_view(read_run_config(config_path, config_path.parent))
     return {
+        "config_view": IDENTITY_VIEW,
         "config_sha256": _sha256(canonical_json(config)),
         "config_keys_sha256": {k: _sha256(canonical_json(v)) for k, v in config.items()},
     }
+
+
+def _bound_view(record: Mapping[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """What of ``config`` the ``record`` digested: the identity view, or for a step written
+    before resumes could change settings (no ``config_view``), the whole file."""
+    return identity_view(config) if record.get("config_view") == IDENTITY_VIEW else config
 
 
 def binding_digest(record: Mapping[str, Any], content_key: str) -> str:
@@ -205,6 +216,7 @@ def check_config(
             f"{where}: saved without a config.json, yet {config_path} exists (another run's "
             "checkpoint)"
         )
+    config = _bound_view(record, config)
     if _sha256(canonical_json(config)) == recorded:
         return
     keys = record.get("config_keys_sha256")

@@ -21,12 +21,10 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from genre_jax.audio import AudioError
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
-from genre_jax.datasets import DatasetError
 from genre_jax.experiment import Experiment, load_experiment
 from genre_jax.fileio import OutputDirError, cache_dir
-from genre_jax.models import load_plugins, model_names, musicnn
+from genre_jax.models import load_plugins, model_names
 from genre_jax.options import (
     add_dataclass_options,
     add_legacy_option,
@@ -36,31 +34,28 @@ from genre_jax.options import (
 )
 from genre_jax.options import dataclass_from_options as from_options
 from genre_jax.settings import require_same
-from genre_jax.store import StoreError
 from genre_jax.store_shards import DEFAULT_SHARD_SEGMENTS
-from genre_jax.synthetic import synthetic_data_dir
 from genre_jax.tables import FMA_SUBSETS
-
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError,
-    DatasetError,
-    StoreError,
-    AudioError,
-    OutputDirError,
-)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors reported as one line (exit 2) rather than a traceback; imported lazily."""
+    from genre_jax.audio import AudioError
     from genre_jax.checkpoint import CheckpointError
+    from genre_jax.datasets import DatasetError
     from genre_jax.models.musicnn import WeightsError
     from genre_jax.models.sklearn_io import UntrustedModelError
     from genre_jax.runner import RunDirError
+    from genre_jax.store_checks import StoreError
     from genre_jax.tf_checkpoint import TFCheckpointError
     from genre_jax.train import TrainingError
 
     return (
-        *USER_ERRORS,
+        ConfigError,
+        DatasetError,
+        StoreError,
+        AudioError,
+        OutputDirError,
         CheckpointError,
         UntrustedModelError,
         RunDirError,
@@ -111,6 +106,7 @@ def positive_float(text: str) -> float:
 
 def _ensure_synthetic(args: argparse.Namespace) -> Path:
     from genre_jax.datasets import generate_synthetic
+    from genre_jax.synthetic import synthetic_data_dir
 
     out = synthetic_data_dir(args.tracks_per_genre, args.seed)
     print(f"Built-in synthetic dataset: {out}")
@@ -189,7 +185,7 @@ def add_dataset_options(parser: argparse.ArgumentParser, help_text: str) -> None
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from genre_jax.store import prepare
+    from genre_jax.prepare import prepare
 
     if args.synthetic == bool(args.data_dir):
         raise ConfigError("prepare: give exactly one of --data-dir DIR or --synthetic")
@@ -244,7 +240,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"experiment file {args.config}: lists ensemble members; train each member's own "
             "file, or run the ensemble with crossval"
         )
-    (config,) = _train_configs(args, experiment)
+    if args.resume and experiment is None:  # the run's own settings, the options given on top
+        from genre_jax.runner import saved_train_config
+
+        saved = saved_train_config(args.run_dir)
+        config = train_config_from_options(args, saved)
+    else:
+        (config,) = _train_configs(args, experiment)
     _require_experiment_features(args, experiment, args.features)
     train_run(
         args.features,
@@ -262,7 +264,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_crossval(args: argparse.Namespace) -> int:
     from genre_jax.crossval import crossval
-    from genre_jax.store import prepare
+    from genre_jax.prepare import prepare
 
     if bool(args.features) == bool(args.data_dir):
         raise ConfigError("crossval: give exactly one of --data-dir DIR or --features STORE")
@@ -321,7 +323,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from genre_jax.evaluate import evaluate_run, markdown_report
+    from genre_jax.evaluate import evaluate_run
+    from genre_jax.reports import markdown_report
 
     report = evaluate_run(
         args.run_dir, part=args.part, features=args.features, window_hop=args.window_hop
@@ -332,7 +335,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from genre_jax.evaluate import compare_runs, comparison_markdown
+    from genre_jax.evaluate import compare_runs
+    from genre_jax.reports import comparison_markdown
 
     table = comparison_markdown(compare_runs(args.run_dirs))
     print(table)
@@ -397,6 +401,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_musicnn(args: argparse.Namespace) -> int:
+    from genre_jax.models import musicnn
+
     names = list(musicnn.CHECKPOINTS) if args.checkpoint == "all" else [args.checkpoint]
     wheel = args.wheel or os.environ.get(musicnn.WHEEL_ENV)
     with tempfile.TemporaryDirectory() as tmp:
@@ -439,7 +445,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+MODEL_COMMANDS = ("train", "crossval")  # the subcommands with every model's settings
+GLOBAL_VALUES = ("--coordinator", "--num-processes", "--process-id")  # options with a value
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line. ``command`` is the subcommand about to be parsed (``""``: none, as for
+    ``genre-jax --help``; ``None``: any, everything is built): the other subcommands are built
+    without what imports model code (every model's settings, musicnn's checkpoint names),
+    since argparse only reads the one named."""
+    models = command is None or command in MODEL_COMMANDS
+    checkpoints = _musicnn_checkpoints() if command in (None, "embed", "fetch-musicnn") else []
     parser = _Parser(
         prog="genre-jax",
         description="Music genre classification in JAX: features, models "
@@ -509,12 +525,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--features", required=True, help="feature store (or prepare's --out)")
     train.add_argument("--run-dir", required=True, help="where the run is written")
-    train.add_argument("--resume", action="store_true", help="continue a killed run")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its latest checkpoint, with its own settings; "
+        "options given change only epochs (to train it further) and run options (feed, "
+        "epoch driver, checkpoint steps)",
+    )
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     train.add_argument("--config", help=CONFIG_HELP)
-    add_train_options(train)
+    if models:
+        add_train_options(train)
     train.set_defaults(func=cmd_train)
 
     cv = sub.add_parser(
@@ -530,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     cv.add_argument("--window-hop", type=float, metavar="SECONDS", help=WINDOW_HOP_HELP)
     add_dataclass_options(cv, FeatureConfig, "feature settings (with --data-dir)")
-    add_train_options(cv)
+    if models:
+        add_train_options(cv)
     cv.set_defaults(func=cmd_crossval)
 
     ens = sub.add_parser(
@@ -584,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emb.add_argument(
         "--weights",
-        choices=list(musicnn.CHECKPOINTS),
+        choices=checkpoints,
         help="--model musicnn: the wheel's checkpoint [default: MSD_musicnn]",
     )
     emb.add_argument("--run-dir", help="a trained network's run: its penultimate layer")
@@ -635,7 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "--checkpoint",
         default="MSD_musicnn",
-        choices=[*musicnn.CHECKPOINTS, "all"],
+        choices=[*checkpoints, "all"],
         help="the wheel's checkpoint to convert (default MSD_musicnn; 'all': the four)",
     )
     fetch.set_defaults(func=cmd_fetch_musicnn)
@@ -673,7 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"genre-jax: error: {error}", file=sys.stderr)
         return 2
-    args = build_parser().parse_args(argv)
+    args = build_parser(_command_of(argv)).parse_args(argv)
     try:
         from genre_jax.parallel import initialize
 
@@ -698,6 +722,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         _exit_now(130)
+
+
+def _musicnn_checkpoints() -> list[str]:
+    from genre_jax.models.musicnn import CHECKPOINTS
+
+    return list(CHECKPOINTS)
+
+
+def _command_of(argv: Sequence[str] | None) -> str | None:
+    """The first word of ``argv`` after the global options: the subcommand it names, or
+    ``""`` when it names none (an unknown word builds the light parser too: argparse refuses
+    it, listing the subcommands)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    while words and words[0].startswith("-"):
+        del words[: 2 if words[0] in GLOBAL_VALUES else 1]
+    return words[0] if words else ""
 
 
 def _exit_now(status: int) -> typing.NoReturn:

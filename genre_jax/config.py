@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from genre_jax.kernels import KERNEL_MODES
 from genre_jax.models import DEFAULT_MODEL, PIPELINE, ModelSpec, get_spec, specs
 from genre_jax.settings import (
     INT32_MAX,
@@ -161,6 +162,10 @@ SELECTIONS = ("best-val", "last")
 EPOCH_DRIVER_CHOICES = ("auto", "scan", "steps")
 FEEDS = ("auto", "device", "stream")
 
+# Train settings that change only speed or placement, never a result: a run records them, but
+# they do not bind it, so `train --resume` may change them (genre_jax.resume).
+RUN_OPTIONS = ("epoch_driver", "feed", "checkpoint_steps", "kernels")
+
 # Flat train settings of the days before model sections (2026-12): name -> (the model setting
 # it became, the value every run wrote for it). A run directory or experiment file that names
 # one keeps working; a value other than that default for a model without the setting is
@@ -182,6 +187,7 @@ SPECAUG_MASKS_MAX = 100
 # Shared settings that only a network's training step reads; a pipeline model refuses them.
 NETWORK_ONLY = (
     "lr_schedule",
+    "schedule_epochs",
     "label_smoothing",
     "specaug_masks",
     "mixup",
@@ -204,7 +210,10 @@ class TrainConfig:
         learning_rate: Adam step size (the peak of the schedule).
         lr_schedule: ``constant`` (the seed) or ``cosine``: linear warmup over
             ``warmup_steps`` from 0, then cosine decay to 1 % of ``learning_rate`` at the last
-            step of ``epochs``.
+            step of ``epochs`` (or of ``schedule_epochs``).
+        schedule_epochs: ``lr_schedule=cosine`` only: the epochs the schedule spans; 0: all
+            ``epochs``. A run resumed for more epochs than it was started with gives its
+            original number here to continue on its schedule (the rate stays at its end).
         warmup_steps: optimiser steps of linear warmup (``lr_schedule=cosine`` only).
         patience: early stopping on validation loss after this many epochs without a new best
             (best weights restored); 0 disables it.
@@ -251,6 +260,10 @@ class TrainConfig:
             inside an epoch, and a resumed run goes on from there (0: at the end of each epoch
             only, as a device-resident run does); ``feed=auto`` then streams, and
             ``feed=device`` is refused.
+        kernels: how the networks and features are computed: ``reference`` (the plain
+            operations an accelerator runs), ``fast`` (formulations measured faster on CPU,
+            :mod:`genre_jax.kernels`) or ``auto`` (``$GENRE_JAX_KERNELS``, else fast on CPU and
+            reference elsewhere); the same parameters either way, speed only.
         model_settings: the model's own settings (its spec's settings dataclass); ``None``
             gives its defaults.
     """
@@ -260,6 +273,7 @@ class TrainConfig:
     batch_size: int = setting(32, minimum=1, maximum=INT32_MAX)
     learning_rate: float = setting(1e-4, above=0)
     lr_schedule: str = setting("constant", choices=LR_SCHEDULES)
+    schedule_epochs: int = setting(0, minimum=0, maximum=INT32_MAX)
     warmup_steps: int = setting(100, minimum=0, maximum=INT32_MAX)
     patience: int = setting(20, minimum=0, maximum=INT32_MAX)
     select: str = setting("best-val", choices=SELECTIONS)
@@ -282,6 +296,7 @@ class TrainConfig:
     epoch_driver: str = setting("auto", choices=EPOCH_DRIVER_CHOICES)
     feed: str = setting("auto", choices=FEEDS)
     checkpoint_steps: int = setting(0, minimum=0, maximum=INT32_MAX)
+    kernels: str = setting("auto", choices=KERNEL_MODES)
     model_settings: Any = None
 
     def __post_init__(self) -> None:
@@ -307,6 +322,11 @@ class TrainConfig:
     def _refuse_contradictions(self, spec: ModelSpec) -> None:
         """A network's settings that contradict each other or the model, refused when the
         config is built (before any folder is written), each naming the settings."""
+        if self.schedule_epochs and self.lr_schedule != "cosine":
+            raise ConfigError(
+                f"train setting schedule_epochs={self.schedule_epochs}: the span of a cosine "
+                f"schedule; lr_schedule={self.lr_schedule!r} has none"
+            )
         if self.select == "last" and self.patience:
             raise ConfigError(
                 f"train settings select='last' and patience={self.patience}: with select='last' "
@@ -339,6 +359,11 @@ class TrainConfig:
         (the same batches in the same order either way). ``feed='device'`` with
         ``checkpoint_steps`` is refused by :func:`check_against_features`."""
         return "stream" if self.feed == "auto" and self.checkpoint_steps else self.feed
+
+    @property
+    def schedule_span(self) -> int:
+        """The epochs a cosine schedule spans: ``schedule_epochs``, or all ``epochs``."""
+        return self.schedule_epochs or self.epochs
 
     def given(self, names: tuple[str, ...]) -> list[str]:
         """Those of the shared settings ``names`` that are not at their defaults."""

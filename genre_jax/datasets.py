@@ -28,6 +28,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genre_jax import tables
 from genre_jax.audio import is_audio_file
@@ -39,7 +40,6 @@ from genre_jax.manifest import (
     file_size,
     refuse_unlike_genres,
 )
-from genre_jax.synthetic import GENRES, generate_synthetic, synthesize_clip
 
 __all__ = [
     "GENRES",
@@ -52,6 +52,21 @@ __all__ = [
     "generate_synthetic",
     "synthesize_clip",
 ]
+if TYPE_CHECKING:
+    from genre_jax.synthetic import GENRES, generate_synthetic, synthesize_clip
+
+_SYNTHETIC = ("GENRES", "generate_synthetic", "synthesize_clip")  # genre_jax.synthetic's
+
+
+def __getattr__(name: str) -> object:
+    """The synthetic dataset's names, imported when first asked for (its synthesis needs
+    scipy, which reading a dataset does not)."""
+    if name in _SYNTHETIC:
+        from genre_jax import synthetic
+
+        return getattr(synthetic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _LAYOUTS = (("Data", "genres_original"), ("genres_original",), ("genres",))
 _FMA_FILE = re.compile(r"(\d{3})/\1\d{3}\.[^/]+")  # AAA/AAAAAA.mp3 in FMA's audio folders

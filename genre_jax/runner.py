@@ -26,6 +26,7 @@ starts it afresh; otherwise an existing run is refused, never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ import jax
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from genre_jax import kernels
 from genre_jax.checkpoint import RunCheckpoints
 from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.embedding_cache import store_cache
@@ -64,9 +66,16 @@ from genre_jax.metrics import RunLog, require_tensorboard
 from genre_jax.models import NETWORK
 from genre_jax.parallel import barrier, default_mesh, is_main_process
 from genre_jax.plots import training_curves
-from genre_jax.settings import require_same
-from genre_jax.splits import Split, make_split, split_arrays
+from genre_jax.resume import (
+    RESUMED_KEY,
+    changes_allowed,
+    epochs_done,
+    record_resume,
+    resume_changes,
+)
+from genre_jax.splits import Split
 from genre_jax.store import FeatureStore, resolve_store
+from genre_jax.store_splits import make_split, split_arrays
 from genre_jax.streaming import choose_feed, streamed_split
 from genre_jax.train import fit
 
@@ -99,17 +108,13 @@ def _prepare_run_dir(
             remove_own_dir(run_dir, "run", delete=write)
         elif resume:
             saved = _saved_run_config(existing)
-            require_same(
-                TrainConfig.from_json(config["train"]),
-                TrainConfig.from_json(saved["train"]),
-                f"run {run_dir} (train config)",
-            )
             if saved["feature_hash"] != config["feature_hash"]:
                 raise ConfigError(
                     f"run {run_dir}: feature_hash {saved['feature_hash']} of its store differs "
                     f"from {config['feature_hash']} of the store given"
                 )
             _require_run_songs(run_dir, saved, store, split)
+            _continue_run(run_dir, saved, TrainConfig.from_json(config["train"]), write)
             return True
         else:
             raise RunDirError(
@@ -126,6 +131,31 @@ def _prepare_run_dir(
         write_songs(run_dir, songs)
         atomic_write_json(run_dir / "config.json", config)
     return False
+
+
+def _continue_run(run_dir: Path, saved: dict[str, Any], given: TrainConfig, write: bool) -> None:
+    """Check what the resume of the run whose ``config.json`` is ``saved`` changes (run
+    options, epochs: :func:`genre_jax.resume.resume_changes`) and record it there."""
+    done = epochs_done(run_dir)
+    what = f"run {run_dir}"
+    changes = resume_changes(TrainConfig.from_json(saved["train"]), given, done, what)
+    if not changes:
+        return
+    if not changes_allowed(saved):
+        raise ConfigError(
+            f"{what} was written before a resume could change its settings (its checkpoints "
+            f"bind all of config.json), so it resumes only as it was: "
+            f"{', '.join(f'{k}={x!r}' for k, (x, _) in changes.items())}"
+        )
+    if write:
+        atomic_write_json(run_dir / "config.json", record_resume(saved, given, done, changes))
+
+
+def saved_train_config(run_dir: str | Path) -> TrainConfig | None:
+    """The train settings of the run in ``run_dir`` (what ``train --resume`` starts from, the
+    options given on its command line on top), or ``None`` when it holds no run."""
+    path = Path(run_dir) / "config.json"
+    return TrainConfig.from_json(_saved_run_config(path)["train"]) if path.is_file() else None
 
 
 RESUME_HINT = "resume it on the store it was trained on, or start afresh with --overwrite"
@@ -223,11 +253,14 @@ def train_run(
         "store": str(store.path.resolve()),
         "data_fingerprint": store.info["data_fingerprint"],
         "songs": songs.record(),
+        RESUMED_KEY: [],
         "split": split.to_json(),
         "genres": store.genres,
         "versions": library_versions(),
         "device": str(jax.devices()[0]),
     }
+    with _kernels_of(config):
+        resolved["kernels"] = kernels.active()  # what computed it (config.train: what was asked)
     if provenance:
         resolved["provenance"] = provenance
     main = is_main_process()
@@ -236,9 +269,10 @@ def train_run(
         run_dir, resolved, resume, overwrite, write=main, songs=songs, store=store, split=split
     )
     try:
-        return _train_in_run_dir(
-            run_dir, config, store, split, resuming, progress, log, tensorboard, resolved
-        )
+        with _kernels_of(config):
+            return _train_in_run_dir(
+                run_dir, config, store, split, resuming, progress, log, tensorboard, resolved
+            )
     except Exception:
         if main and not resuming:
             _discard_unstarted_run(run_dir, existed)
@@ -321,6 +355,12 @@ def _train_in_run_dir(
     if main:
         atomic_write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _kernels_of(config: TrainConfig) -> contextlib.AbstractContextManager:
+    """The kernels the run asks for (:func:`genre_jax.kernels.use`); ``auto`` leaves the mode
+    as it is (``$GENRE_JAX_KERNELS``, else the backend's)."""
+    return contextlib.nullcontext() if config.kernels == "auto" else kernels.use(config.kernels)
 
 
 def _discard_unstarted_run(run_dir: Path, existed: bool) -> None:

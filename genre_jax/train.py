@@ -33,6 +33,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from genre_jax import kernels
 from genre_jax.augment import mixup, random_time_flip, smoothed_targets, spec_augment
 from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.extraction import prefetch
@@ -47,10 +48,11 @@ from genre_jax.streaming import Rows, StreamedSplit
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> float | optax.Schedule:
-    """The learning rate: a constant, or warmup + cosine decay over all ``epochs``."""
+    """The learning rate: a constant, or warmup + cosine decay over the schedule's span
+    (``epochs``, or ``schedule_epochs``; after it the rate stays at its end)."""
     if config.lr_schedule == "constant":
         return config.learning_rate
-    total = max(1, config.epochs * steps_per_epoch)
+    total = max(1, config.schedule_span * steps_per_epoch)
     end = 0.01 * config.learning_rate
     warmup = min(config.warmup_steps, total - 1)
     if warmup == 0:
@@ -512,7 +514,7 @@ def epoch_driver(config: TrainConfig) -> str:
     # (measured for melstat), while the GRU's recurrence and the seed CNN (whose CPU
     # convolutions avoid XLA's kernel-gradient convolution) gain from the single scan: each
     # spec names the driver measured faster for it on CPU.
-    return config.spec.cpu_epoch_driver if jax.default_backend() == "cpu" else "scan"
+    return config.spec.cpu_epoch_driver if kernels.active() == "fast" else "scan"
 
 
 def init_state(

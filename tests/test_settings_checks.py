@@ -43,7 +43,7 @@ CONFIGS = Path(__file__).parent.parent / "configs"
 @pytest.fixture(scope="module")
 def store(short_songs: Path, tmp_path_factory: pytest.TempPathFactory):
     """The synthetic genres' 4 s songs in 2 s segments (87 frames x 13 MFCCs)."""
-    from genre_jax.store import prepare
+    from genre_jax.prepare import prepare
 
     out = tmp_path_factory.mktemp("checks") / "features"
     config = FeatureConfig(segment_seconds=2.0)
@@ -383,7 +383,7 @@ def test_train_refuses_segments_too_short_for_the_network_before_the_run_folder(
     short_songs: Path, tmp_path, capsys
 ) -> None:
     # Before: "epoch 1: training loss is nan", the run folder left behind.
-    from genre_jax.store import prepare
+    from genre_jax.prepare import prepare
 
     tiny = prepare(
         short_songs,

@@ -19,7 +19,7 @@ import pytest
 from genre_jax.config import TrainConfig
 from genre_jax.inference import load_predictor
 from genre_jax.runner import RunDirError, train_run
-from genre_jax.splits import make_split, split_arrays
+from genre_jax.store_splits import make_split, split_arrays
 from genre_jax.train import init_state, make_train_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ def test_existing_run_is_refused_without_resume_or_overwrite(synthetic_store, tm
         train_run(synthetic_store.path, tmp_path / "run", config, progress=False)
     from genre_jax.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"\bc: expected 2\.0, found 1\.0"):
+    with pytest.raises(ConfigError, match=r"\bc: 1\.0 in the run, 2\.0 given"):
         train_run(
             synthetic_store.path,
             tmp_path / "run",

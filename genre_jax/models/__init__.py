@@ -1,7 +1,8 @@
 """The model registry: the only list of model names.
 
 Each model module exports a ``SPEC`` (:class:`~genre_jax.models.spec.ModelSpec`); the
-built-in ones are registered below, in the order ``--help`` and the demo list them. A
+built-in ones are listed in :data:`BUILT_IN`, in the order ``--help`` and the demo list them,
+and each is imported when its model is first asked for (:func:`get_spec`, :func:`specs`). A
 researcher's own model is one module with a spec, registered by :func:`register` from their
 code, or named in ``GENRE_JAX_MODELS`` (comma-separated modules, imported by the command
 line), or offered by an installed package under the entry-point group ``genre_jax.models``
@@ -21,10 +22,8 @@ import os
 import sys
 import typing
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
-from flax import nnx
-
-from genre_jax.models import cnn, gru, melstat, musicnn_net, musicnnsvm, statsvm, svm
 from genre_jax.models.spec import (
     NETWORK,
     PIPELINE,
@@ -35,6 +34,9 @@ from genre_jax.models.spec import (
     SeedFigures,
 )
 from genre_jax.settings import ConfigError, check_fields, scalar_type
+
+if TYPE_CHECKING:
+    from flax import nnx
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -57,7 +59,36 @@ DEFAULT_MODEL = "cnn"  # what a train config without a model trains: the seed's 
 PLUGINS_ENV = "GENRE_JAX_MODELS"
 ENTRY_POINT_GROUP = "genre_jax.models"
 
+# The built-in models, in the order --help and the demo list them, by the module whose SPEC
+# declares each. A module is imported when its model is first asked for, so that reading
+# settings (genre_jax.config) or building the command line loads no model code.
+BUILT_IN: dict[str, str] = {
+    "cnn": "genre_jax.models.cnn",
+    "gru": "genre_jax.models.gru",
+    "svm": "genre_jax.models.svm",
+    "melstat": "genre_jax.models.melstat",
+    "statsvm": "genre_jax.models.statsvm",
+    "musicnnsvm": "genre_jax.models.musicnnsvm",
+    "musicnn": "genre_jax.models.musicnn_net",
+}
+
 _REGISTRY: dict[str, ModelSpec] = {}
+
+
+def _load_built_in(name: str) -> None:
+    """Import built-in model ``name``'s module and register its spec (once; a spec a user
+    registered under the name since is kept)."""
+    if name in _REGISTRY:
+        return
+    spec = importlib.import_module(BUILT_IN[name]).SPEC
+    if spec.name != name:
+        raise ModelSpecError(f"{BUILT_IN[name]}: its SPEC is named {spec.name!r}, not {name!r}")
+    _REGISTRY[name] = spec
+
+
+def _load_built_ins() -> None:
+    for name in BUILT_IN:
+        _load_built_in(name)
 
 
 def _setting_types(spec: ModelSpec) -> dict[str, object]:
@@ -78,6 +109,7 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
     """
     if not isinstance(spec, ModelSpec):
         raise ModelSpecError(f"register() takes a ModelSpec, not {type(spec).__name__}")
+    _load_built_ins()  # a new model's settings are checked against theirs
     name = spec.name
     if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
         raise ModelSpecError(f"model name {spec.name!r}: use lower-case letters, digits and _")
@@ -103,24 +135,28 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
 
 def get_spec(name: str) -> ModelSpec:
     """The spec of model ``name``; a :class:`ConfigError` naming the registered ones if none."""
+    if isinstance(name, str) and name in BUILT_IN:
+        _load_built_in(name)
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ConfigError(
             f"train setting model={name!r}: not a registered model; one of "
-            f"{', '.join(_REGISTRY)} (a model of your own is registered with "
+            f"{', '.join(model_names())} (a model of your own is registered with "
             f"genre_jax.models.register, or by naming its module in {PLUGINS_ENV})"
         ) from None
 
 
 def model_names() -> tuple[str, ...]:
-    """Every registered model's name, in registration order."""
-    return tuple(_REGISTRY)
+    """Every registered model's name: the built-in ones in their order, then the others in
+    registration order (no model module is imported)."""
+    return (*BUILT_IN, *(name for name in _REGISTRY if name not in BUILT_IN))
 
 
 def specs() -> tuple[ModelSpec, ...]:
-    """Every registered spec, in registration order."""
-    return tuple(_REGISTRY.values())
+    """Every registered spec, in :func:`model_names`' order (imports every model)."""
+    _load_built_ins()
+    return tuple(_REGISTRY[name] for name in model_names())
 
 
 def load_plugins() -> list[str]:
@@ -177,13 +213,11 @@ def build_network(
 ) -> nnx.Module:
     """A freshly initialised network ``name`` (its ``settings``; ``None``: the defaults) for
     inputs with ``n_features`` per frame."""
+    from flax import nnx
+
     spec = get_spec(name)
     if spec.family != NETWORK:
         raise ConfigError(f"model={name!r}: a {spec.family}, not a network")
     settings = spec.settings() if settings is None else settings
     check_fields(settings, "model setting")  # a TrainConfig checks them; a caller may not
     return spec.build(settings, n_features, n_classes, nnx.Rngs(params=seed))
-
-
-for _module in (cnn, gru, svm, melstat, statsvm, musicnnsvm, musicnn_net):
-    register(_module.SPEC)
