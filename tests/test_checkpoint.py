@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genre_jax.checkpoint import BINDING_KEYS, CheckpointError, RunCheckpoints
+from genre_jax.binding import BINDING_KEYS
+from genre_jax.checkpoint import CheckpointError, RunCheckpoints
 from genre_jax.config import TrainConfig
 from genre_jax.inference import load_predictor
 from genre_jax.runner import train_run

@@ -16,7 +16,7 @@ from pathlib import Path
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
-from genre_jax.checkpoint import (
+from genre_jax.binding import (
     CheckpointError,
     bind,
     check_binding,
@@ -65,7 +65,7 @@ def save_pipeline(model: Pipeline, path: str | os.PathLike) -> None:
     In a run directory (a ``config.json`` beside ``path``) a sidecar ``<stem>.json`` follows,
     also atomically: the SHA-256 of the file's bytes, the run's model, genres, train and feature
     settings, the digests of its ``config.json`` and a binding digest over them all
-    (:func:`genre_jax.checkpoint.bind`), which :func:`load_pipeline` checks. Without a
+    (:func:`genre_jax.binding.bind`), which :func:`load_pipeline` checks. Without a
     ``config.json`` no sidecar is written.
     """
     path = Path(path)
