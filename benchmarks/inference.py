@@ -28,11 +28,11 @@ from benchmarks.timing import Row, progress, report, time_call
 from benchmarks.training import MODELS, initial_state, model_coeffs, synthetic_batch
 from genre_jax.config import TrainConfig
 from genre_jax.datasets import generate_synthetic
-from genre_jax.inference import load_predictor
+from genre_jax.inference import load_predictor, make_predict
 from genre_jax.predict import predict_file
 from genre_jax.prepare import prepare
 from genre_jax.runner import train_run
-from genre_jax.train import make_predict, model_state_of
+from genre_jax.train import model_state_of
 
 TINY_TRACKS_PER_GENRE = 3  # the fewest for which the song split has a song in every part
 

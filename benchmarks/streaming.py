@@ -49,8 +49,10 @@ def epoch_callables(features: ShardedFeatures, batch: int) -> dict[str, Callable
     """One more epoch of ``features`` per call: device-resident and streamed, each with its
     own state, the model's ``auto`` driver and recipe."""
     from benchmarks.training import model_config
+    from genre_jax.step import make_train_epoch
+    from genre_jax.streamed_epochs import make_streamed_epoch
     from genre_jax.streaming import Rows
-    from genre_jax.train import epoch_driver, init_state, make_streamed_epoch, make_train_epoch
+    from genre_jax.train import epoch_driver, init_state
 
     config = model_config(MODEL)
     n = len(features)

@@ -57,13 +57,8 @@ from genre_jax.demo import demo_features, demo_models
 from genre_jax.kernels import conv as layers  # CONV_CHUNK, CONV_WHOLE_BATCH
 from genre_jax.models import NETWORK, get_spec
 from genre_jax.models.gru import scan_unroll
-from genre_jax.train import (
-    epoch_driver,
-    init_state,
-    make_train_epoch,
-    make_train_step,
-    model_state_of,
-)
+from genre_jax.step import make_train_epoch, make_train_step
+from genre_jax.train import epoch_driver, init_state, model_state_of
 
 # The networks with a demo recipe, in registry order: the seed's cnn and gru, our melstat.
 MODELS = tuple(name for name in demo_models() if get_spec(name).family == NETWORK)

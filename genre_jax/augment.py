@@ -61,7 +61,7 @@ def mixup(
     Partners are a random permutation of the batch; each example's share ``s`` of itself is
     drawn from ``Beta(alpha, alpha)``: the input becomes ``s * x + (1 - s) * partner``.
     Returns ``(mixed x, the partners' labels, s (batch,))``: the loss mixes the targets in the
-    same proportion (:func:`genre_jax.train.training_loss`).
+    same proportion (:func:`genre_jax.step.training_loss`).
     """
     order_key, share_key = jax.random.split(key)
     partner = jax.random.permutation(order_key, x.shape[0])

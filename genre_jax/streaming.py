@@ -4,7 +4,8 @@ The device-resident path (:func:`genre_jax.store_splits.split_arrays`) gathers a
 segments into memory and puts them on every device: the fastest, and the default wherever they
 fit. A streamed split (:func:`streamed_split`) holds only row indices and labels; its segments
 are read from the store's shards when a batch needs them (:class:`Rows`), so host and device memory
-stay bounded whatever the store's size. :func:`genre_jax.train.make_streamed_epoch` reads each
+stay bounded whatever the store's size.
+:func:`genre_jax.streamed_epochs.make_streamed_epoch` reads each
 global batch's rows in the order the device-resident epoch visits them (the same permutation of
 ``(seed, epoch)``), each process only its slice of the batch, a few batches ahead on a thread
 pool while the device works.

@@ -11,7 +11,9 @@ import pytest
 
 from genre_jax.augment import random_time_flip, smoothed_targets, spec_augment
 from genre_jax.config import ConfigError, TrainConfig
-from genre_jax.train import check_fit_settings, learning_rate_schedule, masked_cross_entropy
+from genre_jax.optimizer import learning_rate_schedule
+from genre_jax.step import masked_cross_entropy
+from genre_jax.train import check_fit_settings
 
 
 def test_random_time_flip_reverses_about_half_the_examples() -> None:

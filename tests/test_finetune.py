@@ -24,13 +24,9 @@ from genre_jax.kernels.conv import conv2d_valid_patch_gradient
 from genre_jax.models import musicnn
 from genre_jax.models.layers import Pretrained
 from genre_jax.models.musicnn_net import MusicnnSettings
-from genre_jax.train import (
-    init_state,
-    make_train_epoch,
-    make_train_step,
-    pretrained_labels,
-    training_loss,
-)
+from genre_jax.optimizer import pretrained_labels
+from genre_jax.step import make_train_epoch, make_train_step, training_loss
+from genre_jax.train import init_state
 from tests.conftest import converted_weights
 
 QUIET = {"progress": False, "log": lambda _: None}

@@ -16,7 +16,8 @@ from genre_jax.features import extract_jit, mfcc
 from genre_jax.kernels import KERNEL_MODES, KERNELS, KERNELS_ENV, extraction, ops
 from genre_jax.models.layers import keras_batch_norm
 from genre_jax.settings import ConfigError
-from genre_jax.train import init_state, make_train_step
+from genre_jax.step import make_train_step
+from genre_jax.train import init_state
 
 
 @pytest.fixture(autouse=True)

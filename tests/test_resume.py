@@ -18,6 +18,7 @@ import pytest
 
 from genre_jax.cli import main
 from genre_jax.inference import load_predictor
+from genre_jax.kernels import active
 
 QUIET = ["--no-progress"]
 # A small CNN run: 2 epochs at a constant rate; patience 0 so that 2 and 4 epochs stop alike.
@@ -73,9 +74,8 @@ def test_resume_for_more_epochs_equals_the_longer_run(
     )
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["epochs"] == 4 and config["train"]["feed"] == "stream"
-    assert config["resumed"] == [
-        {"after_epoch": 2, "changed": {"epochs": [2, 4], "feed": ["device", "stream"]}}
-    ]
+    changed = {"epochs": [2, 4], "feed": ["device", "stream"]}
+    assert config["resumed"] == [{"after_epoch": 2, "changed": changed, "kernels": active()}]
 
 
 def test_a_run_option_alone_changes_and_the_earlier_checkpoints_still_load(

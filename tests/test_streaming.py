@@ -45,14 +45,14 @@ def test_streamed_epochs_train_the_same_parameters(
     store a window of batches at a time, against the device-resident epochs: parameters
     within 1e-5. 14 batches per epoch in windows of 3 or 5 (the last one shorter), or one
     call per batch with the steps driver."""
-    from genre_jax import train
+    from genre_jax import streamed_epochs
 
     config = TrainConfig(
         model=model, epochs=2, batch_size=36, patience=0, select="last", epoch_driver=driver
     )
     row_bytes = 431 * 13 * 4
-    monkeypatch.setattr(train, "STREAM_WINDOW_BYTES", window * 36 * row_bytes)
-    assert train.stream_window(36, row_bytes, driver) == window
+    monkeypatch.setattr(streamed_epochs, "STREAM_WINDOW_BYTES", window * 36 * row_bytes)
+    assert streamed_epochs.stream_window(36, row_bytes, driver) == window
     split = make_split(synthetic_store, config)
     held = fit(config, split_arrays(synthetic_store, split, True), 10)
     streamed = fit(config, streamed_split(synthetic_store, split, True), 10)

@@ -19,8 +19,9 @@ import pytest
 from genre_jax.config import TrainConfig
 from genre_jax.inference import load_predictor
 from genre_jax.runner import RunDirError, train_run
+from genre_jax.step import make_train_step
 from genre_jax.store_splits import make_split, split_arrays
-from genre_jax.train import init_state, make_train_step
+from genre_jax.train import init_state
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -114,7 +114,8 @@ def test_fine_tuning_starts_from_a_vgg_checkpoint(weights_env, logc_store, head_
 
     from genre_jax.models.layers import Pretrained
     from genre_jax.models.musicnn_net import InputNorm
-    from genre_jax.train import init_state, make_train_step
+    from genre_jax.step import make_train_step
+    from genre_jax.train import init_state
 
     config = TrainConfig.from_flat(
         {

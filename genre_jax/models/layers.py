@@ -11,7 +11,7 @@ from flax import nnx
 
 class Pretrained(nnx.Param):
     """A trainable parameter whose initial value is published weights (a pretrained network's
-    layers). Training treats these apart from the rest (:mod:`genre_jax.train`): the settings
+    layers). Training treats these apart from the rest (:mod:`genre_jax.optimizer`): the settings
     ``freeze_epochs`` and ``pretrained_lr_scale`` apply to them."""
 
 

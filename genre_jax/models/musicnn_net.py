@@ -4,7 +4,7 @@ your genres.
 The network of the checkpoint ``weights`` names (:mod:`genre_jax.models.musicnn` for
 ``MSD_musicnn`` and ``MTT_musicnn``, :mod:`genre_jax.models.vgg` for ``MSD_vgg`` and
 ``MTT_vgg``: their published layers, the same JAX functions) becomes a Flax NNX module trained
-by :mod:`genre_jax.train`'s jitted step like the seed's networks. A fresh run starts from the
+by :mod:`genre_jax.step`'s jitted step like the seed's networks. A fresh run starts from the
 wheel's weights (:meth:`MusicnnNet.load_pretrained`); the 50-tag output layer is replaced by a
 new head of one logit per genre:
 

@@ -6,7 +6,7 @@ the demo, the benchmarks and the command line ask the spec, never the name.
 
 Two families:
 
-- ``network``: a Flax NNX module trained by :mod:`genre_jax.train`'s jitted step. ``build``
+- ``network``: a Flax NNX module trained by :mod:`genre_jax.step`'s jitted step. ``build``
   is ``build(settings, n_features, n_classes, rngs) -> nnx.Module``; the module is called as
   ``model(x, train=..., key=..., mask=...) -> logits`` on ``(batch, frames, coefficients)``.
   A network that also has ``model.embed(x, train=..., key=..., mask=...) -> (batch, width)``,
