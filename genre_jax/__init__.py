@@ -63,8 +63,12 @@ Modules, in flow order::
       tf_checkpoint.py read a TensorFlow checkpoint without TensorFlow (musicnn's weights)
       augment.py       time flip, SpecAugment, mixup, label smoothing (pure JAX)
       parallel.py      the data mesh, batch sharding, multi-process start-up
-      train.py         the network family: pure jitted step, epoch loop, early stopping
+      optimizer.py     Optax Adam, the learning-rate schedule, the pretrained layers' own rate
+      step.py          the pure jitted pieces: loss, one optimiser step, one epoch, prediction
+      streamed_epochs.py epochs read from the store batch by batch; checkpoints inside them
+      train.py         the network family's loop: epochs, validation, early stopping, resume
       metrics.py       live metrics: metrics.jsonl line by line, TensorBoard (optional)
+      binding.py       the digest that binds a checkpoint or pipeline file to the run's config
       checkpoint.py    orbax checkpoints (latest to resume, best to evaluate), bound to the run
       fit_pipeline.py  the pipeline family: fit once, save, report
       runner.py        a training run: run directory, dispatch by family

@@ -2,7 +2,7 @@
 
 Options are generated from the settings dataclasses (:mod:`genre_jax.options`): every feature
 setting (``--n-mfcc``, ``--segment-seconds`` ...), every shared training setting, ``--model``
-with the registered models, and each model's own settings (``--model-c`` ...).
+with the registered models, and each model's own settings (``--model.c`` ...).
 
 Each subcommand imports its module when it runs: they pull in heavy dependencies (orbax,
 scikit-learn, matplotlib, librosa, TensorFlow's checkpoint reader) that ``--help``, a usage

@@ -33,6 +33,7 @@ from genre_jax.settings import (
     check_fields,
     config_hash,
     from_json,
+    json_values,
     setting,
 )
 
@@ -424,8 +425,9 @@ class TrainConfig:
     ) -> TrainConfig:
         """A config from one flat mapping of settings (:meth:`flat`'s form, and the
         command line's): the model's own settings are sorted from the shared ones by name;
-        legacy names (:data:`LEGACY_MODEL_SETTINGS`) are translated. ``model_keys`` are keys
-        that came from a model section (they must be the model's)."""
+        legacy names (:data:`LEGACY_MODEL_SETTINGS`) are translated, and JSON's lists are
+        the model's tuple settings (:func:`~genre_jax.settings.json_values`). ``model_keys``
+        are keys that came from a model section (they must be the model's)."""
         name = data.get("model", DEFAULT_MODEL)
         spec = get_spec(name) if isinstance(name, str) else None
         if spec is None:
@@ -456,7 +458,7 @@ class TrainConfig:
                 continue
             raise ConfigError(_not_a_setting(key, value, spec))
         try:
-            model_settings = spec.settings(**settings)
+            model_settings = spec.settings(**json_values(spec.settings, settings))
         except TypeError as error:  # a settings class's own check of argument types
             raise ConfigError(f"model {name!r} settings: {error}") from None
         return cls(model=name, model_settings=model_settings, **shared)

@@ -2,10 +2,13 @@
 
 Every field of :class:`~genre_jax.config.FeatureConfig` and :class:`~genre_jax.config.TrainConfig`
 becomes an option (``segment_seconds`` -> ``--segment-seconds``), and every setting of every
-registered model becomes ``--model-<name>`` (``c`` -> ``--model-c``); each option's help is its
-field's description from the class docstring, with its default and its range or choices.
-Options not given stay unset, so an experiment file's values survive them. The flags of the
-days before model sections (``--svm-c``, ``--gru-unroll`` ...) still work, with a notice.
+registered model becomes ``--model.<name>``, its dotted name as in ``config.json``'s model
+section (``c`` -> ``--model.c``, ``dropout_rate`` -> ``--model.dropout_rate``); each option's
+help is its field's description from the class docstring, with its default and its range or
+choices. A tuple setting takes its values comma-separated (``--model.channels 16,32,32``).
+Options not given stay unset, so an experiment file's values survive them. The old spellings
+of the model settings (``--model-c``, and from the days before model sections ``--svm-c``,
+``--gru-unroll`` ...: :func:`old_model_flags`) still work, with a notice.
 """
 
 from __future__ import annotations
@@ -18,17 +21,38 @@ from typing import Any, TypeVar
 
 from genre_jax.config import LEGACY_MODEL_SETTINGS, FeatureConfig, TrainConfig
 from genre_jax.models import DEFAULT_MODEL, ModelSpec, specs
-from genre_jax.settings import field_docs, range_text, scalar_type
+from genre_jax.settings import element_type, field_docs, range_text, scalar_type
 
 T = TypeVar("T")
 
 UNSET = object()  # an option's default: "not given", distinct from an explicit 'none'
-MODEL_PREFIX = "model_"
+MODEL_PREFIX = "model_"  # a model setting's dest: model_<name>
+MODEL_FLAG = "--model."  # and its option: --model.<name>
 TRAIN_SKIP = ("model", "model_settings")  # TrainConfig fields with options of their own
 
 
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
+
+
+def model_flag(name: str) -> str:
+    """The option of model setting ``name``: its dotted name, ``--model.dropout_rate``."""
+    return MODEL_FLAG + name
+
+
+def old_model_flags(names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The old spellings of the model settings ``names``, each to its option: the table
+    every old spelling is accepted (with a notice) from.
+
+    ``--model-<name>`` (``--model-dropout-rate``: the spelling before options took the
+    settings' dotted names) and the flat names of the days before model sections
+    (:data:`~genre_jax.config.LEGACY_MODEL_SETTINGS`: ``--svm-c`` -> ``--model.c``).
+    """
+    table = {_flag(MODEL_PREFIX + name): model_flag(name) for name in names}
+    for old, (new, _) in LEGACY_MODEL_SETTINGS.items():
+        if new in names:
+            table[_flag(old)] = model_flag(new)
+    return table
 
 
 def _optional(base: Any) -> Any:
@@ -56,14 +80,68 @@ def _whole_number(text: str) -> int:
 _whole_number.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
 
 
-def _help(doc: str, default: Any, meta: Any, optional: bool) -> str:
+def _truth(text: str) -> bool:
+    """``true``/``false`` (also ``yes``/``no``, ``1``/``0``): a value of a tuple of bools."""
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    try:
+        return words[text.lower()]
+    except KeyError:
+        raise ValueError(text) from None
+
+
+_truth.__name__ = "bool"
+
+
+def _tuple_of(convert: Any) -> Any:
+    """A converter of comma-separated values (``16,32,32``) to a tuple, each by ``convert``;
+    an empty text or a value ``convert`` refuses is an argparse error quoting it."""
+
+    def parse(text: str) -> tuple:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(
+                f"no value: give one or more {convert.__name__} values, comma-separated"
+            )
+        values = []
+        for part in text.split(","):
+            try:
+                values.append(convert(part.strip()))
+            except (ValueError, argparse.ArgumentTypeError):
+                raise argparse.ArgumentTypeError(
+                    f"invalid {convert.__name__} value {part.strip()!r} in {text!r} "
+                    f"(one or more {convert.__name__} values, comma-separated)"
+                ) from None
+        return tuple(values)
+
+    parse.__name__ = f"{convert.__name__} tuple"
+    return parse
+
+
+def _converter(base: Any, optional: bool) -> Any:
+    """What reads an option's text as a value of the setting's type (``base``, maybe
+    ``None``); a tuple setting's from comma-separated values."""
+    element = element_type(base)
+    if element is not None:
+        convert = _tuple_of({int: _whole_number, bool: _truth}.get(element, element))
+    else:
+        convert = _whole_number if base is int else base
+    return _optional(convert) if optional else convert
+
+
+def _shown_default(value: Any) -> str:
+    """A default as the option takes it: ``32,64,64`` for a tuple, else its repr."""
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return repr(value)
+
+
+def _help(doc: str, default: Any, meta: Any, optional: bool, each: bool = False) -> str:
     """``doc [default: 1.0; > 0]``, escaped for argparse's %-formatting; ``default`` is a
-    value, or the text of several models' defaults."""
+    value, or the text of several models' defaults; ``each``: a tuple's range, of each value."""
     text = (doc or "").replace("``", "")
-    shown = default if isinstance(default, _Defaults) else repr(default)
+    shown = default if isinstance(default, _Defaults) else _shown_default(default)
     detail = f"default: {shown}" + (", 'none' disables" if optional else "")
-    if meta and "choices" not in meta:
-        detail += f"; {range_text(meta)}"
+    if meta and ("choices" not in meta or each):  # a single value's choices argparse shows
+        detail += f"; {range_text(meta)}" + (" each" if each else "")
     return f"{text} [{detail}]".strip().replace("%", "%%")
 
 
@@ -78,11 +156,14 @@ def _add_field(
     f: dataclasses.Field,
     doc: str,
     default: Any = None,
+    flag: str | None = None,
 ) -> None:
+    """Add the option ``flag`` (default ``--<dest>``) for field ``f`` of type ``annotation``."""
     base, optional = scalar_type(annotation)
-    flags = (_flag(dest),)
+    flags = (flag or _flag(dest),)
     meta = f.metadata
-    help_text = _help(doc, f.default if default is None else default, meta, optional)
+    each = element_type(base) is not None
+    help_text = _help(doc, f.default if default is None else default, meta, optional, each)
     if base is bool:
         group.add_argument(
             *flags,
@@ -92,11 +173,20 @@ def _add_field(
             help=help_text,
         )
         return
-    base = _whole_number if base is int else base
-    convert = _optional(base) if optional else base
-    choices = meta.get("choices") if meta else None
+    choices = meta.get("choices") if meta and not each else None
+    metavar = None  # argparse's: the choices, or the dest in capitals
+    if each:
+        metavar = f.name.upper() + ",..."
+    elif flag is not None and choices is None:
+        metavar = f.name.upper()
     group.add_argument(
-        *flags, dest=dest, default=UNSET, type=convert, choices=choices, help=help_text
+        *flags,
+        dest=dest,
+        default=UNSET,
+        type=_converter(base, optional),
+        choices=choices,
+        metavar=metavar,
+        help=help_text,
     )
 
 
@@ -161,7 +251,8 @@ def _model_help(spec: ModelSpec) -> str:
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
     """``--model`` (the registered models), the shared training settings, and every model's
-    own settings as ``--model-<name>``."""
+    own settings as ``--model.<name>`` (their old spellings, :func:`old_model_flags`,
+    hidden, with a notice)."""
     models = specs()
     parser.add_argument(
         "--model",
@@ -173,26 +264,24 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     add_dataclass_options(parser, TrainConfig, "shared training settings", skip=TRAIN_SKIP)
     group = parser.add_argument_group(
-        "model settings (--model-<setting>; each applies to the models named, others refuse it)"
+        "model settings (--model.<setting>, as in config.json's model section; each applies "
+        "to the models named, others refuse it)"
     )
-    for name, (f, annotation, doc, owners) in _model_settings().items():
-        aliases = tuple(
-            _flag(old) for old, (new, _) in LEGACY_MODEL_SETTINGS.items() if new == name
-        )
+    settings = _model_settings()
+    old_flags = old_model_flags(tuple(settings))
+    for name, (f, annotation, doc, owners) in settings.items():
         defaults = None
         if len(set(map(repr, owners.values()))) > 1:
-            defaults = _Defaults(", ".join(f"{v!r} ({m})" for m, v in owners.items()))
-        _add_field(
-            group, MODEL_PREFIX + name, annotation, f, f"[{', '.join(owners)}] {doc}", defaults
-        )
-        new = _flag(MODEL_PREFIX + name)
-        base, _ = scalar_type(annotation)
-        for alias in aliases:
+            defaults = _Defaults(", ".join(f"{_shown_default(v)} ({m})" for m, v in owners.items()))
+        dest, new = MODEL_PREFIX + name, model_flag(name)
+        _add_field(group, dest, annotation, f, f"[{', '.join(owners)}] {doc}", defaults, new)
+        base, optional = scalar_type(annotation)
+        for old in (old for old, flag in old_flags.items() if flag == new):
             if base is bool:  # both spellings, as BooleanOptionalAction made them
-                for old in (alias, "--no-" + alias[2:]):
-                    add_legacy_option(group, old, new, MODEL_PREFIX + name, nargs=0)
+                for spelling in (old, "--no-" + old[2:]):
+                    add_legacy_option(group, spelling, new, dest, nargs=0)
             else:
-                add_legacy_option(group, alias, new, MODEL_PREFIX + name, type=base)
+                add_legacy_option(group, old, new, dest, type=_converter(base, optional))
 
 
 def dataclass_from_options(cls: type[T], args: argparse.Namespace, base: T | None = None) -> T:
@@ -212,7 +301,7 @@ def train_config_from_options(
     """The train config of ``base`` (or the defaults) with the options given on top.
 
     ``--model`` naming another model than ``base``'s starts from that model's default
-    settings (``base``'s were another model's); ``--model-<setting>`` options then apply,
+    settings (``base``'s were another model's); ``--model.<setting>`` options then apply,
     and one the model does not have is refused, naming it.
     """
     base = base if base is not None else TrainConfig()

@@ -5,6 +5,11 @@ The machinery every settings class uses (:class:`genre_jax.config.FeatureConfig`
 :mod:`genre_jax.models`); it knows no setting by name. A field declares its range with
 :func:`setting` and its meaning in the class docstring's ``Attributes:`` section
 (:func:`field_docs`), which the command line shows as the option's help.
+
+A setting is a single value (``int``, ``float``, ``str``, ``bool``, each maybe ``| None``) or a
+tuple of them (``tuple[int, ...]``: the CNN's ``channels``): a tuple holds at least one value,
+its range applies to each, and JSON's list reads back as the tuple (:func:`json_values`), so
+that a config round-trips, compares equal and hashes the same.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import field
 from typing import Any, TypeVar
 
@@ -48,7 +54,8 @@ def setting(
     choices: tuple[str, ...] | None = None,
 ) -> Any:
     """A dataclass field with its allowed range: ``minimum <= value <= maximum``, ``value >
-    above``, ``value < below``, or one of ``choices``. :func:`check_fields` enforces it."""
+    above``, ``value < below``, or one of ``choices``; for a tuple setting, of each of its
+    values. :func:`check_fields` enforces it."""
     bounds = {"minimum": minimum, "above": above, "below": below, "maximum": maximum}
     meta = {k: v for k, v in bounds.items() if v is not None}
     if choices is not None:
@@ -57,7 +64,8 @@ def setting(
 
 
 def scalar_type(annotation: Any) -> tuple[Any, bool]:
-    """(base type, optional?) of a field annotation such as ``float | None``."""
+    """(base type, optional?) of a field annotation such as ``float | None``; a tuple
+    setting's base type is its annotation, ``tuple[int, ...]`` (:func:`element_type`)."""
     hint = annotation
     optional = False
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -65,6 +73,15 @@ def scalar_type(annotation: Any) -> tuple[Any, bool]:
         optional = len(args) < len(typing.get_args(hint))
         hint = args[0]
     return hint, optional
+
+
+def element_type(base: Any) -> Any | None:
+    """``int`` for a tuple setting's base type ``tuple[int, ...]``; None for a single value."""
+    if typing.get_origin(base) is tuple:
+        args = typing.get_args(base)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return args[0]
+    return None
 
 
 def range_text(meta: Any) -> str:
@@ -87,17 +104,34 @@ def _number(bound: float) -> str:
 
 def shown(value: Any) -> str:
     """``repr(value)``, but a whole number of more than 30 digits by its size alone (Python
-    refuses to write one of more than 4,300 digits, and a line should stay a line)."""
+    refuses to write one of more than 4,300 digits, and a line should stay a line), also
+    inside a tuple or list."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value).bit_length() > 99:
         digits = int(abs(value).bit_length() * math.log10(2)) + 1
         return f"<a whole number of about {digits:,} digits>"
+    if isinstance(value, tuple | list):
+        inner = ", ".join(shown(v) for v in value)
+        if isinstance(value, list):
+            return f"[{inner}]"
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
     return repr(value)
 
 
-def _type_problem(value: Any, base: type, optional: bool) -> str | None:
+def _type_problem(value: Any, base: Any, optional: bool) -> str | None:
     """Why ``value`` is not of the declared type (None when it is)."""
     if value is None:
-        return None if optional else f"must be {base.__name__}, not None"
+        return None if optional else f"must be {_type_name(base)}, not None"
+    element = element_type(base)
+    if element is not None:
+        if not isinstance(value, tuple):
+            return f"must be {_type_name(base)}, not {shown(value)}"
+        if not value:
+            return f"must be {_type_name(base)}, at least one"
+        for item in value:
+            problem = _type_problem(item, element, False)
+            if problem is not None:
+                return f"each value {problem}"
+        return None
     if base is bool:
         return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
     if base is int:
@@ -117,37 +151,61 @@ def _type_problem(value: Any, base: type, optional: bool) -> str | None:
     return None
 
 
+def _type_name(base: Any) -> str:
+    """``int``, or ``a tuple of whole numbers`` for a tuple setting's ``tuple[int, ...]``."""
+    element = element_type(base)
+    if element is not None:
+        plural = {int: "whole numbers", float: "numbers", str: "texts", bool: "true/false values"}
+        return f"a tuple of {plural.get(element, getattr(element, '__name__', str(element)))}"
+    return getattr(base, "__name__", str(base))
+
+
+def _range_problem(value: Any, base: Any, meta: Any) -> str | None:
+    """Why a value of the declared type is outside its declared range (None when inside)."""
+    if meta:
+        if "choices" in meta:
+            ok = value in meta["choices"]
+        else:
+            ok = (
+                value >= meta.get("minimum", -math.inf)
+                and value > meta.get("above", -math.inf)
+                and value < meta.get("below", math.inf)
+                and value <= meta.get("maximum", math.inf)
+            )
+        if not ok:
+            return f"must be {range_text(meta)}"
+    if base is int and abs(value) > INT64_MAX:
+        widest = {"minimum": -INT64_MAX - 1, **meta, "maximum": INT64_MAX}
+        return f"must be {range_text(widest)} (a whole number of 64 bits)"
+    return None
+
+
 def check_fields(config: Any, what: str) -> None:
     """Check every field of a dataclass instance against its declared type and range.
 
-    Types come from the annotations (``int``, ``float``, ``str``, ``bool``, ``X | None``):
-    a float must be finite, an int must not be a bool or a float and must fit 64 bits
-    (:data:`INT64_MAX`; a setting that reaches a narrower type declares a smaller
-    ``maximum``, e.g. :data:`SEED_MAX`). Ranges and choices come from :func:`setting`. The
+    Types come from the annotations (``int``, ``float``, ``str``, ``bool``, ``X | None``,
+    ``tuple[X, ...]``): a float must be finite, an int must not be a bool or a float and must
+    fit 64 bits (:data:`INT64_MAX`; a setting that reaches a narrower type declares a smaller
+    ``maximum``, e.g. :data:`SEED_MAX`); a tuple must hold at least one value, each of its
+    type. Ranges and choices come from :func:`setting` (a tuple's apply to each value). The
     first problem is a :class:`ConfigError` naming the field, e.g. ``train setting
-    epochs=2.5: must be a whole number, not 2.5``.
+    epochs=2.5: must be a whole number, not 2.5`` or ``model setting channels=(16, 0):
+    each value must be >= 1, not 0``.
     """
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         base, optional = scalar_type(hints[f.name])
         problem = _type_problem(value, base, optional)
-        if problem is None and value is not None and f.metadata:
-            meta = f.metadata
-            if "choices" in meta:
-                ok = value in meta["choices"]
-            else:
-                ok = (
-                    value >= meta.get("minimum", -math.inf)
-                    and value > meta.get("above", -math.inf)
-                    and value < meta.get("below", math.inf)
-                    and value <= meta.get("maximum", math.inf)
-                )
-            if not ok:
-                problem = f"must be {range_text(meta)}"
-        if problem is None and base is int and value is not None and abs(value) > INT64_MAX:
-            widest = {"minimum": -INT64_MAX - 1, **f.metadata, "maximum": INT64_MAX}
-            problem = f"must be {range_text(widest)} (a whole number of 64 bits)"
+        element = element_type(base)
+        if problem is None and value is not None and element is not None:
+            for item in value:
+                problem = _range_problem(item, element, f.metadata)
+                if problem is not None:
+                    problem = f"each value {problem}, not {shown(item)}"
+                    break
+        elif problem is None and value is not None:
+            problem = _range_problem(value, base, f.metadata)
         if problem is not None:
             raise ConfigError(f"{what} {f.name}={shown(value)}: {problem}")
 
@@ -158,13 +216,25 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def json_values(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with the list JSON wrote for each tuple setting of dataclass ``cls`` as the
+    tuple it was (other values, and names that are not ``cls``'s fields, as they are)."""
+    hints = typing.get_type_hints(cls)
+    tuples = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if element_type(scalar_type(hints[f.name])[0]) is not None
+    }
+    return {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in data.items()}
+
+
 def from_json(cls: type[T], data: dict[str, Any]) -> T:
     """Build dataclass ``cls`` from a JSON dict; unknown fields are an error naming them."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}")
-    return cls(**data)
+    return cls(**json_values(cls, data))
 
 
 def flat_settings(config: Any) -> dict[str, Any]:

@@ -239,7 +239,7 @@ def test_help_lists_the_registered_models_and_every_choice() -> None:
                        "{jax,sklearn}", "{auto,scan,steps}", "{best-val,last}"):  # fmt: skip
         assert enumerated in text, enumerated
     # One option per setting name; its help names the models that have it, each default.
-    assert "--model-hidden" in text and "[melstat, mlp] units of the hidden" in text
+    assert "--model.hidden" in text and "[melstat, mlp] units of the hidden" in text
     assert "default: 128 (melstat), 64 (mlp)" in text
     assert "SVM regularisation C" in text  # each option's help is its field's docstring
 
@@ -248,7 +248,7 @@ def test_old_spellings_still_work_with_a_notice(synthetic_store, tmp_path, capsy
     run = tmp_path / "svm"
     argv = ["train", "--features", str(synthetic_store.path), "--run-dir", str(run)]
     assert main([*argv, "--model", "svm", "--svm-c", "2", "--no-time-flip", "--no-progress"]) == 0
-    assert "--svm-c is now --model-c" in capsys.readouterr().err
+    assert "--svm-c is now --model.c" in capsys.readouterr().err
     assert load_predictor(run).train_config.model_settings.c == 2.0
     assert main(["evaluate", "--run-dir", str(run), "--split", "val"]) == 0
     assert "--split is now --part" in capsys.readouterr().err

@@ -493,7 +493,7 @@ NUMERIC_OPTIONS = (
         if typing.get_type_hints(TrainConfig)[f.name] in (int, float)
     ]
     + [
-        ("train", name, model)  # a model's own setting: --model-<name>, given with --model
+        ("train", name, model)  # a model's own setting: --model.<name>, given with --model
         for model, name in MODEL_FIELDS
         if typing.get_type_hints(get_spec(model).settings)[name] in (int, float)
     ]
@@ -504,7 +504,7 @@ NUMERIC_OPTIONS = (
 def test_cli_options_give_one_line_errors_for_nan_infinity_and_negatives(
     capsys, tmp_path: Path, command: str, name: str, model: str | None
 ) -> None:
-    flag = ("--model-" if model else "--") + name.replace("_", "-")
+    flag = f"--model.{name}" if model else "--" + name.replace("_", "-")
     where = (
         ["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "out")]
         if command == "prepare"

@@ -127,7 +127,7 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
             if key in types and types[key] != kind:
                 raise ModelSpecError(
                     f"model {spec.name!r}: setting {key!r} has another type than in model "
-                    f"{other.name!r}, which shares its option --model-{key.replace('_', '-')}"
+                    f"{other.name!r}, which shares its option --model.{key}"
                 )
     _REGISTRY[spec.name] = spec
     return spec

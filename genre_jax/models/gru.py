@@ -3,7 +3,9 @@
     GRU 64 (all steps) -> Dropout 0.3 -> BatchNorm -> GRU 96 -> Dropout 0.3 -> BatchNorm
     -> global average pool over time -> Dense 128 ReLU -> Dropout 0.4 -> Dense classes (logits)
 
-Per-layer values 15,168 / 256 / 46,656 / 384 / 12,416 / 1,290, as Keras counts them.
+Per-layer values 15,168 / 256 / 46,656 / 384 / 12,416 / 1,290, as Keras counts them. The GRU
+layers' units are the setting ``units`` (one GRU, dropout and BatchNorm per value; the seed's
+by default).
 
 The cell is Keras's ``GRU(reset_after=True)``: gates in the order update ``z``, reset ``r``,
 candidate ``h~``; separate input and recurrent biases; the reset gate multiplies the recurrent
@@ -48,17 +50,27 @@ class KerasGRU(nnx.Module):
         )
 
 
+UNITS = (64, 96)  # the seed's
+
+
 class SeedGRU(nnx.Module):
-    """The seed's two-layer GRU classifier."""
+    """The seed's GRU classifier: GRU layers (two by default), each followed by dropout and
+    BatchNorm, named ``gru1``, ``norm1``, ``gru2`` ... (the names its checkpoints hold)."""
 
     def __init__(
-        self, in_features: int = 13, num_classes: int = 10, *, rngs: nnx.Rngs, unroll: int = 1
+        self,
+        in_features: int = 13,
+        num_classes: int = 10,
+        *,
+        units: tuple[int, ...] = UNITS,
+        rngs: nnx.Rngs,
+        unroll: int = 1,
     ) -> None:
-        self.gru1 = KerasGRU(in_features, 64, rngs=rngs, unroll=unroll)
-        self.norm1 = keras_batch_norm(64, rngs)
-        self.gru2 = KerasGRU(64, 96, rngs=rngs, unroll=unroll)
-        self.norm2 = keras_batch_norm(96, rngs)
-        self.hidden = nnx.Linear(96, 128, kernel_init=glorot_uniform, rngs=rngs)
+        self.depth = len(units)
+        for i, (n_in, n_out) in enumerate(zip((in_features, *units[:-1]), units, strict=True)):
+            setattr(self, f"gru{i + 1}", KerasGRU(n_in, n_out, rngs=rngs, unroll=unroll))
+            setattr(self, f"norm{i + 1}", keras_batch_norm(n_out, rngs))
+        self.hidden = nnx.Linear(units[-1], 128, kernel_init=glorot_uniform, rngs=rngs)
         self.out = nnx.Linear(128, num_classes, kernel_init=glorot_uniform, rngs=rngs)
 
     def __call__(
@@ -74,7 +86,7 @@ class SeedGRU(nnx.Module):
         ``train``, ``key`` and ``mask`` as in :class:`genre_jax.models.cnn.SeedCNN`.
         """
         h = self.embed(x, train=train, key=key, mask=mask)
-        h = ops.dropout(h, 0.4, layer_key(key, 2) if train else None)
+        h = ops.dropout(h, 0.4, layer_key(key, self.depth) if train else None)
         return self.out(h)
 
     def embed(
@@ -86,29 +98,30 @@ class SeedGRU(nnx.Module):
         mask: jax.Array | None = None,
     ) -> jax.Array:
         """The penultimate layer ``(batch, 128)``: the hidden dense layer's ReLU outputs on
-        the time-averaged second GRU, which the output layer reads. Arguments as
+        the time-averaged last GRU, which the output layer reads. Arguments as
         :meth:`__call__`'s."""
         bn_mask = None if mask is None else mask[:, None, None]
         use_average = not train
-        h = self.gru1(x)
-        h = ops.dropout(h, 0.3, layer_key(key, 0) if train else None)
-        h = self.norm1(h, use_running_average=use_average, mask=bn_mask)
-        h = self.gru2(h)
-        h = ops.dropout(h, 0.3, layer_key(key, 1) if train else None)
-        h = self.norm2(h, use_running_average=use_average, mask=bn_mask)
+        h = x
+        for i in range(self.depth):
+            h = getattr(self, f"gru{i + 1}")(h)
+            h = ops.dropout(h, 0.3, layer_key(key, i) if train else None)
+            h = getattr(self, f"norm{i + 1}")(h, use_running_average=use_average, mask=bn_mask)
         h = jnp.mean(h, axis=1)
         return jax.nn.relu(self.hidden(h))
 
 
 @dataclass(frozen=True)
 class GRUSettings:
-    """The seed's GRU has a fixed architecture; its one setting changes speed only.
+    """The GRU's architecture (the seed's by default), and its scan's unrolling (speed only).
 
     Attributes:
+        units: units of each GRU layer, one layer per value.
         unroll: time steps per loop iteration in the GRU's scan (speed only, the same
             results); 0 leaves it to the kernels (:func:`genre_jax.kernels.ops.gru_unroll`).
     """
 
+    units: tuple[int, ...] = setting(UNITS, minimum=1)
     unroll: int = setting(0, minimum=0)
 
 
@@ -118,14 +131,16 @@ def scan_unroll(settings: GRUSettings) -> int:
 
 
 def build(settings: GRUSettings, n_features: int, n_classes: int, rngs: nnx.Rngs) -> SeedGRU:
-    """The seed's two-layer GRU for ``n_features`` coefficients per frame."""
-    return SeedGRU(n_features, n_classes, rngs=rngs, unroll=scan_unroll(settings))
+    """The GRU of ``settings`` for ``n_features`` coefficients per frame."""
+    return SeedGRU(
+        n_features, n_classes, units=settings.units, rngs=rngs, unroll=scan_unroll(settings)
+    )
 
 
 SPEC = ModelSpec(
     name="gru",
     family=NETWORK,
-    description="the seed's two-layer GRU (64, 96 units) over the MFCC frames",
+    description="the seed's GRU layers over the MFCC frames (64, 96 units by default)",
     build=build,
     settings=GRUSettings,
     # The recurrence gains from one scan per epoch even on CPU (benchmarks, epoch drivers).

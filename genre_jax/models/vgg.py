@@ -24,7 +24,7 @@ maximum and its mean over time and frequency, per filter: 5 x 2 x 128 = 1,280 va
 same reduction as musicnn's (maximum and mean over time), taken over every map the published
 extractor returns, from the first block's local timbre to the last's whole-patch summary.
 
-Fine-tuning (``musicnn --model-weights MSD_vgg``) trains every block; the new head replaces
+Fine-tuning (``musicnn --model.weights MSD_vgg``) trains every block; the new head replaces
 the tag layer and its dropout, and the 0.25 dropouts between blocks are not applied (the
 settings' ``dropout_rate`` is the head's).
 """
