@@ -58,7 +58,8 @@ def test_the_program_gives_predicts_probabilities(cnn_run, exported, capsys) -> 
     model = load(exported)
     sidecar = json.loads(sidecar_path(exported).read_text())
     assert model.genres == json.loads((cnn_run / "labels.json").read_text())
-    assert sidecar["model"] == {"name": "cnn"} and sidecar["source_run"] == str(cnn_run.resolve())
+    assert sidecar["model"] == {"name": "cnn", "channels": [32, 64, 64]}
+    assert sidecar["source_run"] == str(cnn_run.resolve())
     clips = _clips()
     capsys.readouterr()
     assert main(["predict", *map(str, clips), "--run-dir", str(cnn_run), "--json"]) == 0
