@@ -259,7 +259,7 @@ def test_run_dir_of_another_model_is_refused_with_the_field_named(
     run = tmp_path / "run"
     shutil.copytree(gru_reference, run)
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
-    with pytest.raises(ConfigError, match="model: expected 'cnn', found 'gru'"):
+    with pytest.raises(ConfigError, match="model: 'gru' in the run, 'cnn' given"):
         train_run(synthetic_store.path, run, TrainConfig(model="cnn"), resume=True, progress=False)
     with pytest.raises(RunDirError, match="--overwrite"):
         train_run(synthetic_store.path, run, TrainConfig(model="cnn"), progress=False)
