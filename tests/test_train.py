@@ -95,7 +95,7 @@ def test_short_runs_learn_held_out_songs(synthetic_store, tmp_path: Path, overri
         assert (tmp_path / "run" / name).is_file()
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (
-        saved["train"] == config.to_json()
+        saved["train"] == json.loads(json.dumps(config.to_json()))  # tuples as JSON lists
         and saved["feature_hash"] == synthetic_store.config.hash()
     )
     assert "jax" in saved["versions"]
