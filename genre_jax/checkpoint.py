@@ -49,6 +49,7 @@ from genre_jax.binding import (  # re-exported: the checkpoint's errors and bind
 )
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.models import build_network
+from genre_jax.resume import complete_steps
 
 
 def state_digest(state: Any) -> str:
@@ -146,7 +147,7 @@ class RunCheckpoints:
             if reason is None:
                 raise
             self._failed = True
-            kept = _complete_steps(self.run_dir / "checkpoints" / "latest")
+            kept = complete_steps(self.run_dir / "checkpoints" / "latest")
             whole = (
                 f"the checkpoint of epoch {max(kept)} is intact"
                 if kept
@@ -282,14 +283,6 @@ def _write_failure(error: BaseException) -> str | None:
         return error.strerror or str(error)
     match = _OS_ERROR_CODE.search(str(error))
     return os.strerror(int(match.group(1))) if match else None
-
-
-def _complete_steps(directory: Path) -> list[int]:
-    """Steps of a checkpoint series that were written whole (orbax renames a step folder to
-    its number only when complete)."""
-    if not directory.is_dir():
-        return []
-    return [int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir()]
 
 
 def _restore(

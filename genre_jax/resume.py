@@ -41,11 +41,17 @@ def identity_view(config: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def complete_steps(directory: Path) -> list[int]:
+    """Steps of a checkpoint series that were written whole (orbax renames a step folder to
+    its number only when complete)."""
+    if not directory.is_dir():
+        return []
+    return [int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir()]
+
+
 def epochs_done(run_dir: Path) -> int:
     """The last epoch the run's ``checkpoints/latest`` holds (0 when none)."""
-    latest = run_dir / "checkpoints" / "latest"
-    steps = [int(p.name) for p in latest.iterdir() if p.name.isdigit()] if latest.is_dir() else []
-    return max(steps, default=0)
+    return max(complete_steps(run_dir / "checkpoints" / "latest"), default=0)
 
 
 def resume_changes(
