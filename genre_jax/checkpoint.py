@@ -14,9 +14,8 @@ SHA-256 of the arrays (``state_sha256``), of the run's ``config.json`` as canoni
 of all the rest of the metadata. A restore refuses an edited
 metadata file (genres, model, settings), arrays that are not the recorded ones, a
 ``config.json`` edited since (naming the field), and series or step folders that are symbolic
-links (another run's checkpoints). Checkpoints written before the binding (only
-``state_sha256``) still restore: their arrays are checked, and the metadata's genres, model and
-settings must equal those of ``config.json``. The SVM's sidecar (:mod:`genre_jax.models.svm`)
+links (another run's checkpoints). Checkpoints older than the binding restore through
+:func:`genre_jax.legacy.check_unbound_meta`. The SVM's sidecar (:mod:`genre_jax.models.svm`)
 binds ``svm.skops`` the same way.
 """
 
@@ -38,13 +37,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from genre_jax import legacy
 from genre_jax.binding import (  # re-exported: the checkpoint's errors and binding
     CheckpointError,
     bind,
     check_binding,
     check_config,
-    describe_differences,
-    metadata_mismatches,
     read_run_config,
 )
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
@@ -68,21 +66,16 @@ def state_digest(state: Any) -> str:
 
 
 def _check_meta(meta: Any, where: Path, config_path: Path) -> None:
-    """The checks of a step that need no arrays: its binding and the run's config.json, or for a
-    checkpoint written before the binding, its copies of config.json."""
+    """The checks of a step that need no arrays: its binding and the run's config.json (of a
+    checkpoint without a binding: :func:`genre_jax.legacy.check_unbound_meta`)."""
     if not isinstance(meta, dict):
         raise CheckpointError(f"{where}: metadata is not a JSON object; not a checkpoint of ours")
     config = read_run_config(config_path, where) if config_path.is_file() else None
-    if "binding_sha256" in meta:
-        check_binding(meta, "state_sha256", config, where)
-        check_config(meta, config, config_path, where)
+    if "binding_sha256" not in meta:
+        legacy.check_unbound_meta(meta, config, where)
         return
-    differences = metadata_mismatches(meta, config) if config is not None else []
-    if differences:
-        raise CheckpointError(
-            f"{where}: the metadata does not match the run's config.json "
-            f"({describe_differences(differences, 'the metadata', 'config.json')})"
-        )
+    check_binding(meta, "state_sha256", config, where)
+    check_config(meta, config, config_path, where)
 
 
 def _verify(state: Any, meta: dict[str, Any], where: Path) -> None:
@@ -212,7 +205,10 @@ class RunCheckpoints:
         return _restore(self.partial, template, self.run_dir)
 
     def restore_latest(self, template: Any) -> tuple[Any, dict[str, Any]]:
-        return _restore(self.latest, template, self.run_dir)
+        """The state and metadata of the latest epoch (its ``metrics_log`` always there:
+        :func:`genre_jax.legacy.upgrade_latest_meta`)."""
+        state, meta = _restore(self.latest, template, self.run_dir)
+        return state, legacy.upgrade_latest_meta(meta)
 
     def restore_best(self, template: Any) -> tuple[Any, dict[str, Any]]:
         return _restore(self.best, template, self.run_dir)

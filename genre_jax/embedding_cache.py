@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genre_jax import legacy
 from genre_jax.fileio import (
     JSONFileError,
     atomic_write_bytes,
@@ -75,17 +76,13 @@ def row_digests(rows: np.ndarray) -> list[bytes]:
 
 
 def _identity(store: FeatureStore) -> tuple[str, str]:
-    """The store's resolved path and the recorded digest of its features (or its size and
-    modification time, for a store written before digests were recorded)."""
+    """The store's resolved path and the digests of its feature shards, in order (of a
+    format-1 store: :func:`genre_jax.legacy.whole_features_key`)."""
     path = store.path.resolve()
     shards = store.info.get("shards")
-    if shards is not None:  # a store of feature shards: the digests of all, in order
-        return str(path), hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()
-    recorded = store.info.get("sha256", {}).get("features.npy")
-    if recorded is None:
-        stat = (path / "features.npy").stat()
-        recorded = f"{stat.st_size}-{stat.st_mtime_ns}"
-    return str(path), recorded
+    if shards is None:
+        return str(path), legacy.whole_features_key(path, store.info)
+    return str(path), hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()
 
 
 def _index(store: FeatureStore) -> tuple[dict[bytes, int], str]:
@@ -112,8 +109,8 @@ def cache_files(store: FeatureStore, key: str) -> tuple[Path, Path]:
 
 def _read_table(table_path: Path, sidecar: Path, expected: dict[str, Any]) -> np.ndarray | None:
     """The cached table if its sidecar matches ``expected``, its shape the sidecar and its
-    bytes the digest the sidecar recorded (a table written before digests were recorded, or
-    altered since, is computed again)."""
+    bytes the digest the sidecar recorded (a table that recorded none, or altered since, is
+    computed again)."""
     try:
         recorded = read_json_object(sidecar)
         if {k: recorded.get(k) for k in expected} != expected:
@@ -130,9 +127,9 @@ def _read_table(table_path: Path, sidecar: Path, expected: dict[str, Any]) -> np
 
 def verify_tables(store: FeatureStore) -> list[str]:
     """Every cached table of ``store`` checked against the digest its sidecar recorded: what is
-    wrong with each, by file name (an empty list when all hold what was written; tables written
-    before digests were recorded are not checked). A table that fails is never served:
-    :func:`store_table` computes it again."""
+    wrong with each, by file name (an empty list when all hold what was written; a table that
+    recorded no digest, :mod:`genre_jax.legacy`, is not checked). A table that fails is never
+    served: :func:`store_table` computes it again."""
     folder = store.path / EMBEDDINGS_DIR
     problems = []
     for table_path in sorted(folder.glob("*.npy")) if folder.is_dir() else []:
@@ -143,7 +140,7 @@ def verify_tables(store: FeatureStore) -> list[str]:
             problems.append(f"{sidecar.name} {error}")
             continue
         if recorded.get("sha256") is None:
-            continue  # written before digests were recorded: computed again when next needed
+            continue  # no digest recorded (genre_jax.legacy): computed again when next needed
         if file_digest(table_path) != recorded["sha256"]:
             problems.append(f"{table_path.name} does not match its digest (altered or damaged)")
     return problems

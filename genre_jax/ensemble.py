@@ -29,20 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from genre_jax import legacy
 from genre_jax.config import ConfigError, FeatureConfig, model_name
-from genre_jax.fileio import (
-    MARKER,
-    OutputDirError,
-    atomic_write_json,
-    mark_dir,
-    read_json,
-    require_folder_or_absent,
-)
+from genre_jax.fileio import atomic_write_json, read_json
 from genre_jax.identity import IdentityError, Songs, read_songs, write_songs
+from genre_jax.output_dirs import MARKER, OutputDirError, mark_dir, require_folder_or_absent
 from genre_jax.settings import require_same
-from genre_jax.splits import Split
 
 
 def is_ensemble(run_config: dict[str, Any]) -> bool:
@@ -116,45 +108,31 @@ def _require_same_test_songs(
 ) -> Songs | None:
     """Every member holds out the same test songs, by their audio (:mod:`genre_jax.identity`),
     so that the ensemble is scored on songs none of its members trained on; returns the first
-    member's songs (None for members written before songs were identified by content).
-
-    Members written before that are compared as then: their split's test tracks, when they were
-    trained on the same data (the same data fingerprint); otherwise nothing tells their test
-    songs, and they are refused.
+    member's songs (None when a member records none: its test songs are compared by
+    :func:`genre_jax.legacy.require_same_test_tracks`).
 
     Raises:
         IdentityError: a member holds out other test songs (how many of the first member's
             test songs it trained on is named), or its test songs cannot be told.
     """
-    first, first_config = members[0], configs[0]
-    if all("songs" in c for c in configs):
-        songs = [read_songs(m, c["songs"]) for m, c in zip(members, configs, strict=True)]
-        for member, other in zip(members[1:], songs[1:], strict=True):
-            if other.digests["test"] == songs[0].digests["test"]:
-                continue
-            detail = ""
-            if songs[0].parts is not None and other.parts is not None:
-                trained = songs[0].songs("test") & (other.songs("train") | other.songs("val"))
-                detail = f"; it trained on {len(trained)} of them"
-            raise IdentityError(
-                f"ensemble member {member}: holds out other test songs ({other.counts['test']}) "
-                f"than {first} ({songs[0].counts['test']}), by their audio{detail}; members of "
-                "an ensemble must be tested on the same songs"
-            )
-        return songs[0]
-    for member, config in zip(members[1:], configs[1:], strict=True):
-        if config.get("data_fingerprint") != first_config.get("data_fingerprint"):
-            raise IdentityError(
-                f"ensemble member {member}: it or {first} was written before songs were "
-                "identified by their audio, and they were trained on different data (data "
-                "fingerprints differ), so their test songs cannot be compared; retrain them"
-            )
-        tests = [Split.from_json(c["split"]).test for c in (first_config, config)]
-        if not np.array_equal(np.sort(tests[0]), np.sort(tests[1])):
-            raise IdentityError(
-                f"ensemble member {member}: holds out other test songs than {first}"
-            )
-    return None
+    if any(legacy.without_songs(c) for c in configs):
+        legacy.require_same_test_tracks(members, configs)
+        return None
+    first = members[0]
+    songs = [read_songs(m, c["songs"]) for m, c in zip(members, configs, strict=True)]
+    for member, other in zip(members[1:], songs[1:], strict=True):
+        if other.digests["test"] == songs[0].digests["test"]:
+            continue
+        detail = ""
+        if songs[0].parts is not None and other.parts is not None:
+            trained = songs[0].songs("test") & (other.songs("train") | other.songs("val"))
+            detail = f"; it trained on {len(trained)} of them"
+        raise IdentityError(
+            f"ensemble member {member}: holds out other test songs ({other.counts['test']}) "
+            f"than {first} ({songs[0].counts['test']}), by their audio{detail}; members of "
+            "an ensemble must be tested on the same songs"
+        )
+    return songs[0]
 
 
 MODEL_FILES = ("config.json", "labels.json", "svm.skops", "svm.json", "checkpoints/best")
@@ -180,7 +158,8 @@ def member_digest(run_dir: Path) -> str:
 
 def check_members(run_dir: Path, config: dict[str, Any]) -> None:
     """The ensemble's members are the runs it was made of: each one's :func:`member_digest`
-    is the one recorded (ensembles written before digests were recorded are not checked).
+    is the one recorded (an ensemble that recorded none, :mod:`genre_jax.legacy`, is not
+    checked).
 
     Raises:
         IdentityError: a member was retrained, replaced or edited since (named).

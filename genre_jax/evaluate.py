@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from genre_jax import plots
+from genre_jax import legacy, plots
 from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.embedding_cache import store_cache
 from genre_jax.ensemble import is_ensemble
@@ -106,10 +106,12 @@ def _mixed_scores(
 
 
 def _song_key(store: FeatureStore, track: int) -> tuple[str, str]:
-    """A song of ``store`` as its genre and identity (:mod:`genre_jax.identity`), or its genre
-    and track id in a store written before songs were identified by their audio."""
+    """A song of ``store`` as its genre and identity (:mod:`genre_jax.identity`); in a store
+    without identities, :func:`genre_jax.legacy.song_key_by_id`."""
     entry = store.manifest.tracks[track]
-    return entry.genre, entry.content if store.identity is not None else entry.id
+    if store.identity is None:
+        return legacy.song_key_by_id(entry)
+    return entry.genre, entry.content
 
 
 def _window_songs(

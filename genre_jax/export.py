@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from genre_jax import legacy
 from genre_jax.checkpoint import load_model
 from genre_jax.config import FeatureConfig, TrainConfig
 from genre_jax.ensemble import is_ensemble
@@ -38,16 +39,10 @@ from genre_jax.exported import (
     sidecar_path,
 )
 from genre_jax.features import extract
-from genre_jax.fileio import (
-    MARKER,
-    JSONFileError,
-    atomic_write_bytes,
-    atomic_write_json,
-    dir_kind,
-    read_json_object,
-)
+from genre_jax.fileio import JSONFileError, atomic_write_bytes, atomic_write_json, read_json_object
 from genre_jax.inference import read_run_config
 from genre_jax.models import NETWORK
+from genre_jax.output_dirs import MARKER, dir_kind
 from genre_jax.settings import ConfigError
 
 _SIDECAR_LIMIT = 1 << 20  # bytes: a sidecar is under 2 KB; a larger file at OUT.json is not one
@@ -166,8 +161,9 @@ def _not_an_export(side: Path) -> str | None:
 
 def _genre_jax_folder(folder: Path) -> str | None:
     """The folder genre-jax wrote (``a run folder runs/cnn``) that ``folder`` is or lies in:
-    one with our marker (any kind), or a run written before markers (a ``config.json`` with
-    ``train`` settings and genre-jax's version); None if there is none."""
+    one with our marker (any kind), or a run older than markers (a ``config.json`` with
+    ``train`` settings and genre-jax's version: :func:`genre_jax.legacy.unmarked_config`);
+    None if there is none."""
     try:
         folder = folder.resolve()
     except RuntimeError:  # a link loop (Python < 3.13): no folder of ours, and no export there
@@ -176,13 +172,7 @@ def _genre_jax_folder(folder: Path) -> str | None:
         kind = dir_kind(candidate) if (candidate / MARKER).is_file() else None
         if kind is not None:
             return f"a {kind} folder of genre-jax, {candidate}"
-    if not (folder / "config.json").is_file():  # read no FIFO
-        return None
-    try:
-        config = read_json_object(folder / "config.json")
-    except JSONFileError:
-        return None
-    versions = config.get("versions")
-    if "train" in config and isinstance(versions, dict) and "genre-jax" in versions:
+    config = legacy.unmarked_config(folder, "run")
+    if config is not None and "train" in config:
         return f"a run folder of genre-jax, {folder}"
     return None

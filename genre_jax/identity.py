@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genre_jax import legacy
 from genre_jax.settings import ConfigError
 
 if TYPE_CHECKING:  # only read here; the store and splits import this module's callers
@@ -113,8 +114,8 @@ def audio_digest(samples: np.ndarray, rate: int) -> str:
 
 def data_identity(manifest: Manifest) -> str | None:
     """The identity of a store's data: SHA-256 (32 hex) over its tracks in manifest order, each
-    as ``"<identity> <genre> <usable>"``; None when a usable track has no identity (a store
-    written before songs were identified by content)."""
+    as ``"<identity> <genre> <usable>"``; None when a usable track has no identity (an older
+    store: :mod:`genre_jax.legacy`)."""
     digest = hashlib.sha256()
     for track in manifest.tracks:
         usable = track.status == "ok"
@@ -125,14 +126,11 @@ def data_identity(manifest: Manifest) -> str | None:
 
 
 def require_identities(store: FeatureStore, what: str) -> str:
-    """The store's data identity; :class:`IdentityError` for a store written before songs were
-    identified by content (``what`` says what needed it)."""
+    """The store's data identity; :class:`IdentityError` for a store without one
+    (:func:`genre_jax.legacy.refuse_unidentified_store`; ``what`` says what needed it)."""
     identity = store.identity
     if identity is None:
-        raise IdentityError(
-            f"{store.path}: written before songs were identified by their audio, so {what} "
-            "cannot be sure of its songs; prepare the store again (prepare --overwrite)"
-        )
+        legacy.refuse_unidentified_store(store, what)
     return identity
 
 
@@ -243,7 +241,7 @@ def songs_of(store: FeatureStore, split: Split, what: str = "this run") -> Songs
     """The songs of ``split``'s parts on ``store``, by content.
 
     Raises:
-        IdentityError: the store was written before songs were identified by content.
+        IdentityError: the store records no song identities (:func:`require_identities`).
     """
     data = require_identities(store, what)
     tracks = store.manifest.tracks

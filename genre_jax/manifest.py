@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from genre_jax import legacy
+
 __all__ = [
     "PARTS",
     "DatasetError",
@@ -46,8 +48,9 @@ class Track:
     says what is doubtful about a usable file (an Ogg or MP3 cut short:
     :func:`genre_jax.audio.truncation_warning`). ``size`` is the file's size in bytes when it
     was discovered. ``content`` is the song's identity, a digest of its decoded audio
-    (:func:`genre_jax.identity.audio_digest`), recorded when it is decoded. Manifests written
-    before ``warning``, ``size`` or ``content`` existed load with them ``None``.
+    (:func:`genre_jax.identity.audio_digest`), recorded when it is decoded. ``warning``,
+    ``size``, ``artist``, ``split`` and ``content`` are ``None`` in a manifest that does not
+    record them (an older one: :mod:`genre_jax.legacy`).
     """
 
     id: str
@@ -81,8 +84,8 @@ class Manifest:
     ``layout`` is how the tracks were found: ``"folders"`` (a folder per genre, GTZAN's
     layouts among them), ``"fma"`` or ``"csv"``. ``metadata`` is the table the labels came
     from (FMA's ``tracks.csv``, the CSV manifest) and ``subset`` FMA's subset; ``excluded``
-    lists the table's tracks that were left out, each with its reason. Manifests written before
-    these fields existed load as ``"folders"`` with none of them.
+    lists the table's tracks that were left out, each with its reason (an older manifest
+    without them is read by :func:`genre_jax.legacy.upgrade_manifest`).
     """
 
     root: str
@@ -152,14 +155,15 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
+        data = legacy.upgrade_manifest(data)
         return cls(
             root=data["root"],
             genres=list(data["genres"]),
             tracks=[Track(**t) for t in data["tracks"]],
-            layout=data.get("layout", "folders"),
-            metadata=data.get("metadata"),
-            subset=data.get("subset"),
-            excluded=[Excluded(**e) for e in data.get("excluded", [])],
+            layout=data["layout"],
+            metadata=data["metadata"],
+            subset=data["subset"],
+            excluded=[Excluded(**e) for e in data["excluded"]],
         )
 
 

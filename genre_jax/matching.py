@@ -3,48 +3,24 @@
 A run's songs are known by their audio (:mod:`genre_jax.identity`: the run records the songs of
 each part of its split), so a store of a copy of its data (moved, re-downloaded, transcoded
 without loss, or holding more songs) is scored on the run's own test songs, never on its
-training songs (:func:`select_segments`). Runs written before that are matched by genre, track
-id and file size (:func:`match_tracks`) through the run's own store.
+training songs (:func:`select_segments`). Runs older than song identities are matched as they
+were then (:func:`genre_jax.legacy.select_segments_by_track`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genre_jax.config import ConfigError
-from genre_jax.datasets import Manifest, Track
+from genre_jax import legacy
 from genre_jax.fileio import read_json
 from genre_jax.identity import SONGS_FILE, IdentityError, read_songs, require_identities
 from genre_jax.splits import Split
 from genre_jax.store import FeatureStore
-from genre_jax.store_checks import StoreError
-
-
-def match_tracks(wanted: Sequence[Track], available: Sequence[Track]) -> np.ndarray:
-    """Index in ``available`` of the same song as each track of ``wanted`` (-1 where none).
-
-    A song is identified by its genre and track id, and by its file size where both tracks
-    record one (manifests written before sizes were recorded have none): a copied or moved
-    dataset keeps all three, while its modification times, and so its data fingerprint, change.
-    """
-    where: dict[tuple[str, str], int] = {}
-    for i, track in enumerate(available):
-        where.setdefault((track.genre, track.id), i)
-    found = np.full(len(wanted), -1, dtype=np.int64)
-    for k, track in enumerate(wanted):
-        i = where.get((track.genre, track.id))
-        if i is None:
-            continue
-        sizes = track.size, available[i].size
-        if None in sizes or sizes[0] == sizes[1]:
-            found[k] = i
-    return found
 
 
 @dataclass
@@ -70,57 +46,19 @@ def select_segments(
       found by their audio; the training songs are never scored as unseen.
     * Another dataset (none of the run's songs): all of its segments.
 
-    Runs written before songs were identified by content are matched as they were then: by
-    data fingerprint, else by genre, track id and file size through the run's own store
-    (:func:`match_tracks`).
+    A run that records no songs (older than song identities) is matched as it was then
+    (:func:`genre_jax.legacy.select_segments_by_track`).
 
     Raises:
         IdentityError: ``store`` holds songs of the run but misses some ``part`` songs, or
             holds one under another genre (named); the run's ``songs.json`` is not its own.
-        ConfigError: a legacy run's own store, needed to know its songs, is gone or was
-            rebuilt from other data.
+        ConfigError: a run without song identities cannot be matched
+            (:func:`genre_jax.legacy.select_segments_by_track`).
     """
     split = Split.from_json(run_config["split"])
-    if "songs" in run_config:
-        return _select_by_audio(store, run_config, split, part, Path(run_dir))
-    fingerprint = run_config.get("data_fingerprint")
-    same_data = fingerprint is not None and store.info.get("data_fingerprint") == fingerprint
-    run = None if same_data else _run_data(store, run_config, run_dir, split.level == "segment")
-    if run is None:  # the run's data, or a run recording no fingerprint on its own store
-        index = split.segment_indices(part, store.tracks)
-        return Selection(index, f"{split.name} ({part})", split.leaky)
-    mapping = match_tracks(run.manifest.tracks, store.manifest.tracks)
-    songs = {p: run.part_tracks(split, p) for p in ("train", "val", "test")}
-    if not np.any(mapping[np.concatenate(list(songs.values()))] >= 0):
-        return Selection(
-            np.arange(len(store)), f"all of {store.manifest.root} (another dataset)", False
-        )
-    if run.tracks is None or run.positions is None:  # a song-level split
-        found = mapping[songs[part]]
-        index = np.flatnonzero(np.isin(store.tracks, found[found >= 0]))
-        present = np.isin(found, store.tracks)
-    else:  # a segment-level split: each segment by its song and position in the song
-        segment_of = {
-            (int(t), int(q)): s
-            for s, (t, q) in enumerate(zip(store.tracks, store.positions, strict=True))
-        }
-        wanted = split.segment_indices(part, run.tracks)
-        keys = zip(mapping[run.tracks[wanted]], run.positions[wanted], strict=True)
-        located = np.array([segment_of.get((int(t), int(q)), -1) for t, q in keys], np.int64)
-        present = ~np.isin(songs[part], run.tracks[wanted][located < 0])
-        index = np.sort(located[located >= 0])
-    if not np.all(present):
-        missing = songs[part][~present]
-        example = run.manifest.tracks[int(missing[0])]
-        raise ConfigError(
-            f"{store.path}: holds songs of run {run_dir} (its data, copied or moved), but "
-            f"{len(missing)} of the {len(songs[part])} {part} songs are missing from it (e.g. "
-            f"{example.genre}/{example.id}, or its file changed size); a figure on the rest would "
-            "not be the run's: use a store of the complete data"
-        )
-    return Selection(
-        index, f"{split.name} ({part}), its songs found in {store.manifest.root}", split.leaky
-    )
+    if legacy.without_songs(run_config):
+        return legacy.select_segments_by_track(store, run_config, split, part, run_dir)
+    return _select_by_audio(store, run_config, split, part, Path(run_dir))
 
 
 def _select_by_audio(
@@ -196,50 +134,3 @@ def _song_named(run_config: dict[str, Any], content: str, genre: str) -> str:
             if track.get("content") == content:
                 return f"{track['path']} ({genre})"
     return f"the {genre} song of audio {content[:12]}"
-
-
-@dataclass
-class _RunData:
-    """What the run's own store says about its songs: the manifest its split indexes and, for a
-    segment-level split, the track and position of each of its segments."""
-
-    manifest: Manifest
-    tracks: np.ndarray | None = None
-    positions: np.ndarray | None = None
-
-    def part_tracks(self, split: Split, part: str) -> np.ndarray:
-        """Track indices (into :attr:`manifest`) of the songs of the split's ``part``."""
-        return split.part_tracks(part, self.tracks)
-
-
-def _run_data(
-    store: FeatureStore, run_config: dict[str, Any], run_dir: str | Path, segments: bool
-) -> _RunData | None:
-    """The run's songs from its own store (its manifest, and its ``tracks``/``positions``
-    arrays when ``segments``); None when ``store`` is that store and the run recorded no
-    fingerprint to tell whether it was rebuilt since (a legacy run)."""
-    path = run_config.get("store")
-    fingerprint = run_config.get("data_fingerprint")
-    need = (
-        f"it is needed to match the songs of {store.path} (data fingerprint "
-        f"{store.info.get('data_fingerprint')}, the run's {fingerprint}) to the run's split"
-    )
-    if path is None:
-        raise ConfigError(f"{run_dir}: config.json names no feature store; {need}")
-    path = Path(path)
-    if fingerprint is None and path.resolve() == store.path.resolve():
-        return None
-    try:
-        own = FeatureStore.open(path)
-    except StoreError as error:
-        message = f"{run_dir}: the run's feature store {path} is gone or unreadable ({error})"
-        raise ConfigError(f"{message}; {need}") from error
-    built_from = own.info.get("data_fingerprint")
-    run = _RunData(own.manifest, own.tracks, own.positions) if segments else _RunData(own.manifest)
-    if fingerprint is not None and built_from != fingerprint:
-        raise ConfigError(
-            f"{run_dir}: the run's feature store {path} was rebuilt from other data since the "
-            f"run was trained (data fingerprint {built_from}, the run's {fingerprint}), so its "
-            f"split no longer names the run's songs; {need}"
-        )
-    return run

@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from genre_jax import legacy
 from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.datasets import Manifest, discover
 from genre_jax.extraction import extract_tracks
@@ -91,7 +92,7 @@ def prepare(
 
     Reuses an existing complete store for the same config and data (whatever its shards);
     refuses one built from other data unless ``overwrite``; builds again one of the same data
-    written before songs were identified by content (:mod:`genre_jax.identity`). Files that
+    that records no song identities (:func:`genre_jax.legacy.rebuild_unidentified`). Files that
     cannot be decoded, hold no full segment, or give features that are not finite are
     recorded in the manifest with the reason, reported through ``log``, and skipped; a warning
     about a file that is kept (a truncation, say) is recorded in its ``warning`` and reported
@@ -116,13 +117,9 @@ def prepare(
                 f"{_data_difference(store.manifest, manifest)}; "
                 "pass --overwrite or choose another --out"
             )
-        if store.identity is not None:
+        if not legacy.rebuild_unidentified(store, log):
             log(f"Reusing feature store {final} ({len(store)} segments)")
             return store
-        log(
-            f"Feature store {final} was written before songs were identified by their audio; "
-            "building it again to record them"
-        )
         overwrite = True
     if manifest.layout != "folders" and jax.process_index() == 0:
         log(manifest.describe())

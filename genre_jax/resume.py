@@ -13,7 +13,8 @@ for the span the run was trained on (``schedule_epochs``), the rate then staying
 Every resume that changes something is recorded in ``config.json``'s ``resumed`` list (the
 epoch it continued after and each change, old and new), and ``config.json`` is rewritten with
 the new values. Checkpoints bind the *identity view* of ``config.json``
-(:func:`identity_view`), so the steps written before the change still load.
+(:func:`identity_view`), so the steps saved before the change still load. (A run older than
+the ``resumed`` record resumes only unchanged: :func:`genre_jax.legacy.require_changes_allowed`.)
 """
 
 from __future__ import annotations
@@ -100,9 +101,3 @@ def record_resume(
 
     entry = {"after_epoch": done, "changed": changes, "kernels": kernels.active()}
     return {**config, "train": train.to_json(), RESUMED_KEY: [*config[RESUMED_KEY], entry]}
-
-
-def changes_allowed(config: dict[str, Any]) -> bool:
-    """Whether the run's checkpoints bind :func:`identity_view` (runs that record resumes do):
-    older ones bind the whole ``config.json``, which a change would break."""
-    return isinstance(config.get(RESUMED_KEY), list)

@@ -15,8 +15,9 @@ Run directory::
     plots/training_curves.png
 
 Nothing here knows a model by name: the model's spec (:mod:`genre_jax.models`) says which
-family trains it (:mod:`genre_jax.train` for networks, :mod:`genre_jax.fit_pipeline` for
-pipelines), which features it needs and whether reversed copies of segments teach it anything.
+family trains it (:mod:`genre_jax.fit_network` over :mod:`genre_jax.train` for networks,
+:mod:`genre_jax.fit_pipeline` for pipelines), which features it needs and whether reversed
+copies of segments teach it anything.
 
 Resume order: an existing run directory with ``--resume`` continues from its latest checkpoint
 (the config must match, field by field, and the store given must split into the songs the run
@@ -28,56 +29,35 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from genre_jax import kernels
-from genre_jax.checkpoint import RunCheckpoints
+from genre_jax import kernels, legacy
 from genre_jax.config import ConfigError, TrainConfig
 from genre_jax.embedding_cache import store_cache
-from genre_jax.fileio import (
-    JSONFileError,
-    OutputDirError,
-    atomic_write_json,
-    describe_entries,
-    library_versions,
-    mark_dir,
-    read_json_object,
-    remove_own_dir,
-    require_folder_or_absent,
-)
+from genre_jax.fileio import JSONFileError, atomic_write_json, library_versions, read_json_object
+from genre_jax.fit_network import train_network
 from genre_jax.fit_pipeline import train_pipeline
-from genre_jax.identity import (
-    IdentityError,
-    Songs,
-    read_songs,
-    require_songs,
-    songs_of,
-    write_songs,
-)
+from genre_jax.identity import Songs, read_songs, require_songs, songs_of, write_songs
 from genre_jax.input_checks import check_against_features
 from genre_jax.metrics import RunLog, require_tensorboard
 from genre_jax.models import NETWORK
-from genre_jax.parallel import barrier, default_mesh, is_main_process
-from genre_jax.plots import training_curves
-from genre_jax.resume import (
-    RESUMED_KEY,
-    changes_allowed,
-    epochs_done,
-    record_resume,
-    resume_changes,
+from genre_jax.output_dirs import (
+    OutputDirError,
+    describe_entries,
+    mark_dir,
+    remove_own_dir,
+    require_folder_or_absent,
 )
+from genre_jax.parallel import barrier, is_main_process
+from genre_jax.resume import RESUMED_KEY, epochs_done, record_resume, resume_changes
 from genre_jax.splits import Split
 from genre_jax.store import FeatureStore, resolve_store
 from genre_jax.store_splits import make_split, split_arrays
 from genre_jax.streaming import choose_feed, streamed_split
-from genre_jax.train import fit
 
 
 class RunDirError(OutputDirError):
@@ -141,12 +121,7 @@ def _continue_run(run_dir: Path, saved: dict[str, Any], given: TrainConfig, writ
     changes = resume_changes(TrainConfig.from_json(saved["train"]), given, done, what)
     if not changes:
         return
-    if not changes_allowed(saved):
-        raise ConfigError(
-            f"{what} was written before a resume could change its settings (its checkpoints "
-            f"bind all of config.json), so it resumes only as it was: "
-            f"{', '.join(f'{k}={x!r}' for k, (x, _) in changes.items())}"
-        )
+    legacy.require_changes_allowed(saved, changes, what)
     if write:
         atomic_write_json(run_dir / "config.json", record_resume(saved, given, done, changes))
 
@@ -165,24 +140,13 @@ def _require_run_songs(
     run_dir: Path, saved: dict[str, Any], store: FeatureStore, split: Split
 ) -> None:
     """The run to resume is given the songs it was trained on: what its ``config.json`` and
-    ``songs.json`` record (:func:`genre_jax.identity.require_songs`). A run written before
-    songs were identified by content resumes only on its own store, unchanged (the same data
-    fingerprint) and split the same way."""
+    ``songs.json`` record (:func:`genre_jax.identity.require_songs`); a run that records no
+    songs, its own store (:func:`genre_jax.legacy.require_same_store`)."""
     what = f"run {run_dir}"
-    if "songs" in saved:
-        require_songs(read_songs(run_dir, saved["songs"]), store, split, what, hint=RESUME_HINT)
+    if legacy.without_songs(saved):
+        legacy.require_same_store(what, saved, store, split, RESUME_HINT)
         return
-    same = (
-        saved.get("data_fingerprint") == store.info.get("data_fingerprint")
-        and saved.get("split") == split.to_json()
-    )
-    if not same:
-        raise IdentityError(
-            f"{what} was written before songs were identified by their audio, and store "
-            f"{store.path} (data fingerprint {store.info.get('data_fingerprint')}, split "
-            f"{split.name}) is not the store it was trained on (data fingerprint "
-            f"{saved.get('data_fingerprint')}) split the same way; {RESUME_HINT}"
-        )
+    require_songs(read_songs(run_dir, saved["songs"]), store, split, what, hint=RESUME_HINT)
 
 
 def _saved_run_config(path: Path) -> dict[str, Any]:
@@ -340,7 +304,7 @@ def _train_in_run_dir(
     run_log = RunLog(run_dir, tensorboard=tensorboard) if main else None
     try:
         if network:
-            summary = _train_network(run_dir, config, data, meta, resuming, progress, log, run_log)
+            summary = train_network(run_dir, config, data, meta, resuming, progress, log, run_log)
         else:
             if run_log is not None:
                 run_log.restart([])
@@ -378,106 +342,3 @@ def _discard_unstarted_run(run_dir: Path, existed: bool) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
-
-
-def _train_network(
-    run_dir: Path,
-    config: TrainConfig,
-    data: Any,
-    meta: dict[str, Any],
-    resuming: bool,
-    progress: bool,
-    log: Callable[[str], None],
-    run_log: RunLog | None,
-) -> dict[str, Any]:
-    checkpoints = RunCheckpoints(run_dir)
-    main = is_main_process()
-    bar = _EpochBar(config.epochs, config.model, enabled=progress and main)
-
-    def on_epoch(record: dict[str, float]) -> None:
-        bar.update(record)
-        if run_log is not None:
-            run_log.epoch(record)
-
-    try:
-        with bar:
-            result = fit(
-                config,
-                data,
-                len(meta["genres"]),
-                checkpoints=checkpoints,
-                meta=meta,
-                resume=resuming,
-                on_epoch=on_epoch,
-                on_restore=run_log.restart if run_log is not None else None,
-                mesh=default_mesh(),
-            )
-    finally:
-        checkpoints.close()
-    plots_started = time.perf_counter()
-    if main:
-        atomic_write_json(run_dir / "history.json", result.history)
-        training_curves(
-            result.history,
-            run_dir / "plots" / "training_curves.png",
-            title=f"{config.model.upper()} training ({run_dir.name})",
-        )
-    timing = {**result.timing, "history_and_plots": time.perf_counter() - plots_started}
-    best = result.history[result.best_epoch - 1]
-    parameters = int(sum(np.size(x) for x in jax.tree.leaves(result.model_state)))
-    log(
-        f"best epoch {result.best_epoch}/{len(result.history)}: validation accuracy "
-        f"{100 * best['val_accuracy']:.2f} %, loss {best['val_loss']:.4f} "
-        f"({'early stop' if result.stopped_early else 'all epochs'}; {result.seconds:.1f} s)"
-    )
-    return {
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "stopped_early": result.stopped_early,
-        "val_accuracy": best["val_accuracy"],
-        "val_loss": best["val_loss"],
-        "parameters": parameters,
-        "train_seconds": round(result.seconds, 2),
-        "timing": _rounded(timing),
-    }
-
-
-def _rounded(timing: dict[str, Any]) -> dict[str, Any]:
-    """``timing``'s seconds to the millisecond (lists element by element)."""
-    return {
-        k: [round(s, 3) for s in v] if isinstance(v, list) else round(v, 3)
-        for k, v in timing.items()
-    }
-
-
-class _EpochBar:
-    """A rich progress bar over epochs showing the latest loss and accuracy."""
-
-    def __init__(self, epochs: int, name: str, enabled: bool) -> None:
-        self.enabled = enabled
-        if enabled:
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total} epochs"),
-                TextColumn("{task.fields[metrics]}"),
-                TimeElapsedColumn(),
-            )
-            self.task = self.progress.add_task(f"train {name}", total=epochs, metrics="")
-
-    def __enter__(self) -> _EpochBar:
-        if self.enabled:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
-
-    def update(self, record: dict[str, float]) -> None:
-        if self.enabled:
-            text = (
-                f"loss {record['loss']:.3f} acc {100 * record['accuracy']:.1f}% | "
-                f"val loss {record['val_loss']:.3f} acc {100 * record['val_accuracy']:.1f}%"
-            )
-            self.progress.update(self.task, completed=record["epoch"], metrics=text)

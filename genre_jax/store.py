@@ -15,8 +15,8 @@
 | | versions, the SHA-256 digest of each array file, the feature shards in order with |
 | | their rows |
 
-Stores of format 1 (written before shards) hold every feature in one ``features.npy``,
-memory-mapped when opened; they open and read as before.
+Stores of an older format (every feature in one ``features.npy``), without digests or without
+song identities open through :mod:`genre_jax.legacy`.
 
 :meth:`FeatureStore.open` opens a complete store after the checks of
 :mod:`genre_jax.store_checks` (cheap ones; :func:`verify_store` every digest and value).
@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from genre_jax import legacy
 from genre_jax.config import FeatureConfig
 from genre_jax.datasets import Manifest
 from genre_jax.embedding_cache import EMBEDDINGS_DIR, verify_tables
-from genre_jax.extraction import ARRAYS
 from genre_jax.identity import data_identity
 from genre_jax.settings import require_same
 from genre_jax.store_checks import (
@@ -48,9 +48,9 @@ from genre_jax.store_checks import (
     check_finite,
     check_identity,
     check_info,
+    load_array,
     read_manifest,
     read_store_json,
-    require_regular,
     verify_digests,
 )
 from genre_jax.store_shards import SMALL_ARRAYS, ShardedFeatures, ShardError
@@ -59,11 +59,11 @@ from genre_jax.store_shards import SMALL_ARRAYS, ShardedFeatures, ShardError
 @dataclass
 class FeatureStore:
     """An opened feature store. ``features`` reads its shards on demand
-    (:class:`ShardedFeatures`; memory-mapped for a format-1 store), the small arrays are
-    memory-mapped read-only.
+    (:class:`ShardedFeatures`; one memory-mapped array for a format-1 store,
+    :mod:`genre_jax.legacy`), the small arrays are memory-mapped read-only.
 
     ``verified`` names the array files whose SHA-256 digest was checked when it was opened
-    (empty for a store written before digests were recorded).
+    (empty when the store recorded none).
     """
 
     path: Path
@@ -83,8 +83,8 @@ class FeatureStore:
     @functools.cached_property
     def identity(self) -> str | None:
         """The identity of the store's data (:func:`genre_jax.identity.data_identity`): its
-        songs by content, in order, with their genres; None for a store written before songs
-        were identified by content."""
+        songs by content, in order, with their genres; None for a store whose manifest records
+        no song identities (:mod:`genre_jax.legacy`)."""
         return data_identity(self.manifest)
 
     @property
@@ -113,14 +113,11 @@ class FeatureStore:
         info = read_store_json(path, "store.json")
         config = check_info(path, info)
         manifest = read_manifest(path, info)
-        arrays: dict[str, Any] = {}
-        for name in ARRAYS if info["version"] == 1 else SMALL_ARRAYS:
-            require_regular(path, f"{name}.npy")
-            try:
-                arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r")
-            except (OSError, ValueError) as error:
-                raise StoreError(f"{path}: cannot read {name}.npy ({error})") from error
-        if info["version"] != 1:
+        arrays: dict[str, Any]
+        if legacy.whole_features(info):
+            arrays = legacy.open_whole_arrays(path)
+        else:
+            arrays = {name: load_array(path, name) for name in SMALL_ARRAYS}
             row_shape = (config.n_frames, config.n_features)
             try:
                 arrays["features"] = ShardedFeatures(path, info["shards"], row_shape)
@@ -141,8 +138,8 @@ def verify_store(path: str | os.PathLike) -> FeatureStore:
 
     Beyond :meth:`FeatureStore.open`: the digest of every array file, ``features.npy``
     included, that every feature value is finite, and that the cached embeddings hold what
-    was written (:func:`genre_jax.embedding_cache.verify_tables`). A store written before
-    digests were recorded has nothing to compare with; its ``verified`` is then empty.
+    was written (:func:`genre_jax.embedding_cache.verify_tables`). A store that recorded no
+    digests has nothing to compare with; its ``verified`` is then empty.
 
     Raises:
         StoreError: the first problem found, naming the store, the file and what is wrong.

@@ -7,8 +7,9 @@ valid position, and the digests of the small arrays (of ``features.npy`` too whi
 at most :data:`STORE_VERIFY_BYTES`), that the shards are listed in the order they were written,
 each once, and that the data identity is that of the manifest's songs.
 :func:`genre_jax.store.verify_store` checks every digest and that every feature value is finite,
-whatever the size. Stores written before digests or identities were recorded open with the
-other checks only.
+whatever the size. A store that recorded no digests or no song identities opens with the other
+checks (:mod:`genre_jax.legacy`); so does one of format 1, every feature in one
+``features.npy`` (:func:`genre_jax.legacy.whole_features`).
 
 Every check raises :class:`StoreError` naming the store, the file and what is wrong. This
 module knows the files, not :class:`~genre_jax.store.FeatureStore`, so the store imports it,
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from genre_jax import legacy
 from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.datasets import Manifest
 from genre_jax.extraction import ARRAYS
@@ -33,7 +35,7 @@ from genre_jax.identity import data_identity
 from genre_jax.store_shards import SMALL_ARRAYS
 
 STORE_VERSION = 2  # the format prepare writes
-STORE_VERSIONS = (1, 2)  # 1: features.npy whole; 2: feature shards
+STORE_VERSIONS = (1, 2)  # 1: features.npy whole (genre_jax.legacy); 2: feature shards
 STORE_VERIFY_BYTES = 1 << 30
 """Largest store (all four array files together) whose ``features.npy`` digest
 :meth:`~genre_jax.store.FeatureStore.open` verifies; the small arrays are verified at any size."""
@@ -52,6 +54,15 @@ def require_regular(store: Path, name: str) -> None:
         raise StoreError(f"{store}: {name} cannot be read ({error.strerror})") from None
     if not stat.S_ISREG(mode):
         raise StoreError(f"{store}: {name} is not a regular file (a FIFO, device or folder)")
+
+
+def load_array(store: Path, name: str) -> np.ndarray:
+    """``store/<name>.npy`` (a regular file) memory-mapped read-only."""
+    require_regular(store, f"{name}.npy")
+    try:
+        return np.load(store / f"{name}.npy", mmap_mode="r")
+    except (OSError, ValueError) as error:
+        raise StoreError(f"{store}: cannot read {name}.npy ({error})") from error
 
 
 def read_store_json(store: Path, name: str) -> dict[str, Any]:
@@ -115,11 +126,12 @@ def check_info(store: Path, info: dict[str, Any]) -> FeatureConfig:
         isinstance(v, str) and len(v) == 64 for v in digests.values()
     ):
         raise StoreError(f"{where}: sha256 is {_short(digests)}, not file name -> hex digest")
-    names = ARRAYS if info["version"] == 1 else SMALL_ARRAYS
+    whole = legacy.whole_features(info)
+    names = ARRAYS if whole else SMALL_ARRAYS
     unknown = sorted(set(digests) - {f"{name}.npy" for name in names})
     if unknown:
         raise StoreError(f"{where}: sha256 names files a store does not hold: {unknown}")
-    if info["version"] != 1:
+    if not whole:
         _check_shard_index(where, info)
     return config
 
@@ -228,8 +240,8 @@ def read_manifest(store: Path, info: dict[str, Any]) -> Manifest:
 
 
 def check_identity(store: Path, info: dict[str, Any], manifest: Manifest) -> None:
-    """store.json's ``data_identity`` (stores written since songs are identified by content)
-    is that of manifest.json's songs: neither was edited without the other."""
+    """store.json's ``data_identity`` is that of manifest.json's songs: neither was edited
+    without the other (a store that recorded none, :mod:`genre_jax.legacy`, is not checked)."""
     recorded = info.get("data_identity")
     if recorded is None:
         return

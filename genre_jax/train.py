@@ -210,8 +210,7 @@ def fit(
     if resume and checkpoints is not None and checkpoints.latest_epoch() is not None:
         state, saved = checkpoints.restore_latest(state)
         best = saved["early_stopping"]
-        # Checkpoints written before metrics.jsonl existed hold the history alone.
-        records = saved.get("metrics_log", [dict(r) for r in saved["history"]])
+        records = saved["metrics_log"]
         best_state, _ = checkpoints.restore_best(jax.tree.map(np.asarray, model_state_of(state)))
     inside = None  # (next batch, totals) of an epoch a streamed run checkpointed inside
     if resume and streamed and checkpoints is not None and config.checkpoint_steps:

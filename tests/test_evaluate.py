@@ -18,7 +18,8 @@ from genre_jax.demo import demo_configs, synthetic_settings
 from genre_jax.evaluate import compare_runs, evaluate_run
 from genre_jax.identity import IdentityError
 from genre_jax.inference import load_predictor
-from genre_jax.matching import match_tracks, select_segments
+from genre_jax.legacy import match_tracks
+from genre_jax.matching import select_segments
 from genre_jax.models import get_spec
 from genre_jax.prepare import prepare
 from genre_jax.reports import comparison_markdown

@@ -19,9 +19,9 @@ import pytest
 
 from genre_jax.checkpoint import CheckpointError
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
-from genre_jax.fileio import OutputDirError
 from genre_jax.inference import load_predictor
 from genre_jax.models import get_spec, specs
+from genre_jax.output_dirs import OutputDirError
 from genre_jax.runner import train_run
 from tests.conftest import child_env
 
@@ -421,7 +421,7 @@ def test_overwrite_refuses_a_folder_genre_jax_did_not_write(
 
 
 def test_overwrite_replaces_our_own_runs_old_and_new(synthetic_store, tmp_path: Path) -> None:
-    from genre_jax.fileio import MARKER
+    from genre_jax.output_dirs import MARKER
 
     config = TrainConfig(model="svm", time_flip=False)
     run = tmp_path / "run"

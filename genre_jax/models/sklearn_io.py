@@ -16,6 +16,7 @@ from pathlib import Path
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
+from genre_jax import legacy
 from genre_jax.binding import (
     CheckpointError,
     bind,
@@ -90,9 +91,9 @@ def save_pipeline(model: Pipeline, path: str | os.PathLike) -> None:
 def load_pipeline(path: str | os.PathLike) -> Pipeline:
     """Load a pipeline written by :func:`save_pipeline`, refusing any type outside the trusted list.
 
-    When the sidecar :func:`save_pipeline` writes in a run directory is there, the file's bytes,
-    the sidecar and the run's ``config.json`` must be those it recorded (a file written before
-    sidecars existed loads without these checks).
+    The file's bytes, the sidecar :func:`save_pipeline` writes beside it in a run directory and
+    the run's ``config.json`` must be those it recorded (a file older than sidecars:
+    :func:`genre_jax.legacy.pipeline_without_sidecar`).
 
     Raises:
         UntrustedModelError: the file names a type we do not trust, or is not a skops file.
@@ -101,7 +102,7 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
     """
     path = Path(path)
     data = path.read_bytes()
-    if path.with_suffix(".json").is_file():
+    if not legacy.pipeline_without_sidecar(path):
         _check_sidecar(path, data)
     try:
         named = set(sio.get_untrusted_types(data=data))
