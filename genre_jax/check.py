@@ -5,7 +5,7 @@ file and the reason. Tracks that the dataset's table lists but that are left out
 decoding (FMA's tracks without a top genre, files that are not there) are counted by reason
 and the first few named. Errors (the file would be skipped) and warnings (usable, but worth a look:
 silent, clipped, resampled, mixed down, or an Ogg or MP3 file whose container shows it was cut,
-:func:`genre_jax.audio.truncation_warning`) are told apart.
+:func:`genre_jax.truncation.truncation_warning`) are told apart.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from genre_jax.audio import AudioError, load_audio, truncation_warning
+from genre_jax.audio import AudioError, load_audio
 from genre_jax.config import FeatureConfig
 from genre_jax.datasets import Manifest, discover
 from genre_jax.extraction import prefetch
+from genre_jax.truncation import truncation_warning
 
 
 @dataclass

@@ -15,7 +15,8 @@ directory, then the folds are summarised::
       plots/confusion_song_{counts,normalized}.png   summed over the folds
 
 Means and standard deviations are over folds, the standard deviation with ``ddof=0`` (the
-convention of the reference figures in ``shared/data/README.md``). Running the same command
+convention of the reference figures in ``shared/data/README.md``); the report is written by
+:mod:`genre_jax.crossval_report`. Running the same command
 again continues a killed experiment: finished folds are kept, a fold killed during training
 resumes from its latest checkpoint. It continues only on the songs it started on: the store's
 data identity is recorded in ``experiment.json`` and every kept fold's songs are checked
@@ -26,27 +27,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from genre_jax import plots
+from genre_jax import legacy
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
+from genre_jax.crossval_report import FOLD_METRICS, fold_row, summarise
 from genre_jax.ensemble import ensemble_name, make_ensemble
 from genre_jax.evaluate import evaluate_run
-from genre_jax.fileio import (
-    MARKER,
-    OutputDirError,
-    atomic_write_bytes,
-    atomic_write_json,
-    describe_entries,
-    mark_dir,
-    read_json,
-    remove_own_dir,
-    require_folder_or_absent,
-)
+from genre_jax.fileio import atomic_write_json, read_json
 from genre_jax.identity import IdentityError, read_songs, require_identities, require_songs
 from genre_jax.input_checks import check_against_features
 from genre_jax.metrics import (
@@ -56,8 +46,16 @@ from genre_jax.metrics import (
     log_event,
     require_tensorboard,
 )
+from genre_jax.output_dirs import (
+    MARKER,
+    OutputDirError,
+    describe_entries,
+    mark_dir,
+    remove_own_dir,
+    require_folder_or_absent,
+)
 from genre_jax.parallel import barrier, is_main_process
-from genre_jax.reports import ran_text
+from genre_jax.prepare import prepare
 from genre_jax.runner import train_run
 from genre_jax.settings import require_same
 from genre_jax.splits import Split
@@ -67,7 +65,6 @@ from genre_jax.windows import check_hop
 
 FEATURES_DIR = "features"  # where ``crossval --data-dir`` prepares its store, inside OUT
 CROSSVAL_SPLITS = ("kfold", "song")  # what k-fold cross-validation runs: folds of songs
-FOLD_METRICS = ("song_accuracy", "song_accuracy_vote", "segment_accuracy", "macro_f1")
 
 
 def fold_config(config: TrainConfig, fold: int) -> TrainConfig:
@@ -124,14 +121,9 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
 def _require_same_data(out_dir: Path, saved: dict[str, Any], experiment: dict[str, Any]) -> None:
     """A cross-validation continues only on the data its folds were made on: the same data
     identity (:mod:`genre_jax.identity`: the same songs in the same order, each member's store
-    for a mixed ensemble); one written before identities, only on the same store."""
+    for a mixed ensemble; an older folder: :func:`genre_jax.legacy.require_same_crossval_store`)."""
     if "data_identity" not in saved:
-        if saved.get("store") != experiment["store"]:
-            raise IdentityError(
-                f"cross-validation {out_dir}: was written before songs were identified by "
-                f"their audio on store {saved.get('store')}, not {experiment['store']}; its "
-                "folds continue only on that store (--overwrite starts afresh)"
-            )
+        legacy.require_same_crossval_store(out_dir, saved, experiment)
         return
     for key in ("data_identity", "member_data_identities"):
         if saved.get(key) != experiment.get(key):
@@ -161,6 +153,30 @@ def member_names(configs: Sequence[TrainConfig]) -> list[str]:
     """Folder names of ensemble members: the model name, numbered where one repeats."""
     models = [c.model for c in configs]
     return [m if models.count(m) == 1 else f"{m}-{i}" for i, m in enumerate(models)]
+
+
+def prepare_stores(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    configs: Iterable[FeatureConfig],
+    *,
+    features_dir: str | Path | None = None,
+    subset: str | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """The feature stores of ``crossval --data-dir``: one per member's feature settings
+    (``configs``, in member order), prepared from ``data_dir`` into ``features_dir`` (default
+    ``out_dir/features``, :data:`FEATURES_DIR`). Members of the same settings share one store;
+    each store is prepared when its settings are first reached (``subset``: FMA's)."""
+    features_dir = features_dir or Path(out_dir) / FEATURES_DIR
+    prepared: dict[FeatureConfig, Path] = {}  # one store per distinct feature setting
+    paths = []
+    for config in configs:
+        if config not in prepared:
+            store = prepare(data_dir, features_dir, config, progress=progress, subset=subset)
+            prepared[config] = store.path
+        paths.append(prepared[config])
+    return paths
 
 
 def crossval(
@@ -311,7 +327,7 @@ def crossval(
             name = "report.json" if window_hop is None else f"report-hop{window_hop:g}s.json"
             if not (fold_dir / name).is_file():
                 evaluate_run(fold_dir, window_hop=window_hop)
-            rows.append(_fold_row(fold, fold_dir, name))
+            rows.append(fold_row(fold, fold_dir, name))
             figures = {k: rows[-1][k] for k in FOLD_METRICS}
             log_event(out_dir, "fold", {"fold": fold, **figures}, step=fold)
             log(
@@ -339,134 +355,3 @@ def test_songs(store: FeatureStore, split: Split) -> set[tuple[str, str]]:
     tracks = store.manifest.tracks
     indices = split.part_tracks("test", store.tracks)
     return {(tracks[int(i)].genre, str(tracks[int(i)].content)) for i in indices}
-
-
-def _fold_row(fold: int, run_dir: Path, name: str = "report.json") -> dict[str, Any]:
-    report = read_json(run_dir / name)
-    summary_path = run_dir / "summary.json"  # an ensemble has none
-    summary = read_json(summary_path) if summary_path.is_file() else {}
-    return {
-        "fold": fold,
-        "run": str(run_dir),
-        "songs": report["songs"],
-        "segments": report["segments"],
-        "song_accuracy": report["song_accuracy"],
-        "song_accuracy_vote": report["song_accuracy_vote"],
-        "segment_accuracy": report["segment_accuracy"],
-        "macro_f1": report["macro_avg"]["f1"],
-        "best_epoch": summary.get("best_epoch"),
-        "train_seconds": summary.get("train_seconds"),
-        "confusion": report["confusion"]["song"]["counts"],
-        "genres": report["genres"],
-    }
-
-
-def summarise(
-    rows: Sequence[dict[str, Any]], experiment: dict[str, Any], out_dir: Path
-) -> dict[str, Any]:
-    """Mean and standard deviation over folds, pooled confusion; writes report and plots."""
-    genres = rows[0]["genres"]
-    confusion = np.sum([np.array(r["confusion"]) for r in rows], axis=0)
-    values = {m: np.array([r[m] for r in rows], np.float64) for m in FOLD_METRICS}
-    members = experiment["members"]
-    train = next(iter(members.values()))
-    report = {
-        "model": experiment["model"],
-        "description": experiment["description"],
-        "protocol": experiment["protocol"],
-        # Folders written before reports said what ran have none of these three.
-        "data_dir": experiment.get("data_dir"),
-        "experiment_file": experiment.get("experiment_file"),
-        "given": experiment.get("given", {}),
-        "folds": train["folds"],
-        "split_seed": train["split_seed"],
-        # Folders written before artist-grouped folds existed were grouped by song.
-        "grouped_by": experiment.get("grouped_by", "song"),
-        "val_per_genre": {name: m["val_per_genre"] for name, m in members.items()},
-        "features": experiment["features"],
-        "member_features": experiment.get("member_features"),
-        "window_hop": experiment.get("window_hop"),
-        "train": members if len(members) > 1 else train,
-        "mean": {m: float(v.mean()) for m, v in values.items()},
-        "std": {m: float(v.std()) for m, v in values.items()},
-        "pooled_song_accuracy": float(np.trace(confusion) / confusion.sum()),
-        "songs": int(confusion.sum()),
-        "per_fold": [{k: r[k] for k in r if k not in ("confusion", "genres")} for r in rows],
-        "genres": genres,
-        "confusion_song_counts": confusion.tolist(),
-    }
-    plots.confusion_matrices(
-        confusion,
-        genres,
-        lambda kind: out_dir / "plots" / f"confusion_song_{kind}.png",
-        lambda kind: f"{experiment['model']} song-level confusion, {len(rows)} folds ({kind})",
-    )
-    atomic_write_json(out_dir / "report.json", report)
-    atomic_write_bytes(out_dir / "report.md", crossval_markdown(report).encode())
-    return report
-
-
-def feature_text(features: FeatureConfig) -> str:
-    """``logc, 96 coefficients at 16000 Hz, 2 s segments``."""
-    return (
-        f"{features.kind}, {features.n_features} coefficients at {features.sample_rate} Hz, "
-        f"{features.segment_seconds:g} s segments"
-    )
-
-
-def crossval_markdown(report: dict[str, Any]) -> str:
-    """The cross-validation report as markdown: settings, one row per fold, mean +- std."""
-    pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
-    features = FeatureConfig.from_json(report["features"])
-    level = "artist-grouped" if report.get("grouped_by") == "artist" else "song-level"
-    lines = [f"# {report['model']}: {report['folds']}-fold {level} cross-validation", ""]
-    if report["description"]:
-        lines += [report["description"], ""]
-    provenance = {k: report.get(k) for k in ("experiment_file", "protocol", "given")}
-    lines += [ran_text(report.get("data_dir"), features, provenance), ""]
-    if report["protocol"] and not report.get("experiment_file"):
-        lines += [f"Protocol: {report['protocol']}", ""]
-    held = report["val_per_genre"]
-    held_text = (
-        ", ".join(f"{v} ({k})" for k, v in held.items()) if len(held) > 1 else str(*held.values())
-    )
-    member_features = report.get("member_features")
-    if member_features:  # members reading different features: each one's
-        kinds = "; ".join(
-            f"{name}: {feature_text(FeatureConfig.from_json(f))}"
-            for name, f in member_features.items()
-        )
-    else:
-        kinds = feature_text(features)
-    lines += [
-        f"Features: {kinds}; split seed {report['split_seed']}; "
-        f"validation songs per genre held out of each training fold: {held_text}.",
-        "",
-        "| fold | songs | song acc. % | song acc. (vote) % | segment acc. % | macro F1 | "
-        "best epoch | train s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in report["per_fold"]:
-        lines.append(
-            f"| {r['fold']} | {r['songs']} | {pct(r['song_accuracy'])} | "
-            f"{pct(r['song_accuracy_vote'])} | {pct(r['segment_accuracy'])} | "
-            f"{r['macro_f1']:.3f} | {r['best_epoch'] if r['best_epoch'] is not None else '-'} | "
-            f"{r['train_seconds'] if r['train_seconds'] is not None else '-'} |"
-        )
-    mean, std = report["mean"], report["std"]
-    lines += [
-        f"| **mean +- std** | {report['songs']} | **{pct(mean['song_accuracy'])} +- "
-        f"{pct(std['song_accuracy'])}** | {pct(mean['song_accuracy_vote'])} +- "
-        f"{pct(std['song_accuracy_vote'])} | {pct(mean['segment_accuracy'])} +- "
-        f"{pct(std['segment_accuracy'])} | {mean['macro_f1']:.3f} | | |",
-        "",
-        f"Pooled over folds: {pct(report['pooled_song_accuracy'])} % of {report['songs']} songs. "
-        "Standard deviations over folds (ddof=0).",
-    ]
-    if report.get("window_hop") is not None:
-        lines += [
-            "",
-            f"Song-level figures: the mean probability over overlapping windows of one segment "
-            f"every {report['window_hop']:g} s of each song; segment-level: the store's segments.",
-        ]
-    return "\n".join(lines) + "\n"

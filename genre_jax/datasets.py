@@ -16,8 +16,8 @@ numbered like FMA's audio folders (``000``, ``001``, ...), or that has FMA's aud
 is one track: a genre folder that is a link to another, or a file reached twice (a symbolic or
 hard link to a file listed under this or another genre), is refused, naming both places; so is
 a genre name with a line break or another control character
-(:func:`genre_jax.tables.genre_name_problem`). Folders are walked without recursion, so a tree
-of any depth is read (a 1,500-level tree overflowed Python's stack through ``os.walk``).
+(:func:`genre_jax.listing_checks.genre_name_problem`). Folders are walked without recursion,
+so a tree of any depth is read (a 1,500-level tree overflowed Python's stack through ``os.walk``).
 Genre indices follow the sorted genre names. The synthetic dataset used by the demo and the
 tests lives in :mod:`genre_jax.synthetic` and is re-exported here.
 """
@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genre_jax import tables
+from genre_jax import listing_checks, tables
 from genre_jax.audio import is_audio_file
 from genre_jax.manifest import (
     DatasetError,
@@ -141,12 +141,14 @@ def _refuse_genre_names(genre_root: Path, folders: dict[str, list[Path]]) -> Non
     """Refuse a genre folder whose name cannot name a genre (before any message quotes it).
 
     Raises:
-        DatasetError: see :func:`genre_jax.tables.genre_name_problem`.
+        DatasetError: see :func:`genre_jax.listing_checks.genre_name_problem`.
     """
     for genre in folders:
-        problem = tables.genre_name_problem(genre)
+        problem = listing_checks.genre_name_problem(genre)
         if problem is not None:
-            raise DatasetError(f"{genre_root}: genre folder {tables.shown(genre)} {problem}")
+            raise DatasetError(
+                f"{genre_root}: genre folder {listing_checks.shown(genre)} {problem}"
+            )
 
 
 def _refuse_unlike_folders(genre_root: Path, folders: dict[str, list[Path]]) -> None:
@@ -162,8 +164,9 @@ def _refuse_unlike_folders(genre_root: Path, folders: dict[str, list[Path]]) -> 
         inner = [f.relative_to(genre_root / genre).as_posix() for f in files]
         if all(_FMA_FILE.fullmatch(name) for name in inner):
             raise DatasetError(
-                f"{genre_root}: genre folder {tables.shown(genre)} holds the Free Music "
-                f"Archive's numbered audio folders ({tables.shown(f'{genre}/{inner[0]}')}), not "
+                f"{genre_root}: genre folder {listing_checks.shown(genre)} holds the Free Music "
+                "Archive's numbered audio folders "
+                f"({listing_checks.shown(f'{genre}/{inner[0]}')}), not "
                 "one genre's songs; "
                 "FMA's genres are in fma_metadata/tracks.csv: give the folder holding "
                 "fma_metadata/ and fma_<subset>/, or move this folder out of the genre folders"
@@ -171,15 +174,15 @@ def _refuse_unlike_folders(genre_root: Path, folders: dict[str, list[Path]]) -> 
         target = (genre_root / genre).resolve()
         if target in resolved:
             raise DatasetError(
-                f"{genre_root}: genre folders {tables.shown(resolved[target])} and "
-                f"{tables.shown(genre)} are one folder ({target}; one is a link to the "
+                f"{genre_root}: genre folders {listing_checks.shown(resolved[target])} and "
+                f"{listing_checks.shown(genre)} are one folder ({target}; one is a link to the "
                 "other): its songs would be tracks of both genres; remove the link"
             )
         resolved[target] = genre
-    tables.refuse_same_files(
+    listing_checks.refuse_same_files(
         genre_root,
         (
-            (tables.shown(path.relative_to(genre_root).as_posix()), path)
+            (listing_checks.shown(path.relative_to(genre_root).as_posix()), path)
             for files in folders.values()
             for path in files
         ),
@@ -232,7 +235,7 @@ def discover(data_dir: str | os.PathLike, subset: str | None = None) -> Manifest
                 Track(
                     id=track_id,
                     genre=genre,
-                    path=str(tables.resolved(path)),
+                    path=str(listing_checks.resolved(path)),
                     size=file_size(path),
                 )
             )

@@ -21,10 +21,11 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 from rich.progress import track as progress_bar
 
-from genre_jax.audio import AudioError, load_song, segment, truncation_warning
+from genre_jax.audio import AudioError, load_song, segment
 from genre_jax.config import FeatureConfig
 from genre_jax.datasets import Manifest
 from genre_jax.features import extract_jit
+from genre_jax.truncation import truncation_warning
 
 ARRAYS = ("features", "labels", "tracks", "positions")
 """Names of the arrays :func:`extract_tracks` returns, in the order a store writes them."""

@@ -5,14 +5,9 @@ same list that dataset discovery uses: a folder stands for the audio files under
 given by name with another extension is refused (a per-file error naming the extension), not
 decoded anyway.
 
-A file is decoded as a stream (:func:`genre_jax.audio.iter_audio_blocks`) and cut into the
-non-overlapping full segments the run was trained on (``segment_seconds`` at ``sample_rate``,
-10 s at 22050 Hz for the seed's recipe); the remainder shorter than a segment is dropped, as in
-training. At most ``max_segments_in_memory`` segments of audio are held at once; they go to the
-device in batches of at most :data:`DEVICE_BATCH` segments, padded with silent segments to a
-power of two so that the feature extractor and the model compile for at most
-``log2(DEVICE_BATCH) + 1`` batch shapes whatever the file's length. Only the per-segment
-probabilities are kept, so memory does not grow with the file (a few bytes per segment).
+A file is streamed and cut into the non-overlapping full segments the run was trained on, in
+bounded memory whatever its length (:func:`genre_jax.segment_rows.file_rows`); only the
+per-segment probabilities are kept.
 
 The track's genre is the one of highest mean probability over its segments. A file shorter
 than one segment is zero-padded to one segment (``padded=True``): every model takes a fixed
@@ -25,10 +20,9 @@ float WAV holding values of 1e18) gets a per-file error instead of NaN probabili
 from __future__ import annotations
 
 import json
-import math
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,14 +32,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from genre_jax.audio import AUDIO_EXTENSIONS, AudioError, is_audio_file, iter_audio_blocks
-from genre_jax.config import ConfigError, FeatureConfig
-from genre_jax.features import extract_jit
+from genre_jax.audio import is_audio_file
+from genre_jax.config import ConfigError
 from genre_jax.inference import Predictor, load_predictor
 from genre_jax.parallel import gather_blocks, process_block
-
-DEVICE_BATCH = 16  # segments per feature-extraction and model call (padded to a power of two)
-AUDIO_SCALE = 1e3  # peak sample magnitude beyond which samples are no audio signal
+from genre_jax.segment_rows import FileRefused, file_rows
 
 
 @dataclass
@@ -114,113 +105,6 @@ class TrackPrediction:
 # --- one file -------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Segmenter:
-    """Cuts a stream of sample blocks into chunks of full segments (at most ``max_segments``).
-
-    After iteration, ``samples`` is the stream's length and ``padded`` says whether a stream
-    shorter than one segment was yielded as one zero-padded segment.
-    """
-
-    segment_samples: int
-    max_segments: int
-    samples: int = 0
-    padded: bool = False
-    _yielded: int = field(default=0, repr=False)
-
-    def chunks(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """``(k, segment_samples)`` float32 chunks, ``1 <= k <= max_segments``."""
-        capacity = self.max_segments * self.segment_samples
-        buffer = np.zeros(capacity, np.float32)
-        filled = 0
-        for block in blocks:
-            self.samples += block.shape[0]
-            start = 0
-            while start < block.shape[0]:
-                take = min(block.shape[0] - start, capacity - filled)
-                buffer[filled : filled + take] = block[start : start + take]
-                filled += take
-                start += take
-                if filled == capacity:
-                    self._yielded += self.max_segments
-                    yield buffer.reshape(self.max_segments, self.segment_samples)
-                    buffer = np.zeros(capacity, np.float32)
-                    filled = 0
-        full = filled // self.segment_samples
-        if full:
-            self._yielded += full
-            yield buffer[: full * self.segment_samples].reshape(full, self.segment_samples)
-        elif self._yielded == 0 and filled:
-            self.padded = True  # the buffer is zeros beyond ``filled``
-            self._yielded = 1
-            yield buffer[: self.segment_samples].reshape(1, self.segment_samples)
-
-
-def _bucket(n: int) -> int:
-    """The batch size ``n`` segments are padded to: the next power of two, ``<= DEVICE_BATCH``."""
-    return min(DEVICE_BATCH, 1 << max(0, math.ceil(math.log2(n))))
-
-
-def score_segments(segments: np.ndarray, predictor: Predictor) -> np.ndarray:
-    """Class probabilities ``(n, classes)`` float64 of audio segments ``(n, segment_samples)``.
-
-    Features (:func:`genre_jax.features.extract_jit`) and probabilities are computed in device
-    batches of at most :data:`DEVICE_BATCH` segments, each padded with silent segments to a
-    power of two (every segment is scored independently, so the padding does not change the
-    rows kept).
-
-    Raises:
-        ValueError: ``segments`` is not ``(n, segment_samples)``, or some segment's features
-            are not finite (samples far beyond audio scale).
-    """
-    probabilities = _rows(segments, predictor.feature_config, predictor.predict_proba)
-    if probabilities is None:
-        raise ValueError("features are not finite (samples far beyond audio scale)")
-    if probabilities.shape[0] == 0:
-        return np.zeros((0, len(predictor.genres)))
-    return probabilities
-
-
-RowsOf = Callable[[np.ndarray], np.ndarray]
-"""What is computed per segment: ``(n, frames, coefficients)`` features -> ``(n, k)`` rows,
-each row depending on its own segment only (a model's probabilities, an embedding)."""
-
-
-def _rows(segments: np.ndarray, config: FeatureConfig, rows_of: RowsOf) -> np.ndarray | None:
-    """``rows_of`` the features of audio segments, in padded device batches; None as soon as
-    a batch's features are not finite (a model is never given them: the SVM refuses NaN, a
-    network returns NaN)."""
-    if segments.ndim != 2 or segments.shape[1] != config.segment_samples:
-        raise ValueError(
-            f"segments of shape {segments.shape}; this run needs (n, {config.segment_samples})"
-        )
-    rows = []
-    for start in range(0, segments.shape[0], DEVICE_BATCH):
-        part = segments[start : start + DEVICE_BATCH]
-        batch = np.zeros((_bucket(part.shape[0]), config.segment_samples), np.float32)
-        batch[: part.shape[0]] = part
-        features = np.asarray(extract_jit(batch, config))
-        if not np.isfinite(features[: part.shape[0]]).all():
-            return None
-        rows.append(np.asarray(rows_of(features))[: part.shape[0]])
-    return np.concatenate(rows) if rows else np.zeros((0, 0))
-
-
-def _not_finite(what: str, peak: float) -> str:
-    """The reason for a file whose ``what`` are not finite, with its peak sample magnitude."""
-    scale = ": not audio-scale values" if peak > AUDIO_SCALE else ""
-    return f"{what} are not finite (samples up to {peak:.1e}{scale})"
-
-
-def _extension_error(path: str | Path) -> str | None:
-    """Why ``path`` is refused by its extension, or None if it has an audio extension."""
-    if is_audio_file(path):
-        return None
-    suffix = Path(path).suffix
-    what = f"extension {suffix!r} is not an audio extension" if suffix else "no file extension"
-    return f"{what} (accepted: {', '.join(sorted(AUDIO_EXTENSIONS))})"
-
-
 def _top_k(mean: np.ndarray, genres: Sequence[str], k: int) -> list[tuple[str, float]]:
     order = np.argsort(-mean, kind="stable")[:k]
     return [(genres[i], float(mean[i])) for i in order]
@@ -229,75 +113,6 @@ def _top_k(mean: np.ndarray, genres: Sequence[str], k: int) -> list[tuple[str, f
 def _check_top_k(top_k: int) -> None:
     if top_k < 1:
         raise ConfigError(f"predict setting top_k={top_k}: must be >= 1")
-
-
-class FileRefused(Exception):
-    """An audio file that gives no rows; ``reason`` says why (one file's error: the others
-    are still read)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass
-class FileRows:
-    """What :func:`file_rows` computed for one file.
-
-    Attributes:
-        rows: per segment, in order, ``(segments, k)``.
-        padded: the file was shorter than one segment and was zero-padded to one.
-        duration: decoded length in seconds at the feature settings' sample rate.
-    """
-
-    rows: np.ndarray
-    padded: bool
-    duration: float
-
-
-def file_rows(
-    path: str | Path,
-    config: FeatureConfig,
-    rows_of: RowsOf,
-    *,
-    what: str,
-    max_segments_in_memory: int = 64,
-) -> FileRows:
-    """``rows_of`` the features (``config``) of every full segment of one audio file.
-
-    The file is decoded as a stream: at most ``max_segments_in_memory`` segments of audio
-    (each ``config.segment_samples`` float32 samples: 0.88 MB for 10 s at 22050 Hz) are held
-    on the host at once, and at most :data:`DEVICE_BATCH` on the device; only the rows are
-    kept. ``what`` names the rows in the reason for rows that are not finite.
-
-    Raises:
-        FileRefused: a name without an extension of :data:`~genre_jax.audio.AUDIO_EXTENSIONS`,
-            an unreadable file (any :class:`~genre_jax.audio.AudioError`), no samples, or
-            features or rows that are not finite (the reason gives the peak sample magnitude).
-        ConfigError: ``max_segments_in_memory`` is below 1.
-    """
-    if max_segments_in_memory < 1:
-        raise ConfigError(f"setting max_segments_in_memory={max_segments_in_memory}: must be >= 1")
-    refused = _extension_error(path)
-    if refused is not None:
-        raise FileRefused(refused)
-    segmenter = _Segmenter(config.segment_samples, max_segments_in_memory)
-    parts = []
-    peak = 0.0
-    try:
-        for chunk in segmenter.chunks(iter_audio_blocks(path, config.sample_rate)):
-            peak = max(peak, float(np.max(np.abs(chunk))))
-            rows = _rows(chunk, config, rows_of)
-            if rows is None:
-                raise FileRefused(_not_finite("features", peak))
-            if not np.isfinite(rows).all():
-                raise FileRefused(_not_finite(what, peak))
-            parts.append(rows)
-    except AudioError as error:
-        raise FileRefused(error.reason) from None
-    if not parts:
-        raise FileRefused(f"no audio samples at {config.sample_rate} Hz after resampling")
-    return FileRows(np.concatenate(parts), segmenter.padded, segmenter.samples / config.sample_rate)
 
 
 def predict_file(
@@ -309,8 +124,9 @@ def predict_file(
 ) -> TrackPrediction:
     """Predict the genre of one audio file of any format, rate, channel count and length.
 
-    The file is streamed (:func:`file_rows`): at most ``max_segments_in_memory`` segments of
-    audio are held on the host at once, and at most :data:`DEVICE_BATCH` on the device.
+    The file is streamed (:func:`~genre_jax.segment_rows.file_rows`): at most
+    ``max_segments_in_memory`` segments of audio are held on the host at once, and at most
+    :data:`~genre_jax.segment_rows.DEVICE_BATCH` on the device.
 
     Args:
         path: the audio file.

@@ -30,23 +30,27 @@ there, is left out with the reason; a path listed twice is refused.
 **Either table** is refused, naming the line, where it lists one file twice (the same path,
 or a hard or symbolic link to a file listed before: one file would be two tracks), where a
 genre's name holds a line break or another control character (it becomes a cell of the
-reports' tables), and where a physical line is longer than :data:`MAX_LINE_CHARS` (which
-bounds what one line may cost before it is held). Values quoted in messages are cut to a few
-dozen characters.
+reports' tables), and where a physical line is longer than
+:data:`~genre_jax.listing_checks.MAX_LINE_CHARS` (which bounds what one line may cost before it
+is held). Values quoted in messages are cut to a few dozen characters. These checks are
+:mod:`genre_jax.listing_checks`', shared with the folder trees of :mod:`genre_jax.datasets`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import re
-import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TextIO
 
+from genre_jax.listing_checks import (
+    genre_name_problem,
+    refuse_same_files,
+    resolved,
+    shown,
+    table_records,
+)
 from genre_jax.manifest import (
     DatasetError,
     Excluded,
@@ -58,15 +62,9 @@ from genre_jax.manifest import (
 
 __all__ = [
     "FMA_SUBSETS",
-    "MAX_GENRE_CHARS",
-    "MAX_LINE_CHARS",
     "find_fma",
-    "genre_name_problem",
     "read_csv_manifest",
     "read_fma",
-    "refuse_same_files",
-    "resolved",
-    "shown",
 ]
 
 FMA_SUBSETS = ("small", "medium", "large")
@@ -74,20 +72,7 @@ FMA_SUBSETS = ("small", "medium", "large")
 FMA_METADATA = Path("fma_metadata") / "tracks.csv"
 FMA_COLUMNS = ("track.genre_top", "set.subset", "set.split", "artist.id")
 _AUDIO_FOLDERS = ("small", "medium", "large", "full")  # fma_full: large's tracks, untrimmed
-MAX_LINE_CHARS = 1 << 20
-"""Longest physical line (characters, its line break included) of a table read here. A CSV
-manifest's line holds a path (at most 4,096 bytes on Linux), a genre, an artist and a split;
-FMA's ``tracks.csv`` holds 53 fields, of which the biographies are the long ones, and the
-``csv`` module already refuses any field over 128 KiB (``csv.field_size_limit``), so a longer
-line would need eight fields near that limit. A line is refused before it is split into
-fields, so one line of short fields costs about 25 MB at most (one of 50 MB cost ~380 MB)."""
-MAX_GENRE_CHARS = 255
-"""Longest genre name: as long as a folder's name may be (255 bytes on Linux), so that a
-genre from a table could also be a folder of a folder-per-genre tree."""
 _TRACK_ID = re.compile(r"0|[1-9][0-9]{0,5}")  # [0-9], not \d: ASCII digits only
-_CONTROLS = {"Cc", "Cs", "Zl", "Zp"}  # controls, undecodable bytes of a name, line separators
-_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}  # reorder a row
-_SHOWN = 60  # characters of a value quoted in a message
 _PART_NAMES = {
     "train": "train",
     "training": "train",
@@ -108,119 +93,6 @@ def _check_subset(subset: str | None, where: Path) -> None:
         raise DatasetError(
             f"{where}: subset={subset!r} (--subset): FMA's subsets are {', '.join(FMA_SUBSETS)}"
         )
-
-
-def shown(value: str, limit: int = _SHOWN) -> str:
-    """``value`` quoted and escaped as a message shows it (a line break in it cannot split the
-    message), cut to ``limit`` characters with its length said (a 5,000-digit track id is not
-    echoed whole)."""
-    if len(value) <= limit:
-        return repr(value)
-    return f"{value[:limit]!r}... ({len(value):,} characters)"
-
-
-def genre_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot name a genre, or ``None`` when it can.
-
-    A genre's name becomes a cell of the reports' Markdown tables, a plot's label and a key of
-    ``labels.json``: a line break (``\\n``, ``\\r``, U+2028), another control character, an
-    undecodable byte of a folder's name (a lone surrogate) or a bidirectional override would
-    break a table or make it lie. Longer than :data:`MAX_GENRE_CHARS` is refused too.
-    """
-    if len(name) > MAX_GENRE_CHARS:
-        return f"is longer than {MAX_GENRE_CHARS} characters"
-    for char in name:
-        if unicodedata.category(char) in _CONTROLS or char in _BIDI:
-            return (
-                f"holds the control character U+{ord(char):04X}; a genre's name becomes a cell "
-                "of the reports' tables"
-            )
-    return None
-
-
-def refuse_same_files(where: str | os.PathLike, listed: Iterable[tuple[str, Path]]) -> None:
-    """Refuse a listing that names one file twice.
-
-    ``listed`` holds each track's description (named in the message: its path relative to the
-    dataset, or its line and genre) and its path. Files are the same when their device and
-    inode are, symbolic links followed (``os.stat``): a symbolic or hard link to a file listed
-    before would make one song two tracks, of two genres or twice in one, and could put it in
-    both training and test. A path that cannot be stat'ed (a dangling link) is left for
-    decoding to report. Copies are not found here: a song's identity by content is
-    :mod:`genre_jax.identity`'s.
-
-    Raises:
-        DatasetError: two entries are one file; the message names both.
-    """
-    seen: dict[tuple[int, int], str] = {}
-    for described, path in listed:
-        try:
-            stat = os.stat(path)
-        except OSError:
-            continue
-        key = (stat.st_dev, stat.st_ino)
-        if key in seen:
-            raise DatasetError(
-                f"{where}: {described} is the same file as {seen[key]} (a hard or symbolic "
-                "link): one song would be two tracks; keep one of them"
-            )
-        seen[key] = described
-
-
-def resolved(path: str | os.PathLike) -> Path:
-    """``path`` absolute, its links resolved as far as they go: unlike ``Path.resolve``, a
-    link loop (``a.wav -> a.wav``) is not a ``RuntimeError`` but a path that decoding
-    reports."""
-    return Path(os.path.realpath(path))
-
-
-def _bounded_lines(handle: TextIO, table: Path) -> Iterator[str]:
-    """The physical lines of ``handle``, refusing one longer than :data:`MAX_LINE_CHARS`
-    before more of it is read."""
-    number = 0
-    while True:
-        line = handle.readline(MAX_LINE_CHARS + 1)
-        if not line:
-            return
-        number += 1
-        if len(line) > MAX_LINE_CHARS:
-            raise DatasetError(
-                f"{table}: line {number} is longer than {MAX_LINE_CHARS:,} characters: not a "
-                "table this reads (a line holds one track)"
-            )
-        yield line
-
-
-def _records(table: Path, encoding: str) -> Iterator[tuple[int, list[str]]]:
-    """``(line, fields)`` of each CSV record of ``table``, streamed; ``line`` is the physical
-    line the record starts on (a quoted field may hold line breaks).
-
-    Raises:
-        DatasetError: the file cannot be read, is not text in ``encoding``, has a line longer
-            than :data:`MAX_LINE_CHARS` or a field longer than the ``csv`` module allows.
-    """
-    try:
-        handle = open(table, newline="", encoding=encoding)  # noqa: SIM115 (closed below)
-    except OSError as error:
-        raise DatasetError(f"{table}: cannot be read ({error.strerror})") from None
-    with handle:
-        reader = csv.reader(_bounded_lines(handle, table))
-        start = 1
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                raise DatasetError(
-                    f"{table}: line {reader.line_num}: not a CSV table ({error})"
-                ) from None
-            except UnicodeDecodeError as error:
-                raise DatasetError(f"{table}: not UTF-8 text ({error.reason})") from None
-            except OSError as error:
-                raise DatasetError(f"{table}: cannot be read ({error.strerror})") from None
-            yield start, record
-            start = reader.line_num + 1
 
 
 def find_fma(root: Path, subset: str | None) -> tuple[Path, Path, str] | None:
@@ -321,15 +193,16 @@ def read_fma(audio: Path, table: Path, subset: str) -> Manifest:
     Raises:
         DatasetError: ``table`` is not FMA's ``tracks.csv`` (a missing column, a track id that
             is not FMA's spelling of a number, a track listed twice, a record cut short, a line
-            over :data:`MAX_LINE_CHARS`), a genre's name is not one (:func:`genre_name_problem`),
-            two tracks are one file, or the subset has fewer than two genres.
+            over :data:`~genre_jax.listing_checks.MAX_LINE_CHARS`), a genre's name is not one
+            (:func:`genre_name_problem`), two tracks are one file, or the subset has fewer than
+            two genres.
     """
     wanted = set(FMA_SUBSETS[: FMA_SUBSETS.index(subset) + 1])
     tracks: list[Track] = []
     excluded: list[Excluded] = []
     first_line: dict[str, int] = {}
     found: list[tuple[str, Path]] = []
-    with contextlib.closing(_records(table, "utf-8")) as records:
+    with contextlib.closing(table_records(table, "utf-8")) as records:
         try:
             (_, top), (_, sub) = next(records), next(records)
         except StopIteration:
@@ -424,8 +297,9 @@ def read_csv_manifest(table: Path, subset: str | None = None) -> Manifest:
         DatasetError: the file cannot be read, has no ``path`` or ``genre`` column, lists a
             path twice (or a link to a file it lists: :func:`refuse_same_files`), names a split
             that is not one of train, val, test or a genre that cannot be one
-            (:func:`genre_name_problem`), has a line over :data:`MAX_LINE_CHARS`, holds fewer
-            than two genres, or ``subset`` is given (FMA only).
+            (:func:`genre_name_problem`), has a line over
+            :data:`~genre_jax.listing_checks.MAX_LINE_CHARS`, holds fewer than two genres, or
+            ``subset`` is given (FMA only).
     """
     if subset is not None:
         raise DatasetError(
@@ -438,7 +312,7 @@ def read_csv_manifest(table: Path, subset: str | None = None) -> Manifest:
     listed: dict[str, int] = {}
     found: list[tuple[int, str, Path, dict[str, str]]] = []
     excluded: list[tuple[str, Path, str]] = []
-    with contextlib.closing(_records(table, "utf-8-sig")) as records:
+    with contextlib.closing(table_records(table, "utf-8-sig")) as records:
         column = _csv_header(table, next(records, (1, []))[1])
         for line, record in records:
             if not record:

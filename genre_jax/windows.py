@@ -22,7 +22,7 @@ from genre_jax.audio import AudioError, load_song
 from genre_jax.config import ConfigError
 from genre_jax.identity import require_song_audio
 from genre_jax.inference import Predictor
-from genre_jax.predict import score_segments
+from genre_jax.segment_rows import score_segments
 
 
 def windows(audio: np.ndarray, window: int, hop: int) -> np.ndarray:
@@ -37,9 +37,9 @@ def windows(audio: np.ndarray, window: int, hop: int) -> np.ndarray:
 
 MIN_HOP_SECONDS = 0.01
 """The shortest window hop. A shorter one moves the windows by a fraction of a feature frame
-(23 ms at the seed's 512 samples of 22,050 Hz, 16 ms at musicnn's 256 of 16 kHz): its cost grows
-as 1 / hop (already 3,000 windows of a 30 s song at 10 ms; ``--window-hop 0.0001`` asked for
-300,000) while hardly anything new is heard."""
+(a frame's hop is 512 samples at 22,050 Hz, 23 ms, in the seed's recipe; 256 samples at
+16 kHz, 16 ms, in musicnn's): its cost grows as 1 / hop (already 3,000 windows of a 30 s song
+at a 10 ms hop; ``--window-hop 0.0001`` asked for 300,000) while hardly anything new is heard."""
 MAX_HOP_SECONDS = 86400.0
 """The longest: a day, longer than any song (a hop longer than a song scores its first window);
 beyond it the hop in samples would overflow."""

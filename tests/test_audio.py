@@ -20,8 +20,8 @@ from genre_jax.audio import (
     load_audio,
     load_segments,
     segment,
-    truncation_warning,
 )
+from genre_jax.truncation import truncation_warning
 from tests.conftest import shared
 
 SR = 22050

@@ -198,7 +198,7 @@ def test_a_legacy_run_predicts_as_it_did(run, legacy_runs, capsys) -> None:
 def test_a_legacy_crossval_report_still_renders() -> None:
     """A cross-validation folder written before reports said what ran (no data folder, no
     experiment file recorded) still reads as a report."""
-    from genre_jax.crossval import crossval_markdown
+    from genre_jax.crossval_report import crossval_markdown
 
     report = json.loads((LEGACY / "rundirs" / "crossval-svm" / "report.json").read_text())
     text = crossval_markdown(report)

@@ -20,18 +20,14 @@ import soundfile
 
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.fileio import (
-    LAYOUTS,
-    MARKER,
     JSONFileError,
     NotRegularFileError,
-    OutputDirError,
-    dir_kind,
-    foreign_entries,
     read_json,
     read_json_object,
     require_regular_file,
 )
 from genre_jax.models.svm import SVMSettings
+from genre_jax.output_dirs import LAYOUTS, MARKER, OutputDirError, dir_kind, foreign_entries
 from genre_jax.runner import train_run
 from genre_jax.store_shards import ShardedFeatures, ShardError, ShardWriter
 from tests.conftest import child_env
@@ -268,7 +264,7 @@ def windows_at_once(reader, path: str, hop_seconds: float) -> np.ndarray:
     """The windows' probabilities as they were computed before: every window of the song
     copied out at once and scored in one call."""
     from genre_jax.audio import load_audio
-    from genre_jax.predict import score_segments
+    from genre_jax.segment_rows import score_segments
     from genre_jax.windows import windows
 
     config = reader.feature_config
@@ -349,7 +345,8 @@ def test_a_window_hop_out_of_range_is_one_line(hop: object, reason: str) -> None
 FIFO_CHECKS = """
 import json, sys
 from pathlib import Path
-from genre_jax.fileio import JSONFileError, NotRegularFileError, dir_kind, read_json_object
+from genre_jax.fileio import JSONFileError, NotRegularFileError, read_json_object
+from genre_jax.output_dirs import dir_kind
 from genre_jax.store import verify_store
 from genre_jax.store_checks import StoreError
 out = {}

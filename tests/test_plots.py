@@ -12,16 +12,13 @@ import pytest
 import soundfile as sf
 
 from genre_jax.audio import AudioError
+from genre_jax.audio_plots import mel_db, plot_file, waveform_and_mel, waveform_and_mel_figure
 from genre_jax.plots import (
     confusion_matrix,
     confusion_matrix_figure,
-    mel_db,
     normalize_rows,
-    plot_file,
     training_curves,
     training_curves_figure,
-    waveform_and_mel,
-    waveform_and_mel_figure,
 )
 from genre_jax.synthetic import GENRES, synthesize_clip
 

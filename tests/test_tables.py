@@ -418,7 +418,7 @@ def test_a_line_longer_than_the_bound_is_refused_before_it_is_held(tmp_path: Pat
     row was held); a line is now refused, with its number, once it passes the bound."""
     import tracemalloc
 
-    from genre_jax.tables import MAX_LINE_CHARS
+    from genre_jax.listing_checks import MAX_LINE_CHARS
 
     for name in ("x.wav", "y.wav"):
         sf.write(tmp_path / name, np.zeros(2205, np.float32), 22050)

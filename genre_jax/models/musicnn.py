@@ -36,6 +36,12 @@ the patches' embeddings are averaged.
 The MSD's tracks are not GTZAN's, but both draw on commercially released Western music of the
 same decades: accuracy on GTZAN with these weights is transfer from a much larger labelled
 collection, not learning from GTZAN alone, and is reported as such.
+
+The module stays one (about 450 lines) because it is one artefact, the wheel's pretrained
+tagger: its checkpoints and tags, the published digests, fetching and converting the weights,
+and the network that reads them (the same wheel's VGG checkpoints run in
+:mod:`genre_jax.models.vgg`). Saved ``musicnnsvm`` pipelines also name
+``genre_jax.models.musicnn.MusicnnEmbedding`` as a trusted type, so that class cannot move.
 """
 
 from __future__ import annotations
@@ -287,9 +293,9 @@ def _midend_layer(w: Weights, conv: str, norm: str, x: jax.Array, bn: Norm) -> j
     """A 1-D convolution over 7 frames spanning all channels, ReLU, batch norm: (B, T, 64).
 
     The checkpoint's kernel is 2-D, ``(7, channels, 1, 64)``: the graph convolves a one-channel
-    image ``channels`` wide with a kernel as wide. The same sums as a 1-D convolution over time
-    with ``channels`` input channels run 3.3x faster in XLA on CPU (35 vs 116 ms for the first
-    layer at batch 64) and agree to 3e-6 of the largest output.
+    image ``channels`` wide with a kernel as wide. Here the same sums are a 1-D convolution over
+    time with ``channels`` input channels, which XLA runs faster on CPU (docs/benchmarks.md);
+    they agree with the 2-D form to 3e-6 of the largest output.
     """
     return bn(w, norm, _conv(w, conv, _pad_time(x), "VALID"))
 
