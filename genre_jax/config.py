@@ -1,15 +1,15 @@
 """The settings of a run: how audio becomes features, and how a model is trained.
 
-:class:`FeatureConfig` and :class:`TrainConfig` are frozen dataclasses whose defaults are the
-seed study's recipe. A train config holds the settings every model shares (epochs, split,
-seed ...) and one *model section*: the registered model's name and its own settings
-(:mod:`genre_jax.models`), written whole to ``config.json``::
+:class:`FeatureConfig` (:mod:`genre_jax.feature_config`, here too) and :class:`TrainConfig`
+are frozen dataclasses whose defaults are the seed study's recipe. A train config holds the
+settings every model shares (epochs, split, seed ...) and one *model section*: the registered
+model's name and its own settings (:mod:`genre_jax.models`), written whole to ``config.json``::
 
     {"model": {"name": "statsvm", "c": 3.0, "harmonic_percussive": true, ...}, "epochs": 100, ...}
 
 Configs are data: each round-trips through JSON, and any run can be repeated from its
-``config.json`` alone. Settings written before models had sections (``svm_c``, ``gru_unroll``
-... beside ``"model": "svm"``) are read through :data:`LEGACY_MODEL_SETTINGS`.
+``config.json`` alone; the flat form of older files is read too (:meth:`TrainConfig.from_flat`,
+its oldest names through :data:`genre_jax.legacy.LEGACY_MODEL_SETTINGS`).
 
 A config refuses, when built, what it can know alone (ranges, settings that contradict each
 other or the model); :func:`genre_jax.input_checks.check_against_features` refuses what a
@@ -24,136 +24,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from genre_jax.feature_config import FEATURE_KINDS, FeatureConfig
 from genre_jax.kernels import KERNEL_MODES
+from genre_jax.legacy import LEGACY_MODEL_SETTINGS
 from genre_jax.models import DEFAULT_MODEL, PIPELINE, ModelSpec, get_spec, specs
 from genre_jax.settings import (
     INT32_MAX,
     SEED_MAX,
     ConfigError,
     check_fields,
-    config_hash,
-    from_json,
     json_values,
     setting,
 )
 
-FEATURE_KINDS = ("mfcc", "logmel", "logc")
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """How audio becomes model input (the seed's recipe by default).
-
-    Attributes:
-        kind: ``"mfcc"`` (the seed's 13 MFCCs), ``"logmel"`` (dB mel spectrogram) or ``"logc"``
-            (``log10(1 + 10000 * mel power)``, the input of the pretrained musicnn).
-        sample_rate: target rate in Hz; every file is resampled to it.
-        segment_seconds: length of the non-overlapping segments cut from each track, in s.
-        n_mfcc: MFCC coefficients kept (``kind="mfcc"``).
-        n_fft: FFT size and Hann window length, in samples.
-        hop_length: frame step, in samples.
-        n_mels: Slaney mel bands.
-        fmin: lowest mel band edge, Hz.
-        fmax: highest mel band edge, Hz; ``None`` means ``sample_rate / 2``.
-        top_db: dB floor below each segment's own maximum; ``None`` disables it (dB kinds).
-        amin: power floor before the logarithm (dB kinds).
-    """
-
-    kind: str = setting("mfcc", choices=FEATURE_KINDS)
-    sample_rate: int = setting(22050, minimum=1000, maximum=768000)
-    segment_seconds: float = setting(10.0, above=0, maximum=3600)
-    n_mfcc: int = setting(13, minimum=1)
-    n_fft: int = setting(2048, minimum=2, maximum=65536)
-    hop_length: int = setting(512, minimum=1)
-    n_mels: int = setting(128, minimum=1, maximum=1024)
-    fmin: float = setting(0.0, minimum=0)
-    fmax: float | None = setting(None, above=0)
-    top_db: float | None = setting(80.0, minimum=0)
-    amin: float = setting(1e-10, above=0)
-
-    def __post_init__(self) -> None:
-        check_fields(self, "feature setting")
-        if self.segment_samples < self.n_fft // 2 + 1:
-            raise ConfigError(
-                f"feature setting segment_seconds={self.segment_seconds}: a segment of "
-                f"{self.segment_samples} samples is shorter than half the FFT (n_fft={self.n_fft})"
-            )
-        if self.hop_length > self.segment_samples:
-            raise ConfigError(
-                f"feature setting hop_length={self.hop_length}: longer than a segment "
-                f"({self.segment_samples} samples)"
-            )
-        if self.n_mfcc > self.n_mels:
-            raise ConfigError(f"feature setting n_mfcc={self.n_mfcc}: exceeds n_mels={self.n_mels}")
-        if not 0 <= self.fmin < self.max_frequency <= self.sample_rate / 2:
-            raise ConfigError(
-                f"feature settings fmin={self.fmin}, fmax={self.fmax}: need "
-                f"0 <= fmin < fmax <= sample_rate/2 = {self.sample_rate / 2}"
-            )
-        self._refuse_empty_mel_bands()
-
-    def _refuse_empty_mel_bands(self) -> None:
-        """Refuse mel bands that no FFT bin falls in: each would be one constant for every
-        segment (``fmax=1`` made every segment's features the same). The filters are those
-        the features use (:func:`genre_jax.features.empty_mel_bands`)."""
-        from genre_jax.features import empty_mel_bands  # features imports this module
-
-        empty = empty_mel_bands(
-            self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.max_frequency
-        )
-        if empty:
-            fmax = f"{self.fmax:g}" if self.fmax is not None else f"None ({self.max_frequency:g})"
-            raise ConfigError(
-                f"feature settings fmin={self.fmin:g}, fmax={fmax}, n_mels={self.n_mels}, "
-                f"n_fft={self.n_fft}, sample_rate={self.sample_rate}: {len(empty)} of the "
-                f"{self.n_mels} mel bands are empty (band {_index_ranges(empty)}): no FFT bin "
-                f"(one every {self.sample_rate / self.n_fft:.4g} Hz) falls inside them; use "
-                "fewer n_mels, a wider fmin..fmax or a larger n_fft"
-            )
-
-    @property
-    def max_frequency(self) -> float:
-        """Upper mel edge in Hz (``fmax`` or the Nyquist frequency)."""
-        return float(self.sample_rate / 2 if self.fmax is None else self.fmax)
-
-    @property
-    def segment_samples(self) -> int:
-        """Samples per segment (220500 for the seed's 10 s at 22050 Hz)."""
-        return round(self.segment_seconds * self.sample_rate)
-
-    @property
-    def n_frames(self) -> int:
-        """Frames per segment with centred framing (431 for the seed's settings)."""
-        return 1 + self.segment_samples // self.hop_length
-
-    @property
-    def n_features(self) -> int:
-        """Coefficients per frame: ``n_mfcc`` for MFCC, ``n_mels`` for the mel kinds."""
-        return self.n_mfcc if self.kind == "mfcc" else self.n_mels
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FeatureConfig:
-        return from_json(cls, data)
-
-    def hash(self) -> str:
-        """Stable 12-hex-digit key of the settings (identical configs, identical hash)."""
-        return config_hash(self)
-
-
-def _index_ranges(indices: list[int], most: int = 6) -> str:
-    """``0-3, 5, 7-9``: sorted indices as runs (the first ``most`` runs, then ``...``)."""
-    runs: list[list[int]] = []
-    for i in indices:
-        if runs and i == runs[-1][1] + 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:most]]
-    return ", ".join(text + (["..."] if len(runs) > most else []))
-
+__all__ = [
+    "FEATURE_KINDS",
+    "RUN_OPTIONS",
+    "ConfigError",
+    "FeatureConfig",
+    "TrainConfig",
+    "model_name",
+]
 
 SPLITS = ("song", "kfold", "official", "fault-filtered", "seed-leaky")
 GROUPS = ("auto", "artist", "song")
@@ -166,18 +57,6 @@ FEEDS = ("auto", "device", "stream")
 # Train settings that change only speed or placement, never a result: a run records them, but
 # they do not bind it, so `train --resume` may change them (genre_jax.resume).
 RUN_OPTIONS = ("epoch_driver", "feed", "checkpoint_steps", "kernels")
-
-# Flat train settings of the days before model sections (2026-12): name -> (the model setting
-# it became, the value every run wrote for it). A run directory or experiment file that names
-# one keeps working; a value other than that default for a model without the setting is
-# refused, naming it, as any setting that does not apply is.
-LEGACY_MODEL_SETTINGS: dict[str, tuple[str, Any]] = {
-    "svm_c": ("c", 1.0),
-    "svm_gamma": ("gamma", "scale"),
-    "svm_backend": ("backend", "jax"),
-    "harmonic_percussive": ("harmonic_percussive", False),
-    "gru_unroll": ("unroll", 0),
-}
 
 # Shared settings for a network's pretrained layers; a network without any refuses them.
 PRETRAINED_SETTINGS = ("freeze_epochs", "pretrained_lr_scale")
@@ -388,80 +267,111 @@ class TrainConfig:
             if f.name not in ("model", "model_settings")
         }
 
-    def flat(self) -> dict[str, Any]:
-        """One mapping of every setting: ``model`` (the name), the model's own settings and the
-        shared ones; what :meth:`from_flat` reads and what a difference is reported in."""
-        return {"model": self.model, **dataclasses.asdict(self.model_settings), **self.shared()}
+    def dotted(self) -> dict[str, Any]:
+        """Every setting by its one dotted name, as flags and reports name it: ``model`` (the
+        name), ``model.<setting>`` for the model's own and the shared ones by name; what a
+        difference between two configs is reported in (:func:`~genre_jax.settings.config_diff`)."""
+        own = {f"model.{k}": v for k, v in dataclasses.asdict(self.model_settings).items()}
+        return {"model": self.model, **own, **self.shared()}
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model_section(), **self.shared()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Read :meth:`to_json`'s form, or the flat form of older runs and experiment files
-        (``"model": "svm", "svm_c": 3.0``); anything that is not a setting of the chosen model
-        or of every model is a :class:`ConfigError` naming it."""
+        """Read :meth:`to_json`'s tree (the model's settings in its section, ``{"model":
+        {"name": "svm", "c": 3.0}, "epochs": 50}``), or the flat form of older runs and
+        experiment files (:meth:`from_flat`); anything that is not a setting of the chosen
+        model or of every model is a :class:`ConfigError` naming it."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"train settings must be an object, not {data!r}")
-        flat = dict(data)
-        section = flat.get("model")
-        if isinstance(section, Mapping):
-            section = dict(section)
-            if "name" not in section:
-                raise ConfigError("train setting model: its section names no model ('name')")
-            flat["model"] = section.pop("name")
-            clashes = sorted(set(section) & (set(flat) - {"model"}))
-            if clashes:
-                raise ConfigError(
-                    f"model setting(s) {', '.join(clashes)}: given both in the model section "
-                    "and beside it"
-                )
-            return cls.from_flat({**flat, **section}, model_keys=set(section))
-        return cls.from_flat(flat)
+        section = data.get("model")
+        if not isinstance(section, Mapping):
+            return cls.from_flat(data)
+        section = dict(section)
+        if "name" not in section:
+            raise ConfigError("train setting model: its section names no model ('name')")
+        name = section.pop("name")
+        beside = {k: v for k, v in data.items() if k != "model"}
+        clashes = sorted(set(section) & set(beside))
+        if clashes:
+            raise ConfigError(
+                f"model setting(s) {', '.join(clashes)}: given both in the model section "
+                "and beside it"
+            )
+        spec = _spec_of(name)
+        own, shared = _sort_settings(spec, beside)
+        for key, value in section.items():
+            if key not in spec.setting_names():
+                raise ConfigError(_not_a_setting(key, value, spec))
+        return cls._of(spec, {**section, **own}, shared)
 
     @classmethod
-    def from_flat(
-        cls, data: Mapping[str, Any], model_keys: set[str] | frozenset[str] = frozenset()
-    ) -> TrainConfig:
-        """A config from one flat mapping of settings (:meth:`flat`'s form, and the
-        command line's): the model's own settings are sorted from the shared ones by name;
-        legacy names (:data:`LEGACY_MODEL_SETTINGS`) are translated, and JSON's lists are
-        the model's tuple settings (:func:`~genre_jax.settings.json_values`). ``model_keys``
-        are keys that came from a model section (they must be the model's)."""
-        name = data.get("model", DEFAULT_MODEL)
-        spec = get_spec(name) if isinstance(name, str) else None
-        if spec is None:
-            raise ConfigError(f"train setting model={name!r}: must be a model's name")
-        own = set(spec.setting_names())
-        shared_names = {f.name for f in dataclasses.fields(cls)} - {"model", "model_settings"}
-        clash = sorted(own & shared_names)
-        if clash:
-            raise ConfigError(
-                f"model {name!r}: its setting(s) {', '.join(clash)} have the name of a shared "
-                "train setting; rename them in its settings class"
-            )
-        shared: dict[str, Any] = {}
-        settings: dict[str, Any] = {}
-        for key, value in data.items():
-            if key == "model":
-                continue
-            if key in shared_names and key not in model_keys:
-                shared[key] = value
-                continue
-            target = key
-            if key in LEGACY_MODEL_SETTINGS and key not in model_keys:
-                target, legacy_default = LEGACY_MODEL_SETTINGS[key]
-                if target not in own and value == legacy_default:
-                    continue  # written by every run of the day; it meant nothing here
-            if target in own:
-                settings.setdefault(target, value)
-                continue
-            raise ConfigError(_not_a_setting(key, value, spec))
+    def from_flat(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """A config from the flat form, the model's settings beside the shared ones
+        (``{"model": "svm", "c": 3.0, "epochs": 50}``): the form of the oldest runs and
+        experiment files (:mod:`genre_jax.legacy`), and a short way to write a config in code. The
+        model's own settings are told from the shared ones by name; the oldest names
+        (:data:`~genre_jax.legacy.LEGACY_MODEL_SETTINGS`) are translated."""
+        spec = _spec_of(data.get("model", DEFAULT_MODEL))
+        own, shared = _sort_settings(spec, {k: v for k, v in data.items() if k != "model"})
+        return cls._of(spec, own, shared)
+
+    @classmethod
+    def _of(cls, spec: ModelSpec, own: dict[str, Any], shared: dict[str, Any]) -> TrainConfig:
+        """The config of ``spec``'s model with its settings ``own`` (JSON's lists read as the
+        tuple settings, :func:`~genre_jax.settings.json_values`) and the shared ``shared``."""
         try:
-            model_settings = spec.settings(**json_values(spec.settings, settings))
+            model_settings = spec.settings(**json_values(spec.settings, own))
         except TypeError as error:  # a settings class's own check of argument types
-            raise ConfigError(f"model {name!r} settings: {error}") from None
-        return cls(model=name, model_settings=model_settings, **shared)
+            raise ConfigError(f"model {spec.name!r} settings: {error}") from None
+        return cls(model=spec.name, model_settings=model_settings, **shared)
+
+
+def _spec_of(name: Any) -> ModelSpec:
+    """The spec of the model ``name`` (a train setting), whose settings must not take a shared
+    setting's name."""
+    spec = get_spec(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ConfigError(f"train setting model={name!r}: must be a model's name")
+    clash = sorted(set(spec.setting_names()) & SHARED_NAMES)
+    if clash:
+        raise ConfigError(
+            f"model {name!r}: its setting(s) {', '.join(clash)} have the name of a shared "
+            "train setting; rename them in its settings class"
+        )
+    return spec
+
+
+def _sort_settings(
+    spec: ModelSpec, items: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(model's own, shared)`` settings of ``items`` written side by side, by name (an old
+    name of :data:`~genre_jax.legacy.LEGACY_MODEL_SETTINGS` translated; one at the default it
+    had for every model is dropped where this model has no such setting)."""
+    own_names = set(spec.setting_names())
+    own: dict[str, Any] = {}
+    shared: dict[str, Any] = {}
+    for key, value in items.items():
+        if key in SHARED_NAMES:
+            shared[key] = value
+            continue
+        target = key
+        if key in LEGACY_MODEL_SETTINGS:
+            target, legacy_default = LEGACY_MODEL_SETTINGS[key]
+            if target not in own_names and value == legacy_default:
+                continue  # written by every run of the day; it meant nothing here
+        if target in own_names:
+            own.setdefault(target, value)
+            continue
+        raise ConfigError(_not_a_setting(key, value, spec))
+    return own, shared
+
+
+SHARED_NAMES = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - {
+    "model",
+    "model_settings",
+}
 
 
 def no_pretrained_layers(config: TrainConfig, given: list[str]) -> str:

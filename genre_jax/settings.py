@@ -237,16 +237,16 @@ def from_json(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**json_values(cls, data))
 
 
-def flat_settings(config: Any) -> dict[str, Any]:
-    """A config's settings as one flat mapping: its ``flat()`` where it has one (a config with
-    a nested section names the section's fields), else its fields."""
-    flat = getattr(config, "flat", None)
-    return flat() if callable(flat) else dataclasses.asdict(config)
+def dotted_settings(config: Any) -> dict[str, Any]:
+    """A config's settings by their dotted names: its ``dotted()`` where it has one (a config
+    with a nested section, whose fields are ``section.field``), else its fields."""
+    dotted = getattr(config, "dotted", None)
+    return dotted() if callable(dotted) else dataclasses.asdict(config)
 
 
 def config_diff(expected: Any, actual: Any) -> list[tuple[str, Any, Any]]:
     """Settings where two configs of the same dataclass differ: ``(name, expected, actual)``."""
-    a, b = flat_settings(expected), flat_settings(actual)
+    a, b = dotted_settings(expected), dotted_settings(actual)
     missing = object()
     names = [*a, *(k for k in b if k not in a)]
     return [(k, a.get(k), b.get(k)) for k in names if a.get(k, missing) != b.get(k, missing)]

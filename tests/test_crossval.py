@@ -87,8 +87,8 @@ def test_experiment_files_are_read_and_bad_ones_named(tmp_path: Path) -> None:
         recipe = get_spec(name).demo.train
         assert recipe  # each has its own recipe
         train = load_experiment(ROOT / "configs" / f"gtzan-dev-{name}.json").train
-        flat = train.flat()
-        assert train.model == name and {k: flat[k] for k in recipe} == recipe
+        tree = {**train.to_json(), **train.to_json()["model"]}  # shared and own side by side
+        assert train.model == name and {k: tree[k] for k in recipe} == recipe
     bad = tmp_path / "bad.json"
     bad.write_text('{"train": {"model": "cnn", "epochs": 0}}')
     with pytest.raises(ConfigError, match=r"bad\.json.*epochs"):
