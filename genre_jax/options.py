@@ -19,8 +19,9 @@ import sys
 import typing
 from typing import Any, TypeVar
 
-from genre_jax.config import LEGACY_MODEL_SETTINGS, FeatureConfig, TrainConfig
-from genre_jax.models import DEFAULT_MODEL, ModelSpec, specs
+from genre_jax.config import FeatureConfig, TrainConfig
+from genre_jax.legacy import LEGACY_MODEL_SETTINGS
+from genre_jax.models import DEFAULT_MODEL, ModelSpec, get_spec, model_names, specs
 from genre_jax.settings import element_type, field_docs, range_text, scalar_type
 
 T = TypeVar("T")
@@ -46,7 +47,7 @@ def old_model_flags(names: list[str] | tuple[str, ...]) -> dict[str, str]:
 
     ``--model-<name>`` (``--model-dropout-rate``: the spelling before options took the
     settings' dotted names) and the flat names of the days before model sections
-    (:data:`~genre_jax.config.LEGACY_MODEL_SETTINGS`: ``--svm-c`` -> ``--model.c``).
+    (:data:`~genre_jax.legacy.LEGACY_MODEL_SETTINGS`: ``--svm-c`` -> ``--model.c``).
     """
     table = {_flag(MODEL_PREFIX + name): model_flag(name) for name in names}
     for old, (new, _) in LEGACY_MODEL_SETTINGS.items():
@@ -230,11 +231,13 @@ def add_legacy_option(
     )
 
 
-def _model_settings() -> dict[str, tuple[dataclasses.Field, Any, str, dict[str, Any]]]:
-    """Every registered model's settings by name: (field, annotation, doc, {model: default})
+def _model_settings(
+    chosen: tuple[ModelSpec, ...],
+) -> dict[str, tuple[dataclasses.Field, Any, str, dict[str, Any]]]:
+    """The ``chosen`` models' settings by name: (field, annotation, doc, {model: default})
     (the field and doc of the first model that has it)."""
     found: dict[str, tuple[dataclasses.Field, Any, str, dict[str, Any]]] = {}
-    for spec in specs():
+    for spec in chosen:
         hints = typing.get_type_hints(spec.settings)
         docs = field_docs(spec.settings)
         for f in dataclasses.fields(spec.settings):
@@ -249,32 +252,55 @@ def _model_help(spec: ModelSpec) -> str:
     return f"{spec.name} ({spec.family}): {spec.description}; settings: {names}"
 
 
-def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """``--model`` (the registered models), the shared training settings, and every model's
+def add_train_options(
+    parser: argparse.ArgumentParser, described: tuple[str, ...] | None = None
+) -> None:
+    """``--model`` (the registered models), the shared training settings, and the models'
     own settings as ``--model.<name>`` (their old spellings, :func:`old_model_flags`,
-    hidden, with a notice)."""
-    models = specs()
+    hidden, with a notice).
+
+    ``described``: None builds every model's settings (what parsing needs); a tuple is for
+    ``--help``, which then describes only the models named there (``train --model melstat
+    --help``; none for a bare ``train --help``), so that help imports no other model's code.
+    """
+    chosen = specs() if described is None else tuple(get_spec(n) for n in described)
+    if described is None or described:
+        listed = "; ".join(_model_help(s) for s in chosen)
+    else:
+        listed = (
+            f"one of {', '.join(model_names())}; `{parser.prog} --model NAME --help` describes "
+            "a model and lists its settings"
+        )
     parser.add_argument(
         "--model",
         dest="model",
         default=UNSET,
-        choices=[s.name for s in models],
-        help=f"the model [default: {DEFAULT_MODEL!r}]; "
-        + "; ".join(_model_help(s) for s in models).replace("%", "%%"),
+        choices=list(model_names()),
+        help=f"the model [default: {DEFAULT_MODEL!r}]; " + listed.replace("%", "%%"),
     )
     add_dataclass_options(parser, TrainConfig, "shared training settings", skip=TRAIN_SKIP)
-    group = parser.add_argument_group(
-        "model settings (--model.<setting>, as in config.json's model section; each applies "
-        "to the models named, others refuse it)"
-    )
-    settings = _model_settings()
+    if described is not None and len(described) == 1:
+        title = f"settings of model {described[0]} (--model.<setting>, as in config.json)"
+    elif described == ():
+        title = (
+            "model settings (--model.<setting>, as in config.json's model section; "
+            f"`{parser.prog} --model NAME --help` lists a model's)"
+        )
+    else:
+        title = (
+            "model settings (--model.<setting>, as in config.json's model section; each "
+            "applies to the models named, others refuse it)"
+        )
+    group = parser.add_argument_group(title)
+    settings = _model_settings(chosen)
     old_flags = old_model_flags(tuple(settings))
     for name, (f, annotation, doc, owners) in settings.items():
         defaults = None
         if len(set(map(repr, owners.values()))) > 1:
             defaults = _Defaults(", ".join(f"{_shown_default(v)} ({m})" for m, v in owners.items()))
         dest, new = MODEL_PREFIX + name, model_flag(name)
-        _add_field(group, dest, annotation, f, f"[{', '.join(owners)}] {doc}", defaults, new)
+        shown = doc if len(chosen) == 1 else f"[{', '.join(owners)}] {doc}"
+        _add_field(group, dest, annotation, f, shown, defaults, new)
         base, optional = scalar_type(annotation)
         for old in (old for old, flag in old_flags.items() if flag == new):
             if base is bool:  # both spellings, as BooleanOptionalAction made them
@@ -305,28 +331,30 @@ def train_config_from_options(
     and one the model does not have is refused, naming it.
     """
     base = base if base is not None else TrainConfig()
-    flat = base.flat()
+    tree = base.to_json()
     chosen = getattr(args, "model", UNSET)
     if chosen not in (UNSET, base.model):
-        flat = {"model": chosen, **base.shared()}
+        tree["model"] = {"name": chosen}
     for name in base.shared():
         value = getattr(args, name, UNSET)
         if value is not UNSET:
-            flat[name] = value
+            tree[name] = value
     for key, value in vars(args).items():
         if key.startswith(MODEL_PREFIX) and value is not UNSET:
-            flat[key[len(MODEL_PREFIX) :]] = value
-    return TrainConfig.from_flat(flat)
+            tree["model"][key[len(MODEL_PREFIX) :]] = value
+    return TrainConfig.from_json(tree)
 
 
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (feature, shared training, ``model`` and
-    ``model_<setting>``), by their settings' names: what a report lists as given beside an
-    experiment file."""
+    ``model.<setting>``), by their settings' dotted names: what a report lists as given
+    beside an experiment file."""
     names = {f.name for f in dataclasses.fields(FeatureConfig)}
     names |= {f.name for f in dataclasses.fields(TrainConfig)} - {"model_settings"}
-    return {
-        key: value
-        for key, value in vars(args).items()
-        if value is not UNSET and (key in names or key.startswith(MODEL_PREFIX))
-    }
+    given = {}
+    for key, value in vars(args).items():
+        if value is not UNSET and key.startswith(MODEL_PREFIX):
+            given["model." + key[len(MODEL_PREFIX) :]] = value
+        elif value is not UNSET and key in names:
+            given[key] = value
+    return given

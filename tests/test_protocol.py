@@ -217,18 +217,24 @@ def test_a_plugin_that_cannot_register_is_one_line(
 
 
 def test_help_lists_the_registered_models_and_every_choice() -> None:
-    """A plugin named in GENRE_JAX_MODELS appears in the choices of a fresh process."""
+    """A plugin named in GENRE_JAX_MODELS appears in the choices of a fresh process; ``train
+    --help`` lists the models by name and ``--model NAME --help`` (one or several) their
+    settings."""
     root = Path(__file__).parent.parent
-    result = subprocess.run(
-        [sys.executable, "-m", "genre_jax.cli", "train", "--help"],
-        env=child_env(GENRE_JAX_MODELS="tests.test_protocol", COLUMNS="200"),
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    text = result.stdout
+
+    def help_text(*argv: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "genre_jax.cli", "train", *argv, "--help"],
+            env=child_env(GENRE_JAX_MODELS="tests.test_protocol", COLUMNS="200"),
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    text = help_text()
     choices = re.search(r"--model \{([^}]*)\}", text).group(1).split(",")
     assert choices == [*model_names()]  # the built-in ones and this file's two
     assert {"cnn", "gru", "svm", "melstat", "statsvm", "musicnnsvm", "mlp", "logreg"} <= set(
@@ -236,12 +242,19 @@ def test_help_lists_the_registered_models_and_every_choice() -> None:
     )
     for enumerated in ("{constant,cosine}", "{song,kfold,official,fault-filtered,seed-leaky}",
                        "{auto,artist,song}", "{auto,device,stream}",
-                       "{jax,sklearn}", "{auto,scan,steps}", "{best-val,last}"):  # fmt: skip
+                       "{auto,scan,steps}", "{best-val,last}"):  # fmt: skip
         assert enumerated in text, enumerated
+    assert "--model.hidden" not in text and "--model NAME --help" in text
     # One option per setting name; its help names the models that have it, each default.
+    text = help_text("--model", "melstat", "--model", "mlp", "--model", "svm")
     assert "--model.hidden" in text and "[melstat, mlp] units of the hidden" in text
     assert "default: 128 (melstat), 64 (mlp)" in text
     assert "SVM regularisation C" in text  # each option's help is its field's docstring
+    assert "{jax,sklearn}" in text
+    # One model: its settings alone, under its name.
+    text = help_text("--model", "gru")
+    assert "settings of model gru" in text and "--model.units" in text
+    assert "--model.hidden" not in text
 
 
 def test_old_spellings_still_work_with_a_notice(synthetic_store, tmp_path, capsys) -> None:
@@ -293,17 +306,17 @@ def test_reports_say_what_ran_beside_the_experiment_file(synthetic_small, tmp_pa
     report = json.loads((out / "report.json").read_text())
     data = str(synthetic_small.resolve())
     assert report["data_dir"].startswith(data)  # the genres' folder inside it
-    assert report["given"] == {"segment_seconds": 3.0, "folds": 2, "model_c": 2.0}
+    assert report["given"] == {"segment_seconds": 3.0, "folds": 2, "model.c": 2.0}
     assert report["experiment_file"] == str(config)
     text = (out / "report.md").read_text()
     ran = next(line for line in text.splitlines() if line.startswith("Ran on"))
     assert report["data_dir"] in ran and "3 s segments" in ran
-    assert "folds=2" in ran and "model_c=2.0" in ran and "segment_seconds=3.0" in ran
+    assert "folds=2" in ran and "model.c=2.0" in ran and "segment_seconds=3.0" in ran
     assert "The file's own protocol: gtzan-dev excerpts" in ran  # labelled as the file's
     assert "\nProtocol: gtzan-dev" not in text  # never as what ran
     fold = json.loads((out / "fold-0" / "report.json").read_text())
     assert fold["data_dir"] == report["data_dir"]
-    assert "3 s segments" in fold["ran"] and "model_c=2.0" in fold["ran"]
+    assert "3 s segments" in fold["ran"] and "model.c=2.0" in fold["ran"]
     assert fold["model_settings"] == {"name": "svm", "c": 2.0, "gamma": "scale", "backend": "jax"}
 
 

@@ -1,8 +1,8 @@
 """Start-up (issue 36, item 6): reading settings and building the command line load no model
-code. ``genre_jax.config`` imports no JAX, Flax or scikit-learn and no model module; the
-parser of a subcommand without model settings imports none either, and a built-in model's
-module is imported when its model is first asked for. How long it takes is measured in
-``benchmarks/`` (the ``startup`` rows), never asserted here.
+code. ``genre_jax.config`` imports no JAX, Flax or scikit-learn and no model module; no
+subcommand's ``--help`` imports one either (``train --model NAME --help`` imports that
+model's), and a built-in model's module is imported when its model is first asked for. How
+long it takes is measured in ``benchmarks/`` (the ``startup`` rows), never asserted here.
 """
 
 from __future__ import annotations
@@ -42,8 +42,12 @@ def test_reading_settings_loads_no_model_code() -> None:
     assert loaded == {"heavy": [], "models": []}
 
 
-@pytest.mark.parametrize("command", ["", "prepare", "evaluate", "predict", "synth"])
-def test_help_of_a_command_without_model_settings_loads_no_model_code(command: str) -> None:
+@pytest.mark.parametrize(
+    "command", ["", "prepare", "evaluate", "predict", "synth", "train", "crossval"]
+)
+def test_help_of_a_command_loads_no_model_code(command: str) -> None:
+    """Also ``train --help``: it lists the models by name, each one's settings are
+    ``train --model NAME --help``'s."""
     argv = [command, "--help"] if command else ["--help"]
     code = (
         "import contextlib, io\nfrom genre_jax.cli import main\n"
@@ -68,3 +72,17 @@ def test_a_model_module_may_import_the_config_first() -> None:
         "assert TrainConfig(model='cnn').spec is genre_jax.models.cnn.SPEC"
     )
     assert "genre_jax.models.cnn" in loaded["models"]
+
+
+def test_help_of_one_model_loads_that_model_only() -> None:
+    code = (
+        "import contextlib, io\nfrom genre_jax.cli import main\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "    main(['train', '--model', 'statsvm', '--help'])\n"
+        "text = ' '.join(out.getvalue().split())\n"
+        "assert 'settings of model statsvm' in text and '--model.harmonic_percussive' in text\n"
+        "assert 'cepstral' in text and '--model.width' not in text, text"
+    )
+    loaded = _modules_after(code)
+    assert loaded["models"] == ["genre_jax.models.rbf", "genre_jax.models.statsvm",
+                                "genre_jax.models.summary"]  # fmt: skip
