@@ -23,14 +23,18 @@ Modules, in flow order::
 
     genre_jax/
       settings.py      settings machinery: declared ranges, type checks, JSON, hashes, diffs
-      config.py        FeatureConfig; TrainConfig = shared settings + one model section
+      feature_config.py FeatureConfig: how audio becomes model input
+      config.py        TrainConfig = shared settings + one model section (one tree)
       experiment.py    experiment files (configs/*.json) and ensembles of them
       input_checks.py  what a train config cannot do with a store's features (before any folder)
       identity.py      a song is its decoded audio; a store's data; the one check of a run's songs
       options.py       command-line options generated from the settings dataclasses
-      datasets.py      find a dataset's tracks (GTZAN layouts, any folder per genre); the manifest
+      datasets.py      find a dataset's tracks (GTZAN layouts, any folder per genre)
+      manifest.py      the manifest: a dataset's tracks and what was left out
+      tables.py        FMA's tracks.csv and CSV manifests; listing_checks.py: their refusals
       synthetic.py     the built-in synthetic 10-genre dataset
       audio.py         decode any format to mono float32 at the target rate; segments
+      truncation.py    warnings for cut Ogg and MP3 files
       features.py      MFCC and log-mel as pure JAX functions, matching librosa
       extraction.py    decode + segment + extract tracks (shared by prepare, store_shards, check)
       store.py         the feature store, keyed by a hash of the feature settings: open, read
@@ -41,6 +45,7 @@ Modules, in flow order::
       splits.py        the Split; song-level hold-out and k-fold, the seed's leaky split
       dataset_splits.py by artist, the dataset's own split, fault-filtered GTZAN (data/)
       store_splits.py  the split a train config names on a store; its segments as arrays
+      streaming.py     a split read from the store batch by batch
       models/
         __init__.py    the registry: the only list of model names; register(), plug-ins
         spec.py        ModelSpec: what the rest of the package knows about a model
@@ -70,6 +75,7 @@ Modules, in flow order::
       metrics.py       live metrics: metrics.jsonl line by line, TensorBoard (optional)
       binding.py       the digest that binds a checkpoint or pipeline file to the run's config
       checkpoint.py    orbax checkpoints (latest to resume, best to evaluate), bound to the run
+      fit_network.py   the network family: train through train.py, save, report
       fit_pipeline.py  the pipeline family: fit once, save, report
       runner.py        a training run: run directory, dispatch by family
       resume.py        what a resumed run may change (run options, epochs) and its record
@@ -79,14 +85,18 @@ Modules, in flow order::
       matching.py      which segments of a store a run is scored on (its songs, by audio)
       reports.py       report file names, headline figures, markdown reports and comparison
       windows.py       songs scored over overlapping windows of their audio
-      predict.py       genre probabilities of any audio file, streamed
+      predict.py       genre probabilities of any audio file; segment_rows.py: streamed batches
       export.py        a network as one StableHLO program; exported.py: its stand-alone loader
       ensemble.py      several runs as one model (mean probability), features alike or not
-      crossval.py      song-level k-fold as one command and one report
-      plots.py         training curves, waveform / mel views, confusion matrices (PNG)
+      embed.py         embeddings of files or a store; embedders.py: musicnn's or a run's
+      embedding_cache.py embeddings cached once per store, bound to its arrays
+      crossval.py      song-level k-fold as one command; crossval_report.py: its report
+      plots.py         training curves, confusion matrices (PNG); audio_plots.py: waveform, mel
       demo.py          the whole pipeline in one command
-      cli.py           the genre-jax command: thin wrappers over the modules above
-      fileio.py        atomic writes, output-folder markers, run metadata
+      cli.py           the genre-jax command: parse (cli_parser.py), hand off (cli_commands.py)
+      fileio.py        atomic writes, JSON reading, run metadata
+      output_dirs.py   folder markers: what a run, ensemble or crossval folder may hold
+      legacy.py        readers of everything earlier versions wrote, in one place
     configs/           experiment files, one per row of the results
     benchmarks/        timing of every path against librosa, Keras and PyTorch
     experiments/       research code and unregistered models (not installed)

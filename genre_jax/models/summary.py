@@ -85,7 +85,7 @@ def median_filter(x: jax.Array, size: int, axis: int) -> jax.Array:
     d c b a``); each output is the middle of its ``size`` neighbours, found by the comparators of
     a sorting network that the middle wire depends on (:func:`selection_network`: 152
     comparators for 31 neighbours, 24 for 9) instead of sorting each window: exactly the same
-    values, about 350x faster on CPU (2.7 ms against 940 ms for 8 x 431 x 128 over time).
+    values, far faster on CPU (docs/benchmarks.md, "Formulations").
     """
     if size < 1 or size % 2 == 0:
         raise ValueError(f"median filter width {size}: must be odd and >= 1")
