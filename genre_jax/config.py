@@ -9,7 +9,7 @@ model's name and its own settings (:mod:`genre_jax.models`), written whole to ``
 
 Configs are data: each round-trips through JSON, and any run can be repeated from its
 ``config.json`` alone; the flat form of older files is read too (:meth:`TrainConfig.from_flat`,
-its oldest names through :data:`genre_jax.legacy.LEGACY_MODEL_SETTINGS`).
+its oldest names through :data:`LEGACY_MODEL_SETTINGS`).
 
 A config refuses, when built, what it can know alone (ranges, settings that contradict each
 other or the model); :func:`genre_jax.input_checks.check_against_features` refuses what a
@@ -26,7 +26,6 @@ from typing import Any
 
 from genre_jax.feature_config import FEATURE_KINDS, FeatureConfig
 from genre_jax.kernels import KERNEL_MODES
-from genre_jax.legacy import LEGACY_MODEL_SETTINGS
 from genre_jax.models import DEFAULT_MODEL, PIPELINE, ModelSpec, get_spec, specs
 from genre_jax.settings import (
     INT32_MAX,
@@ -57,6 +56,18 @@ FEEDS = ("auto", "device", "stream")
 # Train settings that change only speed or placement, never a result: a run records them, but
 # they do not bind it, so `train --resume` may change them (genre_jax.resume).
 RUN_OPTIONS = ("epoch_driver", "feed", "checkpoint_steps", "kernels")
+
+# Flat train settings of the days before model sections (2026-12): name -> (the model setting
+# it became, the value every run wrote for it). A run directory or experiment file that names
+# one keeps working; a value other than that default for a model without the setting is
+# refused, naming it, as any setting that does not apply is.
+LEGACY_MODEL_SETTINGS: dict[str, tuple[str, Any]] = {
+    "svm_c": ("c", 1.0),
+    "svm_gamma": ("gamma", "scale"),
+    "svm_backend": ("backend", "jax"),
+    "harmonic_percussive": ("harmonic_percussive", False),
+    "gru_unroll": ("unroll", 0),
+}
 
 # Shared settings for a network's pretrained layers; a network without any refuses them.
 PRETRAINED_SETTINGS = ("freeze_epochs", "pretrained_lr_scale")
@@ -312,7 +323,7 @@ class TrainConfig:
         (``{"model": "svm", "c": 3.0, "epochs": 50}``): the form of the oldest runs and
         experiment files (:mod:`genre_jax.legacy`), and a short way to write a config in code. The
         model's own settings are told from the shared ones by name; the oldest names
-        (:data:`~genre_jax.legacy.LEGACY_MODEL_SETTINGS`) are translated."""
+        (:data:`LEGACY_MODEL_SETTINGS`) are translated."""
         spec = _spec_of(data.get("model", DEFAULT_MODEL))
         own, shared = _sort_settings(spec, {k: v for k, v in data.items() if k != "model"})
         return cls._of(spec, own, shared)
@@ -347,7 +358,7 @@ def _sort_settings(
     spec: ModelSpec, items: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(model's own, shared)`` settings of ``items`` written side by side, by name (an old
-    name of :data:`~genre_jax.legacy.LEGACY_MODEL_SETTINGS` translated; one at the default it
+    name of :data:`LEGACY_MODEL_SETTINGS` translated; one at the default it
     had for every model is dropped where this model has no such setting)."""
     own_names = set(spec.setting_names())
     own: dict[str, Any] = {}

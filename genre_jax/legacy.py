@@ -69,7 +69,8 @@ itself, which must run with nothing of genre_jax beside it.
 
 **Settings.** Train settings written flat, before models had sections (``"model": "svm",
 "svm_c": 3.0``), are read by :meth:`genre_jax.config.TrainConfig.from_flat`, the oldest names
-through :data:`LEGACY_MODEL_SETTINGS`.
+through :data:`genre_jax.config.LEGACY_MODEL_SETTINGS` (kept there: nearly every module imports
+the config, which must not import this module and, through it, the rest of the package).
 
 **Cross-validation folders.**
 
@@ -244,21 +245,6 @@ def require_changes_allowed(
         f"bind all of config.json), so it resumes only as it was: "
         f"{', '.join(f'{k}={x!r}' for k, (x, _) in changes.items())}"
     )
-
-
-# Settings of the days before model sections.
-
-# Flat train settings of the days before model sections (2026-12): name -> (the model setting
-# it became, the value every run wrote for it). A run directory or experiment file that names
-# one keeps working; a value other than that default for a model without the setting is
-# refused, naming it, as any setting that does not apply is.
-LEGACY_MODEL_SETTINGS: dict[str, tuple[str, Any]] = {
-    "svm_c": ("c", 1.0),
-    "svm_gamma": ("gamma", "scale"),
-    "svm_backend": ("backend", "jax"),
-    "harmonic_percussive": ("harmonic_percussive", False),
-    "gru_unroll": ("unroll", 0),
-}
 
 
 # Cross-validation folders.

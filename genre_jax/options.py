@@ -19,8 +19,7 @@ import sys
 import typing
 from typing import Any, TypeVar
 
-from genre_jax.config import FeatureConfig, TrainConfig
-from genre_jax.legacy import LEGACY_MODEL_SETTINGS
+from genre_jax.config import LEGACY_MODEL_SETTINGS, FeatureConfig, TrainConfig
 from genre_jax.models import DEFAULT_MODEL, ModelSpec, get_spec, model_names, specs
 from genre_jax.settings import element_type, field_docs, range_text, scalar_type
 
@@ -47,7 +46,7 @@ def old_model_flags(names: list[str] | tuple[str, ...]) -> dict[str, str]:
 
     ``--model-<name>`` (``--model-dropout-rate``: the spelling before options took the
     settings' dotted names) and the flat names of the days before model sections
-    (:data:`~genre_jax.legacy.LEGACY_MODEL_SETTINGS`: ``--svm-c`` -> ``--model.c``).
+    (:data:`~genre_jax.config.LEGACY_MODEL_SETTINGS`: ``--svm-c`` -> ``--model.c``).
     """
     table = {_flag(MODEL_PREFIX + name): model_flag(name) for name in names}
     for old, (new, _) in LEGACY_MODEL_SETTINGS.items():
