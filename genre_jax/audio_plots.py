@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 
 from genre_jax.audio import iter_audio_blocks
 from genre_jax.config import ConfigError
-from genre_jax.features import hz_to_mel, log_mel, mel_to_hz, num_frames
+from genre_jax.features import log_mel, num_frames
+from genre_jax.mel import hz_to_mel, mel_to_hz
 from genre_jax.plots import save_figure
 
 WAVEFORM_FIGSIZE = (12.0, 7.0)  # inches; at 100 dpi a 1200 x 700 PNG

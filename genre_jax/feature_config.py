@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from genre_jax.mel import empty_mel_bands
 from genre_jax.settings import ConfigError, check_fields, config_hash, from_json, setting
 
 FEATURE_KINDS = ("mfcc", "logmel", "logc")
@@ -67,9 +68,7 @@ class FeatureConfig:
     def _refuse_empty_mel_bands(self) -> None:
         """Refuse mel bands that no FFT bin falls in: each would be one constant for every
         segment (``fmax=1`` made every segment's features the same). The filters are those
-        the features use (:func:`genre_jax.features.empty_mel_bands`)."""
-        from genre_jax.features import empty_mel_bands  # features imports this module
-
+        the features use (:func:`genre_jax.mel.empty_mel_bands`)."""
         empty = empty_mel_bands(
             self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.max_frequency
         )

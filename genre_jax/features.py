@@ -7,8 +7,9 @@ Every function takes signals with any leading batch dimensions, ``(..., samples)
 1. centred framing: ``n_fft // 2`` zeros on each side, frames every ``hop_length`` samples
    (``1 + samples // hop_length`` frames; 431 for 10 s at 22050 Hz, hop 512);
 2. periodic Hann window and power spectrum ``|rfft|**2``;
-3. Slaney mel filterbank (Slaney's mel scale, area-normalised triangles), built here in numpy
-   and applied as a few dense blocks that skip its zeros (:func:`mel_filter_blocks`);
+3. Slaney mel filterbank (Slaney's mel scale, area-normalised triangles), built in numpy
+   (:mod:`genre_jax.mel`) and applied as a few dense blocks that skip its zeros
+   (:func:`mel_filter_blocks`);
 4. power to dB: ``10 log10(max(amin, S))`` with ref 1, floored at ``top_db`` below the maximum
    of each segment (each item of the batch separately);
 5. orthonormal DCT-II over the mel axis, first ``n_mfcc`` coefficients.
@@ -36,6 +37,7 @@ import numpy as np
 from genre_jax import kernels
 from genre_jax.config import FeatureConfig
 from genre_jax.kernels import ops
+from genre_jax.mel import mel_filterbank
 
 _MAX_SLICES = 64  # above this many block slices per frame, framing falls back to a gather
 # Full float32 matrix products: a GPU's default (TF32 on NVIDIA since Ampere) would move the
@@ -48,67 +50,6 @@ MEL_GROUPS = 8
 
 
 # --- constants built once in float64 numpy, stored as float32 ------------------------------------
-
-
-def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    """Slaney mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
-    hz = np.asarray(hz, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    mel = hz / f_sp
-    above = hz >= min_log_hz
-    safe = np.where(above, hz, min_log_hz)
-    return np.where(above, min_log_mel + np.log(safe / min_log_hz) / logstep, mel)
-
-
-def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
-    """Inverse of :func:`hz_to_mel`."""
-    mel = np.asarray(mel, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    hz = f_sp * mel
-    above = mel >= min_log_mel
-    return np.where(above, min_log_hz * np.exp(logstep * (mel - min_log_mel)), hz)
-
-
-@functools.lru_cache(maxsize=16)
-def mel_filterbank(
-    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
-) -> np.ndarray:
-    """Slaney-normalised triangular mel filters, ``(n_mels, 1 + n_fft // 2)`` float32.
-
-    Band ``i`` rises from mel edge ``i`` to ``i + 1`` and falls to ``i + 2``; each triangle is
-    scaled by ``2 / (f[i + 2] - f[i])`` so that every band has the same area in Hz.
-    """
-    fft_hz = np.linspace(0.0, sample_rate / 2, 1 + n_fft // 2)
-    edges_hz = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
-    widths = np.diff(edges_hz)
-    offsets = edges_hz[:, None] - fft_hz[None, :]
-    rising = -offsets[:-2] / widths[:-1, None]
-    falling = offsets[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(rising, falling))
-    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
-    weights = weights.astype(np.float32)
-    weights.setflags(write=False)
-    return weights
-
-
-def empty_mel_bands(
-    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
-) -> list[int]:
-    """The bands of :func:`mel_filterbank` that are zero at every FFT bin.
-
-    A band whose triangle falls between two bins (``sample_rate / n_fft`` Hz apart) takes no
-    power at all: its feature is the same constant for every segment. This is librosa's
-    "Empty filters detected" condition (``weights.max(axis=1) == 0``), with one difference:
-    librosa does not count a band whose lower edge is 0 Hz; here it counts like any other.
-    """
-    filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
-    return np.flatnonzero(filters.max(axis=1) <= 0).tolist()
 
 
 @functools.lru_cache(maxsize=16)

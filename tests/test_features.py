@@ -25,11 +25,11 @@ from genre_jax.features import (
     log_compressed_mel,
     log_mel,
     mel_filter_blocks,
-    mel_filterbank,
     mfcc,
     power_spectrogram,
 )
 from genre_jax.kernels.extraction import chunk_items
+from genre_jax.mel import mel_filterbank
 from tests.conftest import shared
 
 SR = 22050
