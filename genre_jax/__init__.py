@@ -36,6 +36,7 @@ Modules, in flow order::
       audio.py         decode any format to mono float32 at the target rate; segments
       truncation.py    warnings for cut Ogg and MP3 files
       features.py      MFCC and log-mel as pure JAX functions, matching librosa
+      mel.py           the Slaney mel scale and filterbank (numpy constants)
       extraction.py    decode + segment + extract tracks (shared by prepare, store_shards, check)
       store.py         the feature store, keyed by a hash of the feature settings: open, read
       store_checks.py  validation of a store's files (JSON, arrays, digests, shard order)
