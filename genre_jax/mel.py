@@ -10,30 +10,28 @@ import math
 
 import numpy as np
 
+# The Slaney scale: linear below 1 kHz at 3 mels per 200 Hz, then 27 mels per factor of 6.4.
+_HZ_PER_MEL = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _HZ_PER_MEL
+_LOG_STEP = math.log(6.4) / 27.0
+
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     """Slaney mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
     hz = np.asarray(hz, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    mel = hz / f_sp
-    above = hz >= min_log_hz
-    safe = np.where(above, hz, min_log_hz)
-    return np.where(above, min_log_mel + np.log(safe / min_log_hz) / logstep, mel)
+    mel = hz / _HZ_PER_MEL
+    above = hz >= _MIN_LOG_HZ
+    safe = np.where(above, hz, _MIN_LOG_HZ)
+    return np.where(above, _MIN_LOG_MEL + np.log(safe / _MIN_LOG_HZ) / _LOG_STEP, mel)
 
 
 def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
     """Inverse of :func:`hz_to_mel`."""
     mel = np.asarray(mel, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    hz = f_sp * mel
-    above = mel >= min_log_mel
-    return np.where(above, min_log_hz * np.exp(logstep * (mel - min_log_mel)), hz)
+    hz = _HZ_PER_MEL * mel
+    above = mel >= _MIN_LOG_MEL
+    return np.where(above, _MIN_LOG_HZ * np.exp(_LOG_STEP * (mel - _MIN_LOG_MEL)), hz)
 
 
 @functools.lru_cache(maxsize=16)
