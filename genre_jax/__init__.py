@@ -1,5 +1,11 @@
 """genre_jax: music genre classification in JAX.
 
+From Python, one call loads what the commands wrote (:mod:`genre_jax.api`)::
+
+    import genre_jax
+    model = genre_jax.load("runs/cnn")       # a run, an ensemble or an exported program
+    model.predict("song.mp3", top_k=3)       # [{"label": "rock", "score": 0.81}, ...]
+
 A folder of music becomes a feature store, a trained model (a registered network or pipeline,
 :mod:`genre_jax.models`), and song-level evaluations and predictions, in one direction::
 
@@ -87,6 +93,7 @@ Modules, in flow order::
       reports.py       report file names, headline figures, markdown reports and comparison
       windows.py       songs scored over overlapping windows of their audio
       predict.py       genre probabilities of any audio file; segment_rows.py: streamed batches
+      api.py           the Python API: load(path) -> a model that predicts paths and waveforms
       export.py        a network as one StableHLO program; exported.py: its stand-alone loader
       ensemble.py      several runs as one model (mean probability), features alike or not
       embed.py         embeddings of files or a store; embedders.py: musicnn's or a run's
@@ -106,3 +113,28 @@ Modules, in flow order::
 
 README.md has the set-up, "add a model" and the headline results; docs/ has the rest.
 """
+
+__all__ = ["Model", "PredictError", "Prediction", "__version__", "load"]
+
+_API = ("Model", "Prediction", "PredictError", "load")
+
+
+def __getattr__(name: str):
+    # Lazily, so that ``import genre_jax.config`` (which imports this package first) and the
+    # CLI's help load neither JAX nor the models.
+    if name in _API:
+        from genre_jax import api
+
+        return getattr(api, name)
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("genre-jax")
+        except PackageNotFoundError:  # a checkout on sys.path, never installed
+            return "0+unknown"
+    raise AttributeError(f"module 'genre_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

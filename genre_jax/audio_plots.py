@@ -6,6 +6,9 @@ and tests) and :func:`waveform_and_mel` writes it (:func:`genre_jax.plots.save_f
 1200 x 700 PNG); :func:`plot_file` decodes an audio file of any format first, refusing an
 output path that would cost the user a file. The spectrogram is :func:`mel_db`, the values of
 :func:`genre_jax.features.log_mel` computed in chunks so that a long file fits in memory.
+
+A track's genre over time (``genre-jax predict --window-hop S --plot OUT.png``) is
+:func:`taggram_figure`: each window's probabilities as a column, time on x, genres on y.
 """
 
 from __future__ import annotations
@@ -253,3 +256,65 @@ def plot_file(
     out_path = Path(out_path)
     waveform_and_mel(audio, sample_rate, out_path, f"{name} ({shown} at {sample_rate} Hz)")
     return out_path
+
+
+TAGGRAM_FIGSIZE = (12.0, 5.0)  # inches; at 100 dpi a 1200 x 500 PNG
+
+
+def taggram_figure(
+    probabilities: np.ndarray,
+    genres: list[str],
+    starts: np.ndarray,
+    window_seconds: float,
+    title: str,
+    hop_seconds: float | None = None,
+) -> Figure:
+    """The genre over time (a taggram): each window's probabilities as a column one hop wide
+    centred on the window's centre (non-overlapping segments: exactly the seconds each one
+    covers), genres on the y axis in the run's order, a colour bar from 0 to 1.
+
+    Args:
+        probabilities: ``(windows, genres)``, each row one window's probabilities.
+        genres: the genre names, one per column of ``probabilities``.
+        starts: ``(windows,)`` each window's start in seconds, increasing.
+        window_seconds: a window's length in seconds.
+        title: the figure's title.
+        hop_seconds: the seconds between windows' starts (default: ``window_seconds``).
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    starts = np.asarray(starts, np.float64)
+    if probabilities.ndim != 2 or probabilities.shape != (len(starts), len(genres)):
+        raise ValueError(
+            f"probabilities of shape {probabilities.shape}; expected ({len(starts)} windows, "
+            f"{len(genres)} genres)"
+        )
+    hop = window_seconds if hop_seconds is None else hop_seconds
+    centres = starts + window_seconds / 2
+    edges = np.append(centres - hop / 2, centres[-1] + hop / 2) if len(starts) else np.zeros(1)
+    figure = Figure(figsize=TAGGRAM_FIGSIZE, layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.pcolormesh(
+        edges, np.arange(len(genres) + 1), probabilities.T, vmin=0.0, vmax=1.0, cmap="magma"
+    )
+    axes.set_yticks(np.arange(len(genres)) + 0.5, labels=genres)
+    axes.invert_yaxis()  # the first genre on top, as the run lists them
+    axes.set_xlabel("time (s), window centre")
+    axes.set_ylabel("genre")
+    axes.set_title(title)
+    figure.colorbar(image, ax=axes, label="probability")
+    return figure
+
+
+def taggram(
+    probabilities: np.ndarray,
+    genres: list[str],
+    starts: np.ndarray,
+    window_seconds: float,
+    out_path: str | os.PathLike,
+    title: str,
+    hop_seconds: float | None = None,
+) -> Path:
+    """Write :func:`taggram_figure` as a PNG at ``out_path`` (atomically); return the path."""
+    figure = taggram_figure(probabilities, genres, starts, window_seconds, title, hop_seconds)
+    save_figure(figure, out_path)
+    return Path(out_path)

@@ -249,7 +249,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from genre_jax.predict import predict_command
 
-    return predict_command(args.paths, args.run_dir, top_k=args.top_k, as_json=args.json)
+    return predict_command(
+        args.paths,
+        args.run_dir,
+        top_k=args.top_k,
+        as_json=args.json,
+        window_hop=args.window_hop,
+        plot=args.plot,
+        overwrite=args.overwrite,
+    )
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -269,12 +277,16 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from genre_jax.export import export_run
 
-    record = export_run(args.run_dir, args.out, overwrite=args.overwrite)
+    record = export_run(args.run_dir, args.out, overwrite=args.overwrite, format=args.format)
     print(
         f"Exported {record['model']['name']} ({len(record['genres'])} genres, "
         f"{record['segment_seconds']:g} s segments at {record['sample_rate']} Hz) to {args.out}"
     )
-    print(f"Load it with genre_jax.exported.load({str(args.out)!r}); sidecar {args.out}.json")
+    loader = "genre_jax.exported_onnx" if args.format == "onnx" else "genre_jax.exported"
+    print(
+        f"Load it with genre_jax.load({str(args.out)!r}) (or {loader}.load); sidecar "
+        f"{args.out}.json"
+    )
     return 0
 
 
@@ -315,8 +327,26 @@ def cmd_fetch_musicnn(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    return _benchmarks_main()(args.bench_args)
+
+
+def _benchmarks_main():
+    """``benchmarks.run.main`` of the checkout this package runs from: the benchmarks are not
+    installed with the package (a top-level ``benchmarks`` would collide with other
+    projects'), so ``genre-jax bench`` works from a checkout (an editable install) only."""
+    import importlib
+    import sys
+
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "benchmarks" / "run.py").is_file() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
     try:
-        from benchmarks.run import main as bench_main
-    except ImportError as error:
-        raise ConfigError(f"bench: the benchmarks package is not importable ({error})") from error
-    return bench_main(args.bench_args)
+        return importlib.import_module("benchmarks.run").main
+    except ModuleNotFoundError as error:
+        if error.name not in ("benchmarks", "benchmarks.run"):
+            raise ConfigError(f"bench: the benchmarks import a missing module ({error})") from error
+        raise ConfigError(
+            "bench: the benchmarks are not installed with the package; run them from a "
+            "checkout of the repository (python -m benchmarks.run, or genre-jax bench from an "
+            "editable install: pip install -e .)"
+        ) from error

@@ -254,6 +254,22 @@ def build_parser(
         "--top-k", type=positive_int, default=3, help="genres listed per file [default: 3]"
     )
     predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.add_argument(
+        "--window-hop",
+        type=float,
+        metavar="SECONDS",
+        help="score windows of one segment every SECONDS (the genre over time; JSON: each "
+        "window's start and probabilities) [default: non-overlapping segments]",
+    )
+    predict.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="draw each file's probabilities over time (time x genre); several files: "
+        "OUT-<file name>.png each",
+    )
+    predict.add_argument(
+        "--overwrite", action="store_true", help="--plot: replace existing PNGs (never an input)"
+    )
     predict.set_defaults(func=cmd_predict)
 
     emb = sub.add_parser(
@@ -285,10 +301,18 @@ def build_parser(
 
     exp = sub.add_parser(
         "export",
-        help="a trained network as one StableHLO program: audio segments -> probabilities",
+        help="a trained network as one StableHLO program (audio segments -> probabilities) "
+        "or an ONNX graph (features -> probabilities)",
     )
     exp.add_argument("--run-dir", required=True, help="the run whose best network is exported")
     exp.add_argument("--out", required=True, help="the program's file (its sidecar: OUT.json)")
+    exp.add_argument(
+        "--format",
+        choices=("stablehlo", "onnx"),
+        default="stablehlo",
+        help="stablehlo: jax.export, the whole path from audio; onnx: for onnxruntime, the "
+        "network from features (pip install 'genre-jax[onnx]') [default: stablehlo]",
+    )
     exp.add_argument("--overwrite", action="store_true", help="replace an existing export")
     exp.set_defaults(func=cmd_export)
 

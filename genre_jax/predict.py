@@ -9,10 +9,16 @@ A file is streamed and cut into the non-overlapping full segments the run was tr
 bounded memory whatever its length (:func:`genre_jax.segment_rows.file_rows`); only the
 per-segment probabilities are kept.
 
-The track's genre is the one of highest mean probability over its segments. A file shorter
-than one segment is zero-padded to one segment (``padded=True``): every model takes a fixed
-number of frames (the CNN's input, the SVM's flattened vector), and a silent tail changes the
-features of the frames it covers only, whereas refusing the file would give no answer at all.
+With a window hop (``--window-hop S``), the rows are those of overlapping windows of one
+segment starting every ``S`` seconds (the last one ending at or before the file's end), still
+streamed in bounded memory: the genre over time, which ``--plot OUT.png`` draws
+(:func:`genre_jax.audio_plots.taggram`). The JSON gives each row's start in seconds.
+
+The track's genre is the one of highest mean probability over its segments (or windows). A
+file shorter than one segment is zero-padded to one segment (``padded=True``): every model
+takes a fixed number of frames (the CNN's input, the SVM's flattened vector), and a silent
+tail changes the features of the frames it covers only, whereas refusing the file would give
+no answer at all.
 A file whose features or probabilities are not finite (samples far beyond audio scale, such as a
 float WAV holding values of 1e18) gets a per-file error instead of NaN probabilities.
 """
@@ -36,7 +42,7 @@ from genre_jax.audio import is_audio_file
 from genre_jax.config import ConfigError
 from genre_jax.inference import Predictor, load_predictor
 from genre_jax.parallel import gather_blocks, process_block
-from genre_jax.segment_rows import FileRefused, file_rows
+from genre_jax.segment_rows import FileRefused, FileRows, file_rows
 
 
 @dataclass
@@ -55,6 +61,9 @@ class TrackPrediction:
         padded: the file was shorter than one segment and was zero-padded to one.
         duration: decoded length in seconds at the run's sample rate (``None`` on error).
         error: why the file could not be predicted (``None`` when it was).
+        window_seconds: the length of each row's audio (the run's segment length).
+        window_hop: seconds between the starts of consecutive rows: ``window_seconds`` for
+            non-overlapping segments, the hop asked for otherwise (``None`` on error).
     """
 
     path: str
@@ -66,6 +75,14 @@ class TrackPrediction:
     padded: bool = False
     duration: float | None = None
     error: str | None = None
+    window_seconds: float | None = None
+    window_hop: float | None = None
+
+    @property
+    def window_starts(self) -> list[float]:
+        """Each row's start in seconds from the start of the file."""
+        hop = self.window_hop or 0.0
+        return [index * hop for index in range(len(self.segment_probabilities))]
 
     @classmethod
     def failed(cls, path: str, reason: str) -> TrackPrediction:
@@ -85,6 +102,8 @@ class TrackPrediction:
             padded=data["padded"],
             duration=data["duration"],
             error=data["error"],
+            window_seconds=data.get("window_seconds"),  # absent from JSON of before windows
+            window_hop=data.get("window_hop"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -98,6 +117,9 @@ class TrackPrediction:
             "padded": self.padded,
             "duration": self.duration,
             "error": self.error,
+            "window_seconds": self.window_seconds,
+            "window_hop": self.window_hop,
+            "window_starts": self.window_starts,
             "segment_probabilities": [list(row) for row in self.segment_probabilities],
         }
 
@@ -121,6 +143,7 @@ def predict_file(
     *,
     top_k: int = 3,
     max_segments_in_memory: int = 64,
+    window_hop: float | None = None,
 ) -> TrackPrediction:
     """Predict the genre of one audio file of any format, rate, channel count and length.
 
@@ -133,6 +156,8 @@ def predict_file(
         predictor: a loaded run (:func:`genre_jax.inference.load_predictor`).
         top_k: how many genres :attr:`TrackPrediction.top_k` lists (capped at the genre count).
         max_segments_in_memory: segments of audio decoded before they are scored.
+        window_hop: score overlapping windows of one segment starting every ``window_hop``
+            seconds instead of the non-overlapping segments.
 
     Returns:
         The prediction; a file refused gives a :class:`TrackPrediction` with ``error`` set to
@@ -149,6 +174,7 @@ def predict_file(
                 reader.predict_proba,
                 what="probabilities",
                 max_segments_in_memory=max_segments_in_memory,
+                hop_seconds=window_hop,
             )
             for reader in predictor.readers
         ]
@@ -156,11 +182,17 @@ def predict_file(
         return TrackPrediction.failed(str(path), refused.reason)
     count = min(len(f.rows) for f in found)  # rates round a segment's end differently
     probs = np.mean([f.rows[:count] for f in found], axis=0)
-    found = found[0]
+    return track_prediction(str(path), predictor.genres, probs, found[0], top_k)
+
+
+def track_prediction(
+    path: str, genres: Sequence[str], probs: np.ndarray, found: FileRows, top_k: int
+) -> TrackPrediction:
+    """The prediction of the rows ``probs`` ``(rows, genres)`` of one input, cut as ``found``
+    says; the genre is that of the highest mean probability."""
     mean = probs.mean(axis=0)
-    genres = predictor.genres
     return TrackPrediction(
-        path=str(path),
+        path=path,
         genre=genres[int(np.argmax(mean))],
         probabilities={g: float(p) for g, p in zip(genres, mean, strict=True)},
         segments=int(probs.shape[0]),
@@ -168,6 +200,8 @@ def predict_file(
         top_k=_top_k(mean, genres, top_k),
         padded=found.padded,
         duration=found.duration,
+        window_seconds=found.window_seconds,
+        window_hop=found.hop_seconds,
     )
 
 
@@ -209,6 +243,7 @@ def predict_paths(
     progress_file: TextIO | None = None,
     max_segments_in_memory: int = 64,
     share: bool = False,
+    window_hop: float | None = None,
 ) -> list[TrackPrediction]:
     """Predict every file given, and every audio file under every folder given.
 
@@ -218,6 +253,7 @@ def predict_paths(
     Files that cannot be read give a :class:`TrackPrediction` whose ``error`` says why; the
     others are still predicted. ``progress`` shows a rich progress bar on ``progress_file``
     (standard error by default, so that standard output stays clean for JSON).
+    ``window_hop``: see :func:`predict_file`.
     """
     _check_top_k(top_k)
     items = expand_paths(paths)
@@ -232,7 +268,11 @@ def predict_paths(
         else:
             results.append(
                 predict_file(
-                    path, predictor, top_k=top_k, max_segments_in_memory=max_segments_in_memory
+                    path,
+                    predictor,
+                    top_k=top_k,
+                    max_segments_in_memory=max_segments_in_memory,
+                    window_hop=window_hop,
                 )
             )
     if not shared:
@@ -260,14 +300,16 @@ def with_progress(
 # --- the command ----------------------------------------------------------------------------------
 
 
-def _table(results: Sequence[TrackPrediction], top_k: int, out: TextIO) -> None:
+def _table(
+    results: Sequence[TrackPrediction], top_k: int, out: TextIO, *, windows: bool = False
+) -> None:
 
     table = Table(title="Genre predictions")
     table.add_column("file", overflow="fold")
     table.add_column("genre")
     table.add_column("probability", justify="right")
     table.add_column(f"top {top_k}")
-    table.add_column("segments", justify="right")
+    table.add_column("windows" if windows else "segments", justify="right")
     table.add_column("duration (s)", justify="right")
     for r in results:
         if r.error is not None:
@@ -287,6 +329,34 @@ def _table(results: Sequence[TrackPrediction], top_k: int, out: TextIO) -> None:
     Console(file=out, width=width).print(table)
 
 
+def plot_outputs(out: Path, files: Sequence[Path]) -> list[Path]:
+    """Where ``--plot OUT.png`` writes each file's taggram: ``OUT.png`` for one file; for
+    several, ``OUT-<file name>.png`` each (``-2``, ``-3`` ... after a name met before)."""
+    if len(files) == 1:
+        return [out]
+    names: list[Path] = []
+    seen: dict[str, int] = {}
+    for file in files:
+        stem = f"{out.stem}-{file.stem}"
+        seen[stem] = seen.get(stem, 0) + 1
+        suffix = "" if seen[stem] == 1 else f"-{seen[stem]}"
+        names.append(out.with_name(f"{stem}{suffix}{out.suffix}"))
+    return names
+
+
+def _check_plots(plot: Path, files: Sequence[Path], overwrite: bool) -> list[Path]:
+    """The taggrams' paths, each refused (naming it) if it would cost the user a file: an
+    existing file (unless ``overwrite``), an audio file given (always), a name not ending in
+    ``.png``."""
+    from genre_jax.audio_plots import check_plot_output
+
+    outputs = plot_outputs(plot, files)
+    for out in outputs:
+        for file in files:
+            check_plot_output(file, out, overwrite=overwrite)
+    return outputs
+
+
 def predict_command(
     paths: Sequence[str | Path],
     run_dir: str | Path,
@@ -296,6 +366,9 @@ def predict_command(
     out: TextIO | None = None,
     err: TextIO | None = None,
     progress: bool | None = None,
+    window_hop: float | None = None,
+    plot: str | Path | None = None,
+    overwrite: bool = False,
 ) -> int:
     """``genre-jax predict PATH... --run-dir RUN``: print the genre of every file given.
 
@@ -306,6 +379,10 @@ def predict_command(
     In a multi-process run each process predicts its share of the files and process 0
     prints them all.
     ``progress`` (default: ``err`` is a terminal) shows a progress bar on ``err``.
+    ``window_hop``: overlapping windows of one segment every ``window_hop`` seconds
+    (:func:`predict_file`); ``plot``: a PNG of each file's probabilities over time
+    (:func:`plot_outputs` names them), refused before anything is predicted if it would
+    replace a file (an existing PNG is replaced with ``overwrite``; an input never).
 
     Returns:
         0 when at least one file was predicted, 1 when none could be.
@@ -313,12 +390,24 @@ def predict_command(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     _check_top_k(top_k)
+    if window_hop is not None:
+        from genre_jax.windows import check_hop
+
+        check_hop(window_hop)
+    files = [path for path, reason in expand_paths(paths) if reason is None]
+    plots = _check_plots(Path(plot), files, overwrite) if plot is not None else []
     predictor = load_predictor(run_dir)
     if progress is None:
         progress = err.isatty()
     main = jax.process_index() == 0
     results = predict_paths(
-        paths, predictor, top_k=top_k, progress=progress and main, progress_file=err, share=True
+        paths,
+        predictor,
+        top_k=top_k,
+        progress=progress and main,
+        progress_file=err,
+        share=True,
+        window_hop=window_hop,
     )
     if not main:  # every process predicted its share; process 0 reports them all
         return 0 if any(r.error is None for r in results) else 1
@@ -330,7 +419,33 @@ def predict_command(
         json.dump([r.to_json() for r in results], out, indent=2)
         out.write("\n")
     elif predicted:
-        _table(results, top_k, out)
+        _table(results, top_k, out, windows=window_hop is not None)
+    plot_of = dict(zip([str(f) for f in files], plots, strict=False))  # none without --plot
+    for result in results:
+        if result.error is None and result.path in plot_of:
+            _plot(result, predictor.genres, plot_of[result.path])
+            print(f"wrote {plot_of[result.path]}", file=err)
     summary = f"predicted {predicted} of {len(results)} file(s) with {predictor.model_name}"
     print(summary + (f"; {len(failed)} could not be read" if failed else ""), file=err)
     return 0 if predicted else 1
+
+
+def _plot(result: TrackPrediction, genres: Sequence[str], path: Path) -> None:
+    """Draw ``result``'s rows over time at ``path``."""
+    from genre_jax.audio_plots import taggram
+
+    hop = result.window_hop or 0.0
+    what = f"windows every {hop:g} s" if hop != result.window_seconds else "segments"
+    title = (
+        f"{Path(result.path).name}: {result.genre} ({len(result.segment_probabilities)} "
+        f"{what} of {result.window_seconds:g} s)"
+    )
+    taggram(
+        np.asarray(result.segment_probabilities),
+        list(genres),
+        np.asarray(result.window_starts),
+        result.window_seconds or 0.0,
+        path,
+        title,
+        result.window_hop,
+    )

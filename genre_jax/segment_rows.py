@@ -77,6 +77,53 @@ class _Segmenter:
             yield buffer[: self.segment_samples].reshape(1, self.segment_samples)
 
 
+@dataclass
+class _Windower:
+    """Cuts a stream of sample blocks into chunks of overlapping windows of ``window`` samples
+    starting every ``hop`` samples (the last one ending at or before the stream's end, as
+    :func:`genre_jax.windows.windows` cuts a whole song), at most ``max_windows`` per chunk.
+
+    Memory holds one window plus one block and one chunk whatever the stream's length. After
+    iteration, ``samples`` and ``padded`` are as :class:`_Segmenter`'s.
+    """
+
+    window: int
+    hop: int
+    max_windows: int
+    samples: int = 0
+    padded: bool = False
+
+    def chunks(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``(k, window)`` float32 chunks, ``1 <= k <= max_windows``."""
+        pending = np.zeros(0, np.float32)  # the samples from the next window's start on
+        skip = 0  # samples still to drop before the next window starts (a hop > window)
+        cut: list[np.ndarray] = []
+        yielded = 0
+        for block in blocks:
+            self.samples += block.shape[0]
+            if skip:
+                dropped = min(skip, block.shape[0])
+                block = block[dropped:]
+                skip -= dropped
+            pending = np.concatenate([pending, block]) if pending.size else block
+            while pending.shape[0] >= self.window:
+                cut.append(np.array(pending[: self.window], np.float32))
+                skip = max(0, self.hop - pending.shape[0])
+                pending = pending[self.hop :]
+                if len(cut) == self.max_windows:
+                    yielded += len(cut)
+                    yield np.stack(cut)
+                    cut = []
+        if cut:
+            yielded += len(cut)
+            yield np.stack(cut)
+        elif yielded == 0 and self.samples:
+            self.padded = True
+            padded = np.zeros((1, self.window), np.float32)
+            padded[0, : pending.shape[0]] = pending
+            yield padded
+
+
 def _bucket(n: int) -> int:
     """The batch size ``n`` segments are padded to: the next power of two, ``<= DEVICE_BATCH``."""
     return min(DEVICE_BATCH, 1 << max(0, math.ceil(math.log2(n))))
@@ -156,14 +203,97 @@ class FileRows:
     """What :func:`file_rows` computed for one file.
 
     Attributes:
-        rows: per segment, in order, ``(segments, k)``.
+        rows: per segment (or window), in order, ``(segments, k)``.
         padded: the file was shorter than one segment and was zero-padded to one.
         duration: decoded length in seconds at the feature settings' sample rate.
+        hop_seconds: the seconds between the starts of consecutive rows' audio: the segment
+            length (non-overlapping segments) unless a window hop was asked for.
+        window_seconds: the length of each row's audio (one segment).
     """
 
     rows: np.ndarray
     padded: bool
     duration: float
+    hop_seconds: float
+    window_seconds: float
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Each row's start in seconds from the start of the file."""
+        return np.arange(self.rows.shape[0]) * self.hop_seconds
+
+
+AudioRowsOf = Callable[[np.ndarray], np.ndarray | None]
+"""What is computed per segment of audio: ``(k, segment_samples)`` float32 -> ``(k, rows)``,
+or None when the segments' features are not finite (:func:`stream_rows` refuses them)."""
+
+
+def features_rows(config: FeatureConfig, rows_of: RowsOf) -> AudioRowsOf:
+    """``rows_of`` the features (``config``) of audio segments, in padded device batches."""
+    return lambda segments: _rows(segments, config, rows_of)
+
+
+def _check_in_memory(max_segments_in_memory: int) -> None:
+    if max_segments_in_memory < 1:
+        raise ConfigError(f"setting max_segments_in_memory={max_segments_in_memory}: must be >= 1")
+
+
+def hop_samples(hop_seconds: float | None, config_rate: int, segment_samples: int) -> int:
+    """A window hop in samples at ``config_rate`` (as :mod:`genre_jax.windows` rounds it); the
+    segment length when no hop is given (non-overlapping segments)."""
+    if hop_seconds is None:
+        return segment_samples
+    from genre_jax.windows import check_hop
+
+    check_hop(hop_seconds)
+    return max(1, round(hop_seconds * config_rate))
+
+
+def stream_rows(
+    blocks: Iterable[np.ndarray],
+    sample_rate: int,
+    segment_samples: int,
+    rows_of: AudioRowsOf,
+    *,
+    what: str,
+    max_segments_in_memory: int = 64,
+    hop_seconds: float | None = None,
+) -> FileRows:
+    """``rows_of`` every full segment of a stream of mono float32 ``blocks`` at
+    ``sample_rate``: non-overlapping segments, or with ``hop_seconds`` overlapping windows of
+    one segment starting every hop (see :func:`file_rows`, which reads a file with it; the
+    Python API (:mod:`genre_jax.api`) feeds it a waveform held in memory).
+
+    Raises:
+        FileRefused: no samples, or features or rows that are not finite.
+        ConfigError: ``max_segments_in_memory`` is below 1, or the hop is out of range
+            (:func:`genre_jax.windows.check_hop`).
+    """
+    _check_in_memory(max_segments_in_memory)
+    hop = hop_samples(hop_seconds, sample_rate, segment_samples)
+    if hop_seconds is None:
+        cutter: _Segmenter | _Windower = _Segmenter(segment_samples, max_segments_in_memory)
+    else:
+        cutter = _Windower(segment_samples, hop, max_segments_in_memory)
+    parts = []
+    peak = 0.0
+    for chunk in cutter.chunks(blocks):
+        peak = max(peak, float(np.max(np.abs(chunk))))
+        rows = rows_of(chunk)
+        if rows is None:
+            raise FileRefused(_not_finite("features", peak))
+        if not np.isfinite(rows).all():
+            raise FileRefused(_not_finite(what, peak))
+        parts.append(rows)
+    if not parts:
+        raise FileRefused(f"no audio samples at {sample_rate} Hz after resampling")
+    return FileRows(
+        np.concatenate(parts),
+        cutter.padded,
+        cutter.samples / sample_rate,
+        hop / sample_rate,
+        segment_samples / sample_rate,
+    )
 
 
 def file_rows(
@@ -173,8 +303,12 @@ def file_rows(
     *,
     what: str,
     max_segments_in_memory: int = 64,
+    hop_seconds: float | None = None,
 ) -> FileRows:
-    """``rows_of`` the features (``config``) of every full segment of one audio file.
+    """``rows_of`` the features (``config``) of every full segment of one audio file, or with
+    ``hop_seconds`` of every window of one segment starting each ``hop_seconds`` (the last one
+    ending at or before the file's end; a file shorter than one segment is zero-padded to one
+    either way).
 
     The file is decoded as a stream: at most ``max_segments_in_memory`` segments of audio
     (each ``config.segment_samples`` float32 samples: 0.88 MB for 10 s at 22050 Hz) are held
@@ -185,27 +319,45 @@ def file_rows(
         FileRefused: a name without an extension of :data:`~genre_jax.audio.AUDIO_EXTENSIONS`,
             an unreadable file (any :class:`~genre_jax.audio.AudioError`), no samples, or
             features or rows that are not finite (the reason gives the peak sample magnitude).
-        ConfigError: ``max_segments_in_memory`` is below 1.
+        ConfigError: ``max_segments_in_memory`` is below 1, or the hop is out of range.
     """
-    if max_segments_in_memory < 1:
-        raise ConfigError(f"setting max_segments_in_memory={max_segments_in_memory}: must be >= 1")
+    return audio_file_rows(
+        path,
+        config.sample_rate,
+        config.segment_samples,
+        features_rows(config, rows_of),
+        what=what,
+        max_segments_in_memory=max_segments_in_memory,
+        hop_seconds=hop_seconds,
+    )
+
+
+def audio_file_rows(
+    path: str | Path,
+    sample_rate: int,
+    segment_samples: int,
+    rows_of: AudioRowsOf,
+    *,
+    what: str,
+    max_segments_in_memory: int = 64,
+    hop_seconds: float | None = None,
+) -> FileRows:
+    """:func:`file_rows` with ``rows_of`` taking the audio segments themselves (an exported
+    program computes its own features)."""
+    _check_in_memory(max_segments_in_memory)
     refused = _extension_error(path)
     if refused is not None:
         raise FileRefused(refused)
-    segmenter = _Segmenter(config.segment_samples, max_segments_in_memory)
-    parts = []
-    peak = 0.0
+    hop_samples(hop_seconds, sample_rate, segment_samples)  # a bad hop before any decoding
     try:
-        for chunk in segmenter.chunks(iter_audio_blocks(path, config.sample_rate)):
-            peak = max(peak, float(np.max(np.abs(chunk))))
-            rows = _rows(chunk, config, rows_of)
-            if rows is None:
-                raise FileRefused(_not_finite("features", peak))
-            if not np.isfinite(rows).all():
-                raise FileRefused(_not_finite(what, peak))
-            parts.append(rows)
+        return stream_rows(
+            iter_audio_blocks(path, sample_rate),
+            sample_rate,
+            segment_samples,
+            rows_of,
+            what=what,
+            max_segments_in_memory=max_segments_in_memory,
+            hop_seconds=hop_seconds,
+        )
     except AudioError as error:
         raise FileRefused(error.reason) from None
-    if not parts:
-        raise FileRefused(f"no audio samples at {config.sample_rate} Hz after resampling")
-    return FileRows(np.concatenate(parts), segmenter.padded, segmenter.samples / config.sample_rate)
