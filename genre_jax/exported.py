@@ -80,18 +80,46 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def check_sidecar(record: Any, side: Path) -> dict[str, Any]:
+def check_sidecar(
+    record: Any, side: Path, formats: tuple[str, ...] = FORMATS, kind: str = "export"
+) -> dict[str, Any]:
     """``record`` (the parsed ``side``) if it is a sidecar that ``export`` wrote and nobody
-    edited since (a known format, its own digest matching).
+    edited since (one of ``formats``, the newest last; its own digest matching). ``kind``
+    names the export in the message (``ONNX export`` for :mod:`genre_jax.exported_onnx`).
 
     Raises:
         ExportError: naming ``side`` and what is wrong.
     """
-    if not isinstance(record, dict) or record.get("format") not in FORMATS:
-        raise ExportError(f"{side}: not the sidecar of a genre-jax export ({FORMAT})")
+    if not isinstance(record, dict) or record.get("format") not in formats:
+        raise ExportError(f"{side}: not the sidecar of a genre-jax {kind} ({formats[-1]})")
     if hashlib.sha256(canonical(record)).hexdigest() != record.get("sidecar_sha256"):
         raise ExportError(f"{side}: edited after it was written (its digest differs)")
     return record
+
+
+def read_export(
+    path: Path, formats: tuple[str, ...] = FORMATS, kind: str = "export"
+) -> tuple[bytes, dict[str, Any], Path]:
+    """The bytes of the export at ``path``, its sidecar's record and the sidecar's path, once
+    the sidecar is one ``export`` wrote (:func:`check_sidecar` with ``formats`` and ``kind``)
+    and the bytes are those it records (a StableHLO program, or an ONNX graph).
+
+    Raises:
+        ExportError: either file is missing or unreadable, the sidecar was edited, or the
+            bytes are not those the sidecar records.
+    """
+    side = sidecar_path(path)
+    try:
+        data = path.read_bytes()
+        record = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ExportError(f"{path}: cannot read the export or its sidecar ({error})") from None
+    record = check_sidecar(record, side, formats, kind)
+    if hashlib.sha256(data).hexdigest() != record.get("program_sha256"):
+        raise ExportError(
+            f"{path}: its bytes are not those its sidecar records (replaced or edited)"
+        )
+    return data, record, side
 
 
 class ExportedModel:
@@ -127,17 +155,7 @@ def load(path: str | Path) -> ExportedModel:
             not carry its sidecar's digest (it loads as before; export again to bind it).
     """
     path = Path(path)
-    side = sidecar_path(path)
-    try:
-        data = path.read_bytes()
-        record = json.loads(side.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ExportError(f"{path}: cannot read the export or its sidecar ({error})") from None
-    record = check_sidecar(record, side)
-    if hashlib.sha256(data).hexdigest() != record.get("program_sha256"):
-        raise ExportError(
-            f"{path}: its bytes are not those its sidecar records (replaced or edited)"
-        )
+    data, record, side = read_export(path)
     try:
         program = export.deserialize(bytearray(data))
     except Exception as error:  # jax raises flatbuffer and value errors on foreign bytes

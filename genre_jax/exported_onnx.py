@@ -28,16 +28,16 @@ under :data:`DIGEST_KEY`. An edited, replaced or mismatched file is refused with
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genre_jax.exported import ExportError, canonical, content_digest, sidecar_path
+from genre_jax import exported
+from genre_jax.exported import ExportError, content_digest
 
 FORMAT = "genre-jax-onnx/1"
+KIND = "ONNX export"  # how messages name it
 DIGEST_KEY = "genre_jax.sidecar_content_sha256"  # metadata_props: the sidecar's content digest
 GENRES_KEY = "genre_jax.genres"  # metadata_props: the genres, a JSON list in output order
 INPUT_NAME = "features"
@@ -64,11 +64,7 @@ def check_sidecar(record: Any, side: Path) -> dict[str, Any]:
     Raises:
         ExportError: naming ``side`` and what is wrong.
     """
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ExportError(f"{side}: not the sidecar of a genre-jax ONNX export ({FORMAT})")
-    if hashlib.sha256(canonical(record)).hexdigest() != record.get("sidecar_sha256"):
-        raise ExportError(f"{side}: edited after it was written (its digest differs)")
-    return record
+    return exported.check_sidecar(record, side, (FORMAT,), KIND)
 
 
 class OnnxExportedModel:
@@ -122,17 +118,7 @@ def load(path: str | Path) -> OnnxExportedModel:
         ModuleNotFoundError: onnxruntime is not installed (the message names the extra).
     """
     path = Path(path)
-    side = sidecar_path(path)
-    try:
-        data = path.read_bytes()
-        record = json.loads(side.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ExportError(f"{path}: cannot read the export or its sidecar ({error})") from None
-    record = check_sidecar(record, side)
-    if hashlib.sha256(data).hexdigest() != record.get("program_sha256"):
-        raise ExportError(
-            f"{path}: its bytes are not those its sidecar records (replaced or edited)"
-        )
+    data, record, side = exported.read_export(path, (FORMAT,), KIND)
     session = open_session(data, path)
     carried = session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY)
     if carried != content_digest(record):
