@@ -94,7 +94,9 @@ Modules, in flow order::
       windows.py       songs scored over overlapping windows of their audio
       predict.py       genre probabilities of any audio file; segment_rows.py: streamed batches
       api.py           the Python API: load(path) -> a model that predicts paths and waveforms
-      export.py        a network as one StableHLO program; exported.py: its stand-alone loader
+      export.py        a network as one StableHLO program or ONNX graph; exported.py and
+                       exported_onnx.py: their loaders (the first stand-alone)
+      model_card.py    MODEL_CARD.md of runs, ensembles, crossval folders and exports
       ensemble.py      several runs as one model (mean probability), features alike or not
       embed.py         embeddings of files or a store; embedders.py: musicnn's or a run's
       embedding_cache.py embeddings cached once per store, bound to its arrays

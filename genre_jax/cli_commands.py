@@ -290,6 +290,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from genre_jax.model_card import write_card
+
+    try:
+        path = write_card(args.folder)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from genre_jax.audio_plots import plot_file
 

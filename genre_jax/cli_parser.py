@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from genre_jax.cli_commands import (
     cmd_bench,
+    cmd_card,
     cmd_check,
     cmd_compare,
     cmd_crossval,
@@ -324,6 +325,12 @@ def build_parser(
     )
     plot.add_argument("--seconds", type=positive_float, help="only the first SECONDS")
     plot.set_defaults(func=cmd_plot)
+
+    card = sub.add_parser(
+        "card", help="write a run's, ensemble's or crossval folder's MODEL_CARD.md again"
+    )
+    card.add_argument("folder", help="the run directory, ensemble or crossval folder")
+    card.set_defaults(func=cmd_card)
 
     demo = sub.add_parser(
         "demo",

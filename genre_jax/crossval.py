@@ -46,6 +46,7 @@ from genre_jax.metrics import (
     log_event,
     require_tensorboard,
 )
+from genre_jax.model_card import update_card
 from genre_jax.output_dirs import (
     MARKER,
     OutputDirError,
@@ -338,6 +339,7 @@ def crossval(
     if not is_main_process():
         return {}
     report = summarise(rows, experiment, out_dir)
+    update_card(out_dir, log)
     log_event(
         out_dir,
         "crossval",

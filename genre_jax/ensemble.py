@@ -33,6 +33,7 @@ from genre_jax import legacy
 from genre_jax.config import ConfigError, FeatureConfig, model_name
 from genre_jax.fileio import atomic_write_json, read_json
 from genre_jax.identity import IdentityError, Songs, read_songs, write_songs
+from genre_jax.model_card import update_card
 from genre_jax.output_dirs import MARKER, OutputDirError, mark_dir, require_folder_or_absent
 from genre_jax.settings import require_same
 
@@ -100,6 +101,7 @@ def make_ensemble(members: Sequence[str | Path], out_dir: str | Path) -> dict[st
         config["songs"] = write_songs(out_dir, songs)
     atomic_write_json(out_dir / "config.json", config)
     atomic_write_json(out_dir / "labels.json", first["genres"])
+    update_card(out_dir)
     return config
 
 

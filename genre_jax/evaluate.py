@@ -22,6 +22,7 @@ from genre_jax.identity import IdentityError
 from genre_jax.inference import Predictor, load_predictor, read_run_config
 from genre_jax.matching import Selection, select_segments
 from genre_jax.metrics import log_event
+from genre_jax.model_card import update_card
 from genre_jax.models import specs
 from genre_jax.parallel import gather_blocks, is_main_process, process_block
 from genre_jax.reports import headline, markdown_report, ran_text, report_suffix
@@ -255,6 +256,7 @@ def evaluate_run(
     report_file = run_dir / f"report{suffix}.json"
     atomic_write_json(report_file, report)
     atomic_write_bytes(run_dir / f"report{suffix}.md", markdown_report(report).encode())
+    update_card(run_dir)  # from the reports it holds now
     log_event(
         run_dir,
         "evaluate",

@@ -71,6 +71,7 @@ from genre_jax.models import NETWORK
 from genre_jax.output_dirs import MARKER, dir_kind
 from genre_jax.settings import ConfigError
 
+CARD_SUFFIX = ".md"  # the model card beside the export (genre_jax.model_card.export_card)
 _SIDECAR_LIMIT = 1 << 20  # bytes: a sidecar is under 2 KB; a larger file at OUT.json is not one
 
 
@@ -83,8 +84,9 @@ _ONNX_ATOL = 1e-4  # the converted graph against the network in JAX, on a probe 
 def export_run(
     run_dir: str | Path, out: str | Path, *, overwrite: bool = False, format: str = "stablehlo"
 ) -> dict[str, Any]:
-    """Export the network of ``run_dir`` (its best checkpoint) to ``out`` and ``out.json``;
-    return the sidecar. ``format``: ``"stablehlo"``, one serialized program from audio
+    """Export the network of ``run_dir`` (its best checkpoint) to ``out`` and ``out.json``,
+    with its model card ``out.md`` (:func:`genre_jax.model_card.export_card`); return the
+    sidecar. ``format``: ``"stablehlo"``, one serialized program from audio
     segments to probabilities (:mod:`genre_jax.exported` loads it), or ``"onnx"``, an ONNX
     model from features to probabilities (:mod:`genre_jax.exported_onnx` loads it).
 
@@ -149,7 +151,16 @@ def export_run(
     record["sidecar_sha256"] = hashlib.sha256(canonical(record)).hexdigest()
     atomic_write_bytes(out, program)
     atomic_write_json(sidecar_path(out), record)
+    from genre_jax.model_card import export_card
+
+    atomic_write_bytes(card_path(out), export_card(record, out).encode())
     return record
+
+
+def card_path(out: str | Path) -> Path:
+    """``FILE.md``: the model card written beside the export ``FILE`` (and its ``FILE.json``)."""
+    out = Path(out)
+    return out.with_name(out.name + CARD_SUFFIX)
 
 
 def _import_jax2onnx() -> Any:
@@ -268,17 +279,18 @@ def check_export_out(out: Path, *, overwrite: bool) -> None:
     before the run is loaded; with ``overwrite``, an existing export of ours is replaced.
 
     Raises:
-        ConfigError: ``out`` or ``out.json`` is a folder; ``out``'s folder is (or lies in) a
-            folder genre-jax writes; ``out`` or ``out.json`` exists and ``out.json`` is not the
-            sidecar of an export (whatever ``overwrite`` says); or an export is there and
-            ``overwrite`` is not set. The existing file is named.
+        ConfigError: ``out``, ``out.json`` or ``out.md`` is a folder; ``out``'s folder is (or
+            lies in) a folder genre-jax writes; ``out``, ``out.json`` or ``out.md`` (the model
+            card) exists and ``out.json`` is not the sidecar of an export (whatever
+            ``overwrite`` says); or an export is there and ``overwrite`` is not set. The
+            existing file is named.
     """
     side = sidecar_path(out)
-    for path in (out, side):
+    for path in (out, side, card_path(out)):
         if path.is_dir():
             raise ConfigError(
-                f"export: {path} is a folder; --out names the program's file (its sidecar is "
-                "written beside it as OUT.json)"
+                f"export: {path} is a folder; --out names the program's file (its sidecar and "
+                "model card are written beside it as OUT.json and OUT.md)"
             )
     owner = _genre_jax_folder(out.parent)
     if owner is not None:
@@ -287,7 +299,7 @@ def check_export_out(out: Path, *, overwrite: bool) -> None:
             "genre-jax writes (their files are the run's own, and --overwrite of the run "
             "replaces them)"
         )
-    existing = [p for p in (out, side) if os.path.lexists(p)]
+    existing = [p for p in (out, side, card_path(out)) if os.path.lexists(p)]
     if not existing:
         return
     reason = _not_an_export(side)

@@ -56,6 +56,7 @@ LAYOUTS: dict[str, dict[str, Any]] = {
         "summary.json": FILE,
         "svm.skops": FILE,  # a pipeline model and its binding (genre_jax.models.sklearn_io)
         "svm.json": FILE,
+        "MODEL_CARD.md": FILE,  # genre_jax.model_card
         "checkpoints": {"latest": _SERIES, "best": _SERIES, "partial": _SERIES},
         **_EVALUATED,
     },
@@ -64,6 +65,7 @@ LAYOUTS: dict[str, dict[str, Any]] = {
         "config.json": FILE,
         "labels.json": FILE,
         "songs.json": FILE,
+        "MODEL_CARD.md": FILE,
         **_EVALUATED,
         "*": ("run",),  # members made inside it (a cross-validation's fold-<k>/<model>)
     },
@@ -72,6 +74,7 @@ LAYOUTS: dict[str, dict[str, Any]] = {
         "experiment.json": FILE,
         "report.json": FILE,
         "report.md": FILE,
+        "MODEL_CARD.md": FILE,
         "metrics.jsonl": FILE,
         "plots": {"confusion_*.png": FILE},
         "tensorboard": _TENSORBOARD,

@@ -44,6 +44,7 @@ from genre_jax.fit_pipeline import train_pipeline
 from genre_jax.identity import Songs, read_songs, require_songs, songs_of, write_songs
 from genre_jax.input_checks import check_against_features
 from genre_jax.metrics import RunLog, require_tensorboard
+from genre_jax.model_card import update_card
 from genre_jax.models import NETWORK
 from genre_jax.output_dirs import (
     OutputDirError,
@@ -318,6 +319,7 @@ def _train_in_run_dir(
     summary = {"model": config.model, "split": split.name, **summary}
     if main:
         atomic_write_json(run_dir / "summary.json", summary)
+        update_card(run_dir, log)
     return summary
 
 
