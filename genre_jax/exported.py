@@ -139,6 +139,10 @@ class ExportedModel:
                 f"segments of shape {segments.shape}; this model reads "
                 f"(n, {self.segment_samples}) at {self.sample_rate} Hz"
             )
+        return self._probabilities(segments)
+
+    def _probabilities(self, segments: np.ndarray) -> np.ndarray:
+        """The program's probabilities of checked ``(n, segment_samples)`` float32 segments."""
         return np.asarray(self.program.call(segments))
 
 

@@ -67,31 +67,21 @@ def check_sidecar(record: Any, side: Path) -> dict[str, Any]:
     return exported.check_sidecar(record, side, (FORMAT,), KIND)
 
 
-class OnnxExportedModel:
+class OnnxExportedModel(exported.ExportedModel):
     """A loaded ONNX export: call it on segments ``(n, segment_samples)`` for probabilities
-    (the interface of :class:`genre_jax.exported.ExportedModel`)."""
+    (:class:`genre_jax.exported.ExportedModel`'s interface and checks); its ``program`` is the
+    onnxruntime session, also named ``session``."""
 
     def __init__(self, session: Any, sidecar: dict[str, Any]) -> None:
         from genre_jax.config import FeatureConfig
-        from genre_jax.features import num_frames
 
+        super().__init__(session, sidecar)
         self.session = session
-        self.sidecar = sidecar
-        self.genres: list[str] = list(sidecar["genres"])
-        self.sample_rate: int = int(sidecar["sample_rate"])
-        self.segment_samples: int = int(sidecar["segment_samples"])
         self.feature_config = FeatureConfig.from_json(sidecar["feature_config"])
-        self.frames = num_frames(self.segment_samples, self.feature_config.hop_length)
 
-    def __call__(self, segments: np.ndarray) -> np.ndarray:
+    def _probabilities(self, segments: np.ndarray) -> np.ndarray:
         from genre_jax.features import extract_jit
 
-        segments = np.asarray(segments, np.float32)
-        if segments.ndim != 2 or segments.shape[1] != self.segment_samples:
-            raise ValueError(
-                f"segments of shape {segments.shape}; this model reads "
-                f"(n, {self.segment_samples}) at {self.sample_rate} Hz"
-            )
         return self.from_features(np.asarray(extract_jit(segments, self.feature_config)))
 
     def from_features(self, features: np.ndarray) -> np.ndarray:
