@@ -86,8 +86,9 @@ class Prediction(list):
         ]
 
 
-def _scores(row: np.ndarray, genres: Sequence[str], top_k: int | None = None) -> list[dict]:
-    order = np.argsort(-np.asarray(row), kind="stable")[:top_k]
+def _scores(row: np.ndarray, genres: Sequence[str]) -> list[dict]:
+    """Every genre's ``{"label", "score"}`` in ``row``, highest first (ties in genre order)."""
+    order = np.argsort(-np.asarray(row), kind="stable")
     return [{"label": genres[i], "score": float(row[i])} for i in order]
 
 
@@ -172,15 +173,10 @@ class Model:
     ) -> Prediction:
         from genre_jax.predict import track_prediction
 
-        label, found = self._rows(item, sample_rate, hop)
-        count = min(len(f.rows) for f in found)  # rates round a segment's end differently
-        probs = np.mean([f.rows[:count] for f in found], axis=0)
-        track = track_prediction(label, self.genres, probs, found[0], top_k or len(self.genres))
-        mean = probs.mean(axis=0)
-        return Prediction(_scores(mean, self.genres, top_k), track, self.genres)
-
-    def _rows(self, item: Input, sample_rate: int | None, hop: float | None) -> tuple[str, list]:
-        return _reader_rows(self._readers, item, sample_rate, hop, "probabilities")
+        label, found = _reader_rows(self._readers, item, sample_rate, hop, "probabilities")
+        track = track_prediction(label, self.genres, found, top_k or len(self.genres))
+        scores = [{"label": genre, "score": score} for genre, score in track.top_k]
+        return Prediction(scores, track, self.genres)
 
     # --- embed -----------------------------------------------------------------------------
 
@@ -363,10 +359,10 @@ def _load_run(path: Path, batch_size: int) -> Model:
     from genre_jax.inference import load_predictor
 
     predictor = load_predictor(path, batch_size)
+    from genre_jax.segment_rows import features_rows
+
     readers = []
     for reader in predictor.readers:
-        from genre_jax.segment_rows import features_rows
-
         config = reader.feature_config
         readers.append(
             _Reader(

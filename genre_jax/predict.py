@@ -26,6 +26,7 @@ float WAV holding values of 1e18) gets a per-file error instead of NaN probabili
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -164,8 +165,8 @@ def predict_file(
         the reason instead of raising (see :class:`FileRefused`).
     """
     _check_top_k(top_k)
-    # A mixed ensemble's members each read the file with their own features; segment i is the
-    # same seconds for all (they cut the same segments), so the mean is taken segment by segment.
+    # A mixed ensemble's members each read the file with their own features
+    # (track_prediction takes their mean, segment by segment).
     try:
         found = [
             file_rows(
@@ -180,16 +181,20 @@ def predict_file(
         ]
     except FileRefused as refused:
         return TrackPrediction.failed(str(path), refused.reason)
-    count = min(len(f.rows) for f in found)  # rates round a segment's end differently
-    probs = np.mean([f.rows[:count] for f in found], axis=0)
-    return track_prediction(str(path), predictor.genres, probs, found[0], top_k)
+    return track_prediction(str(path), predictor.genres, found, top_k)
 
 
 def track_prediction(
-    path: str, genres: Sequence[str], probs: np.ndarray, found: FileRows, top_k: int
+    path: str, genres: Sequence[str], found: Sequence[FileRows], top_k: int
 ) -> TrackPrediction:
-    """The prediction of the rows ``probs`` ``(rows, genres)`` of one input, cut as ``found``
-    says; the genre is that of the highest mean probability."""
+    """The prediction of one input from its rows ``found`` by each reader (a mixed
+    ensemble's members: one each): their mean, row by row; the genre is that of the highest
+    mean probability."""
+    # A mixed ensemble's members each read the input at their own rate; row i is the same
+    # seconds for all (they cut the same segments), and rates round a segment's end
+    # differently, so only the rows all of them have are kept.
+    count = min(len(f.rows) for f in found)
+    probs = np.mean([f.rows[:count] for f in found], axis=0)
     mean = probs.mean(axis=0)
     return TrackPrediction(
         path=path,
@@ -198,10 +203,10 @@ def track_prediction(
         segments=int(probs.shape[0]),
         segment_probabilities=probs.tolist(),
         top_k=_top_k(mean, genres, top_k),
-        padded=found.padded,
-        duration=found.duration,
-        window_seconds=found.window_seconds,
-        window_hop=found.hop_seconds,
+        padded=found[0].padded,
+        duration=found[0].duration,
+        window_seconds=found[0].window_seconds,
+        window_hop=found[0].hop_seconds,
     )
 
 
@@ -351,7 +356,11 @@ def _check_plots(plot: Path, files: Sequence[Path], overwrite: bool) -> list[Pat
     from genre_jax.audio_plots import check_plot_output
 
     outputs = plot_outputs(plot, files)
-    for out in outputs:
+    for file, out in zip(files, outputs, strict=True):
+        check_plot_output(file, out, overwrite=overwrite)
+    # Only a path that exists can be one of the inputs: each of those against every input
+    # (a folder of n files would otherwise cost n * n checks).
+    for out in (out for out in outputs if os.path.lexists(out)):
         for file in files:
             check_plot_output(file, out, overwrite=overwrite)
     return outputs

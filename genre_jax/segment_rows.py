@@ -217,11 +217,6 @@ class FileRows:
     hop_seconds: float
     window_seconds: float
 
-    @property
-    def starts(self) -> np.ndarray:
-        """Each row's start in seconds from the start of the file."""
-        return np.arange(self.rows.shape[0]) * self.hop_seconds
-
 
 AudioRowsOf = Callable[[np.ndarray], np.ndarray | None]
 """What is computed per segment of audio: ``(k, segment_samples)`` float32 -> ``(k, rows)``,
@@ -239,8 +234,9 @@ def _check_in_memory(max_segments_in_memory: int) -> None:
 
 
 def hop_samples(hop_seconds: float | None, config_rate: int, segment_samples: int) -> int:
-    """A window hop in samples at ``config_rate`` (as :mod:`genre_jax.windows` rounds it); the
-    segment length when no hop is given (non-overlapping segments)."""
+    """A window hop in samples at ``config_rate``, checked (:func:`genre_jax.windows.check_hop`);
+    the segment length when no hop is given (non-overlapping segments). ``predict`` and
+    ``evaluate --window-hop`` (:mod:`genre_jax.windows`) both round the hop with it."""
     if hop_seconds is None:
         return segment_samples
     from genre_jax.windows import check_hop

@@ -22,7 +22,7 @@ from genre_jax.audio import AudioError, load_song
 from genre_jax.config import ConfigError
 from genre_jax.identity import require_song_audio
 from genre_jax.inference import Predictor
-from genre_jax.segment_rows import score_segments
+from genre_jax.segment_rows import hop_samples, score_segments
 
 
 def windows(audio: np.ndarray, window: int, hop: int) -> np.ndarray:
@@ -112,7 +112,7 @@ def _window_rows(
     where one is given.
     """
     config = reader.feature_config
-    hop = max(1, round(hop_seconds * config.sample_rate))
+    hop = hop_samples(hop_seconds, config.sample_rate, config.segment_samples)
     window_bytes = config.segment_samples * np.dtype(np.float32).itemsize
     per_call = max(1, min(BATCH_WINDOWS, BATCH_BYTES // window_bytes))
     parts: list[list[np.ndarray]] = [[] for _ in paths]
