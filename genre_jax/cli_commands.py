@@ -171,11 +171,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
-    from genre_jax.crossval import crossval, prepare_stores
+    from genre_jax.crossval import check_repeats, crossval, prepare_stores
 
     if bool(args.features) == bool(args.data_dir):
         raise ConfigError("crossval: give exactly one of --data-dir DIR or --features STORE")
     experiment = _experiment(args)
+    check_repeats(args.repeats, _train_configs(args, experiment)[0].split_seed)  # before stores
     if args.data_dir:
         bases = experiment.member_features if experiment else (None,)
         features = prepare_stores(
@@ -203,12 +204,14 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         window_hop=args.window_hop,
+        repeats=args.repeats,
+        audio=not args.no_audio,
     )
     if report:
         from genre_jax.crossval_report import crossval_markdown
 
         print(crossval_markdown(report))
-        print(f"Wrote {Path(args.out) / 'report.json'} and report.md")
+        print(f"Wrote {Path(args.out) / 'report.json'}, report.md and report.html")
     return 0
 
 
@@ -226,23 +229,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from genre_jax.reports import markdown_report
 
     report = evaluate_run(
-        args.run_dir, part=args.part, features=args.features, window_hop=args.window_hop
+        args.run_dir,
+        part=args.part,
+        features=args.features,
+        window_hop=args.window_hop,
+        audio=not args.no_audio,
     )
     print(markdown_report(report))
-    print(f"Wrote {report['report_file']} (and .md) and confusion matrices in plots/")
+    print(f"Wrote {report['report_file']} (and .md, .html) and confusion matrices in plots/")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from genre_jax.evaluate import compare_runs
-    from genre_jax.reports import comparison_markdown
+    from genre_jax.compare import compare
 
-    table = comparison_markdown(compare_runs(args.run_dirs))
-    print(table)
-    if args.out:
-        from genre_jax.fileio import atomic_write_bytes
-
-        atomic_write_bytes(args.out, table.encode())
+    written: list[str] = []  # said after the table
+    result = compare(
+        args.run_dirs,
+        out=args.out,
+        resamples=args.resamples,
+        seed=args.seed,
+        audio=not args.no_audio,
+        log=written.append,
+    )
+    print(result["markdown"])
+    for line in written:
+        print(line)
     return 0
 
 

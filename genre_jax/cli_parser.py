@@ -106,6 +106,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+NO_AUDIO_HELP = (
+    "leave the songs' audio excerpts out of report.html (for data that may not be shared)"
+)
 MODEL_COMMANDS = ("train", "crossval")  # the subcommands with every model's settings
 GLOBAL_VALUES = ("--coordinator", "--num-processes", "--process-id")  # options with a value
 
@@ -216,6 +219,14 @@ def build_parser(
     cv.add_argument("--no-progress", action="store_true", help="no progress bars")
     cv.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     cv.add_argument("--window-hop", type=float, metavar="SECONDS", help=WINDOW_HOP_HELP)
+    cv.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="R",
+        help="R k-fold partitions, split seeds s..s+R-1, in one folder [default: 1]",
+    )
+    cv.add_argument("--no-audio", action="store_true", help=NO_AUDIO_HELP)
     add_dataclass_options(cv, FeatureConfig, "feature settings (with --data-dir)")
     if models:
         add_train_options(cv, described)
@@ -241,11 +252,31 @@ def build_parser(
         "--features", help="another store (same feature settings); default: the run's own"
     )
     evaluate.add_argument("--window-hop", type=float, metavar="SECONDS", help=WINDOW_HOP_HELP)
+    evaluate.add_argument("--no-audio", action="store_true", help=NO_AUDIO_HELP)
     evaluate.set_defaults(func=cmd_evaluate)
 
-    compare = sub.add_parser("compare", help="runs side by side, with the seed's figures")
-    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    compare.add_argument("--out", help="also write the table as markdown here")
+    compare = sub.add_parser(
+        "compare",
+        help="runs or crossval folders side by side, and paired tests on the same songs",
+    )
+    compare.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="FOLDER",
+        help="evaluated runs or ensembles (their test songs), or crossval folders",
+    )
+    compare.add_argument(
+        "--out",
+        metavar="DIR",
+        help="a folder for comparison.md, comparison.json and report.html",
+    )
+    compare.add_argument(
+        "--seed", type=int, default=0, help="the bootstrap's random seed [default: 0]"
+    )
+    compare.add_argument(
+        "--resamples", type=int, default=10_000, help="bootstrap draws [default: 10000]"
+    )
+    compare.add_argument("--no-audio", action="store_true", help=NO_AUDIO_HELP)
     compare.set_defaults(func=cmd_compare)
 
     predict = sub.add_parser("predict", help="genre probabilities of audio files or folders")

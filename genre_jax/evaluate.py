@@ -123,19 +123,50 @@ def _window_songs(
     of windows scored."""
     tracks = [store.manifest.tracks[int(t)] for t in songs.tracks]
     paths, contents = [t.path for t in tracks], [t.content for t in tracks]
-    by_mean, by_vote, total = [], [], 0
+    by_mean, by_vote, means, total = [], [], [], 0
     for i, found in enumerate(song_windows(predictor, paths, hop, contents)):
         if found is None:  # shorter than a window at some member's rate: its segments' answers
             by_mean.append(int(songs.by_mean[i]))
             by_vote.append(int(songs.by_vote[i]))
+            means.append(songs.mean[i])
             continue
         total += found.windows
         by_mean.append(int(np.argmax(found.mean)))
         by_vote.append(int(np.argmax(found.votes + 0.5 * found.mean)))  # ties: the higher mean
-    return (
-        Aggregated(songs.tracks, songs.labels, np.array(by_mean), np.array(by_vote)),
-        total,
+        means.append(found.mean)
+    # votes stay the store's segments' (the segment-level confusion's songs)
+    windowed = Aggregated(
+        songs.tracks,
+        songs.labels,
+        np.array(by_mean),
+        np.array(by_vote),
+        np.array(means),
+        songs.votes,
     )
+    return windowed, total
+
+
+def song_records(store: FeatureStore, songs: Aggregated, genres: list[str]) -> list[dict[str, Any]]:
+    """Each evaluated song as the report's ``per_song`` records: its identity (``genre/content``,
+    the key :func:`_song_key` gives, which a copy of the data keeps), its file under the data
+    folder, its true genre, the genre by mean probability and by vote, the mean probabilities
+    (rounded to 1e-6) and how many of its segments each genre won. What ``compare`` pairs songs
+    by and the report page lists."""
+    records = []
+    for i, track in enumerate(np.asarray(songs.tracks).tolist()):
+        genre, content = _song_key(store, int(track))
+        records.append(
+            {
+                "song": f"{genre}/{content}",
+                "path": store.manifest.tracks[int(track)].path,
+                "genre": genres[int(songs.labels[i])],
+                "predicted": genres[int(songs.by_mean[i])],
+                "predicted_vote": genres[int(songs.by_vote[i])],
+                "probabilities": [round(float(p), 6) for p in songs.mean[i]],
+                "segment_votes": [int(v) for v in songs.votes[i]],
+            }
+        )
+    return records
 
 
 def evaluate_run(
@@ -145,6 +176,7 @@ def evaluate_run(
     features: str | Path | None = None,
     write: bool = True,
     window_hop: float | None = None,
+    audio: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the run's model on a split part of its store (or another store's segments).
 
@@ -161,6 +193,11 @@ def evaluate_run(
     ``window_hop`` s (:mod:`genre_jax.windows`); the segment-level figures stay the store's.
     The report says so (``window_hop``, ``windows``) and its files get the suffix
     ``-hop<seconds>s``.
+
+    The report's ``per_song`` records each song (:func:`song_records`), and with ``write`` the
+    report page ``report.html`` (:mod:`genre_jax.report_pages`) is written beside the JSON:
+    with a few seconds of every misclassified song unless ``audio`` is False, and a network's
+    map of the songs' embeddings.
 
     Raises:
         ConfigError: ``features`` was extracted with other settings (the field is named), or
@@ -237,6 +274,7 @@ def evaluate_run(
             "song": confusion(songs.labels, songs.by_mean, len(genres)),
             "segment": confusion(truth, predicted, len(genres)),
         },
+        per_song=song_records(store, songs, genres),
     )
     if not write or not is_main_process():
         return {**report, "report_file": None}
@@ -256,6 +294,7 @@ def evaluate_run(
     report_file = run_dir / f"report{suffix}.json"
     atomic_write_json(report_file, report)
     atomic_write_bytes(run_dir / f"report{suffix}.md", markdown_report(report).encode())
+    _write_page(run_dir / f"report{suffix}.html", report, run_dir, store, index, audio)
     update_card(run_dir)  # from the reports it holds now
     log_event(
         run_dir,
@@ -271,6 +310,30 @@ def evaluate_run(
     return {**report, "report_file": str(report_file)}
 
 
+def _write_page(
+    path: Path,
+    report: dict[str, Any],
+    run_dir: Path,
+    store: FeatureStore,
+    index: np.ndarray,
+    audio: bool,
+) -> None:
+    """The evaluation's report page, with a network's map of its songs' embeddings."""
+    from genre_jax.report_html import write_page
+    from genre_jax.report_pages import embedding_map, evaluate_page
+
+    embedding = None
+    if report["model_settings"] is not None:  # one model (an ensemble has no one embedding)
+        embedding = embedding_map(
+            run_dir,
+            store,
+            index,
+            report["per_song"],
+            f"{report['model']}: the evaluated songs' embeddings (mean over segments)",
+        )
+    write_page(path, evaluate_page(report, audio=audio, embedding=embedding))
+
+
 def _last_epoch(run_dir: Path) -> int:
     """The step of a run's final figures in TensorBoard: its last epoch (1 for a pipeline or
     an ensemble)."""
@@ -278,44 +341,47 @@ def _last_epoch(run_dir: Path) -> int:
     return len(read_json(history)) if history.is_file() else 1
 
 
-def compare_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
-    """One row per run, then the seed's rows. Only reads: a run without ``report.json`` is
+def run_row(run_dir: str | Path) -> dict[str, Any]:
+    """A run's row of ``compare``'s table. Only reads: a run without ``report.json`` is
     evaluated in memory (nothing is written) and its row says so (``evaluated_now``)."""
-    rows = []
-    for run_dir in map(Path, run_dirs):
-        report_path = run_dir / "report.json"
-        evaluated_now = not report_path.is_file()
-        report = evaluate_run(run_dir, write=False) if evaluated_now else read_json(report_path)
-        summary = (
-            read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
-        )
-        rows.append(
-            {
-                "run": str(run_dir),
-                "model": report["model"],
-                "protocol": report["evaluated_on"],
-                "segment_accuracy": report["segment_accuracy"],
-                "song_accuracy": report["song_accuracy"],
-                "macro_f1": report["macro_avg"]["f1"],
-                "parameters": summary.get("parameters"),
-                "train_seconds": summary.get("train_seconds"),
-                "evaluated_now": evaluated_now,
-            }
-        )
-    for spec in specs():
-        if spec.seed is None:
-            continue
-        rows.append(
-            {
-                "run": "seed report",
-                "model": spec.name,
-                "protocol": "seed's leaky segment split (inflated; reference only)",
-                "segment_accuracy": spec.seed.segment_accuracy,
-                "song_accuracy": None,
-                "macro_f1": None,
-                "parameters": spec.seed.parameters,
-                "train_seconds": None,
-                "evaluated_now": False,
-            }
-        )
-    return rows
+    run_dir = Path(run_dir)
+    report_path = run_dir / "report.json"
+    evaluated_now = not report_path.is_file()
+    report = evaluate_run(run_dir, write=False) if evaluated_now else read_json(report_path)
+    summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
+    return {
+        "run": str(run_dir),
+        "model": report["model"],
+        "protocol": report["evaluated_on"],
+        "segment_accuracy": report["segment_accuracy"],
+        "song_accuracy": report["song_accuracy"],
+        "macro_f1": report["macro_avg"]["f1"],
+        "parameters": summary.get("parameters"),
+        "train_seconds": summary.get("train_seconds"),
+        "evaluated_now": evaluated_now,
+    }
+
+
+def seed_rows() -> list[dict[str, Any]]:
+    """The seed report's figures as rows of ``compare``'s table (a reference only: its split
+    leaks songs)."""
+    return [
+        {
+            "run": "seed report",
+            "model": spec.name,
+            "protocol": "seed's leaky segment split (inflated; reference only)",
+            "segment_accuracy": spec.seed.segment_accuracy,
+            "song_accuracy": None,
+            "macro_f1": None,
+            "parameters": spec.seed.parameters,
+            "train_seconds": None,
+            "evaluated_now": False,
+        }
+        for spec in specs()
+        if spec.seed is not None
+    ]
+
+
+def compare_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
+    """One row per run (:func:`run_row`), then the seed's rows (:func:`seed_rows`)."""
+    return [run_row(r) for r in run_dirs] + seed_rows()

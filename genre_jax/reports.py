@@ -148,3 +148,46 @@ def comparison_markdown(rows: list[dict[str, Any]]) -> str:
             "written; `genre-jax evaluate` writes one)",
         ]
     return "\n".join(lines) + "\n"
+
+
+def verdict(pair: dict[str, Any]) -> str:
+    """A pair's verdict in words: which is better, with evidence, or no evidence either way."""
+    if not pair["differs"]:
+        return "no evidence of a difference"
+    better = pair["a"] if pair["difference"] > 0 else pair["b"]
+    return f"{better} better (evidence)"
+
+
+def paired_markdown(paired: dict[str, Any]) -> str:
+    """The paired tests of ``compare`` (:func:`genre_jax.paired.compare_outcomes`) as markdown:
+    what was paired, how, and one row per pair."""
+    boot = paired["bootstrap"]
+    partitions = ", ".join(paired["partitions"])
+    lines = [
+        "## Paired tests on the same songs",
+        "",
+        f"{paired['units']} paired units: {paired['songs']} songs in {partitions}. "
+        f"Interval: {100 * boot['level']:g} % paired bootstrap, {boot['resamples']:,} draws "
+        f"(seed {boot['seed']}), {boot['method']}. Test: {paired['test']}. Correction for "
+        f"multiple comparisons: {paired['correction']}.",
+        "",
+        "| A | B | A % | B % | A - B (points) | 95 % interval | A right, B wrong | "
+        "A wrong, B right | McNemar p | p (Holm) | verdict |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for p in paired["pairs"]:
+        low, high = p["interval"]
+        lines.append(
+            f"| {p['a']} | {p['b']} | {100 * p['accuracy_a']:.2f} | {100 * p['accuracy_b']:.2f} "
+            f"| {100 * p['difference']:+.2f} | [{100 * low:+.2f}, {100 * high:+.2f}] "
+            f"| {p['a_right_b_wrong']} | {p['a_wrong_b_right']} | {p['p']:.3g} "
+            f"| {p['p_holm']:.3g} | {verdict(p)} |"
+        )
+    if len(paired["partitions"]) > 1:
+        lines += [
+            "",
+            "Each song is a unit once per repeat; McNemar's test counts those units as "
+            "independent, which they are not (the same song, partitioned again), so its p is "
+            "optimistic; the bootstrap draws songs with all their repeats and is not.",
+        ]
+    return "\n".join(lines) + "\n"

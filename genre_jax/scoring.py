@@ -22,6 +22,8 @@ class Aggregated:
     labels: np.ndarray  # (songs,) true genre
     by_mean: np.ndarray  # (songs,) genre of the mean probability
     by_vote: np.ndarray  # (songs,) most frequent segment label (ties: higher mean probability)
+    mean: np.ndarray | None = None  # (songs, genres) the mean probability the label is taken of
+    votes: np.ndarray | None = None  # (songs, genres) how many of its segments each genre won
 
 
 def aggregate_songs(
@@ -39,7 +41,7 @@ def aggregate_songs(
     by_vote = np.argmax(votes + 0.5 * mean, axis=1)
     song_labels = np.zeros(len(songs), dtype=labels.dtype)
     song_labels[inverse] = labels
-    return Aggregated(songs, song_labels, np.argmax(mean, axis=1), by_vote)
+    return Aggregated(songs, song_labels, np.argmax(mean, axis=1), by_vote, mean, votes)
 
 
 def genre_metrics(truth: np.ndarray, predicted: np.ndarray, genres: list[str]) -> dict[str, Any]:

@@ -92,6 +92,24 @@ def test_evaluate_round_trip(runs, synthetic_store, model: str) -> None:
         for kind in ("counts", "normalized"):
             assert (run / "plots" / f"confusion_{level}_{kind}.png").read_bytes()[:8] == PNG
     assert "| blues |" in (run / "report.md").read_text()
+    # Each song once, by its audio's identity, agreeing with the song-level figures.
+    songs = report["per_song"]
+    split = make_split(synthetic_store, TrainConfig(model=model))
+    test_tracks = split.part_tracks("test", synthetic_store.tracks)
+    tracks = [synthetic_store.manifest.tracks[int(i)] for i in test_tracks]
+    assert sorted(s["song"] for s in songs) == sorted(f"{t.genre}/{t.content}" for t in tracks)
+    right = [s["predicted"] == s["genre"] for s in songs]
+    assert np.mean(right) == pytest.approx(report["song_accuracy"])
+    assert np.mean([s["predicted_vote"] == s["genre"] for s in songs]) == pytest.approx(
+        report["song_accuracy_vote"]
+    )
+    assert sum(sum(s["segment_votes"]) for s in songs) == 30
+    for s in songs:
+        assert sum(s["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+        assert s["predicted"] == report["genres"][int(np.argmax(s["probabilities"]))]
+    page = (run / "report.html").read_text()
+    assert page.count('<article class="song"') == right.count(False)
+    assert ("PCA 1" in page) == (model in ("cnn", "gru", "melstat"))  # networks have a map
 
 
 @pytest.mark.parametrize("model", ["cnn", "svm"])
@@ -133,6 +151,26 @@ def test_compare_lists_runs_and_the_seed_reference(runs, capsys) -> None:
     }
     assert main(["compare", str(runs["gru"])]) == 0
     assert "leaky" in capsys.readouterr().out
+
+
+def test_compare_two_runs_pairs_their_test_songs(runs, tmp_path, capsys) -> None:
+    """Two runs on the same split: every pair of the three is tested on the ten test songs,
+    Holm's adjustment named, and the page written; another out path is refused as a file."""
+    out = tmp_path / "cmp"
+    folders = [str(runs[m]) for m in ("cnn", "svm", "statsvm")]
+    assert main(["compare", *folders, "--out", str(out), "--no-audio"]) == 0
+    result = json.loads((out / "comparison.json").read_text())
+    paired = result["paired"]
+    assert paired["units"] == 10 and len(paired["pairs"]) == 3
+    assert "Holm" in paired["correction"] and paired["partitions"] == ["test"]
+    for pair in paired["pairs"]:
+        n = pair["a_right_b_wrong"] + pair["a_wrong_b_right"] + pair["both_right"]
+        assert n + pair["both_wrong"] == 10
+        assert pair["p_holm"] >= pair["p"]
+    page = (out / "report.html").read_text()
+    assert "<audio" not in page and "--no-audio" in page
+    assert main(["compare", *folders, "--out", str(tmp_path / "table.md")]) == 2
+    assert "names a folder" in capsys.readouterr().err
 
 
 def test_demo_quick_runs_end_to_end(tmp_path: Path, monkeypatch) -> None:
