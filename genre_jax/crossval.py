@@ -14,8 +14,15 @@ directory, then the folds are summarised::
       features/          the feature store, when the command was given --data-dir
       plots/confusion_song_{counts,normalized}.png   summed over the folds
 
-Means and standard deviations are over folds, the standard deviation with ``ddof=0`` (the
-convention of the reference figures in ``shared/data/README.md``); the report is written by
+Repeated k-fold (``repeats=R > 1``): one k-fold partition per split seed ``s, s+1, ...,
+s+R-1`` (``s`` the config's ``split_seed``), each fold an ordinary run with that split seed,
+in ``OUT/split-seed-{s}/fold-{i}/`` instead of ``OUT/fold-{i}/``. One partition tests every
+song once, so its folds' mean depends on how the songs happened to be dealt; the repeats
+average that out and show how much it moves (:func:`fold_runs` lists the folds of a folder).
+
+Means and standard deviations are over folds (all R x k of them), the standard deviation with
+``ddof=0`` (the convention of the reference figures in ``shared/data/README.md``), with a 95 %
+confidence interval of the mean by the corrected resampled t test; the report is written by
 :mod:`genre_jax.crossval_report`. Running the same command
 again continues a killed experiment: finished folds are kept, a fold killed during training
 resumes from its latest checkpoint. It continues only on the songs it started on: the store's
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +43,7 @@ from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
 from genre_jax.crossval_report import FOLD_METRICS, fold_row, summarise
 from genre_jax.ensemble import ensemble_name, make_ensemble
 from genre_jax.evaluate import evaluate_run
-from genre_jax.fileio import atomic_write_json, read_json
+from genre_jax.fileio import JSONFileError, atomic_write_json, read_json, read_json_object
 from genre_jax.identity import IdentityError, read_songs, require_identities, require_songs
 from genre_jax.input_checks import check_against_features
 from genre_jax.metrics import (
@@ -51,14 +58,17 @@ from genre_jax.output_dirs import (
     MARKER,
     OutputDirError,
     describe_entries,
+    dir_kind,
     mark_dir,
     remove_own_dir,
     require_folder_or_absent,
 )
 from genre_jax.parallel import barrier, is_main_process
 from genre_jax.prepare import prepare
+from genre_jax.report_html import write_page
+from genre_jax.report_pages import crossval_page
 from genre_jax.runner import train_run
-from genre_jax.settings import require_same
+from genre_jax.settings import SEED_MAX, require_same
 from genre_jax.splits import Split
 from genre_jax.store import FeatureStore, resolve_store
 from genre_jax.store_splits import grouped_by_artist, make_split
@@ -68,9 +78,127 @@ FEATURES_DIR = "features"  # where ``crossval --data-dir`` prepares its store, i
 CROSSVAL_SPLITS = ("kfold", "song")  # what k-fold cross-validation runs: folds of songs
 
 
-def fold_config(config: TrainConfig, fold: int) -> TrainConfig:
-    """The training settings of fold ``fold`` (``split=kfold`` with that test fold)."""
-    return dataclasses.replace(config, split="kfold", fold=fold)
+def fold_config(config: TrainConfig, fold: int, split_seed: int | None = None) -> TrainConfig:
+    """The training settings of fold ``fold`` (``split=kfold`` with that test fold), of the
+    partition made with ``split_seed`` (default: the config's own)."""
+    seed = config.split_seed if split_seed is None else split_seed
+    return dataclasses.replace(config, split="kfold", fold=fold, split_seed=seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldRun:
+    """One fold of a cross-validation folder: the partition's split seed, which repeat it is
+    (0 for the first split seed), the fold, its run directory (an ensemble's, for several
+    models) and the name of the report the cross-validation reads there."""
+
+    split_seed: int
+    repeat: int
+    fold: int
+    run_dir: Path
+    report_name: str
+
+
+def report_name(window_hop: float | None) -> str:
+    """The fold report a cross-validation reads: ``report.json``, or with ``window_hop`` the
+    windowed one ``evaluate --window-hop`` writes (``report-hop0.5s.json``)."""
+    return "report.json" if window_hop is None else f"report-hop{window_hop:g}s.json"
+
+
+def check_repeats(repeats: int, split_seed: int) -> list[int]:
+    """The split seeds of ``repeats`` repeated k-fold partitions starting at ``split_seed``:
+    ``split_seed, split_seed + 1, ...``. Called before anything is written (a command
+    preparing a store first may call it earlier still).
+
+    Raises:
+        ConfigError: ``repeats`` is not a whole number >= 1, or its last split seed passes
+            the largest seed (:data:`genre_jax.settings.SEED_MAX`).
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(
+            f"--repeats {repeats!r}: not a whole number >= 1 (the k-fold partitions to run, "
+            "one per split seed)"
+        )
+    if split_seed + repeats - 1 > SEED_MAX:
+        raise ConfigError(
+            f"--repeats {repeats}: with split_seed={split_seed} the last split seed would be "
+            f"{split_seed + repeats - 1}, above the largest seed {SEED_MAX}"
+        )
+    return [split_seed + r for r in range(repeats)]
+
+
+def _fold_layout(
+    out_dir: Path, split_seeds: Sequence[int], folds: int, window_hop: float | None
+) -> list[FoldRun]:
+    """Where each fold's run lives: ``OUT/fold-{i}`` for one partition (the layout of folders
+    written before repeats), ``OUT/split-seed-{s}/fold-{i}`` for several; repeat by repeat."""
+    nested = len(split_seeds) > 1
+    return [
+        FoldRun(
+            seed,
+            repeat,
+            fold,
+            (out_dir / f"split-seed-{seed}" if nested else out_dir) / f"fold-{fold}",
+            report_name(window_hop),
+        )
+        for repeat, seed in enumerate(split_seeds)
+        for fold in range(folds)
+    ]
+
+
+def _saved_split_seeds(experiment: Mapping[str, Any], where: Path) -> list[int]:
+    """The split seeds an ``experiment.json`` records: ``split_seeds``, or (a folder written
+    before repeats, or of one) its members' ``split_seed`` alone."""
+    members = experiment.get("members")
+    train = next(iter(members.values()), None) if isinstance(members, dict) else None
+    if not isinstance(train, dict) or not isinstance(train.get("split_seed"), int):
+        raise ConfigError(f"{where}: lists no member's train settings with a split_seed")
+    repeats = experiment.get("repeats", 1)
+    seeds = experiment.get("split_seeds")
+    if seeds is None and type(repeats) is int:
+        seeds = [train["split_seed"] + r for r in range(repeats)]
+    valid = isinstance(seeds, list) and all(type(s) is int for s in seeds)
+    if not valid or not seeds or len(seeds) != repeats or seeds[0] != train["split_seed"]:
+        raise ConfigError(
+            f"{where}: repeats={repeats!r} and split_seeds={seeds!r} do not name one split "
+            f"seed per repeat from split_seed={train['split_seed']}"
+        )
+    return seeds
+
+
+def fold_runs(out_dir: str | Path) -> list[FoldRun]:
+    """Every fold of the cross-validation folder ``out_dir``, repeat by repeat, fold by fold,
+    each with the report the cross-validation reads (``compare`` finds the folds' reports
+    here). Reads ``experiment.json``: one written before repeats is one repeat.
+
+    Raises:
+        ConfigError: ``out_dir`` is not a cross-validation folder (no readable
+            ``experiment.json`` of one, or a marker of another kind), or a fold's report is
+            missing (the cross-validation has not finished).
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / "experiment.json"
+    kind = dir_kind(out_dir)
+    if kind not in (None, "crossval"):
+        raise ConfigError(f"{out_dir}: a genre-jax {kind} folder, not a cross-validation")
+    if not path.is_file():
+        raise ConfigError(f"{out_dir}: not a cross-validation folder (no experiment.json)")
+    try:
+        experiment = read_json_object(path)
+    except JSONFileError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    seeds = _saved_split_seeds(experiment, path)
+    train = next(iter(experiment["members"].values()))
+    folds, hop = train.get("folds"), experiment.get("window_hop")
+    if type(folds) is not int or folds < 2 or not (hop is None or isinstance(hop, int | float)):
+        raise ConfigError(f"{path}: folds={folds!r}, window_hop={hop!r}: not a cross-validation's")
+    runs = _fold_layout(out_dir, seeds, folds, hop)
+    for run in runs:
+        if not (run.run_dir / run.report_name).is_file():
+            raise ConfigError(
+                f"{run.run_dir / run.report_name}: missing, so the cross-validation {out_dir} "
+                "has not finished (run the same crossval command to continue it)"
+            )
+    return runs
 
 
 def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool) -> None:
@@ -78,6 +206,13 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
     saved_path = out_dir / "experiment.json"
     if saved_path.is_file() and not overwrite:
         saved = read_json(saved_path)
+        seeds = _saved_split_seeds(saved, saved_path)
+        if seeds != experiment["split_seeds"]:
+            raise ConfigError(
+                f"cross-validation {out_dir}: holds {_repeats_text(seeds)}, not "
+                f"{_repeats_text(experiment['split_seeds'])}; continuing would mix two "
+                "experiments (--overwrite starts it afresh)"
+            )
         if set(saved["members"]) != set(experiment["members"]):
             raise ConfigError(
                 f"cross-validation {out_dir}: holds members {sorted(saved['members'])}, not "
@@ -119,6 +254,13 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
         atomic_write_json(saved_path, experiment)
 
 
+def _repeats_text(seeds: Sequence[int]) -> str:
+    """``1 repeat (split seed 0)``, ``3 repeats (split seeds 0 to 2)``."""
+    if len(seeds) == 1:
+        return f"1 repeat (split seed {seeds[0]})"
+    return f"{len(seeds)} repeats (split seeds {seeds[0]} to {seeds[-1]})"
+
+
 def _require_same_data(out_dir: Path, saved: dict[str, Any], experiment: dict[str, Any]) -> None:
     """A cross-validation continues only on the data its folds were made on: the same data
     identity (:mod:`genre_jax.identity`: the same songs in the same order, each member's store
@@ -136,16 +278,17 @@ def _require_same_data(out_dir: Path, saved: dict[str, Any], experiment: dict[st
             )
 
 
-def _require_fold_songs(run_dir: Path, store: FeatureStore, config: TrainConfig, fold: int) -> None:
-    """A fold kept from an earlier, interrupted cross-validation was trained on the songs this
-    fold's split gives now (:func:`genre_jax.identity.require_songs`)."""
+def _require_fold_songs(run_dir: Path, store: FeatureStore, config: TrainConfig, what: str) -> None:
+    """A fold kept from an earlier, interrupted cross-validation (``what``: ``fold 2``, ``split
+    seed 1, fold 2``) was trained on the songs this fold's split (its own fold and split seed,
+    in ``config``) gives now (:func:`genre_jax.identity.require_songs`)."""
     saved = read_json(run_dir / "config.json")
     if "songs" in saved:
         require_songs(
             read_songs(run_dir, saved["songs"]),
             store,
             make_split(store, config),
-            f"fold {fold} ({run_dir})",
+            f"{what} ({run_dir})",
             hint="--overwrite starts the cross-validation afresh",
         )
 
@@ -193,6 +336,8 @@ def crossval(
     log: Callable[[str], None] = print,
     tensorboard: bool = False,
     window_hop: float | None = None,
+    repeats: int = 1,
+    audio: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate ``config.model`` on every fold of the store at ``features``.
 
@@ -208,8 +353,14 @@ def crossval(
     probabilities. ``features`` is then one store for all, or one per config (members that
     read different features; the stores must hold the same songs, and every fold's test songs
     are checked to be the same by their audio). With ``window_hop``, every fold is evaluated with
-    overlapping windows (:func:`genre_jax.evaluate.evaluate_run`). Returns the report (also
+    overlapping windows (:func:`genre_jax.evaluate.evaluate_run`; ``audio=False``: its report
+    pages without excerpts of the misclassified songs). Returns the report (also
     ``report.json`` and ``report.md`` in ``out_dir``).
+
+    With ``repeats`` R > 1, the k folds are run for each split seed ``config.split_seed + r``
+    (r < R) in ``split-seed-{seed}/fold-i/``, and the report gives the figures over all R x k
+    folds and per repeat (:func:`genre_jax.crossval_report.summarise`). A folder continues
+    only with the repeats it was started with.
     """
     configs = [config] if isinstance(config, TrainConfig) else list(config)
     paths = [features] if isinstance(features, (str, Path)) else list(features)
@@ -223,6 +374,7 @@ def crossval(
     first = configs[0]
     if first.folds < 2:
         raise ConfigError(f"train setting folds={first.folds}: cross-validation needs >= 2")
+    split_seeds = check_repeats(repeats, first.split_seed)
     for member in configs:
         if member.split not in CROSSVAL_SPLITS:
             raise ConfigError(
@@ -265,6 +417,8 @@ def crossval(
         "store": str(store.path.resolve()),
         "data_identity": require_identities(store, f"cross-validation {out_dir}"),
         "window_hop": window_hop,
+        "repeats": repeats,
+        "split_seeds": split_seeds,
     }
     if any(s.config != store.config for s in stores):
         experiment["member_features"] = {
@@ -277,15 +431,16 @@ def crossval(
             n: require_identities(s, f"cross-validation {out_dir}")
             for n, s in zip(names, stores, strict=True)
         }
-    for fold in range(first.folds):  # every fold's split must exist before anything is written
+    plan = _fold_layout(out_dir, split_seeds, first.folds, window_hop)
+    for run in plan:  # every fold's split, of every repeat, must exist before anything is written
         tests = [
-            test_songs(s, make_split(s, fold_config(m, fold)))
+            test_songs(s, make_split(s, fold_config(m, run.fold, run.split_seed)))
             for s, m in zip(stores, configs, strict=True)
         ]
         for name, songs in zip(names[1:], tests[1:], strict=True):
             if songs != tests[0]:
                 raise ConfigError(
-                    f"crossval: fold {fold} of {name} tests {len(songs)} songs, "
+                    f"crossval: {_fold_text(run, repeats)} of {name} tests {len(songs)} songs, "
                     f"{len(songs - tests[0])} of them not among the {len(tests[0])} of "
                     f"{names[0]}; members must be tested on the same songs (their stores must "
                     "hold the same tracks)"
@@ -301,55 +456,73 @@ def crossval(
         if tensorboard:
             (out_dir / TENSORBOARD_DIR).mkdir(exist_ok=True)
     rows = []
-    for fold in range(first.folds):
-        fold_dir = out_dir / f"fold-{fold}"
+    for run in plan:
+        fold, fold_dir, step = run.fold, run.run_dir, run.repeat * first.folds + run.fold
+        where = _fold_text(run, repeats, first.folds)  # "fold 2/5", "split seed 1, fold 2/5"
         for name, member in zip(names, configs, strict=True):
             run_dir = fold_dir / name if ensemble else fold_dir
+            settings = fold_config(member, fold, run.split_seed)
             if (run_dir / "summary.json").is_file():
                 store_of = stores[names.index(name)]
-                _require_fold_songs(run_dir, store_of, fold_config(member, fold), fold)
-                log(f"fold {fold + 1}/{first.folds}: {name} trained earlier, kept ({run_dir})")
+                _require_fold_songs(run_dir, store_of, settings, _fold_text(run, repeats))
+                log(f"{where}: {name} trained earlier, kept ({run_dir})")
                 continue
-            log(f"fold {fold + 1}/{first.folds}: training {name} in {run_dir}")
+            log(f"{where}: training {name} in {run_dir}")
             train_run(
                 stores[names.index(name)].path,
                 run_dir,
-                fold_config(member, fold),
+                settings,
                 resume=(run_dir / "config.json").is_file(),  # a fold killed while training
                 progress=progress,
                 log=log,
                 provenance=provenance,
                 tensorboard=tensorboard,
             )
-            barrier(f"crossval-fold-{fold}-{name}")
+            barrier(f"crossval-fold-{step}-{name}")
         if is_main_process():
             if ensemble and not (fold_dir / "config.json").is_file():
                 make_ensemble([fold_dir / n for n in names], fold_dir)
-            name = "report.json" if window_hop is None else f"report-hop{window_hop:g}s.json"
-            if not (fold_dir / name).is_file():
-                evaluate_run(fold_dir, window_hop=window_hop)
-            rows.append(fold_row(fold, fold_dir, name))
+            if not (fold_dir / run.report_name).is_file():
+                evaluate_run(fold_dir, window_hop=window_hop, audio=audio)
+            seed, repeat = run.split_seed, run.repeat
+            rows.append(fold_row(fold, fold_dir, run.report_name, split_seed=seed, repeat=repeat))
             figures = {k: rows[-1][k] for k in FOLD_METRICS}
-            log_event(out_dir, "fold", {"fold": fold, **figures}, step=fold)
+            which = {"split_seed": run.split_seed, "repeat": run.repeat} if repeats > 1 else {}
+            log_event(out_dir, "fold", {"fold": fold, **which, **figures}, step=step)
             log(
-                f"fold {fold + 1}/{first.folds}: song accuracy "
+                f"{where}: song accuracy "
                 f"{100 * rows[-1]['song_accuracy']:.2f} %, segment "
                 f"{100 * rows[-1]['segment_accuracy']:.2f} %"
             )
     if not is_main_process():
         return {}
     report = summarise(rows, experiment, out_dir)
+    write_page(out_dir / "report.html", crossval_page(out_dir, report, audio=audio))
     update_card(out_dir, log)
     log_event(
         out_dir,
         "crossval",
         {**{f"mean_{k}": v for k, v in report["mean"].items()},
          **{f"std_{k}": v for k, v in report["std"].items()}},
-        step=first.folds,
+        step=len(plan),
     )  # fmt: skip
     mean, std = report["mean"]["song_accuracy"], report["std"]["song_accuracy"]
-    log(f"{model}, {first.folds}-fold: song accuracy {100 * mean:.2f} % +- {100 * std:.2f}")
+    if repeats == 1:
+        log(f"{model}, {first.folds}-fold: song accuracy {100 * mean:.2f} % +- {100 * std:.2f}")
+    else:
+        low, high = report["interval"]["song_accuracy"]
+        log(
+            f"{model}, {repeats} x {first.folds}-fold: song accuracy {100 * mean:.2f} % +- "
+            f"{100 * std:.2f} (95 % interval {100 * low:.2f} to {100 * high:.2f} %)"
+        )
     return report
+
+
+def _fold_text(run: FoldRun, repeats: int, folds: int | None = None) -> str:
+    """``fold 2`` (``fold 3/5`` with ``folds``: counted from 1, as progress), prefixed by the
+    split seed when there are several: ``split seed 1, fold 3/5``."""
+    fold = f"fold {run.fold}" if folds is None else f"fold {run.fold + 1}/{folds}"
+    return fold if repeats == 1 else f"split seed {run.split_seed}, {fold}"
 
 
 def test_songs(store: FeatureStore, split: Split) -> set[tuple[str, str]]:

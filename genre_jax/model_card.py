@@ -263,37 +263,53 @@ def _crossval_facts(folder: Path) -> _Facts:
         _FEATURE_HASH: experiment.get("feature_hash"),
     }
     folds, seed = report.get("folds", train.get("folds")), train.get("split_seed")
+    seeds = experiment.get("split_seeds") or [seed]  # one before repeats were recorded
     grouped = "artist" if experiment.get("grouped_by") == "artist" else "song"
     held = ", ".join(str(m.get("val_per_genre")) for m in members.values())
+    kfold, seed_text, fold_dir = f"{folds}-fold", f"split seed {seed}", "fold-<i>/"
+    partition = ""
+    if len(seeds) > 1:  # repeated k-fold: a partition per split seed
+        kfold = f"{len(seeds)} x {folds}-fold"
+        seed_text = f"split seeds {', '.join(str(s) for s in seeds)}"
+        fold_dir, partition = "split-seed-<s>/fold-<i>/", " of a partition"
     facts.split_lines = [
-        f"{folds}-fold cross-validation, stratified by genre, grouped by {grouped} (no "
-        f"{grouped} in two folds), split seed {seed}; {held} validation song(s) per genre held "
-        "out of each fold's training songs. Each fold (`fold-<i>/`) is a run directory or an "
-        "ensemble with its own card."
+        f"{kfold} cross-validation, stratified by genre, grouped by {grouped} (no "
+        f"{grouped} in two folds{partition}), {seed_text}; {held} validation song(s) per "
+        f"genre held out of each fold's training songs. Each fold (`{fold_dir}`) is a run "
+        "directory or an ensemble with its own card."
         + (f" Members: {', '.join(members)}." if len(members) > 1 else "")
     ]
-    facts.dataset_split = f"{folds}-fold {grouped}-level cross-validation, split seed {seed}"
+    facts.dataset_split = f"{kfold} {grouped}-level cross-validation, {seed_text}"
     facts.extra = {"folds": folds, "split_seed": seed, "grouped_by": grouped}
+    if len(seeds) > 1:
+        facts.extra.update(repeats=len(seeds), split_seeds=seeds)
     if not report:
         facts.protocol = ["No report.json yet: the cross-validation has not finished."]
         return facts
     mean, std = report["mean"], report["std"]
+    all_folds = f"{folds} folds" if len(seeds) == 1 else f"{len(seeds)} x {folds} folds"
     facts.results = [
-        ("song", mean["song_accuracy"], f"Song-level accuracy, mean of {folds} folds"),
-        ("segment", mean["segment_accuracy"], f"Segment-level accuracy, mean of {folds} folds"),
+        ("song", mean["song_accuracy"], f"Song-level accuracy, mean of {all_folds}"),
+        ("segment", mean["segment_accuracy"], f"Segment-level accuracy, mean of {all_folds}"),
     ]
+    once, tests, head, rule = "once", "songs", "| fold |", "| --- |"
+    if len(seeds) > 1:
+        once, tests = "once per repeat", "song tests"
+        head, rule = "| split seed | fold |", "| --- | --- |"
+    seed_cell = (lambda r: "") if len(seeds) == 1 else (lambda r: f"{r['split_seed']} | ")
     facts.protocol = [
-        f"Every song is tested once, in the fold that holds it out: {report.get('songs')} "
-        f"songs over {folds} folds. Song accuracy {_pct(mean['song_accuracy'])} +- "
+        f"Every song is tested {once}, in the fold that holds it out: {report.get('songs')} "
+        f"{tests} over {all_folds}. Song accuracy {_pct(mean['song_accuracy'])} +- "
         f"{_pct(std['song_accuracy'])}, segment accuracy {_pct(mean['segment_accuracy'])} +- "
         f"{_pct(std['segment_accuracy'])} (mean +- standard deviation over folds, ddof=0); "
         f"pooled over the folds, {_pct(report.get('pooled_song_accuracy'))} of the songs.",
+        *_interval_lines(report),
         "",
-        "| fold | test songs | test segments | song acc. | segment acc. |",
-        "| --- | --- | --- | --- | --- |",
+        f"{head} test songs | test segments | song acc. | segment acc. |",
+        f"{rule} --- | --- | --- | --- |",
         *(
-            f"| {r['fold']} | {r['songs']} | {r['segments']} | {_pct(r['song_accuracy'])} | "
-            f"{_pct(r['segment_accuracy'])} |"
+            f"| {seed_cell(r)}{r['fold']} | {r['songs']} | {r['segments']} | "
+            f"{_pct(r['song_accuracy'])} | {_pct(r['segment_accuracy'])} |"
             for r in report.get("per_fold", [])
         ),
     ]
@@ -304,7 +320,23 @@ def _crossval_facts(folder: Path) -> _Facts:
         segment_accuracy_std=std["segment_accuracy"],
         test_songs=report.get("songs"),
     )
+    if len(seeds) > 1:  # the songs of one partition (each is tested once per repeat)
+        facts.extra["test_songs"] = (report.get("per_repeat") or [{}])[0].get("songs")
     return facts
+
+
+def _interval_lines(report: dict[str, Any]) -> list[str]:
+    """The interval of the mean song accuracy a cross-validation's report gives (none in
+    reports written before intervals)."""
+    interval = (report.get("interval") or {}).get("song_accuracy")
+    if not interval:
+        return []
+    return [
+        "",
+        f"95 % confidence interval of the mean song accuracy: {_pct(interval[0])} to "
+        f"{_pct(interval[1])} (corrected resampled t interval, Nadeau & Bengio 2003: the folds "
+        "share training songs, so the naive interval over folds would be too narrow).",
+    ]
 
 
 def _spec(model: str) -> Any:
@@ -483,8 +515,11 @@ def _limits(facts: _Facts, synthetic: bool, data_name: str) -> list[str]:
 def _usage(facts: _Facts) -> list[str]:
     path, intro = str(facts.folder), []
     if facts.kind == "crossval":
-        path = str(facts.folder / "fold-0")
-        intro = ["Each fold is a model of its own (`fold-<i>/`), e.g. the first:", ""]
+        seeds = facts.extra.get("split_seeds")
+        first = f"split-seed-{seeds[0]}/fold-0" if seeds else "fold-0"
+        path = str(facts.folder / first)
+        where = "split-seed-<s>/fold-<i>/" if seeds else "fold-<i>/"
+        intro = [f"Each fold is a model of its own (`{where}`), e.g. the first:", ""]
     code = ["```python", "import genre_jax", "", f'genre_jax.load("{path}").predict("song.wav")']
     if facts.kind == "export":  # a program, not a run directory
         return [*code, "```"]
