@@ -91,6 +91,10 @@ Modules, in flow order::
       scoring.py       segment predictions -> songs; per-genre metrics, confusion matrices
       matching.py      which segments of a store a run is scored on (its songs, by audio)
       reports.py       report file names, headline figures, markdown reports and comparison
+      report_pages.py  what report.html shows (tables, matrices, songs to hear, maps);
+                       report_html.py draws it, excerpts.py cuts the audio it plays
+      compare.py       models side by side and paired on the same songs; paired.py: the
+                       bootstrap interval, McNemar's exact test, Holm's adjustment
       windows.py       songs scored over overlapping windows of their audio
       predict.py       genre probabilities of any audio file; segment_rows.py: streamed batches
       api.py           the Python API: load(path) -> a model that predicts paths and waveforms
@@ -100,7 +104,7 @@ Modules, in flow order::
       ensemble.py      several runs as one model (mean probability), features alike or not
       embed.py         embeddings of files or a store; embedders.py: musicnn's or a run's
       embedding_cache.py embeddings cached once per store, bound to its arrays
-      crossval.py      song-level k-fold as one command; crossval_report.py: its report
+      crossval.py      song-level (repeated) k-fold as one command; crossval_report.py: its report
       plots.py         training curves, confusion matrices (PNG); audio_plots.py: waveform, mel
       demo.py          the whole pipeline in one command
       cli.py           the genre-jax command: parse (cli_parser.py), hand off (cli_commands.py)

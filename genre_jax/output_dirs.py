@@ -40,6 +40,8 @@ _EVALUATED = {  # what evaluate adds to a run or an ensemble (genre_jax.evaluate
     "report-*.json": FILE,  # -val, -hop0.5s, -test-on-<store>-<hash>
     "report.md": FILE,
     "report-*.md": FILE,
+    "report.html": FILE,  # the report page (genre_jax.report_pages)
+    "report-*.html": FILE,
     "metrics.jsonl": FILE,
     "plots": _PLOTS,
     "tensorboard": _TENSORBOARD,
@@ -74,11 +76,19 @@ LAYOUTS: dict[str, dict[str, Any]] = {
         "experiment.json": FILE,
         "report.json": FILE,
         "report.md": FILE,
+        "report.html": FILE,
         "MODEL_CARD.md": FILE,
         "metrics.jsonl": FILE,
         "plots": {"confusion_*.png": FILE},
         "tensorboard": _TENSORBOARD,
         "fold-*": ("run", "ensemble"),
+        "split-seed-*": {"fold-*": ("run", "ensemble")},  # crossval --repeats R, R > 1
+    },
+    "compare": {  # genre-jax compare --out (genre_jax.compare)
+        MARKER: FILE,
+        "comparison.md": FILE,
+        "comparison.json": FILE,
+        "report.html": FILE,
     },
 }
 """Everything genre-jax writes in each kind of output folder, the one place that says so: a
@@ -88,7 +98,12 @@ one of them, by its marker, or an empty folder). Beside these, the temporary fil
 write that was killed (``.<name>.<random>.tmp``, of a file named here) is ours too.
 ``--overwrite`` deletes a folder only when everything in it is in its layout
 (:func:`remove_own_dir`)."""
-_NAMES = {"run": "run folder", "ensemble": "ensemble", "crossval": "cross-validation folder"}
+_NAMES = {
+    "run": "run folder",
+    "ensemble": "ensemble",
+    "crossval": "cross-validation folder",
+    "compare": "comparison folder",
+}
 
 
 class OutputDirError(ValueError):
