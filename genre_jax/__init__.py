@@ -104,7 +104,8 @@ Modules, in flow order::
       ensemble.py      several runs as one model (mean probability), features alike or not
       embed.py         embeddings of files or a store; embedders.py: musicnn's or a run's
       embedding_cache.py embeddings cached once per store, bound to its arrays
-      crossval.py      song-level (repeated) k-fold as one command; crossval_report.py: its report
+      crossval.py      song-level (repeated) k-fold as one command; crossval_report.py: its
+                       report; crossval_folds.py: where its repeats' folds are
       plots.py         training curves, confusion matrices (PNG); audio_plots.py: waveform, mel
       demo.py          the whole pipeline in one command
       cli.py           the genre-jax command: parse (cli_parser.py), hand off (cli_commands.py)

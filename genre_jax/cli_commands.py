@@ -171,7 +171,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
-    from genre_jax.crossval import check_repeats, crossval, prepare_stores
+    from genre_jax.crossval import crossval, prepare_stores
+    from genre_jax.crossval_folds import check_repeats
 
     if bool(args.features) == bool(args.data_dir):
         raise ConfigError("crossval: give exactly one of --data-dir DIR or --features STORE")
@@ -250,6 +251,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         resamples=args.resamples,
         seed=args.seed,
         audio=not args.no_audio,
+        overwrite=args.overwrite,
         log=written.append,
     )
     print(result["markdown"])

@@ -1,7 +1,7 @@
 """``genre-jax compare A B [C ...]``: models side by side, and paired tests on the same songs.
 
 Each folder given is an evaluated run or ensemble (its test split, ``report.json``) or a
-cross-validation folder (every fold of every repeat, :func:`genre_jax.crossval.fold_runs`).
+cross-validation folder (every fold of every repeat, :func:`genre_jax.crossval_folds.fold_runs`).
 Its per-song answers come from its reports' ``per_song`` records; a report written before
 they were recorded (or a run without a report) is evaluated again in memory, nothing written.
 The side-by-side table (:func:`summary_rows`) lists each with the seed's reported figures; with
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from genre_jax.config import ConfigError
+from genre_jax.config import ConfigError, FeatureConfig
 from genre_jax.fileio import atomic_write_bytes, atomic_write_json, read_json
 from genre_jax.output_dirs import (
     LAYOUTS,
@@ -31,6 +31,7 @@ from genre_jax.output_dirs import (
     require_folder_or_absent,
 )
 from genre_jax.paired import BOOTSTRAP_SEED, RESAMPLES, Outcomes, compare_outcomes
+from genre_jax.reports import ran_text
 
 TEST_PARTITION = "test"  # a run's units: its test split
 
@@ -58,6 +59,7 @@ def _outcomes(
     protocol: str,
     genres: list[str],
     parts: list[tuple[str, list[dict[str, Any]]]],
+    ran: str,
 ) -> Outcomes:
     correct, records = {}, {}
     for partition, songs in parts:
@@ -70,7 +72,7 @@ def _outcomes(
                 )
             correct[unit] = record["predicted"] == record["genre"]
             records[unit] = record
-    return Outcomes(name, str(source), protocol, genres, correct, records)
+    return Outcomes(name, str(source), protocol, genres, correct, records, ran)
 
 
 def crossval_protocol(report: dict[str, Any]) -> str:
@@ -94,7 +96,7 @@ def read_outcomes(path: str | Path, name: str) -> Outcomes:
     Raises:
         ConfigError: not an evaluated run, an ensemble or a finished cross-validation.
     """
-    from genre_jax.crossval import fold_runs
+    from genre_jax.crossval_folds import fold_runs
 
     path = Path(path)
     if not path.is_dir():
@@ -111,9 +113,11 @@ def read_outcomes(path: str | Path, name: str) -> Outcomes:
         for fold in fold_runs(path):
             songs = fold_records(fold.run_dir, fold.report_name, hop)
             parts.setdefault(f"split seed {fold.split_seed}", []).extend(songs)
-        return _outcomes(
-            name, path, crossval_protocol(report), report["genres"], list(parts.items())
-        )
+        features = FeatureConfig.from_json(report["features"])
+        provenance = {k: report.get(k) for k in ("experiment_file", "protocol", "given")}
+        ran = ran_text(report.get("data_dir"), features, provenance)
+        protocol = crossval_protocol(report)
+        return _outcomes(name, path, protocol, report["genres"], list(parts.items()), ran)
     if not (path / "config.json").is_file():
         raise ConfigError(
             f"compare: {path}: not a run, an ensemble or a cross-validation folder (no "
@@ -132,6 +136,7 @@ def read_outcomes(path: str | Path, name: str) -> Outcomes:
         report["evaluated_on"],
         report["genres"],
         [(TEST_PARTITION, report["per_song"])],
+        report["ran"],
     )
 
 
@@ -174,9 +179,10 @@ def summary_rows(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     return rows + seed_rows()
 
 
-def _require_out(out: Path) -> None:
-    """``--out`` is a new folder, an empty one, or a comparison folder written before (its
-    three files are replaced); anything else is refused before anything is computed."""
+def _require_out(out: Path, overwrite: bool) -> None:
+    """``--out`` is a new folder, an empty one, or (with ``overwrite``) a comparison folder
+    written before, holding nothing else (its three files are replaced); anything else is
+    refused before anything is computed."""
     if out.suffix.lower() in (".md", ".json", ".html"):
         raise OutputDirError(
             f"--out {out}: names a folder (comparison.md, comparison.json and report.html are "
@@ -189,6 +195,10 @@ def _require_out(out: Path) -> None:
             "choose another"
         )
     if out.is_dir() and dir_kind(out) == "compare":
+        if not overwrite:
+            raise OutputDirError(
+                f"{out}: holds a comparison already; --overwrite replaces it, or choose another"
+            )
         foreign = foreign_entries(out, LAYOUTS["compare"], ())
         if foreign:
             raise OutputDirError(
@@ -203,11 +213,13 @@ def compare(
     resamples: int = RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     audio: bool = True,
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Compare the folders ``paths`` (see the module docstring); returns the comparison's
     JSON (``rows`` the side-by-side table, ``paired`` the tests, None for one folder) and
-    writes it into ``out`` when given.
+    writes it into ``out`` when given (a comparison folder already there only with
+    ``overwrite``).
 
     Raises:
         ConfigError: a folder is not an evaluated model or a cross-validation.
@@ -218,7 +230,7 @@ def compare(
 
     paths = [Path(p) for p in paths]
     if out is not None:
-        _require_out(Path(out))
+        _require_out(Path(out), overwrite)
     names = model_names(paths)
     models = [read_outcomes(p, n) for p, n in zip(paths, names, strict=True)]
     result: dict[str, Any] = {"rows": summary_rows(paths), "paired": None}

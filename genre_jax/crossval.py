@@ -32,18 +32,25 @@ data identity is recorded in ``experiment.json`` and every kept fold's songs are
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from genre_jax import legacy
 from genre_jax.config import ConfigError, FeatureConfig, TrainConfig
+from genre_jax.crossval_folds import (
+    check_repeats,
+    fold_config,
+    fold_layout,
+    fold_text,
+    repeats_text,
+    saved_split_seeds,
+)
 from genre_jax.crossval_report import FOLD_METRICS, fold_row, summarise
 from genre_jax.ensemble import ensemble_name, make_ensemble
 from genre_jax.evaluate import evaluate_run
-from genre_jax.fileio import JSONFileError, atomic_write_json, read_json, read_json_object
+from genre_jax.fileio import atomic_write_json, read_json
 from genre_jax.identity import IdentityError, read_songs, require_identities, require_songs
 from genre_jax.input_checks import check_against_features
 from genre_jax.metrics import (
@@ -58,7 +65,6 @@ from genre_jax.output_dirs import (
     MARKER,
     OutputDirError,
     describe_entries,
-    dir_kind,
     mark_dir,
     remove_own_dir,
     require_folder_or_absent,
@@ -68,7 +74,7 @@ from genre_jax.prepare import prepare
 from genre_jax.report_html import write_page
 from genre_jax.report_pages import crossval_page
 from genre_jax.runner import train_run
-from genre_jax.settings import SEED_MAX, require_same
+from genre_jax.settings import require_same
 from genre_jax.splits import Split
 from genre_jax.store import FeatureStore, resolve_store
 from genre_jax.store_splits import grouped_by_artist, make_split
@@ -78,139 +84,16 @@ FEATURES_DIR = "features"  # where ``crossval --data-dir`` prepares its store, i
 CROSSVAL_SPLITS = ("kfold", "song")  # what k-fold cross-validation runs: folds of songs
 
 
-def fold_config(config: TrainConfig, fold: int, split_seed: int | None = None) -> TrainConfig:
-    """The training settings of fold ``fold`` (``split=kfold`` with that test fold), of the
-    partition made with ``split_seed`` (default: the config's own)."""
-    seed = config.split_seed if split_seed is None else split_seed
-    return dataclasses.replace(config, split="kfold", fold=fold, split_seed=seed)
-
-
-@dataclasses.dataclass(frozen=True)
-class FoldRun:
-    """One fold of a cross-validation folder: the partition's split seed, which repeat it is
-    (0 for the first split seed), the fold, its run directory (an ensemble's, for several
-    models) and the name of the report the cross-validation reads there."""
-
-    split_seed: int
-    repeat: int
-    fold: int
-    run_dir: Path
-    report_name: str
-
-
-def report_name(window_hop: float | None) -> str:
-    """The fold report a cross-validation reads: ``report.json``, or with ``window_hop`` the
-    windowed one ``evaluate --window-hop`` writes (``report-hop0.5s.json``)."""
-    return "report.json" if window_hop is None else f"report-hop{window_hop:g}s.json"
-
-
-def check_repeats(repeats: int, split_seed: int) -> list[int]:
-    """The split seeds of ``repeats`` repeated k-fold partitions starting at ``split_seed``:
-    ``split_seed, split_seed + 1, ...``. Called before anything is written (a command
-    preparing a store first may call it earlier still).
-
-    Raises:
-        ConfigError: ``repeats`` is not a whole number >= 1, or its last split seed passes
-            the largest seed (:data:`genre_jax.settings.SEED_MAX`).
-    """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ConfigError(
-            f"--repeats {repeats!r}: not a whole number >= 1 (the k-fold partitions to run, "
-            "one per split seed)"
-        )
-    if split_seed + repeats - 1 > SEED_MAX:
-        raise ConfigError(
-            f"--repeats {repeats}: with split_seed={split_seed} the last split seed would be "
-            f"{split_seed + repeats - 1}, above the largest seed {SEED_MAX}"
-        )
-    return [split_seed + r for r in range(repeats)]
-
-
-def _fold_layout(
-    out_dir: Path, split_seeds: Sequence[int], folds: int, window_hop: float | None
-) -> list[FoldRun]:
-    """Where each fold's run lives: ``OUT/fold-{i}`` for one partition (the layout of folders
-    written before repeats), ``OUT/split-seed-{s}/fold-{i}`` for several; repeat by repeat."""
-    nested = len(split_seeds) > 1
-    return [
-        FoldRun(
-            seed,
-            repeat,
-            fold,
-            (out_dir / f"split-seed-{seed}" if nested else out_dir) / f"fold-{fold}",
-            report_name(window_hop),
-        )
-        for repeat, seed in enumerate(split_seeds)
-        for fold in range(folds)
-    ]
-
-
-def _saved_split_seeds(experiment: Mapping[str, Any], where: Path) -> list[int]:
-    """The split seeds an ``experiment.json`` records: ``split_seeds``, or (a folder written
-    before repeats, or of one) its members' ``split_seed`` alone."""
-    members = experiment.get("members")
-    train = next(iter(members.values()), None) if isinstance(members, dict) else None
-    if not isinstance(train, dict) or not isinstance(train.get("split_seed"), int):
-        raise ConfigError(f"{where}: lists no member's train settings with a split_seed")
-    repeats = experiment.get("repeats", 1)
-    seeds = experiment.get("split_seeds")
-    if seeds is None and type(repeats) is int:
-        seeds = [train["split_seed"] + r for r in range(repeats)]
-    valid = isinstance(seeds, list) and all(type(s) is int for s in seeds)
-    if not valid or not seeds or len(seeds) != repeats or seeds[0] != train["split_seed"]:
-        raise ConfigError(
-            f"{where}: repeats={repeats!r} and split_seeds={seeds!r} do not name one split "
-            f"seed per repeat from split_seed={train['split_seed']}"
-        )
-    return seeds
-
-
-def fold_runs(out_dir: str | Path) -> list[FoldRun]:
-    """Every fold of the cross-validation folder ``out_dir``, repeat by repeat, fold by fold,
-    each with the report the cross-validation reads (``compare`` finds the folds' reports
-    here). Reads ``experiment.json``: one written before repeats is one repeat.
-
-    Raises:
-        ConfigError: ``out_dir`` is not a cross-validation folder (no readable
-            ``experiment.json`` of one, or a marker of another kind), or a fold's report is
-            missing (the cross-validation has not finished).
-    """
-    out_dir = Path(out_dir)
-    path = out_dir / "experiment.json"
-    kind = dir_kind(out_dir)
-    if kind not in (None, "crossval"):
-        raise ConfigError(f"{out_dir}: a genre-jax {kind} folder, not a cross-validation")
-    if not path.is_file():
-        raise ConfigError(f"{out_dir}: not a cross-validation folder (no experiment.json)")
-    try:
-        experiment = read_json_object(path)
-    except JSONFileError as error:
-        raise ConfigError(f"{path}: {error}") from None
-    seeds = _saved_split_seeds(experiment, path)
-    train = next(iter(experiment["members"].values()))
-    folds, hop = train.get("folds"), experiment.get("window_hop")
-    if type(folds) is not int or folds < 2 or not (hop is None or isinstance(hop, int | float)):
-        raise ConfigError(f"{path}: folds={folds!r}, window_hop={hop!r}: not a cross-validation's")
-    runs = _fold_layout(out_dir, seeds, folds, hop)
-    for run in runs:
-        if not (run.run_dir / run.report_name).is_file():
-            raise ConfigError(
-                f"{run.run_dir / run.report_name}: missing, so the cross-validation {out_dir} "
-                "has not finished (run the same crossval command to continue it)"
-            )
-    return runs
-
-
 def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool) -> None:
     require_folder_or_absent(out_dir, "a cross-validation")
     saved_path = out_dir / "experiment.json"
     if saved_path.is_file() and not overwrite:
         saved = read_json(saved_path)
-        seeds = _saved_split_seeds(saved, saved_path)
+        seeds = saved_split_seeds(saved, saved_path)
         if seeds != experiment["split_seeds"]:
             raise ConfigError(
-                f"cross-validation {out_dir}: holds {_repeats_text(seeds)}, not "
-                f"{_repeats_text(experiment['split_seeds'])}; continuing would mix two "
+                f"cross-validation {out_dir}: holds {repeats_text(seeds)}, not "
+                f"{repeats_text(experiment['split_seeds'])}; continuing would mix two "
                 "experiments (--overwrite starts it afresh)"
             )
         if set(saved["members"]) != set(experiment["members"]):
@@ -252,13 +135,6 @@ def _prepare_out_dir(out_dir: Path, experiment: dict[str, Any], overwrite: bool)
     if is_main_process():
         mark_dir(out_dir, "crossval")
         atomic_write_json(saved_path, experiment)
-
-
-def _repeats_text(seeds: Sequence[int]) -> str:
-    """``1 repeat (split seed 0)``, ``3 repeats (split seeds 0 to 2)``."""
-    if len(seeds) == 1:
-        return f"1 repeat (split seed {seeds[0]})"
-    return f"{len(seeds)} repeats (split seeds {seeds[0]} to {seeds[-1]})"
 
 
 def _require_same_data(out_dir: Path, saved: dict[str, Any], experiment: dict[str, Any]) -> None:
@@ -431,7 +307,7 @@ def crossval(
             n: require_identities(s, f"cross-validation {out_dir}")
             for n, s in zip(names, stores, strict=True)
         }
-    plan = _fold_layout(out_dir, split_seeds, first.folds, window_hop)
+    plan = fold_layout(out_dir, split_seeds, first.folds, window_hop)
     for run in plan:  # every fold's split, of every repeat, must exist before anything is written
         tests = [
             test_songs(s, make_split(s, fold_config(m, run.fold, run.split_seed)))
@@ -440,7 +316,7 @@ def crossval(
         for name, songs in zip(names[1:], tests[1:], strict=True):
             if songs != tests[0]:
                 raise ConfigError(
-                    f"crossval: {_fold_text(run, repeats)} of {name} tests {len(songs)} songs, "
+                    f"crossval: {fold_text(run, repeats)} of {name} tests {len(songs)} songs, "
                     f"{len(songs - tests[0])} of them not among the {len(tests[0])} of "
                     f"{names[0]}; members must be tested on the same songs (their stores must "
                     "hold the same tracks)"
@@ -458,13 +334,13 @@ def crossval(
     rows = []
     for run in plan:
         fold, fold_dir, step = run.fold, run.run_dir, run.repeat * first.folds + run.fold
-        where = _fold_text(run, repeats, first.folds)  # "fold 2/5", "split seed 1, fold 2/5"
+        where = fold_text(run, repeats, first.folds)  # "fold 2/5", "split seed 1, fold 2/5"
         for name, member in zip(names, configs, strict=True):
             run_dir = fold_dir / name if ensemble else fold_dir
             settings = fold_config(member, fold, run.split_seed)
             if (run_dir / "summary.json").is_file():
                 store_of = stores[names.index(name)]
-                _require_fold_songs(run_dir, store_of, settings, _fold_text(run, repeats))
+                _require_fold_songs(run_dir, store_of, settings, fold_text(run, repeats))
                 log(f"{where}: {name} trained earlier, kept ({run_dir})")
                 continue
             log(f"{where}: training {name} in {run_dir}")
@@ -516,13 +392,6 @@ def crossval(
             f"{100 * std:.2f} (95 % interval {100 * low:.2f} to {100 * high:.2f} %)"
         )
     return report
-
-
-def _fold_text(run: FoldRun, repeats: int, folds: int | None = None) -> str:
-    """``fold 2`` (``fold 3/5`` with ``folds``: counted from 1, as progress), prefixed by the
-    split seed when there are several: ``split seed 1, fold 3/5``."""
-    fold = f"fold {run.fold}" if folds is None else f"fold {run.fold + 1}/{folds}"
-    return fold if repeats == 1 else f"split seed {run.split_seed}, {fold}"
 
 
 def test_songs(store: FeatureStore, split: Split) -> set[tuple[str, str]]:

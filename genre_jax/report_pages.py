@@ -241,7 +241,7 @@ def unit_id(partition: str, song: str, partitions: int) -> str:
 def crossval_units(out_dir: Path, report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Every fold's songs of a cross-validation (every repeat's), as page units."""
     from genre_jax.compare import fold_records
-    from genre_jax.crossval import fold_runs
+    from genre_jax.crossval_folds import fold_runs
 
     folds = fold_runs(out_dir)
     seeds = {f.split_seed for f in folds}
@@ -352,7 +352,7 @@ def crossval_page(out_dir: Path, report: dict[str, Any], *, audio: bool = True) 
 def compare_page(result: dict[str, Any], models: Sequence[Any], *, audio: bool = True) -> dict:
     """The page of a comparison (:func:`genre_jax.compare.compare`'s result and the models'
     :class:`~genre_jax.paired.Outcomes`)."""
-    from genre_jax.reports import verdict
+    from genre_jax.reports import headline_of_pairs, verdict
 
     paired = result["paired"]
     partitions = sorted({u[0] for m in models for u in m.correct})
@@ -363,7 +363,7 @@ def compare_page(result: dict[str, Any], models: Sequence[Any], *, audio: bool =
     verdicts = {ids[u]: [_verdict(m.name, m.records[u]) for m in models] for u in units}
     disagree = [ids[u] for u in units if len({m.correct[u] for m in models}) > 1]
     all_wrong = [ids[u] for u in units if not any(m.correct[u] for m in models)]
-    ran = [f"{m.name}: {m.source}; {m.protocol}." for m in models]
+    ran = [f"{m.name} ({m.source}; {m.protocol}): {m.ran}" for m in models]
     rows = result["rows"]
     tables = [
         {
@@ -379,7 +379,7 @@ def compare_page(result: dict[str, Any], models: Sequence[Any], *, audio: bool =
             "note": "The seed report's rows are its own figures on a split that leaks songs.",
         }
     ]  # fmt: skip
-    headline = f"{len(models)} models on the same {len(units)} song units."
+    headline = f"{len(models)} models on the same {len(units)} song units"
     if paired is not None:
         boot = paired["bootstrap"]
         tables.append(
@@ -399,8 +399,9 @@ def compare_page(result: dict[str, Any], models: Sequence[Any], *, audio: bool =
                 f"seed {boot['seed']}; {paired['test']}; correction: {paired['correction']}.",
             }
         )  # fmt: skip
-        found = [verdict(p) for p in paired["pairs"] if p["differs"]]
-        headline += " " + ("; ".join(found) if found else "No pair differs with evidence.")
+        headline += ": " + headline_of_pairs(paired)
+    else:
+        headline += "."
     listen = disagree + [s for s in all_wrong if s not in set(disagree)]
     matrices = []
     for k, m in enumerate(models):

@@ -15,7 +15,8 @@ import pytest
 from scipy import stats
 
 from genre_jax.config import ConfigError, TrainConfig
-from genre_jax.crossval import FoldRun, crossval, fold_runs
+from genre_jax.crossval import crossval
+from genre_jax.crossval_folds import FoldRun, fold_runs
 from genre_jax.crossval_report import FOLD_METRICS
 from genre_jax.identity import IdentityError
 from genre_jax.metrics import read_metrics
@@ -283,3 +284,26 @@ def test_an_ensemble_repeats_and_overwrite_replaces_the_folder(synthetic_store, 
     )
     assert not list(out.glob("split-seed-*")) and single["repeats"] == 1
     assert sorted(p.name for p in out.glob("fold-*")) == ["fold-0", "fold-1"]
+
+
+def test_compare_pairs_every_repeats_songs(repeated, synthetic_store, tmp_path) -> None:
+    """``compare`` of two 3-repeat folders pairs each song once per split seed; its accuracy
+    is the pooled accuracy over all folds, and a folder of one repeat is refused beside them."""
+    from genre_jax.compare import compare
+    from genre_jax.paired import CompareError
+
+    out, report = repeated
+    other = tmp_path / "svm-flip"  # another model: trained on time-flipped copies too
+    flipped = TrainConfig(model="svm", time_flip=True, folds=FOLDS)
+    crossval(synthetic_store.path, other, flipped, repeats=REPEATS, **QUIET)
+    result = compare([out, other], resamples=500, log=lambda _: None)
+    paired = result["paired"]
+    songs = len(synthetic_store.manifest.tracks)
+    assert paired["units"] == REPEATS * songs and paired["songs"] == songs
+    assert paired["partitions"] == ["split seed 0", "split seed 1", "split seed 2"]
+    assert paired["pairs"][0]["accuracy_a"] == pytest.approx(report["pooled_song_accuracy"])
+    assert "optimistic" in result["markdown"]  # the caveat on correlated repeats is stated
+    single = tmp_path / "svm-1"
+    crossval(synthetic_store.path, single, svm(), **QUIET)
+    with pytest.raises(CompareError, match=r"\['split seed 0'\], .*'split seed 1'"):
+        compare([single, out], log=lambda _: None)
