@@ -276,6 +276,7 @@ def build_parser(
     compare.add_argument(
         "--resamples", type=int, default=10_000, help="bootstrap draws [default: 10000]"
     )
+    compare.add_argument("--overwrite", action="store_true", help="replace the comparison in --out")
     compare.add_argument("--no-audio", action="store_true", help=NO_AUDIO_HELP)
     compare.set_defaults(func=cmd_compare)
 

@@ -56,6 +56,8 @@ class Outcomes:
             partition ``"split seed s"`` for a cross-validation, ``"test"`` for a run; the song
             ``genre/content`` (:func:`genre_jax.evaluate.song_records`).
         records: unit -> its record (``path``, ``genre``, ``predicted``, ``probabilities``...).
+        ran: what ran, in one paragraph (the data folder, features, experiment file and the
+            settings given beside it: :func:`genre_jax.reports.ran_text`).
     """
 
     name: str
@@ -64,6 +66,7 @@ class Outcomes:
     genres: list[str]
     correct: dict[tuple[str, str], bool]
     records: dict[tuple[str, str], dict[str, Any]]
+    ran: str = ""
 
     @property
     def accuracy(self) -> float:
@@ -201,7 +204,13 @@ def compare_outcomes(
     partitions = sorted({u[0] for u in units})
     return {
         "models": [
-            {"name": m.name, "source": m.source, "protocol": m.protocol, "accuracy": m.accuracy}
+            {
+                "name": m.name,
+                "source": m.source,
+                "protocol": m.protocol,
+                "ran": m.ran,
+                "accuracy": m.accuracy,
+            }
             for m in models
         ],
         "units": len(units),

@@ -158,13 +158,39 @@ def verdict(pair: dict[str, Any]) -> str:
     return f"{better} better (evidence)"
 
 
+def headline_of_pairs(paired: dict[str, Any]) -> str:
+    """One sentence: how many pairs differ with evidence, and which do not."""
+    pairs = paired["pairs"]
+    differ = [p for p in pairs if p["differs"]]
+    same = [f"{p['a']} and {p['b']}" for p in pairs if not p["differs"]]
+    if len(pairs) == 1:
+        p = pairs[0]
+        low, high = p["interval"]
+        return (
+            f"{p['a']} - {p['b']}: {100 * p['difference']:+.2f} points, 95 % interval "
+            f"[{100 * low:+.2f}, {100 * high:+.2f}], McNemar's p {p['p']:.3g}: {verdict(p)}."
+        )
+    text = (
+        f"{len(differ)} of {len(pairs)} pairs differ with evidence (Holm-adjusted McNemar p "
+        "below 0.05)"
+    )
+    return text + (f"; no evidence of a difference between {'; '.join(same)}." if same else ".")
+
+
 def paired_markdown(paired: dict[str, Any]) -> str:
     """The paired tests of ``compare`` (:func:`genre_jax.paired.compare_outcomes`) as markdown:
     what was paired, how, and one row per pair."""
     boot = paired["bootstrap"]
     partitions = ", ".join(paired["partitions"])
-    lines = [
+    lines = ["## What ran", ""]
+    lines += [
+        f"- **{m['name']}** ({m['source']}; {m['protocol']}): {m['ran']}" for m in paired["models"]
+    ]
+    lines += [
+        "",
         "## Paired tests on the same songs",
+        "",
+        headline_of_pairs(paired),
         "",
         f"{paired['units']} paired units: {paired['songs']} songs in {partitions}. "
         f"Interval: {100 * boot['level']:g} % paired bootstrap, {boot['resamples']:,} draws "

@@ -171,6 +171,13 @@ def test_compare_two_runs_pairs_their_test_songs(runs, tmp_path, capsys) -> None
     assert "<audio" not in page and "--no-audio" in page
     assert main(["compare", *folders, "--out", str(tmp_path / "table.md")]) == 2
     assert "names a folder" in capsys.readouterr().err
+    before = (out / "comparison.json").stat().st_mtime_ns
+    assert main(["compare", *folders, "--out", str(out)]) == 2  # a comparison is there
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "comparison.json").stat().st_mtime_ns == before
+    (out / "notes.txt").write_text("mine")
+    assert main(["compare", *folders, "--out", str(out), "--overwrite"]) == 2
+    assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").is_file()
 
 
 def test_demo_quick_runs_end_to_end(tmp_path: Path, monkeypatch) -> None:
