@@ -17,9 +17,11 @@ wrong are the evidence. Three figures per pair:
 
 With more than two models every pair is tested and the p-values are adjusted by Holm's
 step-down method (:func:`holm`), which bounds the chance of any false "differs" across all the
-pairs at the level (0.05). A pair *differs with evidence* when its adjusted p is below 0.05.
-With repeats, a song's units are not independent (the same song, differently partitioned), so
-McNemar's p counts correlated units and is optimistic; the bootstrap resamples songs and is not.
+pairs at the level (0.05). A pair *differs with evidence* when its adjusted p is below 0.05
+*and* its interval excludes zero. The second condition matters with repeats: a song's units are
+not independent (the same song, differently partitioned), so McNemar's p counts correlated
+units and is optimistic, while the bootstrap resamples songs and is not; with one partition the
+two agree in practice, and the condition costs nothing.
 """
 
 from __future__ import annotations
@@ -199,8 +201,9 @@ def compare_outcomes(
         )
     adjusted = holm([pair["p"] for pair in pairs])
     for pair, p_adjusted in zip(pairs, adjusted, strict=True):
+        low, high = pair["interval"]
         pair["p_holm"] = p_adjusted
-        pair["differs"] = p_adjusted < LEVEL
+        pair["differs"] = p_adjusted < LEVEL and (low > 0 or high < 0)
     partitions = sorted({u[0] for u in units})
     return {
         "models": [
@@ -224,6 +227,8 @@ def compare_outcomes(
             "each with all its units",
         },
         "test": "McNemar's exact test (two-sided binomial on the discordant units)",
+        "verdict": "differs with evidence: Holm-adjusted p below "
+        f"{LEVEL:g} and the {100 * (1 - LEVEL):g} % interval excluding zero",
         "correction": (
             f"Holm's step-down adjustment over the {len(pairs)} pairs (family-wise error {LEVEL:g})"
             if len(pairs) > 1

@@ -172,7 +172,7 @@ def headline_of_pairs(paired: dict[str, Any]) -> str:
         )
     text = (
         f"{len(differ)} of {len(pairs)} pairs differ with evidence (Holm-adjusted McNemar p "
-        "below 0.05)"
+        "below 0.05 and a 95 % interval excluding zero)"
     )
     return text + (f"; no evidence of a difference between {'; '.join(same)}." if same else ".")
 
@@ -214,6 +214,7 @@ def paired_markdown(paired: dict[str, Any]) -> str:
             "",
             "Each song is a unit once per repeat; McNemar's test counts those units as "
             "independent, which they are not (the same song, partitioned again), so its p is "
-            "optimistic; the bootstrap draws songs with all their repeats and is not.",
+            "optimistic; the bootstrap draws songs with all their repeats and is not, which is "
+            "why a verdict of evidence also needs the interval to exclude zero.",
         ]
     return "\n".join(lines) + "\n"

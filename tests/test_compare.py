@@ -198,3 +198,23 @@ def test_real_report_pages_in_chromium(gtzan_dev_folders, tmp_path) -> None:
     compare([gtzan_dev_folders["svm"], statsvm], out=out, resamples=1_000, log=lambda _: None)
     found = check_report_page(out / "report.html", tmp_path / "compare.png")
     assert found["audio"] > 0 and found["decoded"]["duration"] > 0
+
+
+def test_correlated_repeats_are_not_evidence_by_mcnemar_alone() -> None:
+    """Ten songs, each tested 30 times (repeats): A is right and B wrong on every test of six
+    songs, the reverse on four. McNemar counts 180 against 120 discordant units (p ~ 6e-4), but
+    ten songs are the evidence, and the bootstrap over them spans zero: no verdict."""
+    from genre_jax.paired import Outcomes, compare_outcomes
+
+    units = [(f"split seed {r}", f"g{s % 2}/song{s}") for r in range(30) for s in range(10)]
+    a = {u: int(u[1][-1]) < 6 for u in units}  # songs 0-5: A right, B wrong; 6-9: the reverse
+    records = {u: {"genre": u[1].split("/")[0], "predicted": "x"} for u in units}
+    models = [
+        Outcomes("A", "a", "", ["g0", "g1"], a, records),
+        Outcomes("B", "b", "", ["g0", "g1"], {u: not v for u, v in a.items()}, records),
+    ]
+    pair = compare_outcomes(models, resamples=2_000)["pairs"][0]
+    assert (pair["a_right_b_wrong"], pair["a_wrong_b_right"]) == (180, 120)
+    assert pair["p_holm"] < 0.001
+    low, high = pair["interval"]
+    assert low < 0 < high and not pair["differs"]
