@@ -30,7 +30,13 @@ from genre_jax.output_dirs import (
     mark_dir,
     require_folder_or_absent,
 )
-from genre_jax.paired import BOOTSTRAP_SEED, RESAMPLES, Outcomes, compare_outcomes
+from genre_jax.paired import (
+    BOOTSTRAP_SEED,
+    RESAMPLES,
+    CompareError,
+    Outcomes,
+    compare_outcomes,
+)
 from genre_jax.reports import ran_text
 
 TEST_PARTITION = "test"  # a run's units: its test split
@@ -58,20 +64,30 @@ def _outcomes(
     source: Path,
     protocol: str,
     genres: list[str],
-    parts: list[tuple[str, list[dict[str, Any]]]],
+    parts: list[tuple[str, int | None, list[dict[str, Any]]]],
     ran: str,
 ) -> Outcomes:
-    correct, records = {}, {}
-    for partition, songs in parts:
+    """The folder's units from ``(partition, fold, records)`` parts. A song whose audio is in
+    two files (a dataset's duplicates, which ``prepare`` warns of) is one unit per file, told
+    apart by the file's name, which a copy of the data keeps."""
+    counts: dict[tuple[str, str], int] = {}
+    for partition, _, songs in parts:
         for record in songs:
-            unit = (partition, record["song"])
+            counts[partition, record["song"]] = counts.get((partition, record["song"]), 0) + 1
+    correct, records = {}, {}
+    for partition, fold, songs in parts:
+        for record in songs:
+            song = record["song"]
+            if counts[partition, song] > 1:
+                song = f"{song} [{Path(record.get('path') or '').name}]"
+            unit = (partition, song)
             if unit in correct:
-                raise ConfigError(
-                    f"compare: {source} scores the song {record['song']} twice in {partition} "
-                    "(two files of the same audio); paired tests need each song once"
+                raise CompareError(
+                    f"compare: {source} scores {song} twice in {partition} under the same file "
+                    "name; paired tests need each song once"
                 )
             correct[unit] = record["predicted"] == record["genre"]
-            records[unit] = record
+            records[unit] = {**record, "fold": fold}
     return Outcomes(name, str(source), protocol, genres, correct, records, ran)
 
 
@@ -109,15 +125,19 @@ def read_outcomes(path: str | Path, name: str) -> Outcomes:
             )
         report = read_json(path / "report.json")
         hop = report.get("window_hop")
-        parts: dict[str, list[dict]] = {}
-        for fold in fold_runs(path):
-            songs = fold_records(fold.run_dir, fold.report_name, hop)
-            parts.setdefault(f"split seed {fold.split_seed}", []).extend(songs)
+        parts = [
+            (
+                f"split seed {fold.split_seed}",
+                fold.fold,
+                fold_records(fold.run_dir, fold.report_name, hop),
+            )
+            for fold in fold_runs(path)
+        ]
         features = FeatureConfig.from_json(report["features"])
         provenance = {k: report.get(k) for k in ("experiment_file", "protocol", "given")}
         ran = ran_text(report.get("data_dir"), features, provenance)
         protocol = crossval_protocol(report)
-        return _outcomes(name, path, protocol, report["genres"], list(parts.items()), ran)
+        return _outcomes(name, path, protocol, report["genres"], parts, ran)
     if not (path / "config.json").is_file():
         raise ConfigError(
             f"compare: {path}: not a run, an ensemble or a cross-validation folder (no "
@@ -135,7 +155,7 @@ def read_outcomes(path: str | Path, name: str) -> Outcomes:
         path,
         report["evaluated_on"],
         report["genres"],
-        [(TEST_PARTITION, report["per_song"])],
+        [(TEST_PARTITION, None, report["per_song"])],
         report["ran"],
     )
 
@@ -146,7 +166,7 @@ def model_names(paths: Sequence[Path]) -> list[str]:
     paths = [Path(os.path.abspath(p)) for p in paths]
     depth = 1
     while True:
-        names = ["/".join(p.parts[-depth:]) for p in paths]
+        names = ["/".join(p.parts[1:][-depth:]) for p in paths]
         if len(set(names)) == len(names) or depth >= max(len(p.parts) for p in paths):
             return names
         depth += 1
@@ -177,6 +197,31 @@ def summary_rows(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
 
     rows = [crossval_row(Path(p)) if is_crossval(Path(p)) else run_row(p) for p in paths]
     return rows + seed_rows()
+
+
+MAX_RESAMPLES = 1_000_000  # bootstrap draws: a bound on the draws' memory (draws x songs)
+
+
+def _require_inputs(
+    paths: Sequence[Path], out: str | Path | None, seed: int, resamples: int
+) -> None:
+    """The settings and folders of a comparison, checked before anything is read: a folder
+    given twice, ``--out`` inside a folder compared, a seed or a number of draws out of range."""
+    if not 100 <= resamples <= MAX_RESAMPLES:
+        raise CompareError(f"--resamples {resamples}: from 100 to {MAX_RESAMPLES:,} draws")
+    if not 0 <= seed < 2**63:
+        raise CompareError(f"--seed {seed}: a whole number from 0 (the bootstrap's generator)")
+    resolved = [p.resolve() for p in paths]
+    for i, path in enumerate(resolved):
+        if path in resolved[:i]:
+            raise CompareError(f"compare: {paths[i]} is given twice; compare other folders")
+    if out is not None:
+        target = Path(out).resolve()
+        for path, given in zip(resolved, paths, strict=True):
+            if target == path or path in target.parents:
+                raise OutputDirError(
+                    f"--out {out}: inside {given}, a folder compared; choose a folder outside it"
+                )
 
 
 def _require_out(out: Path, overwrite: bool) -> None:
@@ -229,6 +274,7 @@ def compare(
     from genre_jax.reports import comparison_markdown, paired_markdown
 
     paths = [Path(p) for p in paths]
+    _require_inputs(paths, out, seed, resamples)
     if out is not None:
         _require_out(Path(out), overwrite)
     names = model_names(paths)
@@ -245,11 +291,12 @@ def compare(
         from genre_jax.report_pages import compare_page
 
         out = Path(out)
+        page = compare_page(result, models, audio=audio)  # before anything is written
         mark_dir(out, "compare")
         atomic_write_json(
             out / "comparison.json", {k: v for k, v in result.items() if k != "markdown"}
         )
         atomic_write_bytes(out / "comparison.md", markdown.encode())
-        write_page(out / "report.html", compare_page(result, models, audio=audio))
+        write_page(out / "report.html", page)
         log(f"Wrote {out / 'comparison.md'}, comparison.json and report.html")
     return result

@@ -3,7 +3,8 @@
 :func:`evaluate_run` scores the segments :func:`genre_jax.matching.select_segments` chooses
 (the run's own songs, found by their audio in any copy of its data, or all of another
 dataset), turns them into songs (:mod:`genre_jax.scoring`) and writes the reports
-(:mod:`genre_jax.reports`). ``compare`` (:func:`compare_runs`) only reads.
+(:mod:`genre_jax.reports`) and the page (:mod:`genre_jax.report_pages`). :func:`run_row` and
+:func:`seed_rows` are the rows of ``compare``'s side-by-side table (:mod:`genre_jax.compare`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from genre_jax.metrics import log_event
 from genre_jax.model_card import update_card
 from genre_jax.models import specs
 from genre_jax.parallel import gather_blocks, is_main_process, process_block
+from genre_jax.report_html import write_page
 from genre_jax.reports import headline, markdown_report, ran_text, report_suffix
 from genre_jax.scoring import Aggregated, aggregate_songs, confusion, genre_metrics
 from genre_jax.settings import require_same
@@ -158,6 +160,9 @@ def song_records(store: FeatureStore, songs: Aggregated, genres: list[str]) -> l
         records.append(
             {
                 "song": f"{genre}/{content}",
+                # the audio's digest; None in a store that predates them (``song`` then names
+                # the track's id, :func:`genre_jax.legacy.song_key_by_id`)
+                "content": store.manifest.tracks[int(track)].content,
                 "path": store.manifest.tracks[int(track)].path,
                 "genre": genres[int(songs.labels[i])],
                 "predicted": genres[int(songs.by_mean[i])],
@@ -292,9 +297,10 @@ def evaluate_run(
             ),
         )
     report_file = run_dir / f"report{suffix}.json"
+    page = _page(report, run_dir, store, index, audio)  # before any report file is written
     atomic_write_json(report_file, report)
     atomic_write_bytes(run_dir / f"report{suffix}.md", markdown_report(report).encode())
-    _write_page(run_dir / f"report{suffix}.html", report, run_dir, store, index, audio)
+    write_page(run_dir / f"report{suffix}.html", page)
     update_card(run_dir)  # from the reports it holds now
     log_event(
         run_dir,
@@ -310,16 +316,14 @@ def evaluate_run(
     return {**report, "report_file": str(report_file)}
 
 
-def _write_page(
-    path: Path,
+def _page(
     report: dict[str, Any],
     run_dir: Path,
     store: FeatureStore,
     index: np.ndarray,
     audio: bool,
-) -> None:
+) -> dict[str, Any]:
     """The evaluation's report page, with a network's map of its songs' embeddings."""
-    from genre_jax.report_html import write_page
     from genre_jax.report_pages import embedding_map, evaluate_page
 
     embedding = None
@@ -331,7 +335,7 @@ def _write_page(
             report["per_song"],
             f"{report['model']}: the evaluated songs' embeddings (mean over segments)",
         )
-    write_page(path, evaluate_page(report, audio=audio, embedding=embedding))
+    return evaluate_page(report, audio=audio, embedding=embedding)
 
 
 def _last_epoch(run_dir: Path) -> int:

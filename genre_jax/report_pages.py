@@ -13,6 +13,7 @@ excerpt is cut only from a file whose audio is still the song the report scored 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,21 @@ def excerpt(record: dict[str, Any], audio: bool) -> tuple[str | None, str | None
         samples, content = load_song(path, EXCERPT_RATE)
     except AudioError as error:
         return None, f"audio unavailable: {error}"
-    expected = record["song"].rsplit("/", 1)[1]
-    if len(expected) == 32 and content != expected:  # an identity by content (not a legacy id)
+    expected = record.get("content", _digest_in(record["song"]))
+    if expected is None:
+        return None, (
+            "no excerpt: its store predates songs' identities, so the file cannot be checked to "
+            "be the song that was scored"
+        )
+    if content != expected:
         return None, f"audio unavailable: {path} is no longer the song that was scored"
     return decoded_excerpt_uri(samples, EXCERPT_RATE), None
+
+
+def _digest_in(song: str) -> str | None:
+    """The audio digest in a song's id (``genre/<32 hex digits>``), or None (a track id)."""
+    tail = song.rsplit("/", 1)[-1]
+    return tail if re.fullmatch(r"[0-9a-f]{32}", tail) else None
 
 
 def confusions(
@@ -107,15 +119,21 @@ def song_entries(
 ) -> dict[str, dict[str, Any]]:
     """The page's songs: each unit's name and genre, its models' verdicts, and for the songs
     in ``listen`` an excerpt."""
-    songs, cut = {}, {}  # cut: each song's excerpt once, however many units it is
+    songs, heard = {}, {}  # heard: the unit whose entry plays each song's excerpt
     for song_id, record in units:
         sound, note = None, None
+        name = Path(record.get("path") or song_id).name
+        if song_id != record["song"]:  # one unit of several of the song: its partition too
+            name += song_id[len(record["song"]) :]
         if song_id in listen:
-            if record["song"] not in cut:
-                cut[record["song"]] = excerpt(record, audio)
-            sound, note = cut[record["song"]]
+            first = heard.get(record["song"])
+            if first is None:
+                heard[record["song"]] = name
+                sound, note = excerpt(record, audio)
+            else:
+                note = f"its excerpt is under {first}"
         songs[song_id] = {
-            "name": Path(record.get("path") or song_id).name,
+            "name": name,
             "genre": record["genre"],
             "audio": sound,
             "audio_note": note,
@@ -253,6 +271,13 @@ def crossval_units(out_dir: Path, report: dict[str, Any]) -> list[tuple[str, dic
     return units
 
 
+def _interval_note(method: dict[str, Any] | None) -> str | None:
+    """The interval's method in words (a report written before intervals has none)."""
+    if not method:
+        return None
+    return f"95 % interval: the {method['name']}, {method['formula']}; {method['why']}."
+
+
 def crossval_page(out_dir: Path, report: dict[str, Any], *, audio: bool = True) -> dict[str, Any]:
     """The page of a cross-validation (its report.json and its folds' reports)."""
     from genre_jax.compare import crossval_protocol
@@ -287,7 +312,7 @@ def crossval_page(out_dir: Path, report: dict[str, Any], *, audio: bool = True) 
             f"{_pct(mean['segment_accuracy'])} +- {_pct(std['segment_accuracy'])}",
             f"{mean['macro_f1']:.3f}",
         ]],
-        "note": report.get("interval_method"),
+        "note": _interval_note(report.get("interval_method")),
     }  # fmt: skip
     folds = {
         "id": "folds",
@@ -387,7 +412,7 @@ def compare_page(result: dict[str, Any], models: Sequence[Any], *, audio: bool =
                 "id": "pairs",
                 "title": "Paired tests",
                 "columns": ["A", "B", "A - B (points)", "95 % interval", "A right, B wrong",
-                            "A wrong, B right", "McNemar p", "p (Holm)", "verdict"],
+                            "A wrong, B right", "McNemar p", "p over songs (Holm)", "verdict"],
                 "rows": [
                     [p["a"], p["b"], f"{100 * p['difference']:+.2f}",
                      f"[{100 * p['interval'][0]:+.2f}, {100 * p['interval'][1]:+.2f}]",

@@ -171,7 +171,7 @@ def headline_of_pairs(paired: dict[str, Any]) -> str:
             f"[{100 * low:+.2f}, {100 * high:+.2f}], McNemar's p {p['p']:.3g}: {verdict(p)}."
         )
     text = (
-        f"{len(differ)} of {len(pairs)} pairs differ with evidence (Holm-adjusted McNemar p "
+        f"{len(differ)} of {len(pairs)} pairs differ with evidence (a Holm-adjusted p over songs "
         "below 0.05 and a 95 % interval excluding zero)"
     )
     return text + (f"; no evidence of a difference between {'; '.join(same)}." if same else ".")
@@ -198,7 +198,7 @@ def paired_markdown(paired: dict[str, Any]) -> str:
         f"multiple comparisons: {paired['correction']}.",
         "",
         "| A | B | A % | B % | A - B (points) | 95 % interval | A right, B wrong | "
-        "A wrong, B right | McNemar p | p (Holm) | verdict |",
+        "A wrong, B right | McNemar p | p over songs (Holm) | verdict |",
         "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for p in paired["pairs"]:
@@ -214,7 +214,8 @@ def paired_markdown(paired: dict[str, Any]) -> str:
             "",
             "Each song is a unit once per repeat; McNemar's test counts those units as "
             "independent, which they are not (the same song, partitioned again), so its p is "
-            "optimistic; the bootstrap draws songs with all their repeats and is not, which is "
-            "why a verdict of evidence also needs the interval to exclude zero.",
+            "optimistic. The verdict rests on songs: the p over songs (each song's difference "
+            "summed over its repeats, with a random sign) and the bootstrap, which draws songs "
+            "with all their repeats.",
         ]
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ on a confusion cell lands on the list of that cell's songs.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ const id = decodeURIComponent(location.hash.slice(1));
 const target = document.getElementById(id);
 const top = target ? target.getBoundingClientRect().top : null;
 return {hash: location.hash, exists: target !== null,
-        visible: target !== null && top >= 0 && top < window.innerHeight};
+        visible: target !== null && top >= -1 && top < window.innerHeight};  // -1: sub-pixel
 """
 
 
@@ -122,6 +123,15 @@ def check_report_page(path: Path, screenshot: Path) -> dict[str, Any]:
         assert links, "no off-diagonal confusion cell links to its songs"
         clicked = links[0].get_attribute("href")
         links[0].click()
+        # A long page may still be laid out when the click lands: wait (up to 10 s) for the
+        # browser to have scrolled the target into the window.
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        with contextlib.suppress(TimeoutException):  # the assertion below says where it was
+            WebDriverWait(driver, 10, poll_frequency=0.2).until(
+                lambda d: d.execute_script(_WHERE)["visible"]
+            )
         landed = driver.execute_script(_WHERE)
         assert clicked.endswith(landed["hash"]) and landed["hash"], (clicked, landed)
         assert landed["exists"] and landed["visible"], landed

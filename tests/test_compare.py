@@ -13,12 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import binom
 
 from genre_jax.cli import main
 from genre_jax.compare import compare
 from genre_jax.crossval import crossval
 from genre_jax.experiment import load_experiment
-from genre_jax.paired import CompareError, holm, mcnemar_exact, paired_bootstrap
+from genre_jax.paired import (
+    CompareError,
+    holm,
+    mcnemar_exact,
+    paired_bootstrap,
+    sign_flip_p,
+)
 from genre_jax.prepare import prepare
 from tests.conftest import shared
 
@@ -179,6 +186,29 @@ def test_compare_refuses_folders_over_other_songs(gtzan_dev_folders, tmp_path, c
     with pytest.raises(CompareError, match=r"split seed 0.*split seed 1"):
         compare([svm, reseeded])
 
+    # The same songs and split seed dealt into 4 folds, not 5: other partitions, refused.
+    four = tmp_path / "svm-4-folds"
+    crossval(
+        json.loads((svm / "experiment.json").read_text())["store"],
+        four,
+        dataclasses.replace(experiment.train, folds=4),
+        progress=False,
+        log=lambda _: None,
+    )
+    with pytest.raises(CompareError, match=r"dealt \d+ songs to other folds"):
+        compare([svm, four])
+    # A folder twice (however spelt), --out inside a folder compared, a negative seed and too
+    # few draws: refused before anything is read or written.
+    for args, reason in (
+        ([str(svm), f"{svm}/"], "given twice"),
+        ([str(svm), str(four), "--out", str(svm / "cmp")], "inside"),
+        ([str(svm), str(four), "--seed", "-1"], "--seed -1"),
+        ([str(svm), str(four), "--resamples", "10"], "--resamples 10"),
+    ):
+        assert main(["compare", *args]) == 2
+        assert reason in capsys.readouterr().err
+    assert not (svm / "cmp").exists()
+
 
 def test_real_report_pages_in_chromium(gtzan_dev_folders, tmp_path) -> None:
     """The crossval page of statsvm on gtzan-dev and the comparison's page, in a real browser:
@@ -203,7 +233,8 @@ def test_real_report_pages_in_chromium(gtzan_dev_folders, tmp_path) -> None:
 def test_correlated_repeats_are_not_evidence_by_mcnemar_alone() -> None:
     """Ten songs, each tested 30 times (repeats): A is right and B wrong on every test of six
     songs, the reverse on four. McNemar counts 180 against 120 discordant units (p ~ 6e-4), but
-    ten songs are the evidence, and the bootstrap over them spans zero: no verdict."""
+    ten songs are the evidence: six against four is no evidence, by the p over songs (exact
+    here, each song differing by 30) or the bootstrap over songs, which spans zero."""
     from genre_jax.paired import Outcomes, compare_outcomes
 
     units = [(f"split seed {r}", f"g{s % 2}/song{s}") for r in range(30) for s in range(10)]
@@ -215,6 +246,23 @@ def test_correlated_repeats_are_not_evidence_by_mcnemar_alone() -> None:
     ]
     pair = compare_outcomes(models, resamples=2_000)["pairs"][0]
     assert (pair["a_right_b_wrong"], pair["a_wrong_b_right"]) == (180, 120)
-    assert pair["p_holm"] < 0.001
+    assert pair["p"] < 0.001  # McNemar, counting the correlated units
+    assert pair["p_songs"] == pytest.approx(2 * binom.cdf(4, 10, 0.5), abs=1e-12)
     low, high = pair["interval"]
     assert low < 0 < high and not pair["differs"]
+
+
+def test_p_over_songs_is_mcnemar_with_one_unit_and_exact_enumeration_with_repeats() -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.random(300) < 0.7, rng.random(300) < 0.6
+    songs = [f"s{i}" for i in range(300)]
+    assert sign_flip_p(a, b, songs) == pytest.approx(mcnemar_exact(a, b)[2], abs=1e-12)
+    # Twelve songs, three units each: every one of the 2^k sign patterns of the songs that
+    # differ, enumerated.
+    a, b = rng.random(36) < 0.7, rng.random(36) < 0.5
+    songs = [f"s{i % 12}" for i in range(36)]
+    per_song = np.array([np.sum(a[i::12].astype(int) - b[i::12]) for i in range(12)], float)
+    d = per_song[per_song != 0]
+    signs = np.array(np.meshgrid(*[[-1, 1]] * len(d))).reshape(len(d), -1).T
+    exact = np.mean(np.abs(signs @ np.abs(d)) >= abs(d.sum()) - 1e-9)
+    assert sign_flip_p(a, b, songs, resamples=200_000, seed=3) == pytest.approx(exact, abs=0.01)
