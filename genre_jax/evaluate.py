@@ -281,7 +281,12 @@ def evaluate_run(
         },
         per_song=song_records(store, songs, genres),
     )
-    if not write or not is_main_process():
+    if not write:
+        return {**report, "report_file": None}
+    # The page before any report file, in every process: its map restores the network again
+    # (with several processes, orbax restores together), though only the first writes it.
+    page = _page(report, run_dir, store, index, audio)
+    if not is_main_process():
         return {**report, "report_file": None}
     suffix = report_suffix(run_config, store, part)
     if window_hop is not None:
@@ -297,7 +302,6 @@ def evaluate_run(
             ),
         )
     report_file = run_dir / f"report{suffix}.json"
-    page = _page(report, run_dir, store, index, audio)  # before any report file is written
     atomic_write_json(report_file, report)
     atomic_write_bytes(run_dir / f"report{suffix}.md", markdown_report(report).encode())
     write_page(run_dir / f"report{suffix}.html", page)
