@@ -191,6 +191,26 @@ def embedding_map(
     }
 
 
+def one_model_sections(
+    units: Sequence[tuple[str, dict[str, Any]]],
+    genres: list[str],
+    model: str,
+    count: str,
+    audio: bool,
+) -> dict[str, Any]:
+    """The matrices, songs and error list of one model's page (an evaluation's or a
+    cross-validation's): every unit with the model's verdict, the misclassified ones to hear."""
+    errors = [song for song, r in units if r["predicted"] != r["genre"]]
+    return {
+        "genres": genres,
+        "confusions": confusions(units, genres, model, segments=True),
+        "songs": song_entries(
+            units, {s: [_verdict(model, r)] for s, r in units}, set(errors), audio
+        ),
+        "errors": {"title": f"Misclassified songs {count}", "songs": errors, "note": None},
+    }
+
+
 def evaluate_page(
     report: dict[str, Any], *, audio: bool = True, embedding: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -237,16 +257,7 @@ def evaluate_page(
         f"right ({len(errors)} wrong).",
         "ran": ran,
         "tables": [summary, per_genre_table(report["per_genre"], "Per genre (songs)")],
-        "genres": genres,
-        "confusions": confusions(units, genres, model, segments=True),
-        "songs": song_entries(
-            units, {s: [_verdict(model, r)] for s, r in units}, set(errors), audio
-        ),
-        "errors": {
-            "title": f"Misclassified songs ({len(errors)})",
-            "songs": errors,
-            "note": None,
-        },
+        **one_model_sections(units, genres, model, f"({len(errors)})", audio),
         "maps": [embedding] if embedding else [],
     }
 
@@ -360,16 +371,7 @@ def crossval_page(out_dir: Path, report: dict[str, Any], *, audio: bool = True) 
         f"song accuracy over {len(report['per_fold'])} folds, 95 % interval {interval_text}.",
         "ran": ran,
         "tables": tables,
-        "genres": genres,
-        "confusions": confusions(units, genres, model, segments=True),
-        "songs": song_entries(
-            units, {s: [_verdict(model, r)] for s, r in units}, set(errors), audio
-        ),
-        "errors": {
-            "title": f"Misclassified songs ({len(errors)} of {len(units)})",
-            "songs": errors,
-            "note": None,
-        },
+        **one_model_sections(units, genres, model, f"({len(errors)} of {len(units)})", audio),
         "maps": [],
     }
 
